@@ -1,0 +1,1613 @@
+"""prisme_lite: a small, self-hosted web analytics server.
+
+One Bottle application on one SQLite file in WAL mode. Browsers and backends send events over Prisme's web-events
+API; every event is committed to the database before its request is answered, by one writer thread that commits
+the events of all concurrent requests together. `prisme-lite serve` starts a demo on 127.0.0.1:8000 with
+./prisme.db; `prisme-lite --help` lists the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import ipaddress
+import json
+import logging
+import math
+import os
+import queue
+import re
+import secrets
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import tomllib
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import bottle
+from bottle import request, response
+
+__version__ = "0.1.0"
+
+log = logging.getLogger("prisme_lite")
+
+
+###############################################################################
+# Constants ###################################################################
+###############################################################################
+
+# The smallest valid transparent GIF (35 bytes): the cheapest image a browser will accept for an <img> beacon.
+GIF = bytes.fromhex("4749463839610100010000000021f90401000000002c00000000010001000002010000")
+GIF_HEADERS = {
+    "Content-Type": "image/gif",
+    "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
+}
+
+SCHEMA_VERSION = 1
+# MIGRATIONS[n] brings a database from schema version n to n + 1. Version 0 is an empty file, built from schema.sql.
+MIGRATIONS: dict[int, str] = {}
+
+MAX_NAME_LENGTH = 128  # custom event name, action id, page id, label
+MAX_PROPERTIES = 50
+MAX_PROPERTY_KEY_LENGTH = 64
+MAX_PROPERTY_VALUE_BYTES = 1024
+MAX_URL_LENGTH = 2048
+MAX_UTM_LENGTH = 256  # longer utm_* values are cut, not refused: a long campaign name is no reason to lose a visit
+MAX_VISITOR_ID_LENGTH = 64
+MAX_USER_AGENT_LENGTH = 1024
+
+WRITE_TIMEOUT = 10.0  # seconds a request waits for the writer before it answers 503
+WRITER_BATCH = 512  # waiting jobs committed together at most
+JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (some 2,500 events)
+JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
+JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
+WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
+ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
+UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
+
+BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
+HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+# The headers the tracking script and Prisme's clients send on a cross-origin POST.
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, Authorization, X-Prisme-Referrer, X-Prisme-Document-Referrer, "
+        "X-Prisme-Visitor-Id, X-Prisme-Status"
+    ),
+    "Access-Control-Expose-Headers": (
+        "X-Request-Id, X-Prisme-Dropped, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After"
+    ),
+    "Access-Control-Max-Age": "86400",
+}
+
+
+###############################################################################
+# Configuration ###############################################################
+###############################################################################
+
+
+class ConfigError(Exception):
+    """A setting with a value that is not allowed; the message names the setting and what it may be."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: its default, its type and the one line that config.example.toml says about it."""
+
+    default: Any
+    kind: str  # str | int | bool | list | choice
+    help: str
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+
+
+SETTINGS: dict[str, Setting] = {
+    "db": Setting("./prisme.db", "str", "path of the SQLite database file (created if missing)"),
+    "host": Setting("127.0.0.1", "str", "address to listen on; 0.0.0.0 to accept connections from other machines"),
+    "port": Setting(8000, "int", "TCP port to listen on (0 picks a free one)", 0, 65535),
+    "origins": Setting(
+        ["localhost", "127.0.0.1"],
+        "list",
+        "sites allowed to send events, besides those added with `prisme-lite origins add`",
+    ),
+    "trust_proxy": Setting(False, "bool", "take the client IP from proxy_header: only behind your own proxy"),
+    "proxy_header": Setting("X-Forwarded-For", "str", "header that your reverse proxy sets to the client IP"),
+    "proxy_hops": Setting(
+        1, "int", "how many trusted proxies append to proxy_header (1 = the right-most entry)", 1, 16
+    ),
+    "country_header": Setting("", "str", "header your proxy sets to the visitor's country code, e.g. CF-IPCountry"),
+    "geoip_db": Setting("", "str", "MaxMind-format country database (.mmdb); needs `pip install maxminddb`"),
+    "admin_token": Setting("", "str", "admin bearer token; empty = generated once and kept in the database"),
+    "rate_limit": Setting(60, "int", "events per minute per client IP on the browser-facing routes; 0 = off", 0),
+    "rate_limit_buckets": Setting(
+        100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
+    ),
+    "max_body_bytes": Setting(32_768, "int", "largest request body accepted; larger gets 413", 1024, 16 * 1024 * 1024),
+    "session_timeout": Setting(
+        30, "int", "minutes of inactivity after which a visitor's next pageview opens a new session", 1, 24 * 60
+    ),
+    "threads": Setting(8, "int", "HTTP worker threads", 1, 256),
+    "pin_cpu": Setting(
+        True, "bool", "keep the server on one CPU core: threaded Python servers run up to 2x faster so", None
+    ),
+    "synchronous": Setting(
+        "normal",
+        "choice",
+        "normal survives a crash of the server; full also survives power loss, at about a sixth of the write rate",
+        choices=("normal", "full"),
+    ),
+    "access_log": Setting(True, "bool", "log one line per request to standard error"),
+}
+
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def parse_setting(key: str, raw: Any, source: str) -> Any:
+    """Convert one raw value (TOML native, or a string from the environment or a flag) to the setting's type."""
+    setting = SETTINGS[key]
+    where = f"{key} (from {source})"
+    if setting.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in BOOL_WORDS:
+            return BOOL_WORDS[raw.strip().lower()]
+        raise ConfigError(f"{where} must be true or false, got {raw!r}")
+    if setting.kind == "int":
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ConfigError(f"{where} must be an integer, got {raw!r}")
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{where} must be an integer, got {raw!r}") from None
+        low, high = setting.minimum, setting.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ConfigError(f"{where} must be {allowed}, got {value}")
+        return value
+    if setting.kind == "list":
+        if isinstance(raw, str):
+            items = [item.strip() for item in raw.split(",") if item.strip()]
+        elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            items = raw
+        else:
+            raise ConfigError(f"{where} must be a list of strings, got {raw!r}")
+        if key == "origins":
+            try:
+                return [normalise_origin(item) for item in items]
+            except ValueError as error:
+                raise ConfigError(f"{where}: {error}") from None
+        return items
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where} must be a string, got {raw!r}")
+    if setting.kind == "choice" and raw.lower() not in setting.choices:
+        raise ConfigError(f"{where} must be one of {', '.join(setting.choices)}, got {raw!r}")
+    return raw.lower() if setting.kind == "choice" else raw
+
+
+def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings with their precedence: command-line flag > PRISME_* environment variable > TOML file > default."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    path = flags.get("config") or environ.get("PRISME_CONFIG")
+    from_file: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as file:
+                from_file = tomllib.load(file)
+        except OSError as error:
+            raise ConfigError(f"config file {path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path}: {error}") from None
+        for key in from_file:
+            if key not in SETTINGS:
+                raise ConfigError(f"{key} (from {path}) is not a setting; config.example.toml lists them all")
+    config: dict[str, Any] = {}
+    for key, setting in SETTINGS.items():
+        env_name = "PRISME_" + key.upper()
+        if flags.get(key) is not None:
+            config[key] = parse_setting(key, flags[key], "--" + key.replace("_", "-"))
+        elif env_name in environ:
+            config[key] = parse_setting(key, environ[env_name], env_name)
+        elif key in from_file:
+            config[key] = parse_setting(key, from_file[key], path)
+        else:
+            config[key] = setting.default
+    if config["country_header"] and not config["trust_proxy"]:
+        raise ConfigError("country_header needs trust_proxy = true: only your own proxy may set the visitor's country")
+    return config
+
+
+def normalise_origin(value: str) -> str:
+    """`https://Blog.Example.com:443/` → `blog.example.com`; `*.example.com` stays a wildcard. ValueError if no host."""
+    text = value.strip().lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    text = text.split("/", 1)[0]
+    if text.startswith("["):  # [::1]:8000
+        text = text[1 : text.find("]")] if "]" in text else text
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    text = text.rstrip(".")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not HOST_PATTERN.match(text) or len(text) > 253:
+        raise ValueError(f"{value!r} is not a host name (example.com) or a wildcard (*.example.com)")
+    return text
+
+
+###############################################################################
+# Storage #####################################################################
+###############################################################################
+
+
+class Unavailable(Exception):
+    """The database cannot take this write now (read-only, full, locked): the request gets 503 with the reason."""
+
+
+def schema_text() -> str:
+    """schema.sql: beside this module in a checkout, or in <prefix>/share/prisme_lite once installed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (
+        os.path.join(here, "schema.sql"),
+        os.path.join(sys.prefix, "share", "prisme_lite", "schema.sql"),
+    ):
+        if os.path.exists(candidate):
+            with open(candidate, encoding="utf-8") as file:
+                return file.read()
+    raise FileNotFoundError("schema.sql not found beside prisme_lite.py nor in share/prisme_lite")
+
+
+def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, waiting up to 5 s for a lock."""
+    conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+    return conn
+
+
+def open_database(path: str) -> None:
+    """Create the database or bring its schema up to date; refuse one written by a newer prisme_lite."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"db: directory {directory} does not exist")
+    try:
+        conn = connect(path)
+    except sqlite3.Error as error:
+        raise ConfigError(f"db: cannot open {path}: {error}") from None
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"db: {path} has schema version {version}, newer than this prisme-lite ({SCHEMA_VERSION}); upgrade it"
+            )
+        if version == 0:
+            conn.executescript("BEGIN IMMEDIATE;" + schema_text() + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            version = SCHEMA_VERSION
+        while version < SCHEMA_VERSION:
+            conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]} PRAGMA user_version = {version + 1}; COMMIT;")
+            version += 1
+    except sqlite3.DatabaseError as error:
+        raise ConfigError(f"db: {path} is not a usable SQLite database: {error}") from None
+    finally:
+        conn.close()
+
+
+class Writer:
+    """The one thread that writes to the database, fed by a journal and by jobs that wait for their answer.
+
+    An event is acknowledged once `append` has written it to the journal: one write(2) to an append-only file,
+    which survives a kill -9 of the server just as a WAL commit at synchronous=NORMAL does (with synchronous=full
+    it is also fdatasync'ed). The writer folds new journal lines into SQLite in batches, and records how far it
+    has folded in the same transaction, so a restart replays exactly the lines that were not yet committed.
+    Jobs given to `run` (a counter increment that must answer with its count) share those transactions.
+    SQLite allows one writer; request threads never touch the write lock, so they never wait on each other.
+    """
+
+    def __init__(self, db_path: str, synchronous: str, appliers: dict[str, Callable[[sqlite3.Connection, list], Any]]):
+        self.conn = connect(db_path, synchronous)
+        self.appliers = appliers
+        self.journal_prefix = db_path + ".journal-"
+        self.sync_each = synchronous == "full"
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.append_lock = threading.Lock()
+        self.failure: str | None = None  # why the last commit failed, until one succeeds
+        self.generation, self.folded = self._position()
+        self._replay()
+        self.fd = os.open(self._journal_file(self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.appended = os.fstat(self.fd).st_size
+        self.thread = threading.Thread(target=self._run, name="prisme-writer", daemon=True)
+        self.thread.start()
+
+    def append(self, kind: str, record: dict) -> None:
+        """Make `record` durable in the journal and return; the writer stores it in the database moments later."""
+        line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        if not self.thread.is_alive():
+            raise Unavailable("the database writer has stopped")
+        with self.append_lock:
+            if self.appended - self.folded > JOURNAL_BACKLOG:
+                raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
+            try:
+                written = os.write(self.fd, line)
+                if self.sync_each:
+                    os.fdatasync(self.fd)
+            except OSError as error:
+                raise Unavailable(f"the journal cannot be written: {error.strerror}") from None
+            if written != len(line):  # a short write (disk full): the line is cut off, so not acknowledged
+                os.ftruncate(self.fd, self.appended)
+                raise Unavailable("the journal cannot be written: short write (disk full?)")
+            self.appended += written
+        self.jobs.put(WAKE)
+
+    def run(self, job: Callable[..., Any], *args: Any) -> Any:
+        """Run `job(connection, *args)` in the writer's next transaction; return its result once committed."""
+        if not self.thread.is_alive():
+            raise Unavailable("the database writer has stopped")
+        future: Future = Future()
+        self.jobs.put((job, args, future))
+        try:
+            return future.result(WRITE_TIMEOUT)
+        except FutureTimeout:
+            raise Unavailable(f"the database did not commit within {WRITE_TIMEOUT:.0f} s ({self.failure})") from None
+
+    def flush(self) -> None:
+        """Wait until everything appended so far is in the database."""
+        target = self.appended
+        while self.folded < target:
+            self.run(lambda conn: None)
+
+    def close(self) -> None:
+        """Fold the whole journal and commit every queued job, then stop."""
+        if self.thread.is_alive():
+            self.jobs.put(STOP)
+            self.thread.join()
+        if self.fd >= 0:
+            os.close(self.fd)
+            os.close(self.fd_read)
+            self.fd = self.fd_read = -1
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                # While commits fail (disk full, read-only, locked), retry every second until the fault clears.
+                items = [self.jobs.get(timeout=1.0 if self.failure else None)]
+            except queue.Empty:
+                items = []
+            while len(items) < WRITER_BATCH:
+                try:
+                    items.append(self.jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = STOP in items
+            self._commit([item for item in items if isinstance(item, tuple)])
+            while stopping and self.folded < self.appended and self.failure is None:
+                self._commit([])
+        self.conn.close()
+
+    def _commit(self, jobs: list) -> None:
+        end = self.appended  # every byte before this offset belongs to a complete, acknowledged line
+        data = os.pread(self.fd_read, min(end - self.folded, JOURNAL_CHUNK), self.folded) if end > self.folded else b""
+        cut = data.rfind(b"\n") + 1
+        records = data[:cut].splitlines()
+        conn = self.conn
+        outcomes = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self._fold(records)
+            set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
+            for job, args, future in jobs:
+                # A savepoint per job: one failing job leaves nothing behind and does not undo its neighbours.
+                conn.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((future, True, job(conn, *args)))
+                except Exception as error:  # the job's own failure goes back to its request
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((future, False, error))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._reset_appliers()
+            if self.failure is None:
+                log.error("database write failed, will retry: %s", error)
+            self.failure = str(error)
+            failure = Unavailable(f"the database cannot take writes: {error}")
+            for _job, _args, future in jobs:
+                future.set_exception(failure)
+            return
+        if self.failure is not None:
+            log.info("database writes work again")
+        self.failure = None
+        self.folded += cut
+        for future, ok, value in outcomes:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        if self.folded >= JOURNAL_ROTATE and self.folded == self.appended:
+            self._rotate()
+
+    def _fold(self, lines: list[bytes]) -> None:
+        """Apply journal lines; if the batch fails, redo it a line at a time so that only a bad line is skipped."""
+        conn = self.conn
+        try:
+            conn.execute("SAVEPOINT fold")
+            self._apply(lines)
+            conn.execute("RELEASE fold")
+            return
+        except (ValueError, KeyError, TypeError, sqlite3.IntegrityError):
+            conn.execute("ROLLBACK TO fold")
+            conn.execute("RELEASE fold")
+            self._reset_appliers()
+        for line in lines:
+            conn.execute("SAVEPOINT line")
+            try:
+                self._apply([line])
+            except (ValueError, KeyError, TypeError, sqlite3.IntegrityError) as error:
+                conn.execute("ROLLBACK TO line")
+                self._reset_appliers()
+                log.error("journal line skipped, it cannot be stored (%s): %.300r", error, line)
+            conn.execute("RELEASE line")
+
+    def _apply(self, lines: list[bytes]) -> None:
+        """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
+        batches: dict[str, list[dict]] = {}
+        for line in lines:
+            kind, record = json.loads(line)
+            batches.setdefault(kind, []).append(record)
+        for kind, records in batches.items():
+            self.appliers[kind](self.conn, records)
+
+    def _reset_appliers(self) -> None:
+        for applier in self.appliers.values():
+            getattr(applier, "reset", lambda: None)()
+
+    def _rotate(self) -> None:
+        """Start a new journal file once everything in the current one is folded, and delete the old one."""
+        with self.append_lock:
+            if self.folded != self.appended:
+                return
+            old = self.generation
+            # The new position is committed first: a crash at any point after it finds nothing left to replay.
+            self.conn.execute("BEGIN IMMEDIATE")
+            set_meta(self.conn, "journal_position", f"{old + 1}:0")
+            self.conn.execute("COMMIT")
+            fd = os.open(self._journal_file(old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.close(self.fd)
+            os.close(self.fd_read)
+            self.fd, self.generation, self.folded, self.appended = fd, old + 1, 0, 0
+            self.fd_read = os.open(self._journal_file(self.generation), os.O_RDONLY)
+            os.unlink(self._journal_file(old))
+
+    def _journal_file(self, generation: int) -> str:
+        return f"{self.journal_prefix}{generation}"
+
+    def _position(self) -> tuple[int, int]:
+        value = get_meta(self.conn, "journal_position")
+        if value is None:
+            return 1, 0
+        generation, offset = value.split(":")
+        return int(generation), int(offset)
+
+    def _replay(self) -> None:
+        """At start-up: fold what an earlier run acknowledged but had not committed, and drop a torn last line."""
+        directory = os.path.dirname(os.path.abspath(self.journal_prefix)) or "."
+        base = os.path.basename(self.journal_prefix)
+        generations = sorted(
+            int(name[len(base) :])
+            for name in os.listdir(directory)
+            if name.startswith(base) and name[len(base) :].isdigit()
+        )
+        for generation in generations:
+            if generation < self.generation:
+                os.unlink(self._journal_file(generation))  # folded before a rotation finished
+        path = self._journal_file(self.generation)
+        if os.path.exists(path):
+            with open(path, "rb") as file:
+                file.seek(self.folded)
+                data = file.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            if len(complete) < len(data):
+                log.warning(
+                    "journal: dropping a torn last line of %d bytes (never acknowledged)", len(data) - len(complete)
+                )
+                os.truncate(path, self.folded + len(complete))
+            if complete:
+                records = complete.splitlines()
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._fold(records)
+                set_meta(self.conn, "journal_position", f"{self.generation}:{self.folded + len(complete)}")
+                self.conn.execute("COMMIT")
+                log.info("journal: replayed %d event(s) into the database", len(records))
+                self.folded += len(complete)
+        else:
+            open(path, "ab").close()
+        self.fd_read = os.open(path, os.O_RDONLY)
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def admin_token(conn: sqlite3.Connection, rotate: bool = False) -> str:
+    """The admin token kept in the database, made on first use (or anew with `rotate`)."""
+    token = get_meta(conn, "admin_token")
+    if token is None or rotate:
+        token = "pla_" + secrets.token_urlsafe(24)
+        set_meta(conn, "admin_token", token)
+    return token
+
+
+def add_origin(conn: sqlite3.Connection, origin: str) -> bool:
+    """Register an origin; False if it was registered already."""
+    cursor = conn.execute(
+        "INSERT INTO origins (origin, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING", (origin, now_ms())
+    )
+    return cursor.rowcount == 1
+
+
+def remove_origin(conn: sqlite3.Connection, origin: str) -> bool:
+    return conn.execute("DELETE FROM origins WHERE origin = ?", (origin,)).rowcount == 1
+
+
+def stored_origins(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT origin FROM origins ORDER BY origin")]
+
+
+###############################################################################
+# Request context #############################################################
+###############################################################################
+
+
+def now_ms() -> int:
+    """The current UTC time in unix milliseconds (tests move it forward)."""
+    return time.time_ns() // 1_000_000
+
+
+class Rejected(Exception):
+    """A request refused with `status` and a message the sender can act on; nothing of it is stored."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class Dropped(Exception):
+    """A well-formed event that is deliberately not counted (a bot, a prefetch): answered as success, with why."""
+
+
+def client_ip(environ: dict, config: dict) -> str:
+    """The socket peer; behind a trusted proxy, the entry that proxy appended to its header (right-most, or N-th)."""
+    peer = environ.get("REMOTE_ADDR") or "0.0.0.0"
+    if not config["trust_proxy"]:
+        return peer
+    value = environ.get("HTTP_" + config["proxy_header"].upper().replace("-", "_"), "")
+    entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+    if len(entries) < config["proxy_hops"]:
+        return peer
+    entry = entries[-config["proxy_hops"]]
+    if config["proxy_header"].lower() == "forwarded":  # RFC 7239: for=192.0.2.60;proto=http
+        match = re.search(r'for="?\[?([^\]";]+)', entry, re.IGNORECASE)
+        entry = match.group(1) if match else ""
+    if entry.count(":") == 1:  # 203.0.113.7:51234
+        entry = entry.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return peer
+
+
+class OriginRegistry:
+    """Answers which registered origin (site) a host belongs to: exact hosts, then `*.` wildcards, longest first."""
+
+    def __init__(self, configured: list[str], read: Callable[[], sqlite3.Connection]):
+        self.configured = list(configured)
+        self.read = read
+        self.loaded_at = -math.inf
+        self.exact: set[str] = set()
+        self.wildcards: list[tuple[str, str]] = []
+
+    def site_of(self, host: str) -> str | None:
+        if time.monotonic() - self.loaded_at > ORIGINS_REFRESH:
+            self.reload()
+        if host in self.exact:
+            return host
+        for suffix, origin in self.wildcards:
+            # `*.example.com` matches a.example.com and a.b.example.com, never example.com itself.
+            if host.endswith(suffix):
+                return origin
+        return None
+
+    def reload(self) -> None:
+        origins = set(self.configured) | set(stored_origins(self.read()))
+        self.exact = {origin for origin in origins if not origin.startswith("*.")}
+        self.wildcards = sorted(
+            ((origin[1:], origin) for origin in origins if origin.startswith("*.")), key=lambda pair: -len(pair[0])
+        )
+        self.loaded_at = time.monotonic()
+
+
+def host_of(url: str) -> str | None:
+    """The lower-cased host of an absolute URL of any scheme, or None."""
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+    return host.rstrip(".") if host else None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page URL as stored: host, normalised path, and the UTM parameters of its query."""
+
+    host: str
+    path: str
+    utm: tuple[str | None, ...]
+
+
+def split_http_url(value: str | None, what: str) -> tuple[Any, str]:
+    """The one URL check: absolute http(s), a host, a numeric port, no control characters, not over-long."""
+    if not value:
+        raise Rejected(400, f"{what} is missing")
+    if len(value) > MAX_URL_LENGTH or CONTROL_CHARS.search(value):
+        raise Rejected(400, f"{what} is not a valid URL (over {MAX_URL_LENGTH} characters, or control characters)")
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        raise Rejected(400, f"{what} is not a valid URL: {value[:200]!r}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise Rejected(400, f"{what} must be an absolute http(s) URL with a host, got {value[:200]!r}")
+    return parts, host.rstrip(".")
+
+
+def parse_page_url(value: str | None) -> Page:
+    """The page of an event: host, normalised path, and utm_* (ref as utm_source); the rest of the query is dropped."""
+    if not value:
+        raise Rejected(400, "page URL is missing: send it in X-Prisme-Referrer or Referer (or the referrer parameter)")
+    parts, host = split_http_url(value, "page URL")
+    query = dict(parse_qsl(parts.query))
+    utm = [query.get(key) for key in UTM_KEYS]
+    if utm[0] is None:
+        utm[0] = query.get("ref")
+    return Page(host, normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm))
+
+
+def normalise_path(path: str) -> str:
+    """Fold repeated slashes and resolve `.` and `..` (RFC 3986 §5.2.4); an empty path is `/`."""
+    segments = re.sub(r"/{2,}", "/", path).split("/")
+    kept: list[str] = []
+    for segment in segments[1:] if path.startswith("/") else segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")  # /a/b/.. is the directory /a/
+    return "/" + "/".join(kept)
+
+
+def referrer_host(value: str | None, page_host: str) -> str:
+    """The host a visitor came from, or `direct` (no referrer, or a link within the same host)."""
+    if not value:
+        return "direct"
+    host = host_of(value)
+    if host is None:
+        raise Rejected(400, f"document referrer is not a valid URL: {value[:200]!r}")
+    return "direct" if host == page_host else host
+
+
+@dataclass(frozen=True)
+class Agent:
+    """What a User-Agent string says about the visitor's software."""
+
+    browser: str
+    os: str
+    device: str  # desktop | mobile | tablet | bot | other
+    is_bot: bool
+
+
+@functools.lru_cache(maxsize=UA_CACHE_SIZE)
+def parse_user_agent(text: str) -> Agent:
+    import user_agents  # imported on first use: it compiles hundreds of regexes
+
+    parsed = user_agents.parse(text)
+    is_bot = parsed.is_bot or bool(BOT_PATTERN.search(text))
+    if is_bot:
+        device = "bot"
+    elif parsed.is_tablet:
+        device = "tablet"
+    elif parsed.is_mobile:
+        device = "mobile"
+    elif parsed.is_pc:
+        device = "desktop"
+    else:
+        device = "other"
+    return Agent(parsed.browser.family or "Other", parsed.os.family or "Other", device, is_bot)
+
+
+def is_prefetch(environ: dict) -> bool:
+    """A page the browser loads speculatively: not a visit until the user opens it."""
+    purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or environ.get("HTTP_X_MOZ") or ""
+    return "prefetch" in purpose.lower()
+
+
+class DailySalt:
+    """The key of visitor ids: random, rotated at UTC midnight, kept in the database so restarts keep visitors."""
+
+    def __init__(self, writer: Writer):
+        self.writer = writer
+        self.day = -1
+        self.key = b""
+        self.lock = threading.Lock()
+
+    def for_time(self, ms: int) -> bytes:
+        day = ms // 86_400_000
+        if day != self.day:
+            with self.lock:
+                if day != self.day:
+                    self.key = self.writer.run(rotate_salt, day)
+                    self.day = day
+        return self.key
+
+
+def rotate_salt(conn: sqlite3.Connection, day: int) -> bytes:
+    """The salt of `day`; a new one replaces (and so deletes) the previous day's."""
+    stored = get_meta(conn, "visitor_salt")
+    if stored:
+        stored_day, key = stored.split(":", 1)
+        if int(stored_day) == day:
+            return bytes.fromhex(key)
+    key = secrets.token_bytes(32)
+    set_meta(conn, "visitor_salt", f"{day}:{key.hex()}")
+    return key
+
+
+def make_visitor_id(salt: bytes, site: str, ip: str, user_agent: str) -> str:
+    """`prisme_` + a keyed hash: the same visitor all day, unlinkable across days, the IP never kept."""
+    digest = hashlib.blake2b(f"{site}\0{ip}\0{user_agent}".encode(), key=salt, digest_size=8)
+    return "prisme_" + digest.hexdigest()
+
+
+class CountryLookup:
+    """The visitor's ISO country code: from the trusted proxy's header, a MaxMind database, or XX."""
+
+    def __init__(self, config: dict):
+        self.header = "HTTP_" + config["country_header"].upper().replace("-", "_") if config["country_header"] else ""
+        self.reader = None
+        if config["geoip_db"]:
+            try:
+                import maxminddb
+            except ImportError:
+                raise ConfigError("geoip_db needs the maxminddb package: pip install maxminddb") from None
+            try:
+                self.reader = maxminddb.open_database(config["geoip_db"])
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"geoip_db: cannot open {config['geoip_db']}: {error}") from None
+
+    def __call__(self, environ: dict, ip: str) -> str:
+        if self.header:
+            code = environ.get(self.header, "").strip().upper()
+            if len(code) == 2 and code.isalpha() and code != "XX":
+                return code
+        if self.reader is not None:
+            try:
+                record = self.reader.get(ip)
+            except ValueError:
+                record = None
+            code = ((record or {}).get("country") or {}).get("iso_code")
+            if isinstance(code, str) and len(code) == 2:
+                return code.upper()
+        return "XX"
+
+
+###############################################################################
+# Guards ######################################################################
+###############################################################################
+
+
+class RateLimiter:
+    """Token buckets per client IP, `per_minute` events a minute with bursts of as many, in bounded memory.
+
+    Buckets are kept in least-recently-used order. One idle for a full minute has refilled, so forgetting it
+    changes nothing; past `max_buckets` the least recently used goes first, so a flood of spoofed addresses
+    costs a fixed amount of memory.
+    """
+
+    def __init__(self, per_minute: int, max_buckets: int):
+        self.capacity = float(per_minute)
+        self.refill = per_minute / 60.0
+        self.max_buckets = max_buckets
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> tuple[bool, int, int]:
+        """Spend one token: (allowed, tokens left, seconds until one is available)."""
+        if not self.capacity:
+            return True, 0, 0
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            bucket = self.buckets.pop(key, None)
+            tokens = (
+                self.capacity if bucket is None else min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
+            )
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self.buckets[key] = (tokens, now)
+            full_after = 60.0
+            while self.buckets:
+                oldest_key, (_tokens, last) = next(iter(self.buckets.items()))
+                if len(self.buckets) > self.max_buckets or now - last >= full_after:
+                    del self.buckets[oldest_key]
+                else:
+                    break
+        retry_after = 0 if allowed else math.ceil((1.0 - tokens) / self.refill)
+        return allowed, int(tokens), retry_after
+
+
+def read_body(environ: dict, limit: int) -> bytes:
+    """The request body, refused with 413 beyond `limit` bytes before it is read."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise Rejected(400, "Content-Length is not a number") from None
+    if length > limit:
+        raise Rejected(413, f"request body of {length} bytes is over the limit of {limit} bytes")
+    if length <= 0:
+        return b""
+    return environ["wsgi.input"].read(length)
+
+
+def parse_json(data: bytes, what: str = "body") -> Any:
+    """Strict JSON: UTF-8, no duplicate keys, no NaN, no absurd nesting; every failure is a 400 that says why."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            raise ValueError("duplicate key in object")
+        return result
+
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, f"{what} is not valid UTF-8") from None
+    except UnicodeEncodeError:
+        raise Rejected(400, f"{what} has an unpaired surrogate escape (like \\ud800), which is not valid Unicode") from None
+    except RecursionError:
+        raise Rejected(400, f"{what} is nested too deeply") from None
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise Rejected(400, f"{what} is not valid JSON: {error}") from None
+    return value
+
+
+def check_properties(props: Any) -> str | None:
+    """A custom event's properties as stored JSON text, after the limits of SPEC §2; None when empty."""
+    if not isinstance(props, dict):
+        raise Rejected(
+            400, f"properties must be a JSON object, got {type(props).__name__ if props is not None else 'null'}"
+        )
+    if len(props) > MAX_PROPERTIES:
+        raise Rejected(400, f"{len(props)} properties is over the limit of {MAX_PROPERTIES}")
+    for key, value in props.items():
+        if not key or len(key) > MAX_PROPERTY_KEY_LENGTH:
+            raise Rejected(400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} characters")
+        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        if size > MAX_PROPERTY_VALUE_BYTES:
+            raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
+    return json.dumps(props, ensure_ascii=False, separators=(",", ":")) if props else None
+
+
+def check_name(name: str, what: str = "event name") -> str:
+    if not name or len(name) > MAX_NAME_LENGTH or CONTROL_CHARS.search(name):
+        raise Rejected(400, f"{what} must be 1 to {MAX_NAME_LENGTH} printable characters")
+    return name
+
+
+def error_body(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def ingest(answer: str = "json") -> Callable:
+    """Wrap a browser-facing ingest route: CORS, the client IP, the rate limit, and refusals in the route's shape.
+
+    `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
+    in X-Prisme-Error), or `redirect` (JSON: a redirect that cannot be made safely is not made at all).
+    """
+
+    def decorate(route: Callable) -> Callable:
+        @functools.wraps(route)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            ctx: Context = request.app.ctx
+            environ = request.environ
+            origin = environ.get("HTTP_ORIGIN")
+            response.set_header("Access-Control-Allow-Origin", origin or "*")
+            response.set_header("Vary", "Origin")
+            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
+            ip = client_ip(environ, ctx.config)
+            environ["prisme.client_ip"] = ip
+            allowed, remaining, retry_after = ctx.limiter.take(ip)
+            if ctx.config["rate_limit"]:
+                response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
+                response.set_header("X-RateLimit-Remaining", str(remaining))
+            try:
+                if not allowed:
+                    raise Rejected(
+                        429,
+                        f"over the rate limit of {ctx.config['rate_limit']} events a minute; retry in {retry_after} s",
+                        {"Retry-After": str(retry_after)},
+                    )
+                return route(ctx, *args, **kwargs)
+            except Dropped as why:
+                response.set_header("X-Prisme-Dropped", str(why))
+                return success(answer)
+            except (Rejected, Unavailable) as refusal:
+                status, message = (
+                    (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
+                )
+                response.status = status
+                for name, value in getattr(refusal, "headers", {}).items():
+                    response.set_header(name, value)
+                if answer == "gif":
+                    response.set_header("X-Prisme-Error", message)
+                    return pixel()
+                response.content_type = "application/json"
+                return error_body(message)
+
+        return handler
+
+    return decorate
+
+
+def success(answer: str) -> Any:
+    if answer == "gif":
+        return pixel()
+    if answer == "redirect":
+        return redirect_target()
+    return ""
+
+
+def pixel() -> bytes:
+    for name, value in GIF_HEADERS.items():
+        response.set_header(name, value)
+    return GIF
+
+
+def redirect_target() -> Any:
+    """The validated target of a noscript redirect (set by the route before it could be dropped)."""
+    target = request.environ["prisme.redirect_to"]
+    response.status = 302
+    response.set_header("Location", target)
+    response.set_header("Cache-Control", "no-store")
+    return ""
+
+
+class RequestLog:
+    """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
+
+    def __init__(self, app: Callable, access_log: bool):
+        self.app = app
+        self.access_log = access_log
+        self.logger = logging.getLogger("prisme_lite.access")
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        request_id = secrets.token_hex(8)
+        environ["prisme.request_id"] = request_id
+        started = time.perf_counter()
+        status_line = ["-"]
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers.append(("X-Request-Id", request_id))
+            status_line[0] = status.split(" ", 1)[0]
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, start)
+        if self.access_log:
+            self.logger.info(
+                "%s %s %s %.1fms %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                status_line[0],
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
+        return result
+
+
+def json_error_page(error: bottle.HTTPError) -> str:
+    """Bottle's error handler: JSON instead of an HTML page; an unexpected failure is logged with its request id."""
+    request_id = request.environ.get("prisme.request_id", "-")
+    response.content_type = "application/json"
+    if error.status_code >= 500:
+        log.error("request %s failed: %s\n%s", request_id, error.exception, error.traceback or "")
+        message = f"internal error; the server log has the details under request id {request_id}"
+        return json.dumps({"error": message, "request_id": request_id})
+    if error.status_code == 404:
+        return error_body(f"no route for {request.method} {request.path}")
+    if error.status_code == 405:
+        return error_body(f"{request.method} is not allowed on {request.path}")
+    return error_body(str(error.body or error.status_line))
+
+
+###############################################################################
+# Web events ##################################################################
+###############################################################################
+
+ROUTES: list[tuple[str, str | list[str], Callable]] = []
+
+
+def route(path: str, method: str | list[str] = "GET") -> Callable:
+    """Record a route; make_app() mounts every recorded route on each application it builds."""
+
+    def record(handler: Callable) -> Callable:
+        ROUTES.append((path, method, handler))
+        return handler
+
+    return record
+
+
+EVENT_COLUMNS = (
+    "ts", "site", "kind", "name", "host", "path", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term",
+    "utm_content", "visitor_id", "session_id", "browser", "os", "device", "country", "status", "props",
+)  # fmt: skip
+
+SESSION_COLUMNS = (
+    "id", "site", "visitor_id", "started_at", "last_seen", "entry_path", "exit_path", "pageviews", "referrer",
+    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
+)  # fmt: skip
+
+# A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
+# `pageviews` of the proposed row is what this batch adds; with none, the exit path stays as it was.
+UPSERT_SESSIONS = """
+ON CONFLICT (id) DO UPDATE SET
+    last_seen = max(last_seen, excluded.last_seen),
+    exit_path = CASE WHEN excluded.pageviews > 0 THEN excluded.exit_path ELSE exit_path END,
+    pageviews = pageviews + excluded.pageviews
+"""
+
+# The latest session of each visitor in a JSON list of [site, visitor_id] pairs.
+LATEST_SESSIONS = """
+SELECT s.site, s.visitor_id, s.id, max(s.last_seen)
+FROM json_each(?) AS wanted
+JOIN sessions AS s ON s.site = json_extract(wanted.value, '$[0]') AND s.visitor_id = json_extract(wanted.value, '$[1]')
+GROUP BY s.site, s.visitor_id
+"""
+
+
+def insert_rows(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple], tail: str = ""
+) -> None:
+    """Insert many rows with few statements: multi-row VALUES in fixed chunk sizes, so each is prepared once.
+
+    Few statements matter more than few rows: Python's sqlite3 lets go of the GIL for every statement, and under
+    load each hand-back can wait a whole thread switch interval (5 ms).
+    """
+    most = max(1, min(256, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
+    one_row = "(" + ", ".join("?" * len(columns)) + ")"
+    done = 0
+    while done < len(rows):
+        size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
+        conn.execute(sql, [value for row in rows[done : done + size] for value in row])
+        done += size
+
+
+class WebEventStore:
+    """Writer applier: stores a batch of web events, attaching each to its visitor's session (SPEC §3.3).
+
+    A pageview continues the visitor's latest session when it was active within the timeout, else opens one;
+    other events join the open session, or none. Sessions being followed are kept in a bounded cache (only the
+    writer changes sessions, so it is exact); a visitor it does not know is looked up once per batch.
+    """
+
+    def __init__(self, session_timeout_ms: int, max_cached: int = 50_000):
+        self.timeout = session_timeout_ms
+        self.max_cached = max_cached
+        self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()  # (site, visitor) → [session id, last seen]
+        self.next_id: int | None = None
+
+    def reset(self) -> None:
+        """Forget everything cached: the transaction it came from was rolled back."""
+        self.latest.clear()
+        self.next_id = None
+
+    def __call__(self, conn: sqlite3.Connection, events: list[dict]) -> None:
+        self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
+        sessions: dict[int, list] = {}  # session id → its row as SESSION_COLUMNS, with this batch's activity
+        for event in events:
+            key = (event["site"], event["visitor_id"])
+            latest = self.latest.get(key)
+            is_open = latest is not None and event["ts"] - latest[1] <= self.timeout
+            if event["kind"] == "pageview" and not is_open:
+                if self.next_id is None:
+                    self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
+                latest = self.latest[key] = [self.next_id, event["ts"]]
+                self.next_id += 1
+                sessions[latest[0]] = [latest[0], *key, event["ts"], event["ts"], event["path"], event["path"], 0]
+                sessions[latest[0]] += [event[column] for column in SESSION_COLUMNS[8:]]
+            elif not is_open:
+                event["session_id"] = None  # custom events, links and downloads are stored without a session too
+                continue
+            event["session_id"] = latest[0]
+            latest[1] = max(latest[1], event["ts"])
+            self.latest.move_to_end(key)
+            row = sessions.get(latest[0])
+            if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
+                row = sessions[latest[0]] = [latest[0], *key, 0, 0, event["path"], event["path"], 0]
+                row += [event[column] for column in SESSION_COLUMNS[8:]]
+            row[4] = max(row[4], event["ts"])
+            if event["kind"] == "pageview":
+                row[6] = event["path"]
+                row[7] += 1
+        insert_rows(conn, "sessions", SESSION_COLUMNS, list(sessions.values()), UPSERT_SESSIONS)
+        insert_rows(
+            conn, "events", EVENT_COLUMNS, [tuple(event[column] for column in EVENT_COLUMNS) for event in events]
+        )
+        while len(self.latest) > self.max_cached:
+            self.latest.popitem(last=False)
+
+    def _look_up(self, conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> None:
+        missing = [key for key in keys if key not in self.latest]
+        if missing:
+            for site, visitor_id, session_id, last_seen in conn.execute(LATEST_SESSIONS, (json.dumps(missing),)):
+                self.latest[(site, visitor_id)] = [session_id, last_seen]
+
+
+def record_web_event(
+    ctx: Context,
+    kind: str,
+    page_url: str | None,
+    *,
+    name: str | None = None,
+    props: str | None = None,
+    document_referrer: str | None = None,
+    visitor_id: str | None = None,
+    status: str | None = None,
+    target: str | None = None,
+) -> None:
+    """Validate one web event from the current request and store it (or drop it, saying why)."""
+    environ = request.environ
+    page = parse_page_url(page_url)
+    site = ctx.site_of_request(environ, page_url)
+    if kind in ("outbound", "download"):
+        _parts, target_host = split_http_url(target, "link URL")
+        if kind == "outbound" and target_host == page.host:
+            raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
+    try:
+        page_status = 200 if status in (None, "") else int(status)
+    except ValueError:
+        page_status = 0
+    if not 100 <= page_status <= 599:
+        raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status!r}")
+    if visitor_id is not None and (len(visitor_id) > MAX_VISITOR_ID_LENGTH or CONTROL_CHARS.search(visitor_id)):
+        raise Rejected(400, f"visitor id must be at most {MAX_VISITOR_ID_LENGTH} printable characters")
+    referrer = referrer_host(document_referrer, page.host)
+    user_agent = environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH]
+    agent = parse_user_agent(user_agent)
+    if agent.is_bot:
+        raise Dropped("bot")
+    if is_prefetch(environ):
+        raise Dropped("prefetch")
+    ts = now_ms()
+    ip = environ["prisme.client_ip"]
+    event = {
+        "ts": ts,
+        "site": site,
+        "kind": kind,
+        "name": target or name,
+        "host": page.host,
+        "path": page.path,
+        "referrer": referrer,
+        "visitor_id": visitor_id or make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent),
+        "browser": agent.browser,
+        "os": agent.os,
+        "device": agent.device,
+        "country": ctx.country(environ, ip),
+        "status": page_status,
+        "props": props,
+    }
+    event.update(zip(UTM_KEYS, page.utm, strict=True))
+    ctx.writer.append("web", event)
+
+
+def page_url_from_headers(environ: dict) -> str | None:
+    return environ.get("HTTP_X_PRISME_REFERRER") or environ.get("HTTP_REFERER")
+
+
+@route("/api/v1/events/pageviews", "POST")
+@ingest("json")
+def post_pageview(ctx: Context) -> str:
+    environ = request.environ
+    record_web_event(
+        ctx,
+        "pageview",
+        page_url_from_headers(environ),
+        document_referrer=environ.get("HTTP_X_PRISME_DOCUMENT_REFERRER"),
+        visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"),
+        status=environ.get("HTTP_X_PRISME_STATUS"),
+    )
+    return ""
+
+
+@route("/api/v1/events/custom/<name>", "POST")
+@ingest("json")
+def post_custom_event(ctx: Context, name: str) -> str:
+    environ = request.environ
+    name = check_name(name, "custom event name")
+    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    body = read_body(environ, ctx.config["max_body_bytes"])
+    if content_type != "application/json":
+        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
+    props = check_properties(parse_json(body) if body.strip() else {})
+    record_web_event(
+        ctx,
+        "custom",
+        page_url_from_headers(environ),
+        name=name,
+        props=props,
+        visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"),
+    )
+    return ""
+
+
+def post_link_event(ctx: Context, kind: str) -> str:
+    """A file download or outbound link: the URL in the body, or a browser's `<a ping>` (body PING, Ping-To)."""
+    environ = request.environ
+    body = read_body(environ, ctx.config["max_body_bytes"])
+    try:
+        text = body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8") from None
+    if text == "PING":  # <a ping>: the browser names the page and the link in headers
+        page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
+    else:
+        page_url, target = page_url_from_headers(environ), text
+    record_web_event(ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"))
+    return ""
+
+
+@route("/api/v1/events/file-downloads", "POST")
+@ingest("json")
+def post_file_download(ctx: Context) -> str:
+    return post_link_event(ctx, "download")
+
+
+@route("/api/v1/events/outbound-links", "POST")
+@ingest("json")
+def post_outbound_link(ctx: Context) -> str:
+    return post_link_event(ctx, "outbound")
+
+
+@route("/api/v1/noscript/events/pageviews")
+@ingest("gif")
+def noscript_pageview(ctx: Context) -> bytes:
+    query = request.query
+    record_web_event(
+        ctx,
+        "pageview",
+        query.get("referrer") or request.environ.get("HTTP_REFERER"),
+        document_referrer=query.get("document-referrer"),
+        visitor_id=query.get("visitor-id"),
+        status=query.get("status"),
+    )
+    return pixel()
+
+
+@route("/api/v1/noscript/events/custom/<name>")
+@ingest("gif")
+def noscript_custom_event(ctx: Context, name: str) -> bytes:
+    name = check_name(name, "custom event name")
+    props = {}
+    for key, value in request.query.allitems():
+        if key.startswith("prop-"):
+            props[key[5:]] = parse_json(value.encode("utf-8"), f"property {key!r}")
+    record_web_event(
+        ctx,
+        "custom",
+        request.query.get("referrer") or request.environ.get("HTTP_REFERER"),
+        name=name,
+        props=check_properties(props),
+        visitor_id=request.query.get("visitor-id"),
+    )
+    return pixel()
+
+
+def noscript_link(ctx: Context, kind: str) -> Any:
+    """Record a link click and redirect to it, but only for a page of a registered site (no open redirector)."""
+    target = request.query.get("url") or ""
+    referer = request.environ.get("HTTP_REFERER")
+    referer_host = host_of(referer) if referer else None
+    if not referer_host or ctx.origins.site_of(referer_host) is None:
+        raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
+    split_http_url(target, "url parameter")
+    request.environ["prisme.redirect_to"] = target.strip()
+    record_web_event(ctx, kind, request.query.get("referrer") or referer, target=target)
+    return redirect_target()
+
+
+@route("/api/v1/noscript/events/outbound-links")
+@ingest("redirect")
+def noscript_outbound_link(ctx: Context) -> Any:
+    return noscript_link(ctx, "outbound")
+
+
+@route("/api/v1/noscript/events/file-downloads")
+@ingest("redirect")
+def noscript_file_download(ctx: Context) -> Any:
+    return noscript_link(ctx, "download")
+
+
+@route("/api/v1/events/<path:path>", "OPTIONS")
+def preflight(path: str) -> None:
+    """CORS preflight: any origin may send events; the origin check happens on the event itself."""
+    response.status = 204
+    response.set_header("Access-Control-Allow-Origin", request.environ.get("HTTP_ORIGIN") or "*")
+    response.set_header("Vary", "Origin")
+    for name, value in CORS_HEADERS.items():
+        response.set_header(name, value)
+
+
+@route("/api/v1/healthcheck", "ANY")
+def healthcheck() -> Any:
+    ctx: Context = request.app.ctx
+    response.content_type = "application/json"
+    try:
+        ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        if not ctx.writer.thread.is_alive():
+            raise Unavailable("the database writer has stopped")
+    except (sqlite3.Error, Unavailable) as error:
+        response.status = 503
+        return json.dumps({"status": "unavailable", "error": str(error)})
+    return json.dumps({"status": "ok"})
+
+
+###############################################################################
+# Application #################################################################
+###############################################################################
+
+
+class Context:
+    """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        open_database(config["db"])
+        self.local = threading.local()
+        session_timeout_ms = config["session_timeout"] * 60_000
+        appliers = {"web": WebEventStore(session_timeout_ms)}
+        self.writer = Writer(config["db"], config["synchronous"], appliers)
+        self.origins = OriginRegistry(config["origins"], self.read)
+        self.salt = DailySalt(self.writer)
+        self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
+        self.country = CountryLookup(config)
+        self.readers: list[sqlite3.Connection] = []
+
+    def read(self) -> sqlite3.Connection:
+        """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = connect(self.config["db"])
+            conn.execute("PRAGMA query_only = ON")
+            self.local.conn = conn
+            self.readers.append(conn)
+        return conn
+
+    def site_of_request(self, environ: dict, page_url: str | None) -> str:
+        """The registered origin the request comes from: its Origin header, else the page's own host."""
+        origin = environ.get("HTTP_ORIGIN")
+        host = host_of(origin) if origin and origin != "null" else None
+        host = host or (host_of(page_url) if page_url else None)
+        site = self.origins.site_of(host) if host else None
+        if site is None:
+            raise Rejected(
+                400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
+            )
+        return site
+
+    def close(self) -> None:
+        self.writer.close()
+        for conn in self.readers:
+            conn.close()
+
+
+def make_app(config: dict) -> bottle.Bottle:
+    """A Bottle application on `config`'s database, with every route; `app.ctx` is its Context."""
+    app = bottle.Bottle(catchall=True, autojson=True)
+    app.ctx = Context(config)
+    app.default_error_handler = json_error_page
+    for path, method, handler in ROUTES:
+        app.route(path, method, handler)
+    return app
+
+
+###############################################################################
+# Command line and server #####################################################
+###############################################################################
+
+
+def embed_snippet(base_url: str) -> str:
+    return (
+        f'<img src="{base_url}/api/v1/noscript/events/pageviews" alt="" referrerpolicy="no-referrer-when-downgrade"\n'
+        f'     style="position:absolute;top:-100px;">'
+    )
+
+
+def pin_to_one_cpu() -> int | None:
+    """Run on one core: threaded Python servers lose up to half their throughput to the GIL moving between cores."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[-1]})
+    return cpus[-1]
+
+
+def serve(config: dict) -> int:
+    import waitress.server
+
+    cpu = pin_to_one_cpu() if config["pin_cpu"] else None  # before any thread starts: threads inherit it
+    app = make_app(config)
+    ctx: Context = app.ctx
+    token = config["admin_token"] or ctx.writer.run(admin_token)
+    server = waitress.server.create_server(
+        RequestLog(app, config["access_log"]),
+        host=config["host"],
+        port=config["port"],
+        threads=config["threads"],
+        ident="prisme-lite",
+        max_request_body_size=config["max_body_bytes"] + 1024,
+        clear_untrusted_proxy_headers=False,
+    )
+    base_url = f"http://{server.effective_host}:{server.effective_port}"
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    origins = sorted(set(config["origins"]) | set(stored_origins(ctx.read())))
+    print(
+        f"prisme-lite {__version__} listening on {base_url} (database {config['db']}"
+        f"{f', pinned to CPU {cpu}' if cpu is not None else ''})\n"
+        f"registered origins: {', '.join(origins) or 'none (add one with `prisme-lite origins add HOST`)'}\n"
+        f"admin token: {token}\n"
+        f"paste this into a page of a registered origin to count its visits:\n{embed_snippet(base_url)}",
+        flush=True,
+    )
+    try:
+        server.run()  # returns after SIGTERM or Ctrl-C, once the worker threads have finished their requests
+    finally:
+        server.close()
+        ctx.close()  # commits whatever the writer still holds
+        log.info("stopped")
+    return 0
+
+
+def settings_parser() -> argparse.ArgumentParser:
+    """A flag for every setting (`--rate-limit 120`, `--trust-proxy`), shared by every command."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $PRISME_CONFIG)")
+    for key, setting in SETTINGS.items():
+        flag = "--" + key.replace("_", "-")
+        if setting.kind == "bool":
+            parser.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=setting.help)
+        else:
+            parser.add_argument(flag, dest=key, metavar=key.split("_")[-1].upper(), help=setting.help)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = settings_parser()
+    parser = argparse.ArgumentParser(prog="prisme-lite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"prisme-lite {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.add_parser("serve", parents=[common], help="run the HTTP server")
+    commands.add_parser("init", parents=[common], help="create the database (and its admin token) and exit")
+    origins = commands.add_parser("origins", parents=[common], help="manage the sites allowed to send events")
+    actions = origins.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions.add_parser("add", parents=[common], help="register hosts").add_argument("hosts", nargs="+", metavar="HOST")
+    actions.add_parser("list", parents=[common], help="list registered hosts")
+    actions.add_parser("remove", parents=[common], help="unregister hosts").add_argument(
+        "hosts", nargs="+", metavar="HOST"
+    )
+    token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
+    token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
+    return parser
+
+
+def run_command(args: argparse.Namespace, config: dict) -> int:
+    if args.command == "serve":
+        return serve(config)
+    open_database(config["db"])
+    conn = connect(config["db"], config["synchronous"])
+    try:
+        if args.command == "init":
+            admin_token(conn)
+            print(f"database ready: {config['db']} (schema version {SCHEMA_VERSION})")
+        elif args.command == "admin-token":
+            if config["admin_token"]:
+                print(config["admin_token"])
+                if args.rotate:
+                    raise ConfigError("admin-token --rotate: the token comes from admin_token in the configuration")
+            else:
+                print(admin_token(conn, rotate=args.rotate))
+        elif args.command == "origins":
+            if args.action == "list":
+                configured = set(config["origins"])
+                for origin in sorted(configured | set(stored_origins(conn))):
+                    print(origin + ("  (from configuration)" if origin in configured else ""))
+                return 0
+            try:
+                hosts = [normalise_origin(host) for host in args.hosts]
+            except ValueError as error:
+                raise ConfigError(f"origins {args.action}: {error}") from None
+            for host in hosts:
+                if args.action == "add":
+                    print(f"{'added' if add_origin(conn, host) else 'already registered'}: {host}")
+                elif remove_origin(conn, host):
+                    print(f"removed: {host}")
+                elif host in config["origins"]:
+                    print(f"{host} comes from the configuration (origins); remove it there", file=sys.stderr)
+                    return 1
+                else:
+                    print(f"not registered: {host}", file=sys.stderr)
+                    return 1
+    finally:
+        conn.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    flags = {key: getattr(args, key, None) for key in (*SETTINGS, "config")}
+    try:
+        config = load_config(flags)
+        return run_command(args, config)
+    except ConfigError as error:
+        print(f"prisme-lite: {error}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as error:
+        print(f"prisme-lite: database error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"prisme-lite: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

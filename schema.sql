@@ -1,0 +1,70 @@
+-- prisme_lite database schema. Applied to a new database as a whole; an older database is brought up to date by
+-- the numbered migrations in prisme_lite.py (MIGRATIONS), and PRAGMA user_version records which one it has.
+-- Times are UTC unix milliseconds. Raw IP addresses are never stored anywhere.
+
+-- Small facts the server keeps between restarts: the visitor salt of the day, the admin token.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Registered origins (sites): an exact host, or `*.example.com` for every subdomain of example.com.
+CREATE TABLE IF NOT EXISTS origins (
+    origin     TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- One row per visit: opened by a pageview, continued by the visitor's activity within the session timeout.
+CREATE TABLE IF NOT EXISTS sessions (
+    id           INTEGER PRIMARY KEY,
+    site         TEXT NOT NULL,
+    visitor_id   TEXT NOT NULL,
+    started_at   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL,
+    entry_path   TEXT NOT NULL,
+    exit_path    TEXT NOT NULL,
+    pageviews    INTEGER NOT NULL,
+    referrer     TEXT NOT NULL,
+    utm_source   TEXT,
+    utm_medium   TEXT,
+    utm_campaign TEXT,
+    utm_term     TEXT,
+    utm_content  TEXT,
+    browser      TEXT NOT NULL,
+    os           TEXT NOT NULL,
+    device       TEXT NOT NULL,
+    country      TEXT NOT NULL
+);
+-- The writer looks up a visitor's latest session for every event.
+CREATE INDEX IF NOT EXISTS sessions_visitor ON sessions (site, visitor_id, last_seen);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions (site, started_at);
+
+-- Every stored event of the web-events family.
+-- kind: pageview | custom | outbound | download.
+-- name: the custom event's name, or the URL of the outbound link or downloaded file.
+-- referrer: the host the visitor came from, or `direct`.
+CREATE TABLE IF NOT EXISTS events (
+    id           INTEGER PRIMARY KEY,
+    ts           INTEGER NOT NULL,
+    site         TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    name         TEXT,
+    host         TEXT NOT NULL,
+    path         TEXT NOT NULL,
+    referrer     TEXT NOT NULL,
+    utm_source   TEXT,
+    utm_medium   TEXT,
+    utm_campaign TEXT,
+    utm_term     TEXT,
+    utm_content  TEXT,
+    visitor_id   TEXT NOT NULL,
+    session_id   INTEGER REFERENCES sessions (id),
+    browser      TEXT NOT NULL,
+    os           TEXT NOT NULL,
+    device       TEXT NOT NULL,
+    country      TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    props        TEXT
+);
+-- Every report reads one site over a time range.
+CREATE INDEX IF NOT EXISTS events_site_ts ON events (site, ts);

@@ -1,0 +1,91 @@
+"""Shared fixtures: an application on a fresh database, a webtest client, and the rows it stored."""
+
+import sqlite3
+
+import pytest
+import webtest
+
+import prisme_lite
+
+CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
+IPHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.0 Mobile/15E148 Safari/604.1"
+)
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+
+
+def make_config(tmp_path, **settings):
+    """Defaults, on a database in tmp_path, with `settings` as if given as flags."""
+    flags = {"db": str(tmp_path / "prisme.db"), "access_log": "false"}
+    flags.update({key: value if isinstance(value, str) else _flag(value) for key, value in settings.items()})
+    return prisme_lite.load_config(flags, environ={})
+
+
+def _flag(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+class Server:
+    """An application, its webtest client and a reader of its database."""
+
+    def __init__(self, config):
+        self.config = config
+        self.app = prisme_lite.make_app(config)
+        self.ctx = self.app.ctx
+        self.client = webtest.TestApp(
+            prisme_lite.RequestLog(self.app, access_log=False), extra_environ={"REMOTE_ADDR": "203.0.113.9"}
+        )
+
+    def rows(self, sql, params=()):
+        """Rows of a query, once every acknowledged event has reached the database (as dicts)."""
+        self.ctx.writer.flush()
+        conn = sqlite3.connect(self.config["db"])
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in conn.execute(sql, params)]
+        finally:
+            conn.close()
+
+    def events(self):
+        return self.rows("SELECT * FROM events ORDER BY id")
+
+    def close(self):
+        self.ctx.close()
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Build servers on tmp_path's database (several, one after another, to test restarts); all closed after."""
+    servers = []
+
+    def build(**settings):
+        server = Server(make_config(tmp_path, **settings))
+        servers.append(server)
+        return server
+
+    yield build
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def server(make_server):
+    """A server whose registered origins are the defaults plus blog.example.com and *.shop.example."""
+    built = make_server()
+    with sqlite3.connect(built.config["db"]) as conn:
+        prisme_lite.add_origin(conn, "blog.example.com")
+        prisme_lite.add_origin(conn, "*.shop.example")
+    built.ctx.origins.reload()
+    return built
+
+
+@pytest.fixture
+def client(server):
+    return server.client
