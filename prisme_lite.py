@@ -155,10 +155,16 @@ SETTINGS: dict[str, Setting] = {
 BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
-def parse_setting(key: str, raw: Any, source: str) -> Any:
-    """Convert one raw value (TOML native, or a string from the environment or a flag) to the setting's type."""
+def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
+    """Convert one raw value to the setting's type: a string from the environment or a flag, or (`typed`) TOML's."""
     setting = SETTINGS[key]
     where = f"{key} (from {source})"
+    if typed:
+        # In a TOML file a value has its own type: port = "8000" is a mistake worth pointing out, not guessing.
+        expected = {"bool": bool, "int": int, "list": list}.get(setting.kind, str)
+        if not isinstance(raw, expected) or (expected is int and isinstance(raw, bool)):
+            article = {"bool": "true or false", "int": "an integer", "list": "a list of strings"}.get(setting.kind)
+            raise ConfigError(f"{where} must be {article or 'a string'}, got {raw!r}")
     if setting.kind == "bool":
         if isinstance(raw, bool):
             return raw
@@ -222,7 +228,7 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         elif env_name in environ:
             config[key] = parse_setting(key, environ[env_name], env_name)
         elif key in from_file:
-            config[key] = parse_setting(key, from_file[key], path)
+            config[key] = parse_setting(key, from_file[key], path, typed=True)
         else:
             config[key] = setting.default
     if config["country_header"] and not config["trust_proxy"]:
@@ -367,8 +373,9 @@ class Writer:
 
     def flush(self) -> None:
         """Wait until everything appended so far is in the database."""
-        target = self.appended
-        while self.folded < target:
+        with self.append_lock:
+            target = (self.generation, self.appended)
+        while (self.generation, self.folded) < target:  # a rotation starts the offsets of a new file at 0
             self.run(lambda conn: None)
 
     def close(self) -> None:
@@ -907,7 +914,9 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     except UnicodeDecodeError:
         raise Rejected(400, f"{what} is not valid UTF-8") from None
     except UnicodeEncodeError:
-        raise Rejected(400, f"{what} has an unpaired surrogate escape (like \\ud800), which is not valid Unicode") from None
+        raise Rejected(
+            400, f"{what} has an unpaired surrogate escape (like \\ud800), which is not valid Unicode"
+        ) from None
     except RecursionError:
         raise Rejected(400, f"{what} is nested too deeply") from None
     except ValueError as error:  # json.JSONDecodeError is a ValueError
@@ -1461,8 +1470,8 @@ def make_app(config: dict) -> bottle.Bottle:
 
 def embed_snippet(base_url: str) -> str:
     return (
-        f'<img src="{base_url}/api/v1/noscript/events/pageviews" alt="" referrerpolicy="no-referrer-when-downgrade"\n'
-        f'     style="position:absolute;top:-100px;">'
+        f'<img src="{base_url}/api/v1/noscript/events/pageviews" alt="" '
+        'referrerpolicy="no-referrer-when-downgrade" style="position:absolute;top:-100px;">'
     )
 
 

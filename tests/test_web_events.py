@@ -85,14 +85,17 @@ def test_custom_event_with_empty_body_has_no_properties(server, client):
     assert (row["name"], row["props"]) == ("click", None)
 
 
-@pytest.mark.parametrize(
-    ("route", "kind"), [("file-downloads", "download"), ("outbound-links", "outbound")]
-)
+@pytest.mark.parametrize(("route", "kind"), [("file-downloads", "download"), ("outbound-links", "outbound")])
 def test_link_events_store_the_link(server, client, route, kind):
     target = "https://files.example.org/report.pdf"
     client.post(f"/api/v1/events/{route}", target, headers=browser(**{"Content-Type": "text/plain"}), status=200)
     [row] = server.events()
-    assert (row["kind"], row["name"], row["host"], row["path"]) == (kind, target, "blog.example.com", "/posts/2024/world")
+    assert (row["kind"], row["name"], row["host"], row["path"]) == (
+        kind,
+        target,
+        "blog.example.com",
+        "/posts/2024/world",
+    )
 
 
 @pytest.mark.parametrize("route", ["file-downloads", "outbound-links"])
@@ -192,31 +195,151 @@ def test_wildcard_origin_matches_subdomains_at_any_depth_but_not_the_apex(server
 JSON = {"Content-Type": "application/json"}
 FAILURES = [
     # (name, method, path, body, headers, status, words in the error)
-    ("bad origin", "POST", "/api/v1/events/pageviews", b"", browser(origin="https://evil.example"), 400, "origin not registered"),
+    (
+        "bad origin",
+        "POST",
+        "/api/v1/events/pageviews",
+        b"",
+        browser(origin="https://evil.example"),
+        400,
+        "origin not registered",
+    ),
     ("relative URL", "POST", "/api/v1/events/pageviews", b"", browser(url="/just/a/path"), 400, "absolute http(s) URL"),
-    ("malformed URL", "POST", "/api/v1/events/pageviews", b"", browser(url="https://blog.example.com:port/"), 400, "not a valid URL"),
-    ("ftp URL", "POST", "/api/v1/events/pageviews", b"", browser(url="ftp://blog.example.com/f"), 400, "absolute http(s) URL"),
-    ("no page URL", "POST", "/api/v1/events/pageviews", b"", {"Origin": "https://blog.example.com", "User-Agent": CHROME}, 400, "page URL is missing"),
+    (
+        "malformed URL",
+        "POST",
+        "/api/v1/events/pageviews",
+        b"",
+        browser(url="https://blog.example.com:port/"),
+        400,
+        "not a valid URL",
+    ),
+    (
+        "ftp URL",
+        "POST",
+        "/api/v1/events/pageviews",
+        b"",
+        browser(url="ftp://blog.example.com/f"),
+        400,
+        "absolute http(s) URL",
+    ),
+    (
+        "no page URL",
+        "POST",
+        "/api/v1/events/pageviews",
+        b"",
+        {"Origin": "https://blog.example.com", "User-Agent": CHROME},
+        400,
+        "page URL is missing",
+    ),
     ("bad status", "POST", "/api/v1/events/pageviews", b"", browser(**{"X-Prisme-Status": "9000"}), 400, "page status"),
-    ("long visitor id", "POST", "/api/v1/events/pageviews", b"", browser(**{"X-Prisme-Visitor-Id": "v" * 65}), 400, "visitor id"),
-    ("bad document referrer", "POST", "/api/v1/events/pageviews", b"", browser(**{"X-Prisme-Document-Referrer": "not a url"}), 400, "document referrer"),
-    ("wrong content type", "POST", "/api/v1/events/custom/x", b"{}", browser(**{"Content-Type": "text/plain"}), 415, "application/json"),
+    (
+        "long visitor id",
+        "POST",
+        "/api/v1/events/pageviews",
+        b"",
+        browser(**{"X-Prisme-Visitor-Id": "v" * 65}),
+        400,
+        "visitor id",
+    ),
+    (
+        "bad document referrer",
+        "POST",
+        "/api/v1/events/pageviews",
+        b"",
+        browser(**{"X-Prisme-Document-Referrer": "not a url"}),
+        400,
+        "document referrer",
+    ),
+    (
+        "wrong content type",
+        "POST",
+        "/api/v1/events/custom/x",
+        b"{}",
+        browser(**{"Content-Type": "text/plain"}),
+        415,
+        "application/json",
+    ),
     ("non-object JSON", "POST", "/api/v1/events/custom/x", b"[1, 2]", browser(**JSON), 400, "JSON object"),
     ("invalid JSON", "POST", "/api/v1/events/custom/x", b"{nope", browser(**JSON), 400, "not valid JSON"),
     ("duplicate keys", "POST", "/api/v1/events/custom/x", b'{"a": 1, "a": 2}', browser(**JSON), 400, "duplicate key"),
     ("NaN", "POST", "/api/v1/events/custom/x", b'{"a": NaN}', browser(**JSON), 400, "not valid JSON"),
     ("invalid UTF-8", "POST", "/api/v1/events/custom/x", b'{"a": "\xff"}', browser(**JSON), 400, "UTF-8"),
-    ("lone surrogate", "POST", "/api/v1/events/custom/x", b'{"a": "\\ud800"}', browser(**JSON), 400, "not valid Unicode"),
-    ("deep nesting", "POST", "/api/v1/events/custom/x", b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", browser(**JSON), 400, "nested too deeply"),
-    ("too many properties", "POST", "/api/v1/events/custom/x", json.dumps({f"k{i}": i for i in range(51)}).encode(), browser(**JSON), 400, "over the limit of 50"),
-    ("long property key", "POST", "/api/v1/events/custom/x", json.dumps({"k" * 65: 1}).encode(), browser(**JSON), 400, "property name"),
-    ("long property value", "POST", "/api/v1/events/custom/x", json.dumps({"k": "v" * 1100}).encode(), browser(**JSON), 400, "over the limit of 1024"),
+    (
+        "lone surrogate",
+        "POST",
+        "/api/v1/events/custom/x",
+        b'{"a": "\\ud800"}',
+        browser(**JSON),
+        400,
+        "not valid Unicode",
+    ),
+    (
+        "deep nesting",
+        "POST",
+        "/api/v1/events/custom/x",
+        b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        browser(**JSON),
+        400,
+        "nested too deeply",
+    ),
+    (
+        "too many properties",
+        "POST",
+        "/api/v1/events/custom/x",
+        json.dumps({f"k{i}": i for i in range(51)}).encode(),
+        browser(**JSON),
+        400,
+        "over the limit of 50",
+    ),
+    (
+        "long property key",
+        "POST",
+        "/api/v1/events/custom/x",
+        json.dumps({"k" * 65: 1}).encode(),
+        browser(**JSON),
+        400,
+        "property name",
+    ),
+    (
+        "long property value",
+        "POST",
+        "/api/v1/events/custom/x",
+        json.dumps({"k": "v" * 1100}).encode(),
+        browser(**JSON),
+        400,
+        "over the limit of 1024",
+    ),
     ("long event name", "POST", "/api/v1/events/custom/" + "n" * 129, b"{}", browser(**JSON), 400, "custom event name"),
-    ("oversize body", "POST", "/api/v1/events/custom/x", json.dumps({"k": "v" * 40_000}).encode(), browser(**JSON), 413, "over the limit of 32768 bytes"),
-    ("internal outbound link", "POST", "/api/v1/events/outbound-links", b"https://blog.example.com/other", browser(), 400, "own host"),
+    (
+        "oversize body",
+        "POST",
+        "/api/v1/events/custom/x",
+        json.dumps({"k": "v" * 40_000}).encode(),
+        browser(**JSON),
+        413,
+        "over the limit of 32768 bytes",
+    ),
+    (
+        "internal outbound link",
+        "POST",
+        "/api/v1/events/outbound-links",
+        b"https://blog.example.com/other",
+        browser(),
+        400,
+        "own host",
+    ),
     ("relative link", "POST", "/api/v1/events/file-downloads", b"/files/a.pdf", browser(), 400, "absolute http(s) URL"),
     ("empty link", "POST", "/api/v1/events/file-downloads", b"", browser(), 400, "link URL is missing"),
-    ("ping without Ping-To", "POST", "/api/v1/events/outbound-links", b"PING", {"Origin": "https://blog.example.com", "Ping-From": PAGE}, 400, "link URL is missing"),
+    (
+        "ping without Ping-To",
+        "POST",
+        "/api/v1/events/outbound-links",
+        b"PING",
+        {"Origin": "https://blog.example.com", "Ping-From": PAGE},
+        400,
+        "link URL is missing",
+    ),
 ]
 
 
@@ -225,7 +348,9 @@ FAILURES = [
     [failure[1:] for failure in FAILURES],
     ids=[failure[0] for failure in FAILURES],
 )
-def test_failures_answer_their_status_with_a_reason_and_store_nothing(server, client, method, path, body, headers, status, words):
+def test_failures_answer_their_status_with_a_reason_and_store_nothing(
+    server, client, method, path, body, headers, status, words
+):
     response = client.request(path, method=method, body=body, headers=headers, expect_errors=True)
     assert response.status_int == status
     assert response.content_type == "application/json"
@@ -242,7 +367,9 @@ def test_failures_answer_their_status_with_a_reason_and_store_nothing(server, cl
     ],
 )
 def test_noscript_pageview_failures_answer_the_gif_with_the_error_status(server, client, query, words):
-    response = client.get(f"/api/v1/noscript/events/pageviews?{query}", headers={"User-Agent": CHROME}, expect_errors=True)
+    response = client.get(
+        f"/api/v1/noscript/events/pageviews?{query}", headers={"User-Agent": CHROME}, expect_errors=True
+    )
     assert (response.status_int, response.body, response.content_type) == (400, prisme_lite.GIF, "image/gif")
     assert words in response.headers["X-Prisme-Error"]
     assert server.events() == []
@@ -250,7 +377,9 @@ def test_noscript_pageview_failures_answer_the_gif_with_the_error_status(server,
 
 def test_noscript_custom_event_with_invalid_property_json_is_refused(server, client):
     query = "referrer=https://blog.example.com/&prop-name=John"  # a JSON string needs its quotes
-    response = client.get(f"/api/v1/noscript/events/custom/visit?{query}", headers={"User-Agent": CHROME}, expect_errors=True)
+    response = client.get(
+        f"/api/v1/noscript/events/custom/visit?{query}", headers={"User-Agent": CHROME}, expect_errors=True
+    )
     assert response.status_int == 400
     assert "property 'prop-name' is not valid JSON" in response.headers["X-Prisme-Error"]
     assert server.events() == []

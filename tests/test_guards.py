@@ -1,0 +1,157 @@
+"""Guards (SPEC §2): rate limit, body limits, JSON errors, request ids, access log."""
+
+import logging
+import re
+
+import pytest
+from conftest import CHROME
+
+import prisme_lite
+
+PAGE = "http://localhost/a"  # localhost is registered on every server by default
+
+
+def pageview(client, ip="198.51.100.1", **headers):
+    return client.post(
+        "/api/v1/events/pageviews",
+        headers={"Origin": "http://localhost", "X-Prisme-Referrer": PAGE, "User-Agent": CHROME, **headers},
+        extra_environ={"REMOTE_ADDR": ip},
+        expect_errors=True,
+    )
+
+
+def test_sixty_pass_then_429_with_retry_after_and_another_ip_is_unaffected(server, client):
+    answers = [pageview(client) for _ in range(60)]
+    assert {answer.status_int for answer in answers} == {200}
+    assert answers[0].headers["X-RateLimit-Limit"] == "60"
+    assert [answer.headers["X-RateLimit-Remaining"] for answer in answers[-2:]] == ["1", "0"]
+    refused = pageview(client)
+    assert refused.status_int == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert "rate limit of 60 events a minute" in refused.json["error"]
+    assert pageview(client, ip="198.51.100.2").status_int == 200
+    assert len(server.events()) == 61  # the refused one is not stored
+
+
+def test_the_rate_limit_is_shared_by_every_browser_route(server, client):
+    for _ in range(59):
+        assert pageview(client).status_int == 200
+    gif = client.get(
+        "/api/v1/noscript/events/pageviews",
+        headers={"Referer": PAGE, "User-Agent": CHROME},
+        extra_environ={"REMOTE_ADDR": "198.51.100.1"},
+        expect_errors=True,
+    )
+    assert gif.status_int == 200
+    gif = client.get(
+        "/api/v1/noscript/events/pageviews",
+        headers={"Referer": PAGE, "User-Agent": CHROME},
+        extra_environ={"REMOTE_ADDR": "198.51.100.1"},
+        expect_errors=True,
+    )
+    assert (gif.status_int, gif.body) == (429, prisme_lite.GIF)
+
+
+def test_bucket_refills_with_time():
+    limiter = prisme_lite.RateLimiter(60, 1000)
+    for _ in range(60):
+        assert limiter.take("ip", now=100.0)[0]
+    allowed, _remaining, retry_after = limiter.take("ip", now=100.0)
+    assert (allowed, retry_after) == (False, 1)
+    assert limiter.take("ip", now=101.0)[0]  # one token a second at 60/min
+    assert not limiter.take("ip", now=101.0)[0]
+
+
+def test_rate_limit_zero_is_off(make_server):
+    server = make_server(rate_limit=0)
+    assert all(pageview(server.client).status_int == 200 for _ in range(100))
+    assert "X-RateLimit-Limit" not in pageview(server.client).headers
+
+
+def test_bucket_table_stays_bounded_under_200000_spoofed_ips():
+    """With trust_proxy on, every request may claim a new address: memory must not follow them."""
+    config = prisme_lite.load_config({"trust_proxy": "true", "db": "unused.db"}, environ={})
+    limiter = prisme_lite.RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
+    now = 1000.0
+    for n in range(200_000):
+        environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+        ip = prisme_lite.client_ip(environ, config)
+        assert limiter.take(ip, now=now + n / 100_000)[0]
+    assert len(limiter.buckets) == config["rate_limit_buckets"] == 100_000
+    # A minute later every idle bucket has refilled and is forgotten on the next request.
+    limiter.take("192.0.2.1", now=now + 200)
+    assert len(limiter.buckets) == 1
+
+
+def test_a_flooded_table_still_limits_the_active_address():
+    limiter = prisme_lite.RateLimiter(60, 1000)
+    for _ in range(60):
+        limiter.take("attacker", now=5.0)
+    for n in range(500):  # fewer spoofed addresses than the cap: the attacker's bucket is kept
+        limiter.take(f"spoof-{n}", now=5.0)
+    assert not limiter.take("attacker", now=5.0)[0]
+
+
+def test_oversize_body_is_413_before_it_is_read(server, client):
+    response = client.post(
+        "/api/v1/events/custom/x",
+        b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": "40000"},
+        expect_errors=True,
+    )
+    assert response.status_int == 413
+    assert "over the limit of 32768 bytes" in response.json["error"]
+
+
+def test_body_limit_is_configurable(make_server):
+    server = make_server(max_body_bytes=2048)
+    body = '{"k": "' + "v" * 1000 + '", "j": "' + "v" * 1100 + '"}'  # 2,118 bytes
+    response = server.client.post(
+        "/api/v1/events/custom/x",
+        body,
+        headers={"Content-Type": "application/json", "Origin": "http://localhost", "Referer": "http://localhost/"},
+        expect_errors=True,
+    )
+    assert response.status_int == 413
+
+
+def test_unknown_route_and_method_are_json_errors(client):
+    missing = client.get("/nowhere", expect_errors=True)
+    assert (missing.status_int, missing.json) == (404, {"error": "no route for GET /nowhere"})
+    wrong = client.get("/api/v1/events/pageviews", expect_errors=True)
+    assert wrong.status_int == 405
+    assert wrong.json == {"error": "GET is not allowed on /api/v1/events/pageviews"}
+
+
+def test_an_unexpected_failure_is_a_json_500_whose_request_id_is_in_the_log(client, monkeypatch, caplog):
+    def broken(text):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(prisme_lite, "parse_user_agent", broken)
+    with caplog.at_level(logging.ERROR, logger="prisme_lite"):
+        response = pageview(client)
+    assert response.status_int == 500
+    request_id = response.headers["X-Request-Id"]
+    assert response.json["request_id"] == request_id
+    assert "Traceback" not in response.text and "boom" not in response.text
+    assert any(request_id in record.getMessage() and "boom" in record.getMessage() for record in caplog.records)
+
+
+def test_every_response_has_a_request_id_and_one_access_log_line(server, caplog):
+    import webtest
+
+    client = webtest.TestApp(prisme_lite.RequestLog(server.app, access_log=True))
+    with caplog.at_level(logging.INFO, logger="prisme_lite.access"):
+        ids = [client.get(path, expect_errors=True).headers["X-Request-Id"] for path in ("/api/v1/healthcheck", "/x")]
+    assert len(set(ids)) == 2
+    lines = [record.getMessage() for record in caplog.records if record.name == "prisme_lite.access"]
+    assert len(lines) == 2
+    assert re.fullmatch(rf"GET /api/v1/healthcheck 200 \d+\.\dms {ids[0]}", lines[0])
+    assert re.fullmatch(rf"GET /x 404 \d+\.\dms {ids[1]}", lines[1])
+
+
+def test_a_bad_content_length_is_a_400_and_a_negative_one_reads_nothing():
+    with pytest.raises(prisme_lite.Rejected) as refused:
+        prisme_lite.read_body({"CONTENT_LENGTH": "abc"}, 1024)
+    assert (refused.value.status, refused.value.message) == (400, "Content-Length is not a number")
+    assert prisme_lite.read_body({"CONTENT_LENGTH": "-5", "wsgi.input": None}, 1024) == b""

@@ -1,0 +1,252 @@
+"""Real-process tests: `prisme-lite serve` on a free loopback port, spoken to over HTTP (SPEC §1, §8)."""
+
+import http.client
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CHROME
+
+import prisme_lite
+
+pytestmark = pytest.mark.server
+
+
+def command():
+    """The installed `prisme-lite` command, or the module itself when running from a checkout."""
+    script = Path(sys.executable).with_name("prisme-lite")
+    return [str(script)] if script.exists() else [sys.executable, prisme_lite.__file__]
+
+
+class Process:
+    """A running `prisme-lite serve`, its port, and what it printed."""
+
+    def __init__(self, db, *flags):
+        self.log = open(Path(db).with_suffix(".log"), "ab")  # noqa: SIM115 -- closed in stop() or by the fixture
+        self.proc = subprocess.Popen(
+            [*command(), "serve", "--db", str(db), "--port", "0", *flags],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        self.banner = [self.proc.stdout.readline() for _ in range(5)]
+        assert "listening on http://127.0.0.1:" in self.banner[0], self.banner
+        self.port = int(self.banner[0].split("http://127.0.0.1:")[1].split(" ")[0])
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def stop(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def run(tmp_path):
+    processes = []
+
+    def start(*flags, db=tmp_path / "prisme.db"):
+        process = Process(db, *flags)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()
+        process.log.close()
+
+
+def pageview(conn, path):
+    conn.request(
+        "POST",
+        "/api/v1/events/pageviews",
+        headers={"Origin": "http://localhost", "X-Prisme-Referrer": f"http://localhost{path}", "User-Agent": CHROME},
+    )
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def load(process, threads, per_thread, acknowledged, stop_when=None):
+    """Send pageviews from `threads` keep-alive connections; record each path answered 200."""
+    lock = threading.Lock()
+
+    def worker(k):
+        conn = process.connection()
+        for n in range(per_thread):
+            if stop_when is not None and stop_when.is_set():
+                return
+            path = f"/t{k}/{n}"
+            try:
+                status = pageview(conn, path)
+            except (OSError, http.client.HTTPException):
+                return  # the server went away mid-request: that event was not acknowledged
+            if status == 200:
+                with lock:
+                    acknowledged.append(path)
+
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for worker_thread in workers:
+        worker_thread.start()
+    return workers
+
+
+def stored_paths(db):
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT path FROM events")]
+
+
+def test_the_demo_banner_serves_a_pixel_and_the_healthcheck(run, tmp_path):
+    process = run()
+    assert process.banner[2].startswith("admin token: pla_")
+    assert process.banner[4].startswith(f'<img src="http://127.0.0.1:{process.port}/api/v1/noscript/events/pageviews"')
+    conn = process.connection()
+    conn.request(
+        "GET", "/api/v1/noscript/events/pageviews", headers={"Referer": "http://localhost/hi", "User-Agent": CHROME}
+    )
+    response = conn.getresponse()
+    assert (response.status, response.read(), response.getheader("Content-Type")) == (200, prisme_lite.GIF, "image/gif")
+    assert len(response.getheader("X-Request-Id")) == 16
+    conn.request("GET", "/api/v1/healthcheck")
+    response = conn.getresponse()
+    assert (response.status, response.read()) == (200, b'{"status": "ok"}')
+    assert process.stop() == 0
+    assert stored_paths(tmp_path / "prisme.db") == ["/hi"]
+    assert "GET /api/v1/noscript/events/pageviews 200" in (tmp_path / "prisme.log").read_text()
+
+
+def test_sigterm_keeps_every_acknowledged_event(run, tmp_path):
+    process = run("--rate-limit", "0")
+    acknowledged = []
+    workers = load(process, threads=8, per_thread=150, acknowledged=acknowledged)
+    for worker in workers:
+        worker.join()
+    assert len(acknowledged) == 8 * 150
+    assert process.stop() == 0
+    stored = stored_paths(tmp_path / "prisme.db")
+    assert sorted(stored) == sorted(acknowledged)
+
+
+def test_sigterm_under_load_loses_no_acknowledged_event(run, tmp_path):
+    process = run("--rate-limit", "0")
+    acknowledged = []
+    workers = load(process, threads=8, per_thread=10_000, acknowledged=acknowledged)
+    time.sleep(1.0)
+    assert process.stop() == 0
+    for worker in workers:
+        worker.join()
+    stored = stored_paths(tmp_path / "prisme.db")
+    assert len(stored) == len(set(stored))
+    assert set(acknowledged) <= set(stored)
+    assert len(acknowledged) > 100
+
+
+def test_kill_9_then_restart_keeps_every_acknowledged_event_exactly_once(run, tmp_path):
+    process = run("--rate-limit", "0")
+    acknowledged = []
+    workers = load(process, threads=8, per_thread=10_000, acknowledged=acknowledged)
+    time.sleep(random.uniform(0.5, 1.5))
+    process.proc.kill()  # SIGKILL: no chance to drain anything
+    process.proc.wait()
+    for worker in workers:
+        worker.join()
+    restarted = run("--rate-limit", "0")
+    assert restarted.stop() == 0
+    stored = stored_paths(tmp_path / "prisme.db")
+    assert len(acknowledged) > 100
+    assert len(stored) == len(set(stored)), "an event was stored twice"
+    assert set(acknowledged) <= set(stored), "an acknowledged event was lost"
+
+
+def test_bad_requests_never_take_the_server_down(run):
+    process = run()
+    for raw in (
+        b"POST /api/v1/events/custom/x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /api/v1/noscript/events/pageviews?referrer=%ff%fe HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /%00%01 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)),
+    ):
+        with socket.create_connection(("127.0.0.1", process.port), timeout=5) as sock:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)  # the end of the request: the server answers it or closes
+            answer = sock.recv(4096)
+        assert not answer.startswith(b"HTTP/1.1 5"), answer[:200]
+    conn = process.connection()
+    conn.request("GET", "/api/v1/healthcheck")
+    assert conn.getresponse().status == 200
+
+
+def cli(*args, db):
+    return subprocess.run(
+        [*command(), *args, "--db", str(db)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def test_command_line_init_origins_and_admin_token(tmp_path):
+    db = tmp_path / "cli.db"
+    init = cli("init", db=db)
+    assert (init.returncode, init.stdout) == (
+        0,
+        f"database ready: {db} (schema version {prisme_lite.SCHEMA_VERSION})\n",
+    )
+    assert cli("origins", "add", "https://Blog.Example.com/", "*.shop.example", db=db).stdout == (
+        "added: blog.example.com\nadded: *.shop.example\n"
+    )
+    assert cli("origins", "add", "blog.example.com", db=db).stdout == "already registered: blog.example.com\n"
+    assert cli("origins", "list", db=db).stdout.split("\n") == [
+        "*.shop.example",
+        "127.0.0.1  (from configuration)",
+        "blog.example.com",
+        "localhost  (from configuration)",
+        "",
+    ]
+    assert cli("origins", "remove", "blog.example.com", db=db).stdout == "removed: blog.example.com\n"
+    missing = cli("origins", "remove", "blog.example.com", db=db)
+    assert (missing.returncode, missing.stderr) == (1, "not registered: blog.example.com\n")
+    bad = cli("origins", "add", "not a host", db=db)
+    assert (bad.returncode, bad.stderr.count("\n")) == (2, 1)
+    token = cli("admin-token", db=db).stdout.strip()
+    assert token.startswith("pla_") and cli("admin-token", db=db).stdout.strip() == token
+    rotated = cli("admin-token", "--rotate", db=db).stdout.strip()
+    assert rotated != token and cli("admin-token", db=db).stdout.strip() == rotated
+
+
+def test_a_running_server_sees_origins_added_from_the_command_line(run, tmp_path):
+    process = run()
+    conn = process.connection()
+    headers = {"Origin": "https://new.example", "X-Prisme-Referrer": "https://new.example/", "User-Agent": CHROME}
+    conn.request("POST", "/api/v1/events/pageviews", headers=headers)
+    refused = conn.getresponse()
+    assert (refused.status, b"origin not registered" in refused.read()) == (400, True)
+    assert cli("origins", "add", "new.example", db=tmp_path / "prisme.db").returncode == 0
+    time.sleep(prisme_lite.ORIGINS_REFRESH + 0.2)
+    conn.request("POST", "/api/v1/events/pageviews", headers=headers)
+    accepted = conn.getresponse()
+    accepted.read()
+    assert accepted.status == 200
+
+
+@pytest.mark.parametrize("args", [[], ["serve"], ["origins"], ["origins", "add"], ["admin-token"], ["init"]])
+def test_every_command_has_help(args):
+    result = subprocess.run([*command(), *args, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "usage: prisme-lite" in result.stdout
+
+
+def test_a_database_in_a_missing_directory_is_one_line(tmp_path):
+    result = cli("serve", db=tmp_path / "nowhere" / "x.db")
+    assert result.returncode == 2
+    assert result.stderr == f"prisme-lite: db: directory {tmp_path / 'nowhere'} does not exist\n"
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,124 @@
+"""Stored sessions (SPEC §3.3): continued within the timeout, new after it, whole across a restart."""
+
+import pytest
+from conftest import CHROME, IPHONE
+
+import prisme_lite
+
+MINUTE = 60_000
+START = 1_790_000_000_000
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The server's clock, moved by the test."""
+    now = [START]
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: now[0])
+    return now
+
+
+def visit(server, path, ua=CHROME, ip="203.0.113.9", referrer=None):
+    headers = {"Origin": "http://localhost", "X-Prisme-Referrer": f"http://localhost{path}", "User-Agent": ua}
+    if referrer:
+        headers["X-Prisme-Document-Referrer"] = referrer
+    server.client.post("/api/v1/events/pageviews", headers=headers, extra_environ={"REMOTE_ADDR": ip}, status=200)
+
+
+def test_pageviews_within_the_timeout_share_a_session_and_after_it_do_not(make_server, clock):
+    server = make_server()
+    visit(server, "/", referrer="https://search.example/?q=x")
+    clock[0] += 29 * MINUTE
+    visit(server, "/about")
+    clock[0] += 29 * MINUTE  # 58 minutes after the start, but only 29 after the last activity
+    visit(server, "/contact")
+    clock[0] += 31 * MINUTE
+    visit(server, "/again")
+    events = server.events()
+    assert [event["session_id"] for event in events] == [1, 1, 1, 2]
+    assert len({event["visitor_id"] for event in events}) == 1
+    sessions = server.rows("SELECT * FROM sessions ORDER BY id")
+    assert [
+        (s["entry_path"], s["exit_path"], s["pageviews"], s["started_at"], s["last_seen"], s["referrer"])
+        for s in sessions
+    ] == [
+        ("/", "/contact", 3, START, START + 58 * MINUTE, "search.example"),
+        ("/again", "/again", 1, START + 89 * MINUTE, START + 89 * MINUTE, "direct"),
+    ]
+    assert (sessions[0]["browser"], sessions[0]["os"], sessions[0]["device"], sessions[0]["country"]) == (
+        "Chrome",
+        "Linux",
+        "desktop",
+        "XX",
+    )
+
+
+def test_session_timeout_is_configurable(make_server, clock):
+    server = make_server(session_timeout=5)
+    visit(server, "/")
+    clock[0] += 6 * MINUTE
+    visit(server, "/b")
+    assert [event["session_id"] for event in server.events()] == [1, 2]
+
+
+def test_visitors_have_their_own_sessions(make_server, clock):
+    server = make_server()
+    visit(server, "/", ip="203.0.113.1")
+    visit(server, "/", ip="203.0.113.2")
+    visit(server, "/", ua=IPHONE, ip="203.0.113.1")
+    visit(server, "/x", ip="203.0.113.1")
+    assert [event["session_id"] for event in server.events()] == [1, 2, 3, 1]
+
+
+def test_a_restart_does_not_split_a_visitor_or_a_session(make_server, clock):
+    first = make_server()
+    visit(first, "/")
+    first.close()
+    clock[0] += 10 * MINUTE
+    second = make_server()
+    visit(second, "/later")
+    events = second.events()
+    assert events[0]["visitor_id"] == events[1]["visitor_id"]
+    assert [event["session_id"] for event in events] == [1, 1]
+    [session] = second.rows("SELECT pageviews, exit_path FROM sessions")
+    assert session == {"pageviews": 2, "exit_path": "/later"}
+
+
+def test_other_events_join_the_open_session_at_once_or_are_stored_without_one(make_server, clock):
+    server = make_server()
+    headers = {
+        "Origin": "http://localhost",
+        "Referer": "http://localhost/p",
+        "User-Agent": CHROME,
+        "Content-Type": "application/json",
+    }
+    server.client.post("/api/v1/events/custom/early", "{}", headers=headers)  # no session yet
+    visit(server, "/p")
+    clock[0] += 1000
+    server.client.post("/api/v1/events/custom/signup", "{}", headers=headers)
+    server.client.post("/api/v1/events/outbound-links", "https://example.org/", headers=headers)
+    clock[0] += 31 * MINUTE
+    server.client.post("/api/v1/events/file-downloads", "https://example.org/a.zip", headers=headers)
+    assert [(e["kind"], e["session_id"]) for e in server.events()] == [
+        ("custom", None),
+        ("pageview", 1),
+        ("custom", 1),
+        ("outbound", 1),
+        ("download", None),
+    ]
+    [session] = server.rows("SELECT pageviews, exit_path, last_seen FROM sessions")
+    assert session == {"pageviews": 1, "exit_path": "/p", "last_seen": START + 1000}
+
+
+def test_sessions_are_exact_when_the_cache_forgets(make_server, clock):
+    """The writer's session cache is bounded; a visitor it dropped is found in the database again."""
+    server = make_server()
+    server.ctx.writer.appliers["web"].max_cached = 2
+    for ip in range(1, 6):
+        visit(server, "/", ip=f"203.0.113.{ip}")
+    server.ctx.writer.flush()
+    assert len(server.ctx.writer.appliers["web"].latest) == 2
+    clock[0] += MINUTE
+    for ip in range(1, 6):
+        visit(server, "/2", ip=f"203.0.113.{ip}")
+    assert [e["session_id"] for e in server.events()] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
+    assert {row["pageviews"] for row in server.rows("SELECT pageviews FROM sessions")} == {2}

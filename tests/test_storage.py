@@ -1,0 +1,198 @@
+"""Storage (SPEC §8): the journal, the writer, exactly-once replay, recovery, and the schema version."""
+
+import json
+import os
+import sqlite3
+import threading
+
+import pytest
+from conftest import make_config
+
+import prisme_lite
+
+
+def web_event(n, site="localhost"):
+    return {
+        "ts": 1_790_000_000_000 + n,
+        "site": site,
+        "kind": "pageview",
+        "name": None,
+        "host": site,
+        "path": f"/{n}",
+        "referrer": "direct",
+        "utm_source": None,
+        "utm_medium": None,
+        "utm_campaign": None,
+        "utm_term": None,
+        "utm_content": None,
+        "visitor_id": f"v{n % 7}",
+        "browser": "Chrome",
+        "os": "Linux",
+        "device": "desktop",
+        "country": "XX",
+        "status": 200,
+        "props": None,
+    }
+
+
+def paths(db):
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT path FROM events ORDER BY id")]
+
+
+def test_appended_events_reach_the_database(tmp_path):
+    ctx = prisme_lite.Context(make_config(tmp_path))
+    for n in range(1000):
+        ctx.writer.append("web", web_event(n))
+    ctx.writer.flush()
+    assert paths(ctx.config["db"]) == [f"/{n}" for n in range(1000)]
+    ctx.close()
+
+
+def test_journal_lines_not_yet_folded_are_replayed_once_at_start_up(tmp_path):
+    """What a kill -9 leaves: lines in the journal past the committed position. A restart folds exactly those."""
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    for n in range(10):
+        ctx.writer.append("web", web_event(n))
+    ctx.close()
+    journal = config["db"] + ".journal-1"
+    # Acknowledged after the last commit, then the process died: the lines are in the journal only.
+    with open(journal, "ab") as file:
+        for n in range(10, 15):
+            file.write(json.dumps(["web", web_event(n)]).encode() + b"\n")
+        file.write(b'["web", {"ts": 17')  # a torn line: its write never returned, so it was never acknowledged
+    for _restart in range(2):
+        ctx = prisme_lite.Context(config)
+        ctx.close()
+    assert paths(config["db"]) == [f"/{n}" for n in range(15)]
+    assert os.path.getsize(journal) == sum(
+        len(json.dumps(["web", web_event(n)], separators=(",", ":"))) + 1 for n in range(10)
+    ) + sum(len(json.dumps(["web", web_event(n)])) + 1 for n in range(10, 15))
+
+
+def test_the_journal_rotates_and_old_files_are_deleted(tmp_path, monkeypatch):
+    monkeypatch.setattr(prisme_lite, "JOURNAL_ROTATE", 2000)
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    for n in range(100):
+        ctx.writer.append("web", web_event(n))
+        if n % 10 == 9:
+            ctx.writer.flush()
+    ctx.close()
+    journals = sorted(name for name in os.listdir(tmp_path) if ".journal-" in name)
+    assert len(journals) == 1 and journals[0] != "prisme.db.journal-1"
+    ctx = prisme_lite.Context(config)  # nothing replayed twice after rotations
+    ctx.close()
+    assert paths(config["db"]) == [f"/{n}" for n in range(100)]
+
+
+def test_a_line_that_cannot_be_stored_is_skipped_without_losing_its_batch(tmp_path, caplog):
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    ctx.writer.close()  # stop the writer so the three lines fold in one batch at the next start
+    bad = dict(web_event(1), path=None)  # NOT NULL
+    with open(config["db"] + ".journal-1", "ab") as file:
+        for record in (web_event(0), bad, web_event(2)):
+            file.write(json.dumps(["web", record]).encode() + b"\n")
+    ctx = prisme_lite.Context(config)
+    ctx.close()
+    assert paths(config["db"]) == ["/0", "/2"]
+    assert "journal line skipped" in caplog.text
+
+
+def test_jobs_that_wait_get_their_result_or_their_own_error(tmp_path):
+    ctx = prisme_lite.Context(make_config(tmp_path))
+    assert ctx.writer.run(lambda conn: conn.execute("SELECT 41 + 1").fetchone()[0]) == 42
+
+    def failing(conn):
+        prisme_lite.set_meta(conn, "half", "written")
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        ctx.writer.run(failing)
+    assert ctx.writer.run(prisme_lite.get_meta, "half") is None  # nothing of the failed job stayed
+    ctx.close()
+
+
+def test_a_write_failure_is_503_and_the_writer_recovers_when_it_clears(tmp_path):
+    """A long write lock from elsewhere (a backup, a migration): events wait in the journal, then arrive."""
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    blocker = sqlite3.connect(config["db"], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    ctx.writer.conn.execute("PRAGMA busy_timeout = 50")
+    ctx.writer.append("web", web_event(1))  # acknowledged: it is in the journal
+    with pytest.raises(prisme_lite.Unavailable, match="cannot take writes: database is locked"):
+        ctx.writer.run(lambda conn: None)
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    ctx.writer.flush()
+    assert ctx.writer.failure is None
+    assert paths(config["db"]) == ["/1"]
+    ctx.close()
+
+
+def test_appends_from_many_threads_are_all_stored_once(tmp_path):
+    ctx = prisme_lite.Context(make_config(tmp_path))
+
+    def send(start):
+        for n in range(start, start + 500):
+            ctx.writer.append("web", web_event(n))
+
+    threads = [threading.Thread(target=send, args=(k * 500,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ctx.close()
+    assert sorted(paths(ctx.config["db"]), key=lambda p: int(p[1:])) == [f"/{n}" for n in range(4000)]
+
+
+def test_schema_version_is_recorded_and_a_newer_database_is_refused(tmp_path):
+    db = str(tmp_path / "v.db")
+    prisme_lite.open_database(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == prisme_lite.SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.execute(f"PRAGMA user_version = {prisme_lite.SCHEMA_VERSION + 1}")
+    with pytest.raises(prisme_lite.ConfigError, match="newer than this prisme-lite"):
+        prisme_lite.open_database(db)
+
+
+def test_an_older_database_is_migrated_in_order(tmp_path, monkeypatch):
+    db = str(tmp_path / "m.db")
+    prisme_lite.open_database(db)  # at version 1
+    with sqlite3.connect(db) as conn:
+        prisme_lite.add_origin(conn, "kept.example")
+    monkeypatch.setattr(prisme_lite, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(
+        prisme_lite,
+        "MIGRATIONS",
+        {1: "ALTER TABLE meta ADD COLUMN note TEXT;", 2: "UPDATE meta SET note = 'migrated';"},
+    )
+    prisme_lite.set_meta(sqlite3.connect(db, isolation_level=None), "k", "v")
+    prisme_lite.open_database(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT note FROM meta WHERE key = 'k'").fetchone() == ("migrated",)
+        assert prisme_lite.stored_origins(conn) == ["kept.example"]
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    db = str(tmp_path / "f.db")
+    prisme_lite.open_database(db)
+    monkeypatch.setattr(prisme_lite, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(prisme_lite, "MIGRATIONS", {1: "ALTER TABLE meta ADD COLUMN x TEXT; SELECT nope FROM nowhere;"})
+    with pytest.raises((prisme_lite.ConfigError, sqlite3.Error)):
+        prisme_lite.open_database(db)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "x" not in [row[1] for row in conn.execute("PRAGMA table_info(meta)")]
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(prisme_lite.ConfigError, match=r"junk\.db.*not a (usable SQLite )?database"):
+        prisme_lite.open_database(str(path))
