@@ -3,70 +3,18 @@
 import http.client
 import os
 import random
-import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from conftest import CHROME
+from conftest import CHROME, command
 
 import prisme_lite
 
 pytestmark = pytest.mark.server
-
-
-def command():
-    """The installed `prisme-lite` command, or the module itself when running from a checkout."""
-    script = Path(sys.executable).with_name("prisme-lite")
-    return [str(script)] if script.exists() else [sys.executable, prisme_lite.__file__]
-
-
-class Process:
-    """A running `prisme-lite serve`, its port, and what it printed."""
-
-    def __init__(self, db, *flags):
-        self.log = open(Path(db).with_suffix(".log"), "ab")  # noqa: SIM115 -- closed in stop() or by the fixture
-        self.proc = subprocess.Popen(
-            [*command(), "serve", "--db", str(db), "--port", "0", *flags],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        self.banner = [self.proc.stdout.readline() for _ in range(5)]
-        assert "listening on http://127.0.0.1:" in self.banner[0], self.banner
-        self.port = int(self.banner[0].split("http://127.0.0.1:")[1].split(" ")[0])
-
-    def connection(self):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-
-    def stop(self, sig=signal.SIGTERM):
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=30)
-        self.log.close()
-        return code
-
-
-@pytest.fixture
-def run(tmp_path):
-    processes = []
-
-    def start(*flags, db=tmp_path / "prisme.db"):
-        process = Process(db, *flags)
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.wait()
-        process.log.close()
 
 
 def pageview(conn, path):

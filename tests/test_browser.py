@@ -1,0 +1,119 @@
+"""Browser tests in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): the README's snippets,
+pasted into a page of a registered origin, store what they promise."""
+
+import os
+import re
+import sqlite3
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import CHROME
+
+CHROMIUM = "/usr/bin/chromium"
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+pytestmark = pytest.mark.server
+
+
+def readme_snippet(marker):
+    """The README's ```html block that contains `marker`."""
+    blocks = re.findall(r"```html\n(.*?)```", README, re.DOTALL)
+    [block] = [block for block in blocks if marker in block]
+    return block
+
+
+class Pages:
+    """A site of our own on another port: it serves whatever HTML a test gives it."""
+
+    def __init__(self):
+        self.html = {}
+        pages = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = pages.html.get(self.path.split("?")[0], "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def pages():
+    site = Pages()
+    yield site
+    site.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        yield browser
+        browser.close()
+
+
+def rows_eventually(db, sql, count, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(sql).fetchall()
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def test_the_readme_noscript_pixel_stores_a_pageview(run, pages, chromium, tmp_path):
+    process = run()
+    snippet = readme_snippet("noscript/events/pageviews").replace("https://stats.example.com", f"http://127.0.0.1:{process.port}")
+    pages.html["/blog/first-post"] = f"<!doctype html><title>post</title><p>Hello</p>{snippet}"
+    context = chromium.new_context(user_agent=CHROME)  # a real visitor's browser, not HeadlessChrome (a bot)
+    page = context.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request))
+    # localhost is a registered origin by default; the image is cross-origin (127.0.0.1), and sends no Origin.
+    page.goto(f"http://localhost:{pages.port}/blog/first-post?utm_source=readme", wait_until="load")
+    [pixel] = [request for request in requests if "/noscript/" in request.url]
+    assert "origin" not in {name.lower() for name in pixel.headers}
+    assert pixel.response().status == 200
+    context.close()
+    rows = rows_eventually(tmp_path / "prisme.db", "SELECT site, host, path, utm_source, browser, kind FROM events", 1)
+    assert rows == [("localhost", "localhost", "/blog/first-post", "readme", "Chrome", "pageview")]
+
+
+def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run, pages, chromium, tmp_path):
+    process = run()
+    snippet = readme_snippet("fetch(").replace("https://stats.example.com", f"http://127.0.0.1:{process.port}")
+    pages.html["/landing"] = f"<!doctype html><title>landing</title>{snippet}"
+    pages.html["/"] = '<!doctype html><a id="go" href="/landing">go</a>'
+    context = chromium.new_context(user_agent=CHROME)
+    page = context.new_page()
+    page.goto(f"http://localhost:{pages.port}/", wait_until="load")
+    with page.expect_response(lambda response: "/api/v1/events/pageviews" in response.url) as answer:
+        page.click("#go")
+    assert answer.value.status == 200
+    context.close()
+    rows = rows_eventually(tmp_path / "prisme.db", "SELECT path, referrer, kind FROM events", 1)
+    assert rows == [("/landing", "direct", "pageview")]  # the document referrer is the same site: direct
