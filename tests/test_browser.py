@@ -68,8 +68,14 @@ def chromium():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         yield browser
         browser.close()
@@ -87,7 +93,9 @@ def rows_eventually(db, sql, count, timeout=10.0):
 
 def test_the_readme_noscript_pixel_stores_a_pageview(run, pages, chromium, tmp_path):
     process = run()
-    snippet = readme_snippet("noscript/events/pageviews").replace("https://stats.example.com", f"http://127.0.0.1:{process.port}")
+    snippet = readme_snippet("noscript/events/pageviews").replace(
+        "https://stats.example.com", f"http://127.0.0.1:{process.port}"
+    )
     pages.html["/blog/first-post"] = f"<!doctype html><title>post</title><p>Hello</p>{snippet}"
     context = chromium.new_context(user_agent=CHROME)  # a real visitor's browser, not HeadlessChrome (a bot)
     page = context.new_page()
