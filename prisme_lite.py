@@ -1508,6 +1508,7 @@ def serve(config: dict) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    parse_user_agent("Mozilla/5.0")  # compile user-agents' regexes now, not during the first visitor's request
     origins = sorted(set(config["origins"]) | set(stored_origins(ctx.read())))
     print(
         f"prisme-lite {__version__} listening on {base_url} (database {config['db']}"
