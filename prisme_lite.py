@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -34,6 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import bottle
+import jwt
 from bottle import request, response
 
 __version__ = "0.1.0"
@@ -71,6 +73,7 @@ JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (s
 JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
 JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
 WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
+MAINTENANCE_INTERVAL = 60.0  # seconds between the writer's clean-ups (expired counter claims)
 ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
 
@@ -131,6 +134,10 @@ SETTINGS: dict[str, Setting] = {
     "country_header": Setting("", "str", "header your proxy sets to the visitor's country code, e.g. CF-IPCountry"),
     "geoip_db": Setting("", "str", "MaxMind-format country database (.mmdb); needs `pip install maxminddb`"),
     "admin_token": Setting("", "str", "admin bearer token; empty = generated once and kept in the database"),
+    "open_registration": Setting(False, "bool", "let anyone register a counter client without the admin token"),
+    "jwt_secret": Setting(
+        "", "str", "key of counter tokens (at least 32 bytes); empty = generated once, kept in the database"
+    ),
     "rate_limit": Setting(60, "int", "events per minute per client IP on the browser-facing routes; 0 = off", 0),
     "rate_limit_buckets": Setting(
         100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
@@ -231,6 +238,8 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
             config[key] = parse_setting(key, from_file[key], path, typed=True)
         else:
             config[key] = setting.default
+    if config["jwt_secret"] and len(config["jwt_secret"].encode()) < 32:
+        raise ConfigError("jwt_secret must be at least 32 bytes long; leave it empty to have one generated")
     if config["country_header"] and not config["trust_proxy"]:
         raise ConfigError("country_header needs trust_proxy = true: only your own proxy may set the visitor's country")
     return config
@@ -325,9 +334,17 @@ class Writer:
     SQLite allows one writer; request threads never touch the write lock, so they never wait on each other.
     """
 
-    def __init__(self, db_path: str, synchronous: str, appliers: dict[str, Callable[[sqlite3.Connection, list], Any]]):
+    def __init__(
+        self,
+        db_path: str,
+        synchronous: str,
+        appliers: dict[str, Callable[[sqlite3.Connection, list], Any]],
+        maintenance: tuple[Callable[[sqlite3.Connection, int], Any], ...] = (),
+    ):
         self.conn = connect(db_path, synchronous)
         self.appliers = appliers
+        self.maintenance = maintenance  # run in a transaction of the writer's at most once a minute
+        self.maintained_at = -math.inf
         self.journal_prefix = db_path + ".journal-"
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -418,6 +435,10 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             self._fold(records)
             set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
+            if time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL:
+                for task in self.maintenance:
+                    task(conn, now_ms())
+                self.maintained_at = time.monotonic()
             for job, args, future in jobs:
                 # A savepoint per job: one failing job leaves nothing behind and does not undo its neighbours.
                 conn.execute("SAVEPOINT job")
@@ -568,6 +589,15 @@ def admin_token(conn: sqlite3.Connection, rotate: bool = False) -> str:
         token = "pla_" + secrets.token_urlsafe(24)
         set_meta(conn, "admin_token", token)
     return token
+
+
+def stored_secret(conn: sqlite3.Connection, key: str) -> str:
+    """A random 32-byte key (hex) kept in the database, made on first use."""
+    value = get_meta(conn, key)
+    if value is None:
+        value = secrets.token_bytes(32).hex()
+        set_meta(conn, key, value)
+    return value
 
 
 def add_origin(conn: sqlite3.Connection, origin: str) -> bool:
@@ -951,11 +981,12 @@ def error_body(message: str) -> str:
     return json.dumps({"error": message})
 
 
-def ingest(answer: str = "json") -> Callable:
-    """Wrap a browser-facing ingest route: CORS, the client IP, the rate limit, and refusals in the route's shape.
+def api(answer: str = "json", rate_limited: bool = False) -> Callable:
+    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and refusals in the route's shape.
 
     `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
-    in X-Prisme-Error), or `redirect` (JSON: a redirect that cannot be made safely is not made at all).
+    in X-Prisme-Error), or `redirect` (JSON: a redirect that cannot be made safely is not made at all). Every
+    browser-facing ingest route is `rate_limited`, so one client IP has one bucket across all of them.
     """
 
     def decorate(route: Callable) -> Callable:
@@ -969,8 +1000,8 @@ def ingest(answer: str = "json") -> Callable:
             response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
             ip = client_ip(environ, ctx.config)
             environ["prisme.client_ip"] = ip
-            allowed, remaining, retry_after = ctx.limiter.take(ip)
-            if ctx.config["rate_limit"]:
+            allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
+            if rate_limited and ctx.config["rate_limit"]:
                 response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
                 response.set_header("X-RateLimit-Remaining", str(remaining))
             try:
@@ -1000,6 +1031,20 @@ def ingest(answer: str = "json") -> Callable:
         return handler
 
     return decorate
+
+
+def bearer_token(environ: dict) -> str | None:
+    """The token of `Authorization: Bearer <token>` (or, where a route allows it, the bare header value)."""
+    value = environ.get("HTTP_AUTHORIZATION", "").strip()
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return value or None
+
+
+def require_admin(ctx: Context) -> None:
+    token = bearer_token(request.environ)
+    if not token or not hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
+        raise Rejected(401, "admin token required: send Authorization: Bearer <token> (see `prisme-lite admin-token`)")
 
 
 def success(answer: str) -> Any:
@@ -1258,7 +1303,7 @@ def page_url_from_headers(environ: dict) -> str | None:
 
 
 @route("/api/v1/events/pageviews", "POST")
-@ingest("json")
+@api("json", rate_limited=True)
 def post_pageview(ctx: Context) -> str:
     environ = request.environ
     record_web_event(
@@ -1273,7 +1318,7 @@ def post_pageview(ctx: Context) -> str:
 
 
 @route("/api/v1/events/custom/<name>", "POST")
-@ingest("json")
+@api("json", rate_limited=True)
 def post_custom_event(ctx: Context, name: str) -> str:
     environ = request.environ
     name = check_name(name, "custom event name")
@@ -1310,19 +1355,19 @@ def post_link_event(ctx: Context, kind: str) -> str:
 
 
 @route("/api/v1/events/file-downloads", "POST")
-@ingest("json")
+@api("json", rate_limited=True)
 def post_file_download(ctx: Context) -> str:
     return post_link_event(ctx, "download")
 
 
 @route("/api/v1/events/outbound-links", "POST")
-@ingest("json")
+@api("json", rate_limited=True)
 def post_outbound_link(ctx: Context) -> str:
     return post_link_event(ctx, "outbound")
 
 
 @route("/api/v1/noscript/events/pageviews")
-@ingest("gif")
+@api("gif", rate_limited=True)
 def noscript_pageview(ctx: Context) -> bytes:
     query = request.query
     record_web_event(
@@ -1337,7 +1382,7 @@ def noscript_pageview(ctx: Context) -> bytes:
 
 
 @route("/api/v1/noscript/events/custom/<name>")
-@ingest("gif")
+@api("gif", rate_limited=True)
 def noscript_custom_event(ctx: Context, name: str) -> bytes:
     name = check_name(name, "custom event name")
     props = {}
@@ -1369,20 +1414,20 @@ def noscript_link(ctx: Context, kind: str) -> Any:
 
 
 @route("/api/v1/noscript/events/outbound-links")
-@ingest("redirect")
+@api("redirect", rate_limited=True)
 def noscript_outbound_link(ctx: Context) -> Any:
     return noscript_link(ctx, "outbound")
 
 
 @route("/api/v1/noscript/events/file-downloads")
-@ingest("redirect")
+@api("redirect", rate_limited=True)
 def noscript_file_download(ctx: Context) -> Any:
     return noscript_link(ctx, "download")
 
 
-@route("/api/v1/events/<path:path>", "OPTIONS")
+@route("/api/v1/<path:path>", "OPTIONS")
 def preflight(path: str) -> None:
-    """CORS preflight: any origin may send events; the origin check happens on the event itself."""
+    """CORS preflight: any origin may call the API; origins and tokens are checked on the request itself."""
     response.status = 204
     response.set_header("Access-Control-Allow-Origin", request.environ.get("HTTP_ORIGIN") or "*")
     response.set_header("Vary", "Origin")
@@ -1405,6 +1450,301 @@ def healthcheck() -> Any:
 
 
 ###############################################################################
+# Counters ####################################################################
+###############################################################################
+
+RESERVED_ACTION_IDS = frozenset(
+    {"events", "noscript", "stats", "healthcheck", "register", "configure", "token", "export", "openapi.json"}
+)  # /api/v1/<action-id>/… must never shadow another route
+COUNTER_ID = re.compile(r"^[^\s/?#%\\]{1,128}$")  # one URL path segment
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_COUNTER_IDS = 10_000
+TOKEN_ISSUER = "prisme-lite"
+TOKEN_LIFETIME = 3600  # seconds; a token is the same for a visitor for the whole clock hour
+TOKEN_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]  # all required on decode
+CLAIM_WINDOW_MS = 15 * 60_000  # a token counts once per action and page in this long
+
+
+def json_object(environ: dict, limit: int) -> dict:
+    body = read_body(environ, limit)
+    value = parse_json(body) if body.strip() else {}
+    if not isinstance(value, dict):
+        raise Rejected(400, "body must be a JSON object")
+    return value
+
+
+def text_field(body: dict, name: str, most: int = MAX_NAME_LENGTH) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > most or CONTROL_CHARS.search(value):
+        raise Rejected(400, f"{name} is required: a string of 1 to {most} printable characters")
+    return value.strip()
+
+
+def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[str]:
+    values = body.get(name)
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise Rejected(400, f"{name} is required: a list of strings")
+    if len(values) > MAX_COUNTER_IDS:
+        raise Rejected(400, f"{name} has {len(values)} ids, over the limit of {MAX_COUNTER_IDS}")
+    for value in values:
+        if not COUNTER_ID.match(value):
+            raise Rejected(400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, / ? # % or \\")
+        if value.lower() in reserved:
+            raise Rejected(400, f"{name}: {value!r} is reserved (it would shadow the /api/v1/{value} route)")
+    return list(dict.fromkeys(values))
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def client_answer(client: dict) -> dict:
+    """A client as the API shows it: everything but the secret."""
+    return {
+        "clientId": client["id"],
+        "clientName": client["name"],
+        "domainName": client["domain"],
+        "emailId": client["email"],
+        "validPageIds": json.loads(client["page_ids"]),
+        "validActionIds": json.loads(client["action_ids"]),
+    }
+
+
+def find_client(conn: sqlite3.Connection, column: str, value: str) -> dict | None:
+    assert column in ("id", "domain")
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute(f"SELECT * FROM counter_clients WHERE {column} = ?", (value,)).fetchone()
+    finally:
+        conn.row_factory = None
+    return dict(row) if row else None
+
+
+def authenticate_client(ctx: Context, client_id: Any, secret: Any) -> dict:
+    """The client whose id and secret these are; 401 otherwise, in the same time whether or not the id exists."""
+    if not isinstance(client_id, str) or not isinstance(secret, str):
+        raise Rejected(400, "clientId and clientSecret are required strings")
+    client = find_client(ctx.read(), "id", client_id)
+    expected = client["secret_hash"] if client else hash_secret("no such client")
+    if not hmac.compare_digest(hash_secret(secret), expected) or client is None:
+        raise Rejected(401, "unknown clientId or wrong clientSecret")
+    return client
+
+
+def insert_client(conn: sqlite3.Connection, client: dict) -> bool:
+    cursor = conn.execute(
+        "INSERT INTO counter_clients (id, name, domain, email, secret_hash, created_at)"
+        " VALUES (:id, :name, :domain, :email, :secret_hash, :created_at) ON CONFLICT (domain) DO NOTHING",
+        client,
+    )
+    return cursor.rowcount == 1
+
+
+def configure_client(conn: sqlite3.Connection, client_id: str, page_ids: list, action_ids: list) -> dict:
+    conn.execute(
+        "UPDATE counter_clients SET page_ids = ?, action_ids = ? WHERE id = ?",
+        (json.dumps(page_ids), json.dumps(action_ids), client_id),
+    )
+    return find_client(conn, "id", client_id)
+
+
+def increment_counter(
+    conn: sqlite3.Connection, client_id: str, action_id: str, page_id: str, jti: str, now: int
+) -> int:
+    """Writer job: count one, unless this token already counted here in the last 15 minutes; the count after."""
+    key = (client_id, action_id, page_id)
+    claim = conn.execute(
+        "SELECT expires_at FROM counter_claims WHERE jti = ? AND action_id = ? AND page_id = ?",
+        (jti, action_id, page_id),
+    ).fetchone()
+    if claim is not None and claim[0] > now:
+        row = conn.execute(
+            "SELECT count FROM counters WHERE client_id = ? AND action_id = ? AND page_id = ?", key
+        ).fetchone()
+        return row[0] if row else 0
+    conn.execute(
+        "INSERT INTO counter_claims (jti, action_id, page_id, expires_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at",
+        (jti, action_id, page_id, now + CLAIM_WINDOW_MS),
+    )
+    conn.execute(
+        "INSERT INTO counter_days (client_id, action_id, page_id, day, count) VALUES (?, ?, ?, ?, 1)"
+        " ON CONFLICT DO UPDATE SET count = count + 1",
+        (*key, now // 86_400_000),
+    )
+    return conn.execute(
+        "INSERT INTO counters (client_id, action_id, page_id, count) VALUES (?, ?, ?, 1)"
+        " ON CONFLICT DO UPDATE SET count = count + 1 RETURNING count",
+        key,
+    ).fetchone()[0]
+
+
+def prune_counter_claims(conn: sqlite3.Connection, now: int) -> None:
+    """Writer maintenance: forget claims whose 15 minutes are over, a bounded slice at a time."""
+    conn.execute(
+        "DELETE FROM counter_claims WHERE (jti, action_id, page_id) IN"
+        " (SELECT jti, action_id, page_id FROM counter_claims WHERE expires_at <= ? LIMIT 20000)",
+        (now,),
+    )
+
+
+def make_counter_token(secret: bytes, client_id: str, subject: str, now_s: int) -> tuple[str, int]:
+    """An HS256 JWT for `subject` at `client_id`, the same for the whole clock hour; and its seconds left."""
+    issued = now_s - now_s % TOKEN_LIFETIME
+    jti = hashlib.blake2b(f"{client_id}\0{subject}\0{issued}".encode(), key=secret, digest_size=16).hexdigest()
+    claims = {
+        "iss": TOKEN_ISSUER,
+        "aud": client_id,
+        "sub": subject,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + TOKEN_LIFETIME,
+        "jti": jti,
+    }
+    return jwt.encode(claims, secret, algorithm="HS256"), issued + TOKEN_LIFETIME - now_s
+
+
+def verify_counter_token(ctx: Context, token: str | None) -> tuple[dict, dict]:
+    """The claims and client of a valid token; 401 for a missing, forged, expired or foreign one."""
+    if not token:
+        raise Rejected(401, "token missing: get one from /api/v1/token")
+    try:
+        audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+    except jwt.PyJWTError:
+        raise Rejected(401, "token is not a valid JWT") from None
+    client = find_client(ctx.read(), "id", audience) if isinstance(audience, str) else None
+    if client is None:
+        raise Rejected(401, "token is not for a registered client")
+    caller = counter_client_of_request(ctx)
+    if caller is not None and caller["id"] != client["id"]:
+        raise Rejected(401, f"token is for another client than {caller['domain']}")
+    try:
+        claims = jwt.decode(
+            token,
+            ctx.jwt_secret,
+            algorithms=["HS256"],  # a fixed list: never "none", never what the token's header asks for
+            audience=client["id"],
+            issuer=TOKEN_ISSUER,
+            options={"require": TOKEN_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Rejected(401, "token expired: get a new one from /api/v1/token") from None
+    except jwt.PyJWTError as error:
+        raise Rejected(401, f"token is invalid: {error}") from None
+    if not isinstance(claims["jti"], str):
+        raise Rejected(401, "token is invalid: jti must be a string")
+    return claims, client
+
+
+def counter_client_of_request(ctx: Context) -> dict | None:
+    """The client whose domain the request comes from (Origin, else Referer), if any."""
+    environ = request.environ
+    for header in ("HTTP_ORIGIN", "HTTP_REFERER"):
+        host = host_of(environ.get(header) or "")
+        if host:
+            return find_client(ctx.read(), "domain", host)
+    return None
+
+
+def configured_counter(client: dict, action_id: str, page_id: str) -> None:
+    if action_id not in json.loads(client["action_ids"]):
+        raise Rejected(404, f"{action_id} is not a valid action")
+    if page_id not in json.loads(client["page_ids"]):
+        raise Rejected(404, f"{page_id} is not a page configured for this client")
+
+
+@route("/api/v1/register", "POST")
+@api("json")
+def register_client(ctx: Context) -> dict:
+    if not ctx.config["open_registration"]:
+        require_admin(ctx)
+    body = json_object(request.environ, ctx.config["max_body_bytes"])
+    name = text_field(body, "clientName")
+    try:
+        domain = normalise_origin(text_field(body, "domainName", 253))
+    except ValueError as error:
+        raise Rejected(400, f"domainName: {error}") from None
+    if domain.startswith("*."):
+        raise Rejected(400, "domainName must be one host, not a wildcard")
+    email = text_field(body, "emailId", 254)
+    if not EMAIL.match(email):
+        raise Rejected(400, f"emailId {email[:100]!r} is not an email address")
+    client_id, secret = "cl_" + secrets.token_hex(8), "cs_" + secrets.token_urlsafe(32)
+    client = {"id": client_id, "name": name, "domain": domain, "email": email, "secret_hash": hash_secret(secret)}
+    if not ctx.writer.run(insert_client, {**client, "created_at": now_ms()}):
+        raise Rejected(409, f"domainName {domain} is already registered")
+    response.status = 201
+    return {"clientId": client_id, "clientSecret": secret}
+
+
+@route("/api/v1/configure", "POST")
+@api("json")
+def configure_counters(ctx: Context) -> dict:
+    body = json_object(request.environ, ctx.config["max_body_bytes"])
+    client = authenticate_client(ctx, body.get("clientId"), body.get("clientSecret"))
+    page_ids = id_list(body, "validPageIds")
+    action_ids = id_list(body, "validActionIds", RESERVED_ACTION_IDS)
+    return client_answer(ctx.writer.run(configure_client, client["id"], page_ids, action_ids))
+
+
+@route("/api/v1/token", ["GET", "POST"])
+@api("json")
+def issue_counter_token(ctx: Context) -> dict:
+    environ = request.environ
+    if request.method == "POST":
+        given = json_object(environ, ctx.config["max_body_bytes"])
+    else:
+        given = {key: request.query.get(key) for key in ("clientId", "clientSecret")}
+    if given.get("clientId") is not None or given.get("clientSecret") is not None:
+        client = authenticate_client(ctx, given.get("clientId"), given.get("clientSecret"))
+    else:
+        host = host_of(environ.get("HTTP_ORIGIN") or "") or host_of(environ.get("HTTP_REFERER") or "")
+        if not host:
+            raise Rejected(400, "send the request from your registered domain (Origin), or clientId and clientSecret")
+        client = find_client(ctx.read(), "domain", host)
+        if client is None:
+            raise Rejected(401, f"no client is registered for the domain {host}")
+    now_s = now_ms() // 1000
+    visitor = make_visitor_id(
+        ctx.salt.for_time(now_s * 1000),
+        client["id"],
+        environ["prisme.client_ip"],
+        environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH],
+    )
+    token, expires_in = make_counter_token(ctx.jwt_secret, client["id"], visitor, now_s)
+    return {"token": token, "expiresIn": expires_in}
+
+
+@route("/api/v1/<action_id>/<page_id>/increment", "POST")
+@api("json", rate_limited=True)
+def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
+    body = json_object(request.environ, ctx.config["max_body_bytes"])
+    token = body.get("token")
+    if token is not None and not isinstance(token, str):
+        raise Rejected(400, "token must be a string")
+    claims, client = verify_counter_token(ctx, token)
+    configured_counter(client, action_id, page_id)
+    count = ctx.writer.run(increment_counter, client["id"], action_id, page_id, claims["jti"], now_ms())
+    return {"count": count}
+
+
+@route("/api/v1/<action_id>/<page_id>/value", "GET")
+@api("json")
+def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
+    _claims, client = verify_counter_token(ctx, bearer_token(request.environ))
+    configured_counter(client, action_id, page_id)
+    row = (
+        ctx.read()
+        .execute(
+            "SELECT count FROM counters WHERE client_id = ? AND action_id = ? AND page_id = ?",
+            (client["id"], action_id, page_id),
+        )
+        .fetchone()
+    )
+    return {"count": row[0] if row else 0}
+
+
+###############################################################################
 # Application #################################################################
 ###############################################################################
 
@@ -1418,7 +1758,9 @@ class Context:
         self.local = threading.local()
         session_timeout_ms = config["session_timeout"] * 60_000
         appliers = {"web": WebEventStore(session_timeout_ms)}
-        self.writer = Writer(config["db"], config["synchronous"], appliers)
+        self.writer = Writer(config["db"], config["synchronous"], appliers, (prune_counter_claims,))
+        secret = config["jwt_secret"]
+        self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
         self.origins = OriginRegistry(config["origins"], self.read)
         self.salt = DailySalt(self.writer)
         self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
@@ -1434,6 +1776,10 @@ class Context:
             self.local.conn = conn
             self.readers.append(conn)
         return conn
+
+    def admin_token(self) -> str:
+        """From the configuration, else the database (read each time: `admin-token --rotate` applies at once)."""
+        return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
 
     def site_of_request(self, environ: dict, page_url: str | None) -> str:
         """The registered origin the request comes from: its Origin header, else the page's own host."""
@@ -1507,19 +1853,21 @@ def serve(config: dict) -> int:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
     parse_user_agent("Mozilla/5.0")  # compile user-agents' regexes now, not during the first visitor's request
     origins = sorted(set(config["origins"]) | set(stored_origins(ctx.read())))
-    print(
-        f"prisme-lite {__version__} listening on {base_url} (database {config['db']}"
-        f"{f', pinned to CPU {cpu}' if cpu is not None else ''})\n"
-        f"registered origins: {', '.join(origins) or 'none (add one with `prisme-lite origins add HOST`)'}\n"
-        f"admin token: {token}\n"
-        f"paste this into a page of a registered origin to count its visits:\n{embed_snippet(base_url)}",
-        flush=True,
-    )
+    signal.signal(signal.SIGTERM, stop)
     try:
+        print(
+            f"prisme-lite {__version__} listening on {base_url} (database {config['db']}"
+            f"{f', pinned to CPU {cpu}' if cpu is not None else ''})\n"
+            f"registered origins: {', '.join(origins) or 'none (add one with `prisme-lite origins add HOST`)'}\n"
+            f"admin token: {token}\n"
+            f"paste this into a page of a registered origin to count its visits:\n{embed_snippet(base_url)}",
+            flush=True,
+        )
         server.run()  # returns after SIGTERM or Ctrl-C, once the worker threads have finished their requests
+    except KeyboardInterrupt:
+        pass  # a stop that came before the server loop started: nothing was in flight
     finally:
         server.close()
         ctx.close()  # commits whatever the writer still holds
@@ -1554,6 +1902,14 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("remove", parents=[common], help="unregister hosts").add_argument(
         "hosts", nargs="+", metavar="HOST"
     )
+    counters = commands.add_parser("counters", parents=[common], help="show action counters")
+    counter_actions = counters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    counter_list = counter_actions.add_parser("list", parents=[common], help="every counter with its count")
+    counter_list.add_argument("--client", metavar="ID", help="only this client's counters")
+    counter_show = counter_actions.add_parser("show", parents=[common], help="one counter, with its last 30 days")
+    counter_show.add_argument("action_id", metavar="ACTION")
+    counter_show.add_argument("page_id", metavar="PAGE")
+    counter_show.add_argument("--client", metavar="ID", help="only this client's counter")
     token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     return parser
@@ -1575,6 +1931,8 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                     raise ConfigError("admin-token --rotate: the token comes from admin_token in the configuration")
             else:
                 print(admin_token(conn, rotate=args.rotate))
+        elif args.command == "counters":
+            return show_counters(conn, args)
         elif args.command == "origins":
             if args.action == "list":
                 configured = set(config["origins"])
@@ -1599,6 +1957,49 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
     finally:
         conn.close()
     return 0
+
+
+def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    """`counters list` and `counters show ACTION PAGE`: aligned columns a person can read."""
+    where, params = "", []
+    if args.client:
+        where, params = " AND c.client_id = ?", [args.client]
+    if args.action == "show":
+        where += " AND c.action_id = ? AND c.page_id = ?"
+        params += [args.action_id, args.page_id]
+    rows = conn.execute(
+        "SELECT cl.domain, c.client_id, c.action_id, c.page_id, c.count FROM counters c"
+        " JOIN counter_clients cl ON cl.id = c.client_id WHERE 1 = 1"
+        + where
+        + " ORDER BY cl.domain, c.action_id, c.page_id",
+        params,
+    ).fetchall()
+    if not rows:
+        print(
+            "no counters" + (" match" if where else " yet: configure some with POST /api/v1/configure"), file=sys.stderr
+        )
+        return 1
+    if args.action == "list":
+        print_table(["DOMAIN", "CLIENT", "ACTION", "PAGE", "COUNT"], rows)
+        return 0
+    today = now_ms() // 86_400_000
+    for domain, client_id, action_id, page_id, count in rows:
+        print(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all")
+        days = dict(
+            conn.execute(
+                "SELECT day, count FROM counter_days WHERE client_id = ? AND action_id = ? AND page_id = ? AND day > ?",
+                (client_id, action_id, page_id, today - 30),
+            ).fetchall()
+        )
+        for day in range(today - 29, today + 1):
+            print(f"  {time.strftime('%Y-%m-%d', time.gmtime(day * 86_400))}  {days.get(day, 0)}")
+    return 0
+
+
+def print_table(header: list[str], rows: list[tuple]) -> None:
+    widths = [max(len(str(value)) for value in column) for column in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:

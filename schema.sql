@@ -68,3 +68,46 @@ CREATE TABLE IF NOT EXISTS events (
 );
 -- Every report reads one site over a time range.
 CREATE INDEX IF NOT EXISTS events_site_ts ON events (site, ts);
+
+-- Action counters (Prefetch API): clients registered for a domain, and what they configured.
+-- secret_hash: SHA-256 of the client secret, which is shown once at registration (it is 32 random bytes, so a
+-- fast hash is enough); page_ids and action_ids: JSON lists.
+CREATE TABLE IF NOT EXISTS counter_clients (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    domain      TEXT NOT NULL UNIQUE,
+    email       TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    page_ids    TEXT NOT NULL DEFAULT '[]',
+    action_ids  TEXT NOT NULL DEFAULT '[]',
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The count of each action on each page, exact: only the writer changes it, one increment per committed job.
+CREATE TABLE IF NOT EXISTS counters (
+    client_id TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    page_id   TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (client_id, action_id, page_id)
+) WITHOUT ROWID;
+
+-- The same counts per UTC day (day = unix days), for the daily series.
+CREATE TABLE IF NOT EXISTS counter_days (
+    client_id TEXT NOT NULL,
+    action_id TEXT NOT NULL,
+    page_id   TEXT NOT NULL,
+    day       INTEGER NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (client_id, action_id, page_id, day)
+) WITHOUT ROWID;
+
+-- A token counts once per action and page until expires_at (15 minutes after it counted).
+CREATE TABLE IF NOT EXISTS counter_claims (
+    jti        TEXT NOT NULL,
+    action_id  TEXT NOT NULL,
+    page_id    TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (jti, action_id, page_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counter_claims_expiry ON counter_claims (expires_at);

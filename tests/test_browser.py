@@ -113,7 +113,9 @@ def test_the_readme_noscript_pixel_stores_a_pageview(run, pages, chromium, tmp_p
 
 def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run, pages, chromium, tmp_path):
     process = run()
-    snippet = readme_snippet("fetch(").replace("https://stats.example.com", f"http://127.0.0.1:{process.port}")
+    snippet = readme_snippet("X-Prisme-Referrer").replace(
+        "https://stats.example.com", f"http://127.0.0.1:{process.port}"
+    )
     pages.html["/landing"] = f"<!doctype html><title>landing</title>{snippet}"
     pages.html["/"] = '<!doctype html><a id="go" href="/landing">go</a>'
     context = chromium.new_context(user_agent=CHROME)
@@ -125,3 +127,52 @@ def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run
     context.close()
     rows = rows_eventually(tmp_path / "prisme.db", "SELECT path, referrer, kind FROM events", 1)
     assert rows == [("/landing", "direct", "pageview")]  # the document referrer is the same site: direct
+
+
+def register_counter(process, domain):
+    import http.client
+    import json
+
+    admin = process.banner[2].split(": ", 1)[1].strip()
+
+    def post(path, body, **headers):
+        conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=10)
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **headers})
+        answer = conn.getresponse()
+        return json.loads(answer.read())
+
+    client = post(
+        "/api/v1/register",
+        {"clientName": "blog", "domainName": domain, "emailId": "me@example.com"},
+        Authorization=f"Bearer {admin}",
+    )
+    post("/api/v1/configure", {**client, "validPageIds": ["intro"], "validActionIds": ["likes"]})
+
+
+def test_the_readme_like_button_counts_and_the_count_survives_kill_9(run, pages, chromium, tmp_path):
+    process = run()
+    register_counter(process, "localhost")
+
+    def open_page(port, visitor):
+        snippet = readme_snippet('id="like"').replace("https://stats.example.com", f"http://127.0.0.1:{port}")
+        pages.html["/intro"] = f"<!doctype html><title>intro</title>{snippet}"
+        context = chromium.new_context(user_agent=f"{CHROME} visitor-{visitor}")
+        page = context.new_page()
+        page.goto(f"http://localhost:{pages.port}/intro", wait_until="load")
+        return context, page
+
+    for visitor in range(3):
+        context, page = open_page(process.port, visitor)
+        page.wait_for_function(f"document.getElementById('likes').textContent === '{visitor}'")
+        page.click("#like")
+        page.wait_for_function(f"document.getElementById('likes').textContent === '{visitor + 1}'")
+        page.click("#like")  # the same visitor again within 15 minutes: no second like
+        page.wait_for_timeout(300)
+        assert page.text_content("#likes") == str(visitor + 1)
+        context.close()
+    process.proc.kill()
+    process.proc.wait()
+    restarted = run()
+    context, page = open_page(restarted.port, 99)
+    page.wait_for_function("document.getElementById('likes').textContent === '3'")
+    context.close()

@@ -1,0 +1,366 @@
+"""Action counters (SPEC §4, seeds/000): register, configure, token, increment, value; exact under concurrency."""
+
+import http.client
+import json
+import sqlite3
+import threading
+import time
+
+import jwt
+import pytest
+from conftest import CHROME
+
+import prisme_lite
+
+BLOG = "https://blog.example.com"
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [prisme_lite.now_ms()]  # real time: PyJWT checks exp against the real clock
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: now[0])
+    return now
+
+
+@pytest.fixture
+def admin(server):
+    return {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+
+
+def register(client, admin, domain="blog.example.com", status=201):
+    body = {"clientName": "My blog", "domainName": domain, "emailId": "me@example.com"}
+    return client.post_json("/api/v1/register", body, headers=admin, status=status)
+
+
+@pytest.fixture
+def registered(client, admin):
+    """A client for blog.example.com with pages and actions configured; its id and secret."""
+    answer = register(client, admin).json
+    client.post_json(
+        "/api/v1/configure",
+        {**answer, "validPageIds": ["intro", "guide"], "validActionIds": ["likes", "claps"]},
+        status=200,
+    )
+    return answer
+
+
+def token_for(client, ua=CHROME, ip="203.0.113.9", origin=BLOG):
+    answer = client.get(
+        "/api/v1/token", headers={"Origin": origin, "User-Agent": ua}, extra_environ={"REMOTE_ADDR": ip}
+    )
+    return answer.json["token"]
+
+
+def increment(client, token, action="likes", page="intro", status=200, **headers):
+    return client.post(
+        f"/api/v1/{action}/{page}/increment",
+        json.dumps({"token": token}),
+        status=status,
+        headers={"Content-Type": "application/json", **headers},
+    )
+
+
+def test_the_documented_flow(server, client, admin):
+    answer = register(client, admin).json
+    assert set(answer) == {"clientId", "clientSecret"}
+    configured = client.post_json(
+        "/api/v1/configure",
+        {**answer, "validPageIds": ["article-introduction-to-ssr-in-nextjs"], "validActionIds": ["likes", "likes"]},
+    ).json
+    assert configured == {
+        "clientId": answer["clientId"],
+        "clientName": "My blog",
+        "domainName": "blog.example.com",
+        "emailId": "me@example.com",
+        "validPageIds": ["article-introduction-to-ssr-in-nextjs"],
+        "validActionIds": ["likes"],
+    }
+    issued = client.get("/api/v1/token", headers={"Origin": BLOG, "User-Agent": CHROME}).json
+    assert 0 < issued["expiresIn"] <= 3600
+    first = increment(client, issued["token"], page="article-introduction-to-ssr-in-nextjs")
+    assert first.json == {"count": 1}
+    value = client.get(
+        "/api/v1/likes/article-introduction-to-ssr-in-nextjs/value", headers={"Authorization": issued["token"]}
+    )
+    assert value.json == {"count": 1}
+    bearer = client.get(
+        "/api/v1/likes/article-introduction-to-ssr-in-nextjs/value",
+        headers={"Authorization": f"Bearer {issued['token']}"},
+    )
+    assert bearer.json == {"count": 1}
+    [row] = server.rows("SELECT * FROM counters")
+    assert row == {
+        "client_id": answer["clientId"],
+        "action_id": "likes",
+        "page_id": "article-introduction-to-ssr-in-nextjs",
+        "count": 1,
+    }
+
+
+def test_the_secret_is_shown_once_and_stored_hashed(server, client, admin):
+    answer = register(client, admin).json
+    [row] = server.rows("SELECT * FROM counter_clients")
+    assert answer["clientSecret"] not in json.dumps(row)
+    assert row["secret_hash"] == prisme_lite.hash_secret(answer["clientSecret"])
+
+
+def test_a_token_by_client_id_and_secret(client, registered):
+    by_secret = client.post_json("/api/v1/token", registered, headers={"User-Agent": CHROME}).json
+    by_query = client.get("/api/v1/token", registered, headers={"User-Agent": CHROME}).json
+    assert by_secret["token"] == by_query["token"]
+    assert increment(client, by_secret["token"]).json == {"count": 1}
+    wrong = client.post_json("/api/v1/token", {**registered, "clientSecret": "cs_wrong"}, status=401)
+    assert wrong.json == {"error": "unknown clientId or wrong clientSecret"}
+
+
+def test_the_same_visitor_gets_the_same_token_within_the_hour(client, registered, clock):
+    first = token_for(client)
+    clock[0] += 60_000
+    assert token_for(client) == first
+    assert token_for(client, ip="203.0.113.10") != first
+    assert token_for(client, ua=CHROME + " extra") != first
+    claims = jwt.decode(first, options={"verify_signature": False})
+    assert set(claims) == {"iss", "aud", "sub", "iat", "nbf", "exp", "jti"}
+    assert (claims["aud"], claims["exp"] - claims["iat"]) == (registered["clientId"], 3600)
+    assert "203.0.113.9" not in json.dumps(claims)
+
+
+def test_a_token_counts_once_per_action_and_page_per_15_minutes(server, client, registered, clock):
+    token = token_for(client)
+    assert increment(client, token).json == {"count": 1}
+    assert increment(client, token).json == {"count": 1}  # a repeat: 200 and the count unchanged
+    assert increment(client, token, action="claps").json == {"count": 1}  # another action counts
+    assert increment(client, token, page="guide").json == {"count": 1}
+    assert increment(client, token_for(client, ip="203.0.113.77")).json == {"count": 2}  # another visitor counts
+    clock[0] += 14 * 60_000
+    assert increment(client, token).json == {"count": 2 - 0}  # still inside the window
+    clock[0] += 2 * 60_000
+    assert increment(client, token).json == {"count": 3}
+    series = server.rows("SELECT day, count FROM counter_days WHERE action_id = 'likes' AND page_id = 'intro'")
+    assert sum(row["count"] for row in series) == 3
+
+
+def test_counts_and_claims_survive_a_restart(make_server, clock):
+    first = make_server()
+    admin = {"Authorization": f"Bearer {first.ctx.admin_token()}"}
+    answer = register(first.client, admin, domain="localhost").json
+    first.client.post_json("/api/v1/configure", {**answer, "validPageIds": ["p"], "validActionIds": ["likes"]})
+    token = token_for(first.client, origin="http://localhost")
+    increment(first.client, token, page="p")
+    first.close()
+    second = make_server()
+    assert token_for(second.client, origin="http://localhost") == token  # same secret, same salt, same token
+    assert increment(second.client, token, page="p").json == {"count": 1}  # the claim survived the restart
+    assert increment(
+        second.client, token_for(second.client, origin="http://localhost", ip="198.51.100.1"), page="p"
+    ).json == {"count": 2}
+
+
+def test_expired_claims_are_cleaned_up(server, client, registered, clock):
+    increment(client, token_for(client))
+    increment(client, token_for(client, ip="198.51.100.4"))
+    assert len(server.rows("SELECT * FROM counter_claims")) == 2
+    clock[0] += 16 * 60_000
+    server.ctx.writer.maintained_at = float("-inf")  # as if a minute had passed
+    server.ctx.writer.run(lambda conn: None)
+    assert server.rows("SELECT * FROM counter_claims") == []
+    assert server.rows("SELECT count FROM counters") == [{"count": 2}]
+
+
+def test_register_errors(server, client, admin):
+    body = {"clientName": "x", "domainName": "a.example", "emailId": "me@example.com"}
+    assert client.post_json("/api/v1/register", body, status=401).json["error"].startswith("admin token required")
+    assert client.post_json("/api/v1/register", body, headers={"Authorization": "Bearer nope"}, status=401)
+    for broken, words in [
+        ({**body, "clientName": ""}, "clientName is required"),
+        ({**body, "domainName": "not a domain"}, "domainName"),
+        ({**body, "domainName": "*.example.com"}, "not a wildcard"),
+        ({**body, "emailId": "nobody"}, "not an email address"),
+        ({key: value for key, value in body.items() if key != "emailId"}, "emailId is required"),
+    ]:
+        assert words in client.post_json("/api/v1/register", broken, headers=admin, status=400).json["error"]
+    malformed = client.post(
+        "/api/v1/register", "{nope", headers={**admin, "Content-Type": "application/json"}, status=400
+    )
+    assert "not valid JSON" in malformed.json["error"]
+    assert client.post_json("/api/v1/register", [body], headers=admin, status=400).json == {
+        "error": "body must be a JSON object"
+    }
+    client.post_json("/api/v1/register", body, headers=admin, status=201)
+    again = client.post_json("/api/v1/register", {**body, "domainName": "A.Example"}, headers=admin, status=409)
+    assert again.json == {"error": "domainName a.example is already registered"}
+    assert len(server.rows("SELECT * FROM counter_clients")) == 1
+
+
+def test_open_registration_needs_no_admin_token(make_server):
+    server = make_server(open_registration=True)
+    register(server.client, {}, domain="open.example")
+
+
+def test_configure_errors(client, registered):
+    def configure(status, **changes):
+        return client.post_json(
+            "/api/v1/configure",
+            {**registered, "validPageIds": ["p"], "validActionIds": ["likes"], **changes},
+            status=status,
+        ).json["error"]
+
+    assert configure(401, clientSecret="cs_nope") == "unknown clientId or wrong clientSecret"
+    assert configure(401, clientId="cl_nope") == "unknown clientId or wrong clientSecret"
+    assert configure(400, clientId=None) == "clientId and clientSecret are required strings"
+    assert configure(400, validPageIds="p") == "validPageIds is required: a list of strings"
+    assert "must be 1 to 128 characters" in configure(400, validPageIds=["a/b"])
+    assert "must be 1 to 128 characters" in configure(400, validActionIds=["x" * 129])
+    for reserved in ("events", "noscript", "stats", "healthcheck", "register", "configure", "token"):
+        assert f"{reserved!r} is reserved" in configure(400, validActionIds=["likes", reserved])
+
+
+def test_token_errors(client, registered):
+    assert (
+        client.get("/api/v1/token", status=400).json["error"].startswith("send the request from your registered domain")
+    )
+    unknown = client.get("/api/v1/token", headers={"Origin": "https://elsewhere.example"}, status=401)
+    assert unknown.json == {"error": "no client is registered for the domain elsewhere.example"}
+
+
+def test_increment_and_value_errors(client, registered, clock):
+    token = token_for(client)
+    assert increment(client, token, action="shares", status=404).json == {"error": "shares is not a valid action"}
+    assert increment(client, token, page="nope", status=404).json == {
+        "error": "nope is not a page configured for this client"
+    }
+    malformed = client.post(
+        "/api/v1/likes/intro/increment", "{bad", headers={"Content-Type": "application/json"}, status=400
+    )
+    assert "not valid JSON" in malformed.json["error"]
+    assert client.post_json("/api/v1/likes/intro/increment", {"token": 5}, status=400).json == {
+        "error": "token must be a string"
+    }
+    assert client.post_json("/api/v1/likes/intro/increment", {}, status=401).json["error"].startswith("token missing")
+    assert increment(client, "not.a.jwt", status=401).json == {"error": "token is not a valid JWT"}
+    assert client.get("/api/v1/likes/intro/value", status=401).json["error"].startswith("token missing")
+    assert client.get("/api/v1/likes/intro/value", headers={"Authorization": "Bearer x.y.z"}, status=401)
+
+
+def forged(server, registered, secret=None, algorithm="HS256", drop=(), **changes):
+    now = int(time.time())
+    claims = {
+        "iss": "prisme-lite",
+        "aud": registered["clientId"],
+        "sub": "v",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "jti": "forged",
+        **changes,
+    }
+    for name in drop:
+        del claims[name]
+    key = server.ctx.jwt_secret if secret is None else secret
+    return jwt.encode(claims, key if algorithm != "none" else None, algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    ("attack", "words"),
+    [
+        ({"algorithm": "none"}, "token is invalid"),
+        ({"secret": b"another key of thirty-two bytes!!"}, "Signature verification failed"),
+        ({"drop": ("exp",)}, 'missing the "exp" claim'),
+        ({"drop": ("jti",)}, 'missing the "jti" claim'),
+        ({"exp": int(time.time()) - 10}, "token expired"),
+        ({"iss": "someone-else"}, "Invalid issuer"),
+        ({"aud": "cl_other"}, "not for a registered client"),
+        ({"algorithm": "HS512"}, "token is invalid"),
+    ],
+)
+def test_forged_tokens_are_refused(server, client, registered, attack, words):
+    token = forged(server, registered, **attack)
+    assert words in increment(client, token, status=401).json["error"]
+    assert words in client.get("/api/v1/likes/intro/value", headers={"Authorization": token}, status=401).json["error"]
+    assert server.rows("SELECT * FROM counters") == []
+
+
+def test_another_clients_token_is_refused(server, client, admin, registered):
+    other = register(client, admin, domain="other.example").json
+    client.post_json("/api/v1/configure", {**other, "validPageIds": ["intro"], "validActionIds": ["likes"]})
+    foreign = token_for(client, origin="https://other.example")
+    refused = increment(client, foreign, status=401, Origin=BLOG)
+    assert refused.json == {"error": "token is for another client than blog.example.com"}
+    assert server.rows("SELECT * FROM counters") == []
+
+
+@pytest.mark.server
+def test_concurrent_increments_are_exact_and_survive_kill_9(run, tmp_path):
+    process = run("--rate-limit", "0")
+    db = tmp_path / "prisme.db"
+    admin = {"Authorization": f"Bearer {process.banner[2].split(': ')[1].strip()}", "Content-Type": "application/json"}
+
+    def call(method, path, body=None, **headers):
+        conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=30)
+        conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"null")
+
+    status, client_answer = call(
+        "POST", "/api/v1/register", {"clientName": "b", "domainName": "localhost", "emailId": "a@b.cd"}, **admin
+    )
+    assert status == 201
+    status, _ = call("POST", "/api/v1/configure", {**client_answer, "validPageIds": ["p"], "validActionIds": ["likes"]})
+    assert status == 200
+    tokens = [
+        call("GET", "/api/v1/token", Origin="http://localhost", **{"User-Agent": f"{CHROME} n{n}"})[1]["token"]
+        for n in range(2000)
+    ]
+    assert len(set(tokens)) == 2000
+    counts, lock = [], threading.Lock()
+
+    def worker(k):
+        conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=30)
+        for token in tokens[k * 250 : (k + 1) * 250]:
+            conn.request(
+                "POST", "/api/v1/likes/p/increment", json.dumps({"token": token}), {"Content-Type": "application/json"}
+            )
+            answer = conn.getresponse()
+            body = json.loads(answer.read())
+            with lock:
+                counts.append((answer.status, body["count"]))
+
+    workers = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert {status for status, _count in counts} == {200}
+    assert sorted(count for _status, count in counts) == list(range(1, 2001))  # every count answered exactly once
+    assert call("POST", "/api/v1/likes/p/increment", {"token": tokens[0]})[1] == {
+        "count": 2000
+    }  # a repeat adds nothing
+    process.proc.kill()  # SIGKILL right after the last acknowledged increment
+    process.proc.wait()
+    restarted = run("--rate-limit", "0")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count FROM counters").fetchone() == (2000,)
+    conn = http.client.HTTPConnection("127.0.0.1", restarted.port, timeout=30)
+    conn.request("GET", "/api/v1/likes/p/value", headers={"Authorization": tokens[0]})
+    assert json.loads(conn.getresponse().read()) == {"count": 2000}
+
+
+def test_counters_list_and_show_on_the_command_line(server, client, registered, capsys):
+    increment(client, token_for(client))
+    increment(client, token_for(client, ip="198.51.100.9"))
+    increment(client, token_for(client), action="claps", page="guide")
+    server.ctx.writer.flush()
+    db = server.config["db"]
+    assert prisme_lite.main(["counters", "list", "--db", db]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["DOMAIN", "CLIENT", "ACTION", "PAGE", "COUNT"]
+    assert [line.split() for line in lines[1:]] == [
+        ["blog.example.com", registered["clientId"], "claps", "guide", "1"],
+        ["blog.example.com", registered["clientId"], "likes", "intro", "2"],
+    ]
+    assert prisme_lite.main(["counters", "show", "likes", "intro", "--db", db]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"likes on intro at blog.example.com ({registered['clientId']}): 2 in all"
+    assert len(shown) == 31 and shown[-1].endswith("  2")  # 30 days, today last
+    assert prisme_lite.main(["counters", "list", "--client", "cl_nobody", "--db", db]) == 1
+    assert capsys.readouterr().err == "no counters match\n"
