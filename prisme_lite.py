@@ -9,6 +9,7 @@ the events of all concurrent requests together. `prisme-lite serve` starts a dem
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import hashlib
 import hmac
@@ -81,6 +82,7 @@ BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
 
 # The headers the tracking script and Prisme's clients send on a cross-origin POST.
 CORS_HEADERS = {
@@ -139,6 +141,7 @@ SETTINGS: dict[str, Setting] = {
         "", "str", "key of counter tokens (at least 32 bytes); empty = generated once, kept in the database"
     ),
     "rate_limit": Setting(60, "int", "events per minute per client IP on the browser-facing routes; 0 = off", 0),
+    "events_rate_limit": Setting(3000, "int", "events per minute per access token on POST /events; 0 = off", 0),
     "rate_limit_buckets": Setting(
         100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
     ),
@@ -887,8 +890,8 @@ class RateLimiter:
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.lock = threading.Lock()
 
-    def take(self, key: str, now: float | None = None) -> tuple[bool, int, int]:
-        """Spend one token: (allowed, tokens left, seconds until one is available)."""
+    def take(self, key: str, now: float | None = None, cost: int = 1) -> tuple[bool, int, int]:
+        """Spend `cost` tokens: (allowed, tokens left, seconds until enough are available)."""
         if not self.capacity:
             return True, 0, 0
         now = time.monotonic() if now is None else now
@@ -897,9 +900,9 @@ class RateLimiter:
             tokens = (
                 self.capacity if bucket is None else min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
             )
-            allowed = tokens >= 1.0
+            allowed = tokens >= cost
             if allowed:
-                tokens -= 1.0
+                tokens -= cost
             self.buckets[key] = (tokens, now)
             full_after = 60.0
             while self.buckets:
@@ -908,7 +911,7 @@ class RateLimiter:
                     del self.buckets[oldest_key]
                 else:
                     break
-        retry_after = 0 if allowed else math.ceil((1.0 - tokens) / self.refill)
+        retry_after = 0 if allowed else math.ceil((cost - tokens) / self.refill)
         return allowed, int(tokens), retry_after
 
 
@@ -1042,9 +1045,47 @@ def bearer_token(environ: dict) -> str | None:
 
 
 def require_admin(ctx: Context) -> None:
+    """The admin token, or an access token with the admin scope; 401 otherwise."""
     token = bearer_token(request.environ)
-    if not token or not hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
-        raise Rejected(401, "admin token required: send Authorization: Bearer <token> (see `prisme-lite admin-token`)")
+    if token and hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
+        return
+    if token and "admin" in (find_access_token(ctx.read(), token) or {}).get("scopes", ()):
+        return
+    raise Rejected(401, "admin token required: send Authorization: Bearer <token> (see `prisme-lite admin-token`)")
+
+
+def authorize(ctx: Context, scope: str, token: str | None) -> dict:
+    """The access token granting `scope`: 401 when it is missing or unknown, 403 when it lacks the scope."""
+    if not token:
+        raise Rejected(401, "access token missing: send Authorization: Bearer <token> (`prisme-lite tokens create`)")
+    found = find_access_token(ctx.read(), token)
+    if found is None:
+        raise Rejected(401, "access token is unknown or revoked")
+    if scope not in found["scopes"] and "admin" not in found["scopes"]:
+        raise Rejected(403, f"access token {found['id']} lacks the {scope} scope")
+    return found
+
+
+def create_access_token(conn: sqlite3.Connection, scopes: list[str], name: str) -> tuple[str, str]:
+    """A new access token: (its id, the token itself, which is shown this once and kept only as a hash)."""
+    token_id, token = "tk_" + secrets.token_hex(4), "pl_" + secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO access_tokens (id, name, scopes, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        (token_id, name, " ".join(scopes), hash_secret(token), now_ms()),
+    )
+    return token_id, token
+
+
+def find_access_token(conn: sqlite3.Connection, token: str) -> dict | None:
+    # Looked up by its SHA-256: comparing hashes in SQL reveals nothing an attacker can steer towards a token.
+    row = conn.execute(
+        "SELECT id, name, scopes FROM access_tokens WHERE token_hash = ? AND revoked_at IS NULL", (hash_secret(token),)
+    ).fetchone()
+    return {"id": row[0], "name": row[1], "scopes": row[2].split()} if row else None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def success(answer: str) -> Any:
@@ -1494,10 +1535,6 @@ def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[st
     return list(dict.fromkeys(values))
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def client_answer(client: dict) -> dict:
     """A client as the API shows it: everything but the secret."""
     return {
@@ -1745,6 +1782,168 @@ def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
 
 
 ###############################################################################
+# Server events ###############################################################
+###############################################################################
+
+MAX_BATCH_EVENTS = 100
+MAX_FUTURE_MS = 86_400_000  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
+RELATIONS = {
+    "Like": ("like", True),
+    "Unlike": ("like", False),
+    "Bookmark": ("bookmark", True),
+    "Unbookmark": ("bookmark", False),
+    "Subscribe": ("subscribe", True),
+    "Unsubscribe": ("subscribe", False),
+}  # any other label is a custom label, stored as sent
+SCREEN = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
+SERVER_EVENT_COLUMNS = (
+    "ts", "received_at", "label", "content_id", "locale", "customer_id", "utm_source", "utm_medium", "utm_campaign",
+    "utm_term", "utm_content", "referrer", "screen", "token_id",
+)  # fmt: skip
+
+
+def event_time(value: Any, field: str, now: int) -> int:
+    """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
+    if value is None:
+        return now
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
+        if parsed.tzinfo is None:
+            raise Rejected(400, f"{field} {value[:40]!r} needs a time zone (Z or +01:00)")
+        ms = int(parsed.timestamp() * 1000)
+    elif not math.isfinite(value) or not 0 <= value < 1e12:
+        hint = " (milliseconds? send seconds)" if isinstance(value, (int, float)) and value >= 1e12 else ""
+        raise Rejected(400, f"{field} {value!r} is out of range{hint}")
+    else:
+        ms = int(value * 1000)
+    if ms > now + MAX_FUTURE_MS:
+        raise Rejected(400, f"{field} is more than a day in the future")
+    if ms < 0:
+        raise Rejected(400, f"{field} is before 1970")
+    return ms
+
+
+def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH) -> str | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > most or CONTROL_CHARS.search(value):
+        raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
+    return value or None
+
+
+def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str | None]:
+    """`parent.id` of content_item or customer: an object with a string id of 1 to 128 characters."""
+    if parent is None and not required:
+        return {}, None
+    if not isinstance(parent, dict):
+        raise Rejected(400, f"{parent_field} is required: an object with an id")
+    value = parent.get("id")
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or CONTROL_CHARS.search(value):
+        raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
+    return parent, value
+
+
+def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
+    """One event of a POST /events body as its stored row; 400 naming the field (`events[3].customer.id`)."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(event, dict):
+        raise Rejected(400, f"{where or 'body'} must be a JSON object")
+    label = event.get("label")
+    if not isinstance(label, str) or not label or len(label) > MAX_NAME_LENGTH or CONTROL_CHARS.search(label):
+        raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
+    content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
+    _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
+    locale = optional_text(content, "locale", f"{prefix}content_item.locale", 35)
+    if locale and not LOCALE.match(locale):
+        raise Rejected(400, f"{prefix}content_item.locale {locale!r} is not a locale like en-GB")
+    screen = optional_text(event, "sr", f"{prefix}sr", 11)
+    if screen and not SCREEN.match(screen):
+        raise Rejected(400, f"{prefix}sr {screen!r} is not a screen resolution like 1680x1050")
+    referrer_url = optional_text(event, "rl", f"{prefix}rl", MAX_URL_LENGTH)
+    referrer = host_of(referrer_url) if referrer_url else "direct"
+    if referrer is None:
+        raise Rejected(400, f"{prefix}rl {referrer_url[:100]!r} is not a URL like https://example.com/")
+    row = {
+        "ts": event_time(event.get("timestamp"), f"{prefix}timestamp", now),
+        "received_at": now,
+        "label": label,
+        "content_id": content_id,
+        "locale": locale,
+        "customer_id": customer_id,
+        "referrer": referrer,
+        "screen": screen,
+        "token_id": token_id,
+    }
+    for key in UTM_KEYS:
+        row[key] = optional_text(event, key, prefix + key)
+    return row
+
+
+def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
+    """Writer applier: the events as sent; their customers; likes, bookmarks and subscriptions, in arrival order."""
+    events = [event for batch in requests for event in batch["events"]]
+    insert_rows(
+        conn, "server_events", SERVER_EVENT_COLUMNS, [tuple(e[c] for c in SERVER_EVENT_COLUMNS) for e in events]
+    )
+    customers: dict[str, list] = {}
+    relations: dict[tuple[str, str, str], tuple[bool, int]] = {}  # the last word on each wins
+    for event in events:
+        seen = customers.setdefault(event["customer_id"], [event["customer_id"], event["ts"], event["ts"], 0])
+        seen[1], seen[2], seen[3] = min(seen[1], event["ts"]), max(seen[2], event["ts"]), seen[3] + 1
+        if event["label"] in RELATIONS and event["content_id"] is not None:
+            relation, present = RELATIONS[event["label"]]
+            relations[(event["customer_id"], event["content_id"], relation)] = (present, event["ts"])
+    insert_rows(
+        conn, "customers", ("id", "first_seen", "last_seen", "events"), list(customers.values()),
+        "ON CONFLICT (id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events",
+    )  # fmt: skip
+    added = [(*key, ts) for key, (present, ts) in relations.items() if present]
+    insert_rows(conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
+                "ON CONFLICT DO NOTHING")  # fmt: skip
+    removed = [key for key, (present, _ts) in relations.items() if not present]
+    if removed:
+        conn.executemany(
+            "DELETE FROM customer_relations WHERE customer_id = ? AND content_id = ? AND relation = ?", removed
+        )
+
+
+@route("/events", "POST")
+@api("json")
+def post_server_events(ctx: Context) -> dict:
+    environ = request.environ
+    token = authorize(ctx, "capture_publish", bearer_token(environ) or request.query.get("access_token"))
+    body = read_body(environ, ctx.config["max_body_bytes"])
+    if not body.strip():
+        raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
+    given = parse_json(body)
+    now = now_ms()
+    if isinstance(given, list):
+        if not 1 <= len(given) <= MAX_BATCH_EVENTS:
+            raise Rejected(400, f"a batch holds 1 to {MAX_BATCH_EVENTS} events, this one {len(given)}")
+        events = [check_server_event(event, f"events[{n}]", now, token["id"]) for n, event in enumerate(given)]
+    else:
+        events = [check_server_event(given, "", now, token["id"])]
+    allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
+    if not allowed:
+        raise Rejected(
+            429,
+            f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
+            {"Retry-After": str(retry_after)},
+        )
+    ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
+    response.status = 202
+    return {"accepted": len(events)}
+
+
+###############################################################################
 # Application #################################################################
 ###############################################################################
 
@@ -1757,13 +1956,14 @@ class Context:
         open_database(config["db"])
         self.local = threading.local()
         session_timeout_ms = config["session_timeout"] * 60_000
-        appliers = {"web": WebEventStore(session_timeout_ms)}
+        appliers = {"web": WebEventStore(session_timeout_ms), "server": store_server_events}
         self.writer = Writer(config["db"], config["synchronous"], appliers, (prune_counter_claims,))
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
         self.origins = OriginRegistry(config["origins"], self.read)
         self.salt = DailySalt(self.writer)
         self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
+        self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
         self.country = CountryLookup(config)
         self.readers: list[sqlite3.Connection] = []
 
@@ -1910,6 +2110,20 @@ def build_parser() -> argparse.ArgumentParser:
     counter_show.add_argument("action_id", metavar="ACTION")
     counter_show.add_argument("page_id", metavar="PAGE")
     counter_show.add_argument("--client", metavar="ID", help="only this client's counter")
+    tokens = commands.add_parser("tokens", parents=[common], help="manage access tokens for the APIs")
+    token_actions = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = token_actions.add_parser("create", parents=[common], help="create a token and print it, once")
+    create.add_argument(
+        "--scope", action="append", required=True, metavar="SCOPE", help=f"one of {', '.join(SCOPES)} (repeatable)"
+    )
+    create.add_argument("--name", default="", help="what the token is for")
+    token_actions.add_parser("list", parents=[common], help="list tokens (never the tokens themselves)")
+    token_actions.add_parser("revoke", parents=[common], help="revoke a token by its id").add_argument(
+        "token_id", metavar="ID"
+    )
+    stats = commands.add_parser("stats", parents=[common], help="a summary of the last days, for reading")
+    stats.add_argument("--site", help="only this registered origin's web traffic")
+    stats.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
     token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     return parser
@@ -1931,6 +2145,10 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                     raise ConfigError("admin-token --rotate: the token comes from admin_token in the configuration")
             else:
                 print(admin_token(conn, rotate=args.rotate))
+        elif args.command == "stats":
+            return print_summary(conn, args.site, args.days)
+        elif args.command == "tokens":
+            return manage_tokens(conn, args)
         elif args.command == "counters":
             return show_counters(conn, args)
         elif args.command == "origins":
@@ -1956,6 +2174,98 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                     return 1
     finally:
         conn.close()
+    return 0
+
+
+def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
+    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`."""
+    if days < 1:
+        raise ConfigError("stats: --days must be at least 1")
+    now = now_ms()
+    since = now - days * 86_400_000
+    day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
+    print(f"prisme-lite stats: the last {days} days ({day(since)} to {day(now)}, UTC)")
+    sites = (
+        [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
+    )
+    for name in sites:
+        pageviews, visitors = conn.execute(
+            "SELECT count(*), count(DISTINCT visitor_id) FROM events WHERE site = ? AND ts >= ? AND kind = 'pageview'",
+            (name, since),
+        ).fetchone()
+        sessions, bounces, duration = conn.execute(
+            "SELECT count(*), sum(pageviews = 1), avg(last_seen - started_at) FROM sessions"
+            " WHERE site = ? AND started_at >= ?",
+            (name, since),
+        ).fetchone()
+        bounce_rate = f"{100 * (bounces or 0) / sessions:.0f}%" if sessions else "-"
+        average = f"{int((duration or 0) / 60_000)}m {int((duration or 0) / 1000) % 60:02d}s"
+        print(f"\nweb traffic at {name}")
+        print(f"  {visitors:,} visitors, {pageviews:,} pageviews, {sessions:,} sessions, "
+              f"bounce rate {bounce_rate}, average visit {average}")  # fmt: skip
+        for title, sql in (
+            ("top pages", "SELECT path, count(*) FROM events WHERE site = ? AND ts >= ? AND kind = 'pageview'"),
+            ("top referrers", "SELECT referrer, count(*) FROM events WHERE site = ? AND ts >= ? AND kind = 'pageview'"
+             " AND referrer != 'direct'"),
+            ("custom events", "SELECT name, count(*) FROM events WHERE site = ? AND ts >= ? AND kind = 'custom'"),
+        ):  # fmt: skip
+            rows = conn.execute(sql + " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5", (name, since)).fetchall()
+            if rows:
+                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in rows))
+    if not sites:
+        print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
+    labels = conn.execute(
+        "SELECT label, count(*), count(DISTINCT customer_id), max(ts) FROM server_events WHERE ts >= ?"
+        " GROUP BY label ORDER BY 2 DESC, 1",
+        (since,),
+    ).fetchall()
+    if labels:
+        print("\nserver events by label")
+        print_table(
+            ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
+            [(f"  {label}", f"{count:,}", f"{customers:,}", day(last)) for label, count, customers, last in labels],
+        )
+    counters = conn.execute(
+        "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
+        " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 10",
+        (since // 86_400_000,),
+    ).fetchall()
+    if counters:
+        print("\ncounters (added in these days)")
+        print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
+    return 0
+
+
+def manage_tokens(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    """`tokens create` prints the token alone on standard output, so that a script can capture it."""
+    if args.action == "create":
+        scopes = list(
+            dict.fromkeys(scope.strip() for given in args.scope for scope in given.split(",") if scope.strip())
+        )
+        unknown = [scope for scope in scopes if scope not in SCOPES]
+        if unknown or not scopes:
+            raise ConfigError(
+                f"tokens create: --scope must be one of {', '.join(SCOPES)}, got {', '.join(unknown) or 'none'}"
+            )
+        token_id, token = create_access_token(conn, scopes, args.name)
+        print(f"created {token_id} ({' '.join(scopes)}); the token is shown only now:", file=sys.stderr)
+        print(token)
+    elif args.action == "list":
+        rows = conn.execute(
+            "SELECT id, name, scopes, created_at, revoked_at FROM access_tokens ORDER BY created_at"
+        ).fetchall()
+        stamp = lambda ms: time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))  # noqa: E731
+        print_table(
+            ["ID", "NAME", "SCOPES", "CREATED", "STATUS"],
+            [(i, n or "-", sc, stamp(c), f"revoked {stamp(r)}" if r else "active") for i, n, sc, c, r in rows],
+        )
+    elif conn.execute(
+        "UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now_ms(), args.token_id)
+    ).rowcount:
+        print(f"revoked: {args.token_id}")
+    else:
+        print(f"no active token {args.token_id}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -111,3 +111,54 @@ CREATE TABLE IF NOT EXISTS counter_claims (
     PRIMARY KEY (jti, action_id, page_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS counter_claims_expiry ON counter_claims (expires_at);
+
+-- Access tokens for the server-to-server APIs, kept as the SHA-256 of the token (shown once, at creation).
+-- scopes: space-separated, from capture_publish, stats_read, admin, track_public.
+CREATE TABLE IF NOT EXISTS access_tokens (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+
+-- Server events (Prepr REST API), stored as sent. ts is the event's time, received_at when it arrived.
+-- referrer: the host of `rl`, or `direct`; screen: `sr` as WIDTHxHEIGHT.
+CREATE TABLE IF NOT EXISTS server_events (
+    id           INTEGER PRIMARY KEY,
+    ts           INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    label        TEXT NOT NULL,
+    content_id   TEXT,
+    locale       TEXT,
+    customer_id  TEXT NOT NULL,
+    utm_source   TEXT,
+    utm_medium   TEXT,
+    utm_campaign TEXT,
+    utm_term     TEXT,
+    utm_content  TEXT,
+    referrer     TEXT NOT NULL,
+    screen       TEXT,
+    token_id     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS server_events_label_ts ON server_events (label, ts);
+CREATE INDEX IF NOT EXISTS server_events_ts ON server_events (ts);
+
+-- Customers, created on first sight.
+CREATE TABLE IF NOT EXISTS customers (
+    id         TEXT PRIMARY KEY,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    events     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- What a customer likes, bookmarks or subscribes to: once per customer and content item, until undone.
+CREATE TABLE IF NOT EXISTS customer_relations (
+    customer_id TEXT NOT NULL,
+    content_id  TEXT NOT NULL,
+    relation    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, content_id, relation)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS customer_relations_content ON customer_relations (content_id, relation);
