@@ -67,6 +67,7 @@ MAX_URL_LENGTH = 2048
 MAX_UTM_LENGTH = 256  # longer utm_* values are cut, not refused: a long campaign name is no reason to lose a visit
 MAX_VISITOR_ID_LENGTH = 64
 MAX_USER_AGENT_LENGTH = 1024
+MAX_QUERY_FIELDS = 200
 
 WRITE_TIMEOUT = 10.0  # seconds a request waits for the writer before it answers 503
 WRITER_BATCH = 512  # waiting jobs committed together at most
@@ -127,6 +128,9 @@ SETTINGS: dict[str, Setting] = {
         ["localhost", "127.0.0.1"],
         "list",
         "sites allowed to send events, besides those added with `prisme-lite origins add`",
+    ),
+    "redirect_hosts": Setting(
+        [], "list", "hosts a widget's shop click may redirect to; empty = the registered origins"
     ),
     "trust_proxy": Setting(False, "bool", "take the client IP from proxy_header: only behind your own proxy"),
     "proxy_header": Setting("X-Forwarded-For", "str", "header that your reverse proxy sets to the client IP"),
@@ -200,7 +204,7 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
             items = raw
         else:
             raise ConfigError(f"{where} must be a list of strings, got {raw!r}")
-        if key == "origins":
+        if key in ("origins", "redirect_hosts"):
             try:
                 return [normalise_origin(item) for item in items]
             except ValueError as error:
@@ -667,7 +671,7 @@ def client_ip(environ: dict, config: dict) -> str:
 class OriginRegistry:
     """Answers which registered origin (site) a host belongs to: exact hosts, then `*.` wildcards, longest first."""
 
-    def __init__(self, configured: list[str], read: Callable[[], sqlite3.Connection]):
+    def __init__(self, configured: list[str], read: Callable[[], sqlite3.Connection] | None):
         self.configured = list(configured)
         self.read = read
         self.loaded_at = -math.inf
@@ -686,7 +690,7 @@ class OriginRegistry:
         return None
 
     def reload(self) -> None:
-        origins = set(self.configured) | set(stored_origins(self.read()))
+        origins = set(self.configured) | (set(stored_origins(self.read())) if self.read else set())
         self.exact = {origin for origin in origins if not origin.startswith("*.")}
         self.wildcards = sorted(
             ((origin[1:], origin) for origin in origins if origin.startswith("*.")), key=lambda pair: -len(pair[0])
@@ -799,6 +803,33 @@ def is_prefetch(environ: dict) -> bool:
     """A page the browser loads speculatively: not a visit until the user opens it."""
     purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or environ.get("HTTP_X_MOZ") or ""
     return "prefetch" in purpose.lower()
+
+
+def countable_agent(environ: dict) -> tuple[str, Agent]:
+    """The request's User-Agent and what it says, unless it is a bot or a prefetch: those raise Dropped."""
+    user_agent = environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH]
+    agent = parse_user_agent(user_agent)
+    if agent.is_bot:
+        raise Dropped("bot")
+    if is_prefetch(environ):
+        raise Dropped("prefetch")
+    return user_agent, agent
+
+
+def query_pairs(environ: dict) -> list[tuple[str, str]]:
+    """The query string as (name, value) pairs decoded as UTF-8 (Bottle's request.query decodes Latin-1)."""
+    try:
+        return parse_qsl(
+            environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
+        )
+    except UnicodeDecodeError:
+        raise Rejected(400, "query string is not valid UTF-8") from None
+    except ValueError:
+        raise Rejected(400, f"query string has more than {MAX_QUERY_FIELDS} parameters") from None
+
+
+def query_value(pairs: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in pairs if key == name), None)
 
 
 class DailySalt:
@@ -988,7 +1019,8 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
     """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and refusals in the route's shape.
 
     `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
-    in X-Prisme-Error), or `redirect` (JSON: a redirect that cannot be made safely is not made at all). Every
+    in X-Prisme-Error), `redirect` (JSON: a redirect that cannot be made safely is not made at all), or `olapic`
+    (the widget API's envelope); a route that learns its shape from its path sets environ["prisme.answer"]. Every
     browser-facing ingest route is `rate_limited`, so one client IP has one bucket across all of them.
     """
 
@@ -1017,7 +1049,7 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 return route(ctx, *args, **kwargs)
             except Dropped as why:
                 response.set_header("X-Prisme-Dropped", str(why))
-                return success(answer)
+                return success(environ.get("prisme.answer", answer))
             except (Rejected, Unavailable) as refusal:
                 status, message = (
                     (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
@@ -1025,11 +1057,12 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 response.status = status
                 for name, value in getattr(refusal, "headers", {}).items():
                     response.set_header(name, value)
-                if answer == "gif":
+                shape = environ.get("prisme.answer", answer)
+                if shape == "gif":
                     response.set_header("X-Prisme-Error", message)
                     return pixel()
                 response.content_type = "application/json"
-                return error_body(message)
+                return olapic_error(status, message) if shape == "olapic" else error_body(message)
 
         return handler
 
@@ -1093,6 +1126,8 @@ def success(answer: str) -> Any:
         return pixel()
     if answer == "redirect":
         return redirect_target()
+    if answer == "olapic":
+        return olapic_envelope(200, request.environ.get("prisme.analytics_id", ""))
     return ""
 
 
@@ -1311,12 +1346,7 @@ def record_web_event(
     if visitor_id is not None and (len(visitor_id) > MAX_VISITOR_ID_LENGTH or CONTROL_CHARS.search(visitor_id)):
         raise Rejected(400, f"visitor id must be at most {MAX_VISITOR_ID_LENGTH} printable characters")
     referrer = referrer_host(document_referrer, page.host)
-    user_agent = environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH]
-    agent = parse_user_agent(user_agent)
-    if agent.is_bot:
-        raise Dropped("bot")
-    if is_prefetch(environ):
-        raise Dropped("prefetch")
+    user_agent, agent = countable_agent(environ)
     ts = now_ms()
     ip = environ["prisme.client_ip"]
     event = {
@@ -1410,14 +1440,14 @@ def post_outbound_link(ctx: Context) -> str:
 @route("/api/v1/noscript/events/pageviews")
 @api("gif", rate_limited=True)
 def noscript_pageview(ctx: Context) -> bytes:
-    query = request.query
+    query = query_pairs(request.environ)
     record_web_event(
         ctx,
         "pageview",
-        query.get("referrer") or request.environ.get("HTTP_REFERER"),
-        document_referrer=query.get("document-referrer"),
-        visitor_id=query.get("visitor-id"),
-        status=query.get("status"),
+        query_value(query, "referrer") or request.environ.get("HTTP_REFERER"),
+        document_referrer=query_value(query, "document-referrer"),
+        visitor_id=query_value(query, "visitor-id"),
+        status=query_value(query, "status"),
     )
     return pixel()
 
@@ -1426,31 +1456,33 @@ def noscript_pageview(ctx: Context) -> bytes:
 @api("gif", rate_limited=True)
 def noscript_custom_event(ctx: Context, name: str) -> bytes:
     name = check_name(name, "custom event name")
+    query = query_pairs(request.environ)
     props = {}
-    for key, value in request.query.allitems():
+    for key, value in query:
         if key.startswith("prop-"):
             props[key[5:]] = parse_json(value.encode("utf-8"), f"property {key!r}")
     record_web_event(
         ctx,
         "custom",
-        request.query.get("referrer") or request.environ.get("HTTP_REFERER"),
+        query_value(query, "referrer") or request.environ.get("HTTP_REFERER"),
         name=name,
         props=check_properties(props),
-        visitor_id=request.query.get("visitor-id"),
+        visitor_id=query_value(query, "visitor-id"),
     )
     return pixel()
 
 
 def noscript_link(ctx: Context, kind: str) -> Any:
     """Record a link click and redirect to it, but only for a page of a registered site (no open redirector)."""
-    target = request.query.get("url") or ""
+    query = query_pairs(request.environ)
+    target = query_value(query, "url") or ""
     referer = request.environ.get("HTTP_REFERER")
     referer_host = host_of(referer) if referer else None
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
     split_http_url(target, "url parameter")
     request.environ["prisme.redirect_to"] = target.strip()
-    record_web_event(ctx, kind, request.query.get("referrer") or referer, target=target)
+    record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
     return redirect_target()
 
 
@@ -1731,7 +1763,8 @@ def issue_counter_token(ctx: Context) -> dict:
     if request.method == "POST":
         given = json_object(environ, ctx.config["max_body_bytes"])
     else:
-        given = {key: request.query.get(key) for key in ("clientId", "clientSecret")}
+        query = query_pairs(environ)
+        given = {key: query_value(query, key) for key in ("clientId", "clientSecret")}
     if given.get("clientId") is not None or given.get("clientSecret") is not None:
         client = authenticate_client(ctx, given.get("clientId"), given.get("clientSecret"))
     else:
@@ -1919,7 +1952,9 @@ def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
 @api("json")
 def post_server_events(ctx: Context) -> dict:
     environ = request.environ
-    token = authorize(ctx, "capture_publish", bearer_token(environ) or request.query.get("access_token"))
+    token = authorize(
+        ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
+    )
     body = read_body(environ, ctx.config["max_body_bytes"])
     if not body.strip():
         raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
@@ -1944,6 +1979,230 @@ def post_server_events(ctx: Context) -> dict:
 
 
 ###############################################################################
+# Widget tracking #############################################################
+###############################################################################
+
+WIDGET_ACTIONS = frozenset({"render", "move", "upload_click", "filter_click", "view_all"})
+MEDIA_ACTIONS = frozenset({"render", "view", "move", "click", "close", "play_click", "shop"})
+WIDGET_PATH = re.compile(
+    r"^widget/(?P<instance>[^/]+)/(?:(?P<widget>category|stream)/(?P<source>[^/]+)|(?P<best>best))"
+    r"(?:/media/(?P<media>[^/]+))?/(?P<action>[^/.]+)(?P<fmt>\.json|\.gif)?$"
+)
+CHECKOUT_PATH = re.compile(r"^transaction/(?P<transaction>[^/]+)/checkout(?P<fmt>\.json|\.gif)?$")
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9_.~-]{1,64}$")
+INTEGER_ID = re.compile(r"^[0-9]{1,18}$")
+AMOUNT = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,4})?$")  # up to 4 decimals: ISO 4217 minor units go to 4
+MAX_SEGMENTS = 20
+MAX_PRODUCTS = 100
+OLAPIC_MESSAGES = {
+    200: "OK", 302: "Found", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+    413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+}  # fmt: skip
+# ISO 4217 alphabetic codes in use (funds and metals included; XTS and XXX, "testing" and "no currency", are not).
+CURRENCIES = frozenset(
+    """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD
+    CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP
+    GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP
+    LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN
+    PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS
+    TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD
+    XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL""".split()
+)
+WIDGET_EVENT_COLUMNS = (
+    "ts", "instance_id", "widget", "source_id", "media_id", "action", "analytics_id", "pics", "ab_testing",
+    "segments", "redirect_host", "token_id",
+)  # fmt: skip
+
+
+def olapic_envelope(code: int, analytics_id: str) -> str:
+    """The widget API's answer: metadata, and data with the time and the analytics id."""
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-2]  # 2014-06-25 15:19:08.3000
+    metadata = {"code": code, "message": OLAPIC_MESSAGES.get(code, ""), "version": "v1.0"}
+    response.content_type = "application/json"
+    return json.dumps({"metadata": metadata, "data": {"timestamp": stamp, "analytics_id": analytics_id}})
+
+
+def olapic_error(status: int, message: str) -> str:
+    """Seed's 400 body, plus the parameter at fault in `detail`; other refusals keep the metadata envelope."""
+    if status == 400:
+        return json.dumps([{"error": "Invalid params", "detail": message}])
+    metadata = {"code": status, "message": OLAPIC_MESSAGES.get(status, ""), "version": "v1.0"}
+    return json.dumps({"metadata": metadata, "error": message})
+
+
+def public_token(ctx: Context, query: list[tuple[str, str]]) -> dict:
+    """The site's public auth_token (scope track_public): 403 when missing, unknown or of another scope."""
+    token = query_value(query, "auth_token")
+    found = find_access_token(ctx.read(), token) if token else None
+    if found is None or "track_public" not in found["scopes"]:
+        raise Rejected(
+            403, "auth_token missing or not a public tracking token (`prisme-lite tokens create --scope track_public`)"
+        )
+    return found
+
+
+def int_param(value: str | None, name: str, required: bool) -> int | None:
+    if value is None or value == "":
+        if required:
+            raise Rejected(400, f"{name} is required: an integer >= 0")
+        return None
+    if not INTEGER_ID.match(value):
+        raise Rejected(400, f"{name} must be an integer >= 0, got {value[:40]!r}")
+    return int(value)
+
+
+def segments_param(query: list[tuple[str, str]]) -> str | None:
+    """`segments[]=key:value` (or `segment`): one value per key, as a JSON object."""
+    segments: dict[str, str] = {}
+    for key, value in query:
+        if key not in ("segments[]", "segments", "segment", "segment[]"):
+            continue
+        name, colon, given = value.partition(":")
+        if not colon or not name or not given or len(name) > 64 or len(given) > 128 or CONTROL_CHARS.search(value):
+            raise Rejected(400, f"segment {value[:80]!r} must be key:value (key up to 64, value up to 128 characters)")
+        if name in segments:
+            raise Rejected(400, f"segment key {name!r} has more than one value")
+        segments[name] = given
+    if len(segments) > MAX_SEGMENTS:
+        raise Rejected(400, f"{len(segments)} segments is over the limit of {MAX_SEGMENTS}")
+    return json.dumps(segments, ensure_ascii=False, separators=(",", ":")) if segments else None
+
+
+def analytics_id_param(query: list[tuple[str, str]]) -> str:
+    value = query_value(query, "analytics_id")
+    if not value or len(value) > 64 or CONTROL_CHARS.search(value):
+        raise Rejected(400, "analytics_id is required: an opaque string of 1 to 64 characters")
+    return value
+
+
+def amount_e4(text: str) -> int:
+    """`120.50` as 1205000: exact, in units of 1/10,000."""
+    whole, _dot, fraction = text.partition(".")
+    return int(whole) * 10_000 + int(fraction.ljust(4, "0") or 0)
+
+
+def store_widget_events(conn: sqlite3.Connection, events: list[dict]) -> None:
+    """Writer applier: widget and media beacons, as they came."""
+    insert_rows(
+        conn, "widget_events", WIDGET_EVENT_COLUMNS, [tuple(e[c] for c in WIDGET_EVENT_COLUMNS) for e in events]
+    )
+
+
+def store_checkout(conn: sqlite3.Connection, checkout: dict, products: list[tuple[str, int]]) -> bool:
+    """Writer job: store a checkout and its products, unless its transaction is already stored (then False)."""
+    cursor = conn.execute(
+        "INSERT INTO checkouts (transaction_id, ts, analytics_id, currency, total_e4, referrer, segments, token_id)"
+        " VALUES (:transaction_id, :ts, :analytics_id, :currency, :total_e4, :referrer, :segments, :token_id)"
+        " ON CONFLICT DO NOTHING",
+        checkout,
+    )
+    if cursor.rowcount == 0:
+        return False
+    insert_rows(
+        conn, "checkout_products", ("transaction_id", "line", "product_id", "amount_e4"),
+        [(checkout["transaction_id"], line, product, amount) for line, (product, amount) in enumerate(products, 1)],
+    )  # fmt: skip
+    return True
+
+
+@route("/track/<path:path>", "GET")
+@api("olapic", rate_limited=True)
+def track(ctx: Context, path: str) -> Any:
+    environ = request.environ
+    widget, checkout = WIDGET_PATH.match(path), CHECKOUT_PATH.match(path)
+    found = widget or checkout
+    if found is None or (widget and not widget_action_exists(widget)):
+        raise Rejected(404, f"no tracking route /track/{path[:200]}")
+    if found["fmt"] == ".gif":
+        environ["prisme.answer"] = "gif"
+    query = query_pairs(environ)
+    token = public_token(ctx, query)
+    analytics_id = analytics_id_param(query)
+    environ["prisme.analytics_id"] = analytics_id
+    if checkout:
+        return track_checkout(ctx, checkout, query, token, analytics_id)
+    not_found = widget["source"] == "not_found"
+    if not INSTANCE_ID.match(widget["instance"]):
+        raise Rejected(400, "instance_id must be 1 to 64 letters, digits, or . _ ~ -")
+    event = {
+        "ts": now_ms(),
+        "instance_id": widget["instance"],
+        "widget": widget["widget"] or "best",
+        "source_id": None
+        if not_found or widget["best"]
+        else int_param(widget["source"], f"{widget['widget']}_id", True),
+        "media_id": int_param(widget["media"], "media_id", True) if widget["media"] is not None else None,
+        "action": widget["action"],
+        "analytics_id": analytics_id,
+        "pics": int_param(query_value(query, "pics"), "pics", required=not not_found),
+        "ab_testing": int_param(query_value(query, "ab_testing"), "ab_testing", required=False),
+        "segments": segments_param(query),
+        "redirect_host": None,
+        "token_id": token["id"],
+    }
+    redirect_to = query_value(query, "redirect_url") if widget["action"] == "shop" else None
+    if redirect_to:
+        event["redirect_host"] = allowed_redirect(ctx, redirect_to)
+    countable_agent(environ)
+    ctx.writer.append("widget", event)
+    if redirect_to:
+        response.status = 302
+        response.set_header("Location", redirect_to.strip())
+        return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
+    return pixel() if found["fmt"] == ".gif" else olapic_envelope(200, analytics_id)
+
+
+def widget_action_exists(widget: re.Match) -> bool:
+    if widget["source"] == "not_found":
+        return widget["widget"] == "stream" and widget["media"] is None and widget["action"] == "render"
+    return widget["action"] in (MEDIA_ACTIONS if widget["media"] is not None else WIDGET_ACTIONS)
+
+
+def allowed_redirect(ctx: Context, url: str) -> str:
+    """The host of a shop click's redirect_url, which must be http(s) on a host of redirect_hosts (or an origin)."""
+    _parts, host = split_http_url(url, "redirect_url")
+    if ctx.redirect_hosts.site_of(host) is None:
+        raise Rejected(400, f"redirect_url host {host} is not allowed (see redirect_hosts)")
+    return host
+
+
+def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, analytics_id: str) -> Any:
+    transaction = found["transaction"]
+    if len(transaction) > MAX_NAME_LENGTH or CONTROL_CHARS.search(transaction):
+        raise Rejected(400, f"transaction_id must be 1 to {MAX_NAME_LENGTH} printable characters")
+    products = []
+    for key, value in query:
+        if key in ("products[]", "products"):
+            product, colon, amount = value.rpartition(":")
+            if not colon or not product or len(product) > MAX_NAME_LENGTH or not AMOUNT.match(amount):
+                raise Rejected(400, f"product {value[:80]!r} must be id:amount, like product-123:120.50")
+            products.append((product, amount_e4(amount)))
+    if not 1 <= len(products) <= MAX_PRODUCTS:
+        raise Rejected(400, f"products[] is required: 1 to {MAX_PRODUCTS} of id:amount, got {len(products)}")
+    currency = (query_value(query, "currency_code") or "USD").upper()
+    if currency not in CURRENCIES:
+        raise Rejected(400, f"currency_code {currency[:10]!r} is not an ISO 4217 currency code")
+    referrer = query_value(query, "referrer")
+    if referrer:
+        _parts, host = split_http_url(referrer, "referrer")
+        referrer = host + normalise_path(_parts.path)
+    checkout = {
+        "transaction_id": transaction,
+        "ts": now_ms(),
+        "analytics_id": analytics_id,
+        "currency": currency,
+        "total_e4": sum(amount for _product, amount in products),
+        "referrer": referrer or None,
+        "segments": segments_param(query),
+        "token_id": token["id"],
+    }
+    countable_agent(request.environ)
+    if not ctx.writer.run(store_checkout, checkout, products):
+        raise Rejected(409, f"transaction {transaction} is already recorded")
+    return pixel() if found["fmt"] == ".gif" else olapic_envelope(200, analytics_id)
+
+
+###############################################################################
 # Application #################################################################
 ###############################################################################
 
@@ -1956,11 +2215,19 @@ class Context:
         open_database(config["db"])
         self.local = threading.local()
         session_timeout_ms = config["session_timeout"] * 60_000
-        appliers = {"web": WebEventStore(session_timeout_ms), "server": store_server_events}
+        appliers = {
+            "web": WebEventStore(session_timeout_ms),
+            "server": store_server_events,
+            "widget": store_widget_events,
+        }
         self.writer = Writer(config["db"], config["synchronous"], appliers, (prune_counter_claims,))
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
         self.origins = OriginRegistry(config["origins"], self.read)
+        # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
+        self.redirect_hosts = (
+            OriginRegistry(config["redirect_hosts"], None) if config["redirect_hosts"] else self.origins
+        )
         self.salt = DailySalt(self.writer)
         self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
         self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])

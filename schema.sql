@@ -162,3 +162,46 @@ CREATE TABLE IF NOT EXISTS customer_relations (
     PRIMARY KEY (customer_id, content_id, relation)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS customer_relations_content ON customer_relations (content_id, relation);
+
+-- Widget tracking (Olapic analytics API): one row per widget or media beacon.
+-- widget: category | stream | best; source_id: the category or stream id (NULL for best, and for a stream
+-- widget whose stream was not found); media_id: set on media beacons; segments: JSON object, one value per key;
+-- redirect_host: where a shop click sent the visitor.
+CREATE TABLE IF NOT EXISTS widget_events (
+    id            INTEGER PRIMARY KEY,
+    ts            INTEGER NOT NULL,
+    instance_id   TEXT NOT NULL,
+    widget        TEXT NOT NULL,
+    source_id     INTEGER,
+    media_id      INTEGER,
+    action        TEXT NOT NULL,
+    analytics_id  TEXT NOT NULL,
+    pics          INTEGER,
+    ab_testing    INTEGER,
+    segments      TEXT,
+    redirect_host TEXT,
+    token_id      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS widget_events_instance_ts ON widget_events (instance_id, ts);
+CREATE INDEX IF NOT EXISTS widget_events_analytics ON widget_events (analytics_id, ts);
+
+-- Checkouts, once per transaction. Amounts are exact: integers in units of 1/10,000 of the currency.
+CREATE TABLE IF NOT EXISTS checkouts (
+    transaction_id TEXT PRIMARY KEY,
+    ts             INTEGER NOT NULL,
+    analytics_id   TEXT NOT NULL,
+    currency       TEXT NOT NULL,
+    total_e4       INTEGER NOT NULL,
+    referrer       TEXT,
+    segments       TEXT,
+    token_id       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS checkouts_ts ON checkouts (ts);
+
+CREATE TABLE IF NOT EXISTS checkout_products (
+    transaction_id TEXT NOT NULL REFERENCES checkouts (transaction_id),
+    line           INTEGER NOT NULL,
+    product_id     TEXT NOT NULL,
+    amount_e4      INTEGER NOT NULL,
+    PRIMARY KEY (transaction_id, line)
+) WITHOUT ROWID;

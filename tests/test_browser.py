@@ -176,3 +176,54 @@ def test_the_readme_like_button_counts_and_the_count_survives_kill_9(run, pages,
     context, page = open_page(restarted.port, 99)
     page.wait_for_function("document.getElementById('likes').textContent === '3'")
     context.close()
+
+
+def test_the_readme_gallery_and_checkout_beacons_store_their_rows(run, pages, chromium, tmp_path):
+    import subprocess
+
+    from conftest import command
+
+    db = tmp_path / "prisme.db"
+    made = subprocess.run(
+        [*command(), "tokens", "create", "--scope", "track_public", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    token = made.stdout.strip()
+    process = run("--redirect-hosts", "shop.example.com")
+    base = f"http://127.0.0.1:{process.port}"
+    gallery = readme_snippet("home-carousel").replace("https://stats.example.com", base).replace("pl_…", token)
+    checkout = readme_snippet("/checkout.gif").replace("https://stats.example.com", base).replace("pl_…", token)
+    pages.html["/gallery"] = f"<!doctype html><title>gallery</title>{gallery}"
+    pages.html["/thanks"] = f"<!doctype html><title>thanks</title>{checkout}"
+    context = chromium.new_context(user_agent=CHROME)
+    # The shop is not on this machine: answer its product page here, so nothing leaves loopback.
+    context.route(
+        "https://shop.example.com/**",
+        lambda route: route.fulfill(body="<title>product 123</title>", content_type="text/html"),
+    )
+    page = context.new_page()
+    page.goto(f"http://localhost:{pages.port}/gallery", wait_until="load")
+    page.click("text=Shop this product")
+    page.wait_for_url("https://shop.example.com/p/123")
+    page.goto(f"http://localhost:{pages.port}/thanks", wait_until="load")
+    context.close()
+    widget_rows = rows_eventually(
+        db,
+        "SELECT widget, source_id, media_id, action, analytics_id, pics, ab_testing, segments, redirect_host FROM widget_events ORDER BY id",
+        3,
+    )
+    assert widget_rows == [
+        ("category", 12, None, "render", "visitor-42", 8, 2, '{"country":"US"}', None),
+        ("category", 12, 9001, "view", "visitor-42", 8, None, None, None),
+        ("category", 12, 9001, "shop", "visitor-42", 8, None, None, "shop.example.com"),
+    ]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute(
+            "SELECT transaction_id, analytics_id, currency, total_e4, referrer FROM checkouts"
+        ).fetchall() == [("ORDER-1001", "visitor-42", "EUR", 1_304_900, "shop.example.com/thanks")]
+        assert conn.execute("SELECT product_id, amount_e4 FROM checkout_products ORDER BY line").fetchall() == [
+            ("product-123", 1_205_000),
+            ("socks", 99_900),
+        ]

@@ -426,3 +426,18 @@ def test_healthcheck_is_503_when_the_writer_is_gone(server, client):
     response = client.get("/api/v1/healthcheck", expect_errors=True)
     assert response.status_int == 503
     assert response.json["status"] == "unavailable"
+
+
+def test_noscript_query_values_are_utf_8(server, client):
+    """Bottle's request.query decodes Latin-1: "é" would arrive as "Ã©" if the routes used it."""
+    client.get(
+        "/api/v1/noscript/events/custom/visit?referrer=https://blog.example.com/caf%C3%A9&prop-name=%22%C3%A9%22",
+        headers={"User-Agent": CHROME},
+        status=200,
+    )
+    [row] = server.events()
+    assert (row["path"], json.loads(row["props"])) == ("/café", {"name": "é"})
+    invalid = client.get(
+        "/api/v1/noscript/events/custom/visit?prop-name=%ff", headers={"User-Agent": CHROME}, expect_errors=True
+    )
+    assert invalid.status_int == 400 and invalid.headers["X-Prisme-Error"] == "query string is not valid UTF-8"
