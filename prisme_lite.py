@@ -9,10 +9,12 @@ the events of all concurrent requests together. `prisme-lite serve` starts a dem
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import functools
 import hashlib
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -28,7 +30,7 @@ import threading
 import time
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -146,6 +148,9 @@ SETTINGS: dict[str, Setting] = {
     ),
     "rate_limit": Setting(60, "int", "events per minute per client IP on the browser-facing routes; 0 = off", 0),
     "events_rate_limit": Setting(3000, "int", "events per minute per access token on POST /events; 0 = off", 0),
+    "retention_days": Setting(
+        0, "int", "delete raw events older than this many days, in the background; 0 = keep all", 0
+    ),
     "rate_limit_buckets": Setting(
         100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
     ),
@@ -350,8 +355,9 @@ class Writer:
     ):
         self.conn = connect(db_path, synchronous)
         self.appliers = appliers
-        self.maintenance = maintenance  # run in a transaction of the writer's at most once a minute
+        self.maintenance = maintenance  # run in a transaction of the writer's once a minute, or while behind
         self.maintained_at = -math.inf
+        self.maintenance_due = False
         self.journal_prefix = db_path + ".journal-"
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -415,9 +421,11 @@ class Writer:
     def _run(self) -> None:
         stopping = False
         while not stopping:
+            # While commits fail (disk full, read-only, locked), retry every second until the fault clears; while
+            # maintenance has a backlog, go on at once; and wake at least once a minute for it anyway.
+            timeout = 1.0 if self.failure else 0.0 if self.maintenance_due else MAINTENANCE_INTERVAL
             try:
-                # While commits fail (disk full, read-only, locked), retry every second until the fault clears.
-                items = [self.jobs.get(timeout=1.0 if self.failure else None)]
+                items = [self.jobs.get(timeout=timeout) if timeout else self.jobs.get_nowait()]
             except queue.Empty:
                 items = []
             while len(items) < WRITER_BATCH:
@@ -442,9 +450,9 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             self._fold(records)
             set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
-            if time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL:
-                for task in self.maintenance:
-                    task(conn, now_ms())
+            if self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL:
+                # A task that returns True has more to do: it runs again in the next transaction.
+                self.maintenance_due = any([bool(task(conn, now_ms())) for task in self.maintenance])
                 self.maintained_at = time.monotonic()
             for job, args, future in jobs:
                 # A savepoint per job: one failing job leaves nothing behind and does not undo its neighbours.
@@ -1216,7 +1224,7 @@ EVENT_COLUMNS = (
 )  # fmt: skip
 
 SESSION_COLUMNS = (
-    "id", "site", "visitor_id", "started_at", "last_seen", "entry_path", "exit_path", "pageviews", "referrer",
+    "id", "site", "visitor_id", "started_at", "last_seen", "entry_path", "exit_path", "pageviews", "host", "referrer",
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
 )  # fmt: skip
 
@@ -2203,6 +2211,577 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
 
 
 ###############################################################################
+# Stats and reports ###########################################################
+###############################################################################
+
+TIME_STEP = re.compile(r"([+-])(\d{1,6})([smhdwMy])|/([smhdwMy])")
+UNIT_DELTAS = {
+    "s": datetime.timedelta(seconds=1),
+    "m": datetime.timedelta(minutes=1),
+    "h": datetime.timedelta(hours=1),
+    "d": datetime.timedelta(days=1),
+    "w": datetime.timedelta(weeks=1),
+}  # months and years are calendar steps, see shift_time
+BUCKET_STEPS = [
+    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000,
+    7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000, 91 * 86_400_000,
+]  # fmt: skip
+MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
+MAX_WINDOW_MS = 10 * 366 * 86_400_000
+DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
+
+# Filters by name: the column of an event row, and of a session row (None: see session_where).
+FILTERS = {
+    "domain": ("e.host", "s.host"),
+    "path": ("e.path", None),
+    "entry-path": ("s.entry_path", "s.entry_path"),
+    "exit-path": ("s.exit_path", "s.exit_path"),
+    "referrer": ("e.referrer", "s.referrer"),
+    "os": ("e.os", "s.os"),
+    "browser": ("e.browser", "s.browser"),
+    "country": ("e.country", "s.country"),
+    "utm-source": ("e.utm_source", "s.utm_source"),
+    "utm-medium": ("e.utm_medium", "s.utm_medium"),
+    "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
+    "utm-term": ("e.utm_term", "s.utm_term"),
+    "utm-content": ("e.utm_content", "s.utm_content"),
+}
+FAMILY_FILTERS = ("label", "client", "instance")  # server-event labels, counter clients, widget instances
+
+
+@dataclass
+class StatsQuery:
+    """A stats request: the window [start, end) in unix ms, its bucket step, the site and filters, and `limit`."""
+
+    start: int
+    end: int
+    step: int
+    site: str | None
+    filters: dict[str, list[str]]
+    limit: int
+
+    def values(self, name: str) -> list[str]:
+        return self.filters.get(name, [])
+
+
+def shift_time(moment: datetime.datetime, amount: int, unit: str) -> datetime.datetime:
+    if unit in UNIT_DELTAS:
+        return moment + amount * UNIT_DELTAS[unit]
+    months = moment.year * 12 + moment.month - 1 + amount * (12 if unit == "y" else 1)
+    year, month = divmod(months, 12)
+    last_day = (datetime.date(year + (month == 11), (month + 1) % 12 + 1, 1) - datetime.timedelta(days=1)).day
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, last_day))
+
+
+def round_time(moment: datetime.datetime, unit: str) -> datetime.datetime:
+    """Round down to the start of the unit: /d is midnight UTC, /w Monday, /M the 1st, /y the 1st of January."""
+    moment = moment.replace(microsecond=0)
+    fields = {"m": {"second": 0}, "h": {"second": 0, "minute": 0}}.get(unit, {})
+    if unit in ("d", "w", "M", "y"):
+        fields = {"second": 0, "minute": 0, "hour": 0}
+    moment = moment.replace(**fields)
+    if unit == "w":
+        moment -= datetime.timedelta(days=moment.weekday())
+    if unit in ("M", "y"):
+        moment = moment.replace(day=1, month=1 if unit == "y" else moment.month)
+    return moment
+
+
+def parse_time(expression: str, now: int, name: str) -> int:
+    """Prisme's time expressions: now, now-7d, now+1h, now-7d/d, now-1M-2d/h, RFC 3339, or YYYY-MM-DD (UTC)."""
+    text = expression.strip()
+    if text.startswith("now"):
+        moment = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC)
+        position = 3
+        while position < len(text):
+            step = TIME_STEP.match(text, position)
+            if step is None:
+                raise Rejected(400, f"{name}: cannot read {text[position:][:20]!r} in {text[:60]!r} (try now-7d/d)")
+            if step[4]:
+                moment = round_time(moment, step[4])
+            else:
+                try:
+                    moment = shift_time(moment, int(step[2]) * (-1 if step[1] == "-" else 1), step[3])
+                except (OverflowError, ValueError):
+                    raise Rejected(400, f"{name}: {text[:60]!r} is out of range") from None
+            position = step.end()
+        return int(moment.timestamp() * 1000)
+    try:
+        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+            return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise Rejected(400, f"{name}: {text[:60]!r} is not now[+/-N(s|m|h|d|w|M|y)][/unit], RFC 3339, or YYYY-MM-DD")
+    return int(moment.timestamp() * 1000)
+
+
+def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
+    """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
+    known = {"from", "to", "site", "limit", *FILTERS, *FAMILY_FILTERS}
+    for key, _value in query:
+        if key not in known:
+            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
+    start = parse_time(query_value(query, "from") or default_from, now, "from")
+    end = parse_time(query_value(query, "to") or "now", now, "to")
+    if not start < end or end - start > MAX_WINDOW_MS:
+        raise Rejected(400, "from must be before to, and at most ten years before it")
+    limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
+    filters = {}
+    for name in (*FILTERS, *FAMILY_FILTERS):
+        given = [value.strip() for key, value in query if key == name for value in value.split(",") if value.strip()]
+        if len(given) > MAX_FILTER_VALUES:
+            raise Rejected(400, f"{name} has more than {MAX_FILTER_VALUES} values")
+        if given:
+            filters[name] = given
+    step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
+    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text))
+
+
+def placeholders(values: list) -> str:
+    return ", ".join("?" * len(values))
+
+
+def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
+    """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
+    conditions, params = ["e.ts >= ?", "e.ts < ?"], [q.start, q.end]
+    if q.site:
+        conditions.insert(0, "e.site = ?")
+        params.insert(0, q.site)
+    if kinds:
+        conditions.append(f"e.kind IN ({placeholders(kinds)})")
+        params += kinds
+    for name, values in q.filters.items():
+        if name in FILTERS:
+            conditions.append(f"{FILTERS[name][0]} IN ({placeholders(values)})")
+            params += values
+    joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
+    return joins, " AND ".join(conditions), params
+
+
+def session_where(q: StatsQuery) -> tuple[str, list]:
+    """WHERE for session-based metrics: sessions started in the window; `path` means it saw that page."""
+    conditions, params = ["s.started_at >= ?", "s.started_at < ?"], [q.start, q.end]
+    if q.site:
+        conditions.insert(0, "s.site = ?")
+        params.insert(0, q.site)
+    for name, values in q.filters.items():
+        if name == "path":
+            conditions.append(
+                "s.id IN (SELECT session_id FROM events"
+                f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(values)}))"
+            )
+            params += [q.start, *values]
+        elif name in FILTERS:
+            conditions.append(f"{FILTERS[name][1]} IN ({placeholders(values)})")
+            params += values
+    return " AND ".join(conditions), params
+
+
+def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
+             params: list) -> tuple[list, list]:  # fmt: skip
+    """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
+    sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
+    found = dict(conn.execute(sql, [q.step, q.step, *params]).fetchall())
+    keys = list(range(q.start - q.start % q.step, q.end, q.step))
+    return keys, [found.get(key) or 0 for key in keys]
+
+
+def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
+           params: list) -> tuple[list, list]:  # fmt: skip
+    """A top-N: keys by descending value (ties by key), at most q.limit."""
+    sql = (
+        f"SELECT {key}, {value} AS n FROM {source} WHERE {where} AND {key} IS NOT NULL"
+        " GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?"
+    )
+    rows = conn.execute(sql, [*params, q.limit]).fetchall()
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
+def web_series(value: str, kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        joins, where, params = event_where(q, kinds)
+        return bucketed(conn, q, "e.ts", value, "events e" + joins, where, params)
+
+    return metric
+
+
+def session_series(value: str) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        where, params = session_where(q)
+        return bucketed(conn, q, "s.started_at", value, "sessions s", where, params)
+
+    return metric
+
+
+def web_top(column: str, kinds: tuple[str, ...] = ("pageview",)) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        joins, where, params = event_where(q, kinds)
+        return ranked(conn, q, column, "count(*)", "events e" + joins, where, params)
+
+    return metric
+
+
+def session_top(column: str) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        where, params = session_where(q)
+        return ranked(conn, q, column, "count(*)", "sessions s", where, params)
+
+    return metric
+
+
+def server_where(q: StatsQuery) -> tuple[str, list]:
+    conditions, params = ["x.ts >= ?", "x.ts < ?"], [q.start, q.end]
+    for name, column in (
+        ("label", "x.label"),
+        ("referrer", "x.referrer"),
+        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
+    ):
+        if q.values(name):
+            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
+            params += q.values(name)
+    return " AND ".join(conditions), params
+
+
+def server_series(value: str) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        where, params = server_where(q)
+        return bucketed(conn, q, "x.ts", value, "server_events x", where, params)
+
+    return metric
+
+
+def server_top(column: str) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        where, params = server_where(q)
+        return ranked(conn, q, column, "count(*)", "server_events x", where, params)
+
+    return metric
+
+
+def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    return bucketed(
+        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
+    )
+
+
+def counter_where(q: StatsQuery) -> tuple[str, list]:
+    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
+    if q.values("client"):
+        conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
+        params += q.values("client")
+    return " AND ".join(conditions), params
+
+
+def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Increments in the window per client, action and page (`client action page` keys)."""
+    where, params = counter_where(q)
+    return ranked(
+        conn,
+        q,
+        "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
+        "sum(d.count)",
+        "counter_days d",
+        where,
+        params,
+    )
+
+
+def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
+    q = StatsQuery(q.start, q.end, max(q.step, 86_400_000), q.site, q.filters, q.limit)
+    where, params = counter_where(q)
+    return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
+
+
+def widget_where(q: StatsQuery) -> tuple[str, list]:
+    conditions, params = ["w.ts >= ?", "w.ts < ?"], [q.start, q.end]
+    if q.values("instance"):
+        conditions.append(f"w.instance_id IN ({placeholders(q.values('instance'))})")
+        params += q.values("instance")
+    return " AND ".join(conditions), params
+
+
+def widget_table(group: str, label: str) -> Callable:
+    """Per `group`: renders, interactions (every other action) and click-through rate; values are the renders."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        where, params = widget_where(q)
+        rows = conn.execute(
+            f"SELECT {group} AS k, sum(w.action = 'render'), sum(w.action != 'render') FROM widget_events w"
+            f" WHERE {where} AND {group} IS NOT NULL GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
+            [*params, q.limit],
+        ).fetchall()
+        details = [
+            {label: key, "renders": renders, "interactions": acts, "ctr": round(acts / renders, 4) if renders else None}
+            for key, renders, acts in rows
+        ]
+        return [row[0] for row in rows], [row[1] for row in rows], details
+
+    return metric
+
+
+def top_media(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    where, params = widget_where(q)
+    rows = conn.execute(
+        "SELECT w.media_id, sum(w.action = 'view'), sum(w.action = 'click'), sum(w.action = 'shop')"
+        " FROM widget_events w"
+        f" WHERE {where} AND w.media_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
+        [*params, q.limit],
+    ).fetchall()
+    details = [{"media_id": m, "views": v, "clicks": c, "shop_clicks": s} for m, v, c, s in rows]
+    return [row[0] for row in rows], [row[1] for row in rows], details
+
+
+def decimal_text(amount_e4: int) -> str:
+    """1205000 → "120.50": exact, at least two decimals."""
+    whole, fraction = divmod(amount_e4, 10_000)
+    return f"{whole}.{fraction:04d}".rstrip("0").ljust(len(str(whole)) + 3, "0")
+
+
+def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Checkouts and revenue per currency; values are the revenue as exact decimal strings."""
+    rows = conn.execute(
+        "SELECT currency, count(*), sum(total_e4) FROM checkouts WHERE ts >= ? AND ts < ?"
+        " GROUP BY 1 ORDER BY 3 DESC, 1",
+        (q.start, q.end),
+    ).fetchall()
+    details = [{"currency": c, "checkouts": n, "revenue": decimal_text(total)} for c, n, total in rows]
+    return [row[0] for row in rows], [decimal_text(row[2]) for row in rows], details
+
+
+def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Checkouts, and those whose analytics_id interacted with a widget (any action but render) before them."""
+    total, converted = conn.execute(
+        "SELECT count(*), sum(EXISTS (SELECT 1 FROM widget_events w WHERE w.analytics_id = c.analytics_id"
+        " AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE c.ts >= ? AND c.ts < ?",
+        (q.start, q.end),
+    ).fetchone()
+    rate = round((converted or 0) / total, 4) if total else None
+    return ["checkouts", "after_widget_interaction"], [total, converted or 0], [{"conversion_rate": rate}]
+
+
+def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Renders and interactions per segment key:value."""
+    where, params = widget_where(q)
+    rows = conn.execute(
+        "SELECT seg.key || ':' || seg.value AS k, sum(w.action = 'render'), sum(w.action != 'render')"
+        f" FROM widget_events w, json_each(w.segments) seg WHERE {where} AND w.segments IS NOT NULL"
+        " GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
+        [*params, q.limit],
+    ).fetchall()
+    details = [
+        {"segment": k, "renders": r, "interactions": i, "ctr": round(i / r, 4) if r else None} for k, r, i in rows
+    ]
+    return [row[0] for row in rows], [row[1] for row in rows], details
+
+
+METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
+    # Web events (Prisme): time series
+    "pageviews": web_series("count(*)"),
+    "visitors": web_series("count(DISTINCT e.visitor_id)"),
+    "live-visitors": web_series("count(DISTINCT e.visitor_id)", kinds=None),
+    "sessions": session_series("count(*)"),
+    "bounces": session_series("sum(s.pageviews = 1)"),
+    "sessions-duration": session_series("CAST(avg(s.last_seen - s.started_at) AS INTEGER)"),
+    # Web events: top-N
+    "top-pages": web_top("e.path"),
+    "top-entry-pages": session_top("s.entry_path"),
+    "top-exit-pages": session_top("s.exit_path"),
+    "top-referrers": web_top("e.referrer"),
+    "top-utm-sources": web_top("e.utm_source"),
+    "top-utm-mediums": web_top("e.utm_medium"),
+    "top-utm-campaigns": web_top("e.utm_campaign"),
+    "top-countries": web_top("e.country"),
+    "top-operating-systems": web_top("e.os"),
+    "top-browsers": web_top("e.browser"),
+    "top-custom-events": web_top("e.name", ("custom",)),
+    "top-outbound-links": web_top("e.name", ("outbound",)),
+    "top-file-downloads": web_top("e.name", ("download",)),
+    # Counters
+    "counters": counter_totals,
+    "counter-increments": counter_series,
+    # Server events
+    "server-events": server_series("count(*)"),
+    "active-customers": server_series("count(DISTINCT x.customer_id)"),
+    "new-customers": new_customers,
+    "top-server-labels": server_top("x.label"),
+    "top-content-items": server_top("x.content_id"),
+    "top-server-utm-sources": server_top("x.utm_source"),
+    # Widgets
+    "widget-renders": lambda conn, q: bucketed(
+        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
+    ),
+    "checkouts": lambda conn, q: bucketed(
+        conn, q, "c.ts", "count(*)", "checkouts c", "c.ts >= ? AND c.ts < ?", [q.start, q.end]
+    ),
+    "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
+    "top-media": top_media,
+    "revenue": revenue,
+    "conversion": conversion,
+    "widget-segments": widget_segments,
+    "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
+}
+LIVE_WINDOW = "now-30m"
+
+
+def require_reader(ctx: Context) -> None:
+    """The admin token, or an access token with stats_read (or admin)."""
+    token = bearer_token(request.environ)
+    if token and hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
+        return
+    authorize(ctx, "stats_read", token)
+
+
+def iso_time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@route("/api/v1/stats/<metric>")
+@api("json")
+def stats(ctx: Context, metric: str) -> dict:
+    require_reader(ctx)
+    report = METRICS.get(metric)
+    if report is None:
+        raise Rejected(404, f"unknown metric {metric[:60]!r}; metrics: {', '.join(METRICS)}")
+    q = parse_stats_query(
+        query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
+    )
+    keys, values, *details = report(ctx.read(), q)
+    answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
+    if details:
+        answer["details"] = details[0]
+    return answer
+
+
+###############################################################################
+# Export and retention ########################################################
+###############################################################################
+
+EXPORTS = {
+    # kind: (table, time column, extra condition)
+    "events": ("events", "ts", ""),
+    "pageview": ("events", "ts", "kind = 'pageview'"),
+    "custom": ("events", "ts", "kind = 'custom'"),
+    "outbound": ("events", "ts", "kind = 'outbound'"),
+    "download": ("events", "ts", "kind = 'download'"),
+    "sessions": ("sessions", "started_at", ""),
+    "server": ("server_events", "ts", ""),
+    "widget": ("widget_events", "ts", ""),
+    "checkouts": ("checkouts", "ts", ""),
+}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
+EXPORT_CHUNK = 1000
+
+
+def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt: str) -> Iterator[str]:
+    """The rows of `kind` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
+    table, time_column, condition = EXPORTS[kind]
+    where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY rowid", (start, end))
+    columns = ["time", *(description[0] for description in cursor.description)]
+    if fmt == "csv":
+        yield csv_line(columns)
+    while rows := cursor.fetchmany(EXPORT_CHUNK):
+        lines = []
+        for row in rows:
+            record = [iso_time(row[columns.index(time_column) - 1]), *row]
+            lines.append(
+                csv_line(record)
+                if fmt == "csv"
+                else json.dumps(dict(zip(columns, record, strict=True)), ensure_ascii=False) + "\n"
+            )
+        yield "".join(lines)
+
+
+def csv_line(values: list) -> str:
+    """One CSV record; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    buffer = io.StringIO()
+    safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
+    csv.writer(buffer, lineterminator="\n").writerow(safe)
+    return buffer.getvalue()
+
+
+def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
+    fmt = query_value(query, "format") or "csv"
+    kind = query_value(query, "kind") or "events"
+    if fmt not in ("csv", "ndjson"):
+        raise Rejected(400, f"format must be csv or ndjson, got {fmt[:20]!r}")
+    if kind not in EXPORTS:
+        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
+    start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
+    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
+    if start >= end:
+        raise Rejected(400, "from must be before to")
+    return fmt, kind, start, end
+
+
+@route("/api/v1/export")
+@api("json")
+def export(ctx: Context) -> Any:
+    require_admin(ctx)
+    fmt, kind, start, end = export_window(query_pairs(request.environ), now_ms())
+    response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
+    response.set_header("Content-Disposition", f'attachment; filename="prisme-{kind}.{fmt}"')
+    # Its own connection: the export outlives this request's turn on the thread's reader.
+    conn = connect(ctx.config["db"])
+    conn.execute("PRAGMA query_only = ON")
+
+    def stream() -> Iterator[bytes]:
+        try:
+            for chunk in export_chunks(conn, kind, start, end, fmt):
+                yield chunk.encode("utf-8")
+        finally:
+            conn.close()
+
+    return stream()
+
+
+PRUNED_TABLES = (
+    # (table, time column, key): checkout products go with their checkout, by its transaction id
+    ("events", "ts", "rowid"),
+    ("sessions", "last_seen", "rowid"),
+    ("server_events", "ts", "rowid"),
+    ("widget_events", "ts", "rowid"),
+    ("checkout_products", None, "transaction_id"),
+    ("checkouts", "ts", "transaction_id"),
+)
+PRUNE_BATCH = 5000
+
+
+def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None) -> int:
+    """Delete up to `batch` rows older than `cutoff` from each raw table; how many were deleted in all."""
+    batch = batch or PRUNE_BATCH
+    deleted = 0
+    for table, column, key in PRUNED_TABLES:
+        # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
+        source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
+        deleted += conn.execute(
+            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
+        ).rowcount
+    return deleted
+
+
+class Retention:
+    """Writer maintenance: prune raw rows older than retention_days, a small batch per transaction."""
+
+    def __init__(self, days: int):
+        self.days = days
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
+        if not self.days:
+            return False
+        oldest = conn.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()
+        cutoff = now - self.days * 86_400_000
+        if oldest is not None and oldest[0] >= cutoff:
+            return False  # nothing to do: one index probe a minute
+        return prune_batch(conn, cutoff) > 0  # True: more may remain, run again at the next commit
+
+
+###############################################################################
 # Application #################################################################
 ###############################################################################
 
@@ -2220,7 +2799,8 @@ class Context:
             "server": store_server_events,
             "widget": store_widget_events,
         }
-        self.writer = Writer(config["db"], config["synchronous"], appliers, (prune_counter_claims,))
+        maintenance = (prune_counter_claims, Retention(config["retention_days"]))
+        self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
         self.origins = OriginRegistry(config["origins"], self.read)
@@ -2391,6 +2971,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", parents=[common], help="a summary of the last days, for reading")
     stats.add_argument("--site", help="only this registered origin's web traffic")
     stats.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
+    exporter = commands.add_parser("export", parents=[common], help="write raw rows as CSV or NDJSON")
+    exporter.add_argument("--format", dest="export_format", choices=("csv", "ndjson"), default="csv")
+    exporter.add_argument("--kind", default="events", choices=list(EXPORTS), help="what to export (default events)")
+    exporter.add_argument("--from", dest="start", metavar="WHEN", help="now-30d/d, 2024-01-31, RFC 3339 (default: all)")
+    exporter.add_argument("--to", dest="end", metavar="WHEN", help="as --from (default: now)")
+    exporter.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
+    pruner = commands.add_parser("prune", parents=[common], help="delete raw rows older than N days, now")
+    pruner.add_argument("--older-than", type=int, metavar="DAYS", help="default: retention_days")
     token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     return parser
@@ -2412,6 +3000,16 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                     raise ConfigError("admin-token --rotate: the token comes from admin_token in the configuration")
             else:
                 print(admin_token(conn, rotate=args.rotate))
+        elif args.command == "export":
+            return export_to_file(conn, args)
+        elif args.command == "prune":
+            days = args.older_than if args.older_than is not None else config["retention_days"]
+            if days < 1:
+                raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
+            cutoff, deleted = now_ms() - days * 86_400_000, 0
+            while batch := prune_batch(conn, cutoff):  # autocommit: each batch is its own short transaction
+                deleted += batch
+            print(f"deleted {deleted} rows older than {days} days")
         elif args.command == "stats":
             return print_summary(conn, args.site, args.days)
         elif args.command == "tokens":
@@ -2441,6 +3039,25 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                     return 1
     finally:
         conn.close()
+    return 0
+
+
+def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    query = [("format", args.export_format), ("kind", args.kind)]
+    query += [(name, value) for name, value in (("from", args.start), ("to", args.end)) if value]
+    try:
+        fmt, kind, start, end = export_window(query, now_ms())
+    except Rejected as refusal:
+        raise ConfigError(f"export: {refusal.message}") from None
+    conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
+    output = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        for chunk in export_chunks(conn, kind, start, end, fmt):
+            output.write(chunk)
+    finally:
+        conn.execute("ROLLBACK")
+        if args.output:
+            output.close()
     return 0
 
 

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS origins (
 CREATE TABLE IF NOT EXISTS sessions (
     id           INTEGER PRIMARY KEY,
     site         TEXT NOT NULL,
+    host         TEXT NOT NULL,
     visitor_id   TEXT NOT NULL,
     started_at   INTEGER NOT NULL,
     last_seen    INTEGER NOT NULL,

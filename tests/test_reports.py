@@ -1,0 +1,127 @@
+"""Reports of the counter, server-event and widget families, as stats metrics (SPEC §4–§6)."""
+
+import sqlite3
+
+import pytest
+import webtest
+from conftest import CHROME
+
+import prisme_lite
+
+DAY = 86_400_000
+
+
+@pytest.fixture
+def reports(server):
+    client = webtest.TestApp(server.app)
+    token = server.ctx.admin_token()
+
+    def get(metric, **params):
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        return client.get(f"/api/v1/stats/{metric}?{query}", headers={"Authorization": f"Bearer {token}"}).json
+
+    return get
+
+
+def test_counter_reports(server, reports):
+    today = prisme_lite.now_ms() // DAY
+    with sqlite3.connect(server.config["db"]) as conn:
+        conn.executemany(
+            "INSERT INTO counter_days (client_id, action_id, page_id, day, count) VALUES (?, ?, ?, ?, ?)",
+            [("cl_a", "likes", "intro", today, 5), ("cl_a", "likes", "intro", today - 2, 3), ("cl_a", "claps", "guide", today - 1, 4),
+             ("cl_b", "likes", "intro", today, 1), ("cl_a", "likes", "intro", today - 40, 100)],
+        )  # fmt: skip
+    totals = reports("counters", **{"from": "now-30d"})
+    assert (totals["keys"], totals["values"]) == (
+        ["cl_a likes intro", "cl_a claps guide", "cl_b likes intro"],
+        [8, 4, 1],
+    )
+    assert reports("counters", client="cl_b", **{"from": "now-30d"})["values"] == [1]
+    series = reports("counter-increments", **{"from": "now-7d/d"})
+    assert series["keys"][1] - series["keys"][0] == DAY
+    assert series["values"][-3:] == [3, 4, 6]
+
+
+def test_server_event_reports(server, reports):
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_access_token(conn, ["capture_publish"], "b")[1]
+    client = server.client
+    now = prisme_lite.now_ms() // 1000
+    batch = [
+        {
+            "label": "View",
+            "timestamp": now - 3600,
+            "content_item": {"id": "a"},
+            "customer": {"id": "c1"},
+            "utm_source": "nl",
+        },
+        {"label": "View", "timestamp": now - 3600, "content_item": {"id": "a"}, "customer": {"id": "c2"}},
+        {"label": "View", "timestamp": now - 2 * 86400, "content_item": {"id": "b"}, "customer": {"id": "c1"}},
+        {"label": "Like", "timestamp": now - 60, "content_item": {"id": "a"}, "customer": {"id": "c3"}},
+    ]
+    client.post_json("/events", batch, headers={"Authorization": f"Bearer {token}"}, status=202)
+    server.ctx.writer.flush()
+    labels = reports("top-server-labels", **{"from": "now-7d"})
+    assert (labels["keys"], labels["values"]) == (["View", "Like"], [3, 1])
+    items = reports("top-content-items", label="View", **{"from": "now-7d"})
+    assert (items["keys"], items["values"]) == (["a", "b"], [2, 1])
+    assert sum(reports("server-events", label="View", **{"from": "now-7d"})["values"]) == 3
+    assert sum(reports("active-customers", **{"from": "now-1d"})["values"]) == 3  # c1, c2, c3 in the last day
+    assert sum(reports("new-customers", **{"from": "now-7d"})["values"]) == 3
+    assert reports("top-server-utm-sources", **{"from": "now-7d"})["keys"] == ["nl"]
+
+
+def test_widget_reports(server, reports):
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_access_token(conn, ["track_public"], "s")[1]
+
+    def beacon(path, **params):
+        query = "&".join(f"{k}={v}" for k, v in {"auth_token": token, **params}.items())
+        server.client.get(f"/track/{path}?{query}", headers={"User-Agent": CHROME}, status=200)
+
+    for visitor in ("u1", "u2", "u3", "u4"):
+        beacon("widget/home/category/1/render.json", analytics_id=visitor, pics=6, ab_testing=1 if visitor < "u3" else 2,
+               **{"segments[]": "country:US" if visitor != "u4" else "country:FR"})  # fmt: skip
+    beacon("widget/side/best/render", analytics_id="u1", pics=3)
+    beacon(
+        "widget/home/category/1/media/77/view", analytics_id="u1", pics=6, ab_testing=1, **{"segments[]": "country:US"}
+    )
+    beacon("widget/home/category/1/media/77/click", analytics_id="u1", pics=6)
+    beacon("widget/home/category/1/media/88/view", analytics_id="u2", pics=6)
+    beacon("widget/home/category/1/media/77/shop", analytics_id="u1", pics=6)
+    beacon("transaction/T1/checkout", analytics_id="u1", **{"products[]": "p:10.50"})
+    beacon("transaction/T2/checkout", analytics_id="u9", **{"products[]": "p:0.25"}, currency_code="EUR")
+    beacon("transaction/T3/checkout", analytics_id="u2", **{"products[]": "p:4"})
+    server.ctx.writer.flush()
+    widgets = reports("top-widgets")
+    assert widgets["details"] == [
+        {"widget": "home (category)", "renders": 4, "interactions": 4, "ctr": 1.0},
+        {"widget": "side (best)", "renders": 1, "interactions": 0, "ctr": 0.0},
+    ]
+    media = reports("top-media")
+    assert media["details"] == [
+        {"media_id": 77, "views": 1, "clicks": 1, "shop_clicks": 1},
+        {"media_id": 88, "views": 1, "clicks": 0, "shop_clicks": 0},
+    ]
+    revenue = reports("revenue")
+    assert revenue["details"] == [
+        {"currency": "USD", "checkouts": 2, "revenue": "14.50"},
+        {"currency": "EUR", "checkouts": 1, "revenue": "0.25"},
+    ]
+    assert reports("conversion")["values"] == [3, 2]  # u1 and u2 viewed media before buying; u9 never saw a widget
+    segments = reports("widget-segments")
+    assert (segments["keys"], segments["values"]) == (["country:US", "country:FR"], [3, 1])
+    groups = reports("widget-ab-groups")
+    assert groups["details"] == [
+        {"ab_testing": 1, "renders": 2, "interactions": 1, "ctr": 0.5},
+        {"ab_testing": 2, "renders": 2, "interactions": 0, "ctr": 0.0},
+    ]
+    assert sum(reports("widget-renders")["values"]) == 5
+    assert sum(reports("checkouts")["values"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"), [(1_205_000, "120.50"), (1_000, "0.10"), (199_999, "19.9999"), (0, "0.00"), (50_000, "5.00")]
+)
+def test_decimal_text_is_exact(amount, text):
+    assert prisme_lite.decimal_text(amount) == text

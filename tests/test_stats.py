@@ -1,0 +1,325 @@
+"""Stats API and reports (SPEC §3.4, §4–§6): every metric against answers computed here, independently of its SQL."""
+
+import datetime
+import random
+import sqlite3
+from collections import Counter, defaultdict
+
+import pytest
+
+import prisme_lite
+
+DAY, MINUTE = 86_400_000, 60_000
+NOW = int(datetime.datetime(2026, 11, 20, 12, 0, tzinfo=datetime.UTC).timestamp() * 1000)
+TIMEOUT = 30 * MINUTE
+PATHS = ["/", "/about", "/blog/one", "/blog/two", "/pricing", "/docs"]
+REFERRERS = ["direct", "news.ycombinator.com", "google.com", "twitter.com"]
+BROWSERS = [("Chrome", "Linux"), ("Firefox", "Windows"), ("Mobile Safari", "iOS")]
+COUNTRIES = ["FR", "US", "DE", "XX"]
+
+
+def month_of_events(seed=7):
+    """30 days of visits on two sites: pageviews, custom events, outbound links and downloads, sorted by time."""
+    rng = random.Random(seed)
+    events = []
+    for site, hosts in (
+        ("blog.example.com", ["blog.example.com"]),
+        ("*.shop.example", ["a.shop.example", "b.shop.example"]),
+    ):
+        for _visit in range(400):
+            visitor = f"{site[:4]}-v{rng.randrange(40)}"
+            browser, os_name = BROWSERS[hash(visitor) % 3]
+            ts = NOW - rng.randrange(31 * DAY)
+            utm = rng.choice([None, None, "newsletter", "twitter"])
+            for n in range(rng.randint(1, 4)):
+                kind = "pageview" if n == 0 else rng.choice(["pageview", "pageview", "custom", "outbound", "download"])
+                events.append({
+                    "ts": ts, "site": site, "kind": kind, "host": rng.choice(hosts), "path": rng.choice(PATHS),
+                    "name": {"custom": rng.choice(["signup", "play"]), "outbound": "https://ext.example/",
+                             "download": "https://cdn.example/a.zip"}.get(kind),
+                    "referrer": rng.choice(REFERRERS) if n == 0 else "direct", "utm_source": utm if n == 0 else None,
+                    "utm_medium": "email" if utm == "newsletter" and n == 0 else None, "utm_campaign": None,
+                    "utm_term": None, "utm_content": None, "visitor_id": visitor, "browser": browser, "os": os_name,
+                    "device": "desktop", "country": COUNTRIES[hash(visitor) % 4], "status": 200, "props": None,
+                })  # fmt: skip
+                ts += rng.randrange(1, 45) * MINUTE  # sometimes past the 30-minute timeout
+    events.sort(key=lambda event: event["ts"])
+    return events
+
+
+def model_sessions(events):
+    """SPEC §3.3 done by hand: each event's session number, and the sessions (start, last, entry, exit, pageviews)."""
+    open_session, sessions, of_event = {}, [], []
+    for event in events:
+        key = (event["site"], event["visitor_id"])
+        current = open_session.get(key)
+        is_open = current is not None and event["ts"] - current["last"] <= TIMEOUT
+        if event["kind"] == "pageview":
+            if not is_open:
+                current = {"site": event["site"], "host": event["host"], "start": event["ts"], "last": event["ts"],
+                           "entry": event["path"], "exit": event["path"], "pageviews": 0, "referrer": event["referrer"],
+                           "os": event["os"], "country": event["country"]}  # fmt: skip
+                sessions.append(current)
+                open_session[key] = current
+            current["pageviews"] += 1
+            current["exit"] = event["path"]
+        elif not is_open:
+            of_event.append(None)
+            continue
+        current["last"] = max(current["last"], event["ts"])
+        of_event.append(current)
+    return of_event, sessions
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory):
+    """A server with the month stored through the real writer; the events, and the modelled sessions."""
+    path = tmp_path_factory.mktemp("stats") / "prisme.db"
+    config = prisme_lite.load_config({"db": str(path), "access_log": "false"}, environ={})
+    app = prisme_lite.make_app(config)
+    events = month_of_events()
+    for event in events:
+        app.ctx.writer.append("web", dict(event))
+    app.ctx.writer.flush()
+    of_event, sessions = model_sessions(events)
+    yield app, events, of_event, sessions
+    app.ctx.close()
+
+
+@pytest.fixture
+def stats(month, monkeypatch):
+    import webtest
+
+    app = month[0]
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    client = webtest.TestApp(app)
+    token = app.ctx.admin_token()
+
+    def get(metric, status=200, **params):
+        query = "&".join(f"{key.replace('_', '-')}={value}" for key, value in params.items())
+        answer = client.get(
+            f"/api/v1/stats/{metric}?{query}", headers={"Authorization": f"Bearer {token}"}, status=status
+        )
+        return answer.json
+
+    return get
+
+
+def buckets(start, end, step, values):
+    """Expected series: {bucket start: value} → keys and values with every bucket from start's to end."""
+    keys = list(range(start - start % step, end, step))
+    return {"keys": keys, "values": [values.get(key, 0) for key in keys]}
+
+
+MONTH_START = NOW - NOW % DAY - 30 * DAY  # now-30d/d
+
+
+def in_month(event, kind="pageview", site=None):
+    return event["kind"] == kind and MONTH_START <= event["ts"] < NOW and (site is None or event["site"] == site)
+
+
+def test_pageviews_and_visitors_per_day_over_30_days(month, stats):
+    _app, events, _of, _sessions = month
+    pageviews = Counter(e["ts"] // DAY * DAY for e in events if in_month(e))
+    visitors = defaultdict(set)
+    for event in events:
+        if in_month(event):
+            visitors[event["ts"] // DAY * DAY].add(event["visitor_id"])
+    answer = stats("pageviews", **{"from": "now-30d/d"})
+    assert (answer["from"], answer["to"]) == ("2026-10-21T00:00:00Z", "2026-11-20T12:00:00Z")
+    assert {"keys": answer["keys"], "values": answer["values"]} == buckets(MONTH_START, NOW, DAY, pageviews)
+    assert len(answer["keys"]) == 31
+    answer = stats("visitors", **{"from": "now-30d/d"})
+    assert answer["values"] == buckets(MONTH_START, NOW, DAY, {k: len(v) for k, v in visitors.items()})["values"]
+
+
+def test_session_metrics_match_the_model(month, stats):
+    _app, _events, _of, sessions = month
+    started = [s for s in sessions if MONTH_START <= s["start"] < NOW]
+    count = Counter(s["start"] // DAY * DAY for s in started)
+    bounces = Counter(s["start"] // DAY * DAY for s in started if s["pageviews"] == 1)
+    durations = defaultdict(list)
+    for session in started:
+        durations[session["start"] // DAY * DAY].append(session["last"] - session["start"])
+    assert stats("sessions", **{"from": "now-30d/d"})["values"] == buckets(MONTH_START, NOW, DAY, count)["values"]
+    assert stats("bounces", **{"from": "now-30d/d"})["values"] == buckets(MONTH_START, NOW, DAY, bounces)["values"]
+    average = {k: int(sum(v) / len(v)) for k, v in durations.items()}
+    got = stats("sessions-duration", **{"from": "now-30d/d"})["values"]
+    assert got == buckets(MONTH_START, NOW, DAY, average)["values"]
+
+
+def top(counter, limit=10):
+    ranked = sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return {"keys": [key for key, _n in ranked], "values": [n for _key, n in ranked]}
+
+
+@pytest.mark.parametrize(
+    ("metric", "field", "kind"),
+    [("top-pages", "path", "pageview"), ("top-referrers", "referrer", "pageview"), ("top-utm-sources", "utm_source", "pageview"),
+     ("top-utm-mediums", "utm_medium", "pageview"), ("top-countries", "country", "pageview"), ("top-operating-systems", "os", "pageview"),
+     ("top-browsers", "browser", "pageview"), ("top-custom-events", "name", "custom"), ("top-outbound-links", "name", "outbound"),
+     ("top-file-downloads", "name", "download")],
+)  # fmt: skip
+def test_top_lists(month, stats, metric, field, kind):
+    events = month[1]
+    expected = Counter(e[field] for e in events if in_month(e, kind) and e[field] is not None)
+    answer = stats(metric, **{"from": "now-30d/d"})
+    assert {"keys": answer["keys"], "values": answer["values"]} == top(expected)
+
+
+def test_top_entry_and_exit_pages_and_limit(month, stats):
+    sessions = [s for s in month[3] if MONTH_START <= s["start"] < NOW]
+    entry = stats("top-entry-pages", limit=3, **{"from": "now-30d/d"})
+    assert {"keys": entry["keys"], "values": entry["values"]} == top(Counter(s["entry"] for s in sessions), 3)
+    exits = stats("top-exit-pages", **{"from": "now-30d/d"})
+    assert {"keys": exits["keys"], "values": exits["values"]} == top(Counter(s["exit"] for s in sessions))
+
+
+def test_each_filter_narrows_pageviews(month, stats):
+    events, of_event = month[1], month[2]
+    cases = {
+        "domain": ("a.shop.example", lambda e, s: e["host"] == "a.shop.example"),
+        "path": ("/about,/docs", lambda e, s: e["path"] in ("/about", "/docs")),
+        "referrer": ("google.com", lambda e, s: e["referrer"] == "google.com"),
+        "os": ("iOS", lambda e, s: e["os"] == "iOS"),
+        "browser": ("Firefox,Chrome", lambda e, s: e["browser"] in ("Firefox", "Chrome")),
+        "country": ("FR", lambda e, s: e["country"] == "FR"),
+        "utm_source": ("newsletter", lambda e, s: e["utm_source"] == "newsletter"),
+        "utm_medium": ("email", lambda e, s: e["utm_medium"] == "email"),
+        "entry_path": ("/pricing", lambda e, s: s is not None and s["entry"] == "/pricing"),
+        "exit_path": ("/,/blog/one", lambda e, s: s is not None and s["exit"] in ("/", "/blog/one")),
+    }
+    for name, (value, keep) in cases.items():
+        expected = sum(1 for e, s in zip(events, of_event, strict=True) if in_month(e) and keep(e, s))
+        got = sum(stats("pageviews", **{"from": "now-30d/d", name: value})["values"])
+        assert got == expected, name
+        assert 0 < expected < sum(1 for e in events if in_month(e)), name  # the filter did filter
+
+
+def test_site_and_combined_filters(month, stats):
+    events = month[1]
+    expected = Counter(e["path"] for e in events if in_month(e, site="*.shop.example") and e["os"] == "iOS")
+    answer = stats("top-pages", site="*.shop.example", os="iOS", **{"from": "now-30d/d"})
+    assert {"keys": answer["keys"], "values": answer["values"]} == top(expected)
+
+
+def test_session_metrics_take_filters_too(month, stats):
+    sessions = [s for s in month[3] if MONTH_START <= s["start"] < NOW]
+    assert sum(stats("sessions", country="DE", **{"from": "now-30d/d"})["values"]) == sum(
+        1 for s in sessions if s["country"] == "DE"
+    )
+    assert sum(stats("sessions", domain="b.shop.example", **{"from": "now-30d/d"})["values"]) == sum(
+        1 for s in sessions if s["host"] == "b.shop.example"
+    )
+
+
+def test_time_windows_choose_about_32_buckets(month, stats):
+    for window, step in (
+        ("now-1h", 300_000),
+        ("now-24h", 3_600_000),
+        ("now-7d", 6 * 3_600_000),
+        ("now-30d", DAY),
+        ("now-1y", 14 * DAY),
+    ):
+        answer = stats("pageviews", **{"from": window})
+        assert answer["keys"][1] - answer["keys"][0] == step, window
+        assert 10 <= len(answer["keys"]) <= 41
+    live = stats("live-visitors")
+    assert live["from"] == "2026-11-20T11:30:00Z" and len(live["keys"]) == 30  # the last 30 minutes by the minute
+
+
+def test_live_visitors_counts_any_activity(month, stats):
+    events = month[1]
+    start = NOW - 6 * 3_600_000
+    seen = defaultdict(set)
+    for event in events:
+        if start <= event["ts"] < NOW:
+            seen[event["ts"] // 900_000 * 900_000].add(event["visitor_id"])
+    answer = stats("live-visitors", **{"from": "now-6h"})
+    assert answer["values"] == buckets(start, NOW, 900_000, {k: len(v) for k, v in seen.items()})["values"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("now", "2026-11-20T12:00:00Z"),
+        ("now-7d", "2026-11-13T12:00:00Z"),
+        ("now+1h", "2026-11-20T13:00:00Z"),
+        ("now-7d/d", "2026-11-13T00:00:00Z"),
+        ("now-1M-2d/h", "2026-10-18T12:00:00Z"),
+        ("now/w", "2026-11-16T00:00:00Z"),  # a Monday
+        ("now/M", "2026-11-01T00:00:00Z"),
+        ("now-1y/y", "2025-01-01T00:00:00Z"),
+        ("now-90m", "2026-11-20T10:30:00Z"),
+        ("2026-03-01", "2026-03-01T00:00:00Z"),
+        ("2026-03-01T10:00:00+02:00", "2026-03-01T08:00:00Z"),
+    ],
+)
+def test_time_expressions(expression, expected):
+    assert prisme_lite.iso_time(prisme_lite.parse_time(expression, NOW, "from")) == expected
+
+
+def test_month_arithmetic_clamps_the_day():
+    march_31 = int(datetime.datetime(2026, 3, 31, tzinfo=datetime.UTC).timestamp() * 1000)
+    assert prisme_lite.iso_time(prisme_lite.parse_time("now-1M", march_31, "from")) == "2026-02-28T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("metric", "params", "words"),
+    [
+        ("pageviews", {"from": "yesterday"}, "from: 'yesterday' is not"),
+        ("pageviews", {"from": "now-7x"}, "from: cannot read"),
+        ("pageviews", {"to": "2026-02-30"}, "to: '2026-02-30' is not"),
+        ("pageviews", {"from": "now", "to": "now-1d"}, "from must be before to"),
+        ("pageviews", {"from": "now-11y"}, "at most ten years"),
+        ("top-pages", {"limit": "0"}, "limit must be an integer from 1 to 1000"),
+        ("top-pages", {"limit": "many"}, "limit must be"),
+        ("top-pages", {"colour": "red"}, "unknown parameter 'colour'"),
+    ],
+)
+def test_bad_parameters_are_400_naming_them(stats, metric, params, words):
+    query = {key: value for key, value in params.items()}
+    assert words in stats(metric, status=400, **query)["error"]
+
+
+def test_auth_and_unknown_metrics(month):
+    import webtest
+
+    app = month[0]
+    client = webtest.TestApp(app)
+    assert client.get("/api/v1/stats/pageviews", status=401).json["error"].startswith("access token missing")
+    with sqlite3.connect(app.ctx.config["db"]) as conn:
+        reader = prisme_lite.create_access_token(conn, ["stats_read"], "grafana")[1]
+        writer = prisme_lite.create_access_token(conn, ["capture_publish"], "backend")[1]
+    client.get("/api/v1/stats/pageviews", headers={"Authorization": f"Bearer {reader}"}, status=200)
+    client.get("/api/v1/stats/pageviews", headers={"Authorization": f"Bearer {writer}"}, status=403)
+    unknown = client.get("/api/v1/stats/nope", headers={"Authorization": f"Bearer {reader}"}, status=404)
+    assert unknown.json["error"].startswith("unknown metric 'nope'")
+
+
+class PlanRecorder:
+    """A connection stand-in that records the query plan of every statement before running it."""
+
+    def __init__(self, conn):
+        self.conn, self.plans = conn, []
+
+    def execute(self, sql, params=()):
+        self.plans += [row[3] for row in self.conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+        return self.conn.execute(sql, params)
+
+
+def test_the_dashboard_queries_use_the_site_time_index(month):
+    """Every web query of a site's window reads events through (site, ts), never the whole table."""
+    app = month[0]
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-30d/d")], NOW)
+    for name in ("pageviews", "visitors", "top-pages", "top-referrers", "top-countries", "top-custom-events"):
+        recorder = PlanRecorder(app.ctx.read())
+        prisme_lite.METRICS[name](recorder, q)
+        assert any("USING INDEX events_site_ts (site=? AND ts>? AND ts<?)" in plan for plan in recorder.plans), (
+            name,
+            recorder.plans,
+        )
+        assert not any(plan.startswith("SCAN e") and "INDEX" not in plan for plan in recorder.plans), (
+            name,
+            recorder.plans,
+        )
