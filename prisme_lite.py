@@ -362,6 +362,7 @@ class Writer:
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.append_lock = threading.Lock()
+        self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
         self.generation, self.folded = self._position()
         self._replay()
@@ -388,7 +389,11 @@ class Writer:
                 os.ftruncate(self.fd, self.appended)
                 raise Unavailable("the journal cannot be written: short write (disk full?)")
             self.appended += written
-        self.jobs.put(WAKE)
+        # One wake-up at a time, not one per event: jobs waiting for an answer must not queue behind thousands.
+        # The writer clears the flag before it reads how far the journal goes, so no append is ever missed.
+        if not self.woken:
+            self.woken = True
+            self.jobs.put(WAKE)
 
     def run(self, job: Callable[..., Any], *args: Any) -> Any:
         """Run `job(connection, *args)` in the writer's next transaction; return its result once committed."""
@@ -422,8 +427,9 @@ class Writer:
         stopping = False
         while not stopping:
             # While commits fail (disk full, read-only, locked), retry every second until the fault clears; while
-            # maintenance has a backlog, go on at once; and wake at least once a minute for it anyway.
-            timeout = 1.0 if self.failure else 0.0 if self.maintenance_due else MAINTENANCE_INTERVAL
+            # the journal or maintenance has a backlog, go on at once; and wake at least once a minute anyway.
+            behind = self.folded < self.appended or self.maintenance_due
+            timeout = 1.0 if self.failure else 0.0 if behind else MAINTENANCE_INTERVAL
             try:
                 items = [self.jobs.get(timeout=timeout) if timeout else self.jobs.get_nowait()]
             except queue.Empty:
@@ -440,6 +446,7 @@ class Writer:
         self.conn.close()
 
     def _commit(self, jobs: list) -> None:
+        self.woken = False
         end = self.appended  # every byte before this offset belongs to a complete, acknowledged line
         data = os.pread(self.fd_read, min(end - self.folded, JOURNAL_CHUNK), self.folded) if end > self.folded else b""
         cut = data.rfind(b"\n") + 1
