@@ -18,7 +18,8 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+playwright_api = pytest.importorskip("playwright.sync_api")
+sync_playwright, expect = playwright_api.sync_playwright, playwright_api.expect
 pytestmark = pytest.mark.server
 
 
@@ -227,3 +228,140 @@ def test_the_readme_gallery_and_checkout_beacons_store_their_rows(run, pages, ch
             ("product-123", 1_205_000),
             ("socks", 99_900),
         ]
+
+
+def tracked_page(port):
+    return f"""<!doctype html><title>app</title>
+<script defer src="http://127.0.0.1:{port}/static/wa.js"></script>
+<a id="download" href="https://cdn.example/files/report.pdf?token=secret">report</a>
+<a id="outbound" href="https://ext.example/page?utm=x#top">elsewhere</a>
+<a id="internal" href="/app/third">third</a>"""
+
+
+def outside(context):
+    """The other hosts of these pages, answered here: nothing leaves loopback."""
+    context.route("https://cdn.example/**", lambda route: route.fulfill(body="%PDF-1.4", content_type="text/plain"))
+    context.route(
+        "https://ext.example/**", lambda route: route.fulfill(body="<title>ext</title>", content_type="text/html")
+    )
+
+
+def test_the_tracking_script_records_pageviews_spa_links_and_custom_events(run, pages, chromium, tmp_path):
+    process = run()
+    pages.html["/app"] = tracked_page(process.port)
+    context = chromium.new_context(user_agent=CHROME)
+    outside(context)
+    page = context.new_page()
+    db = tmp_path / "prisme.db"
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/events/pageviews")) as first:
+        page.goto(f"http://localhost:{pages.port}/app?utm_source=test", wait_until="load")
+    assert first.value.status == 200
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/events/pageviews")):
+        page.evaluate("history.pushState({}, '', '/app/second')")
+    with page.expect_response(lambda r: "/api/v1/events/custom/signup" in r.url) as custom:
+        page.evaluate("prisme.trigger('signup', {plan: 'pro'})")
+    assert custom.value.status == 200
+    page.click("#download")  # the page goes on to the file; the keepalive request outlives it
+    assert len(rows_eventually(db, "SELECT id FROM events", 4)) == 4
+    page.goto(f"http://localhost:{pages.port}/app", wait_until="load")
+    assert len(rows_eventually(db, "SELECT id FROM events", 5)) == 5
+    page.click("#outbound")
+    rows = rows_eventually(db, "SELECT kind, name, path, props, utm_source FROM events ORDER BY id", 6)
+    context.close()
+    assert rows == [
+        ("pageview", None, "/app", None, "test"),
+        ("pageview", None, "/app/second", None, None),
+        ("custom", "signup", "/app/second", '{"plan":"pro"}', None),
+        ("download", "https://cdn.example/files/report.pdf", "/app/second", None, None),  # no query string
+        ("pageview", None, "/app", None, None),
+        ("outbound", "https://ext.example/page", "/app", None, None),
+    ]
+
+
+def test_the_tracking_script_honours_the_opt_out(run, pages, chromium, tmp_path):
+    process = run()
+    pages.html["/app"] = tracked_page(process.port)
+    context = chromium.new_context(user_agent=CHROME)
+    outside(context)
+    context.add_init_script("localStorage.setItem('prismeAnalytics.tracking.enable', 'false')")
+    page = context.new_page()
+    sent = []
+    page.on("request", lambda request: sent.append(request.url) if "/api/v1/events/" in request.url else None)
+    page.goto(f"http://localhost:{pages.port}/app", wait_until="load")
+    page.wait_for_function("window.prisme !== undefined")
+    page.evaluate("history.pushState({}, '', '/app/second'); prisme.trigger('signup', {plan: 'pro'})")
+    page.click("#outbound")
+    page.wait_for_timeout(500)
+    context.close()
+    assert sent == []
+    with sqlite3.connect(tmp_path / "prisme.db") as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_the_dashboard_shows_what_is_stored(run, pages, chromium, tmp_path):
+    import http.client
+    import subprocess
+
+    from conftest import command
+
+    db = tmp_path / "prisme.db"
+    subprocess.run([*command(), "origins", "add", "blog.example.com", "--db", str(db)], check=True, capture_output=True)
+    process = run()
+    token = process.banner[2].split(": ", 1)[1].strip()
+
+    def pageview(site, path, ip):
+        conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=10)
+        conn.request("POST", "/api/v1/events/pageviews", headers={
+            "Origin": f"https://{site}", "X-Prisme-Referrer": f"https://{site}{path}", "User-Agent": CHROME,
+            "X-Prisme-Visitor-Id": f"visitor-{ip}"})  # fmt: skip
+        assert conn.getresponse().status == 200
+
+    for n in range(5):
+        pageview("blog.example.com", f"/post/{n % 2}", n % 3)
+    pageview("localhost", "/<img src=x onerror=window.pwned=1>", 9)
+    pageview("localhost", "/", 9)
+    stored = rows_eventually(
+        db, "SELECT site, count(*), count(DISTINCT visitor_id) FROM events GROUP BY site ORDER BY site", 2
+    )
+    assert stored == [("blog.example.com", 5, 3), ("localhost", 2, 1)]
+    with sqlite3.connect(db) as conn:  # and one visit three weeks ago: in 30 days, not in 7
+        conn.execute(
+            "INSERT INTO events (ts, site, kind, host, path, referrer, visitor_id, browser, os, device, country, status)"
+            " SELECT ts - 21 * 86400000, site, kind, host, '/old', referrer, 'old-visitor', browser, os, device, country, status"
+            " FROM events WHERE site = 'blog.example.com' LIMIT 1"
+        )
+    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{process.port}/dashboard")
+    page.fill("#token", "wrong")
+    page.click("button[type=submit]")
+    assert page.text_content("#login-error") == "That is not the admin token."
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#pageviews-total")
+    assert (page.text_content("#pageviews-total"), page.text_content("#visitors-total")) == ("7", "4")
+    assert page.locator("#chart rect").count() in (28, 29)  # 7 days in 6-hour buckets, from a bucket's start
+    page.select_option("#site", "blog.example.com")
+    expect(page.locator("#pageviews-total")).to_have_text("5")
+    assert page.text_content("#visitors-total") == "3"
+    page.click("[data-period='30d']")
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    assert page.locator("#chart rect").count() in (30, 31)
+    page.select_option("#site", "localhost")
+    expect(page.locator("#pageviews-total")).to_have_text("2")
+    assert page.get_by_text("/<img src=x onerror=window.pwned=1>").count() >= 1  # shown as text (pages, entries)
+    assert page.locator("img").count() == 0  # and never made into an element
+    assert page.evaluate("window.pwned") is None
+    page.select_option("#site", "127.0.0.1")
+    page.wait_for_selector("#empty")
+    assert "/static/wa.js" in page.text_content("#empty pre")
+    page.select_option("#site", "")
+    page.click("[data-period='7d']")
+    expect(page.locator("#pageviews-total")).to_have_text("7")
+    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    page.click("#logout")
+    page.wait_for_selector("#token")
+    assert page.evaluate("fetch('/api/v1/stats/overview').then(r => r.status)") == 401
+    context.close()
