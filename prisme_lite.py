@@ -2409,36 +2409,18 @@ def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source
     return [row[0] for row in rows], [row[1] for row in rows]
 
 
-def web_series(value: str, kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
+    """What an event metric reads: events of `kinds` (None: all) in the window, with the query's filters."""
+
+    def scope(q: StatsQuery) -> tuple[str, str, list]:
         joins, where, params = event_where(q, kinds)
-        return bucketed(conn, q, "e.ts", value, "events e" + joins, where, params)
+        return "events e" + joins, where, params
 
-    return metric
-
-
-def session_series(value: str) -> Callable:
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = session_where(q)
-        return bucketed(conn, q, "s.started_at", value, "sessions s", where, params)
-
-    return metric
+    return scope
 
 
-def web_top(column: str, kinds: tuple[str, ...] = ("pageview",)) -> Callable:
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        joins, where, params = event_where(q, kinds)
-        return ranked(conn, q, column, "count(*)", "events e" + joins, where, params)
-
-    return metric
-
-
-def session_top(column: str) -> Callable:
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = session_where(q)
-        return ranked(conn, q, column, "count(*)", "sessions s", where, params)
-
-    return metric
+def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("sessions s", *session_where(q))
 
 
 def server_where(q: StatsQuery) -> tuple[str, list]:
@@ -2454,18 +2436,24 @@ def server_where(q: StatsQuery) -> tuple[str, list]:
     return " AND ".join(conditions), params
 
 
-def server_series(value: str) -> Callable:
+def server_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("server_events x", *server_where(q))
+
+
+def series(scope: Callable, time_column: str, value: str) -> Callable:
+    """A time-series metric: `value` per bucket of `time_column` over what `scope` selects."""
+
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = server_where(q)
-        return bucketed(conn, q, "x.ts", value, "server_events x", where, params)
+        return bucketed(conn, q, time_column, value, *scope(q))
 
     return metric
 
 
-def server_top(column: str) -> Callable:
+def top(scope: Callable, column: str) -> Callable:
+    """A top-N metric: rows per `column` over what `scope` selects."""
+
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = server_where(q)
-        return ranked(conn, q, column, "count(*)", "server_events x", where, params)
+        return ranked(conn, q, column, "count(*)", *scope(q))
 
     return metric
 
@@ -2607,36 +2595,36 @@ def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "overview": overview,
     # Web events (Prisme): time series
-    "pageviews": web_series("count(*)"),
-    "visitors": web_series("count(DISTINCT e.visitor_id)"),
-    "live-visitors": web_series("count(DISTINCT e.visitor_id)", kinds=None),
-    "sessions": session_series("count(*)"),
-    "bounces": session_series("sum(s.pageviews = 1)"),
-    "sessions-duration": session_series("CAST(avg(s.last_seen - s.started_at) AS INTEGER)"),
+    "pageviews": series(events_scope(), "e.ts", "count(*)"),
+    "visitors": series(events_scope(), "e.ts", "count(DISTINCT e.visitor_id)"),
+    "live-visitors": series(events_scope(None), "e.ts", "count(DISTINCT e.visitor_id)"),
+    "sessions": series(sessions_scope, "s.started_at", "count(*)"),
+    "bounces": series(sessions_scope, "s.started_at", "sum(s.pageviews = 1)"),
+    "sessions-duration": series(sessions_scope, "s.started_at", "CAST(avg(s.last_seen - s.started_at) AS INTEGER)"),
     # Web events: top-N
-    "top-pages": web_top("e.path"),
-    "top-entry-pages": session_top("s.entry_path"),
-    "top-exit-pages": session_top("s.exit_path"),
-    "top-referrers": web_top("e.referrer"),
-    "top-utm-sources": web_top("e.utm_source"),
-    "top-utm-mediums": web_top("e.utm_medium"),
-    "top-utm-campaigns": web_top("e.utm_campaign"),
-    "top-countries": web_top("e.country"),
-    "top-operating-systems": web_top("e.os"),
-    "top-browsers": web_top("e.browser"),
-    "top-custom-events": web_top("e.name", ("custom",)),
-    "top-outbound-links": web_top("e.name", ("outbound",)),
-    "top-file-downloads": web_top("e.name", ("download",)),
+    "top-pages": top(events_scope(), "e.path"),
+    "top-entry-pages": top(sessions_scope, "s.entry_path"),
+    "top-exit-pages": top(sessions_scope, "s.exit_path"),
+    "top-referrers": top(events_scope(), "e.referrer"),
+    "top-utm-sources": top(events_scope(), "e.utm_source"),
+    "top-utm-mediums": top(events_scope(), "e.utm_medium"),
+    "top-utm-campaigns": top(events_scope(), "e.utm_campaign"),
+    "top-countries": top(events_scope(), "e.country"),
+    "top-operating-systems": top(events_scope(), "e.os"),
+    "top-browsers": top(events_scope(), "e.browser"),
+    "top-custom-events": top(events_scope(("custom",)), "e.name"),
+    "top-outbound-links": top(events_scope(("outbound",)), "e.name"),
+    "top-file-downloads": top(events_scope(("download",)), "e.name"),
     # Counters
     "counters": counter_totals,
     "counter-increments": counter_series,
     # Server events
-    "server-events": server_series("count(*)"),
-    "active-customers": server_series("count(DISTINCT x.customer_id)"),
+    "server-events": series(server_scope, "x.ts", "count(*)"),
+    "active-customers": series(server_scope, "x.ts", "count(DISTINCT x.customer_id)"),
     "new-customers": new_customers,
-    "top-server-labels": server_top("x.label"),
-    "top-content-items": server_top("x.content_id"),
-    "top-server-utm-sources": server_top("x.utm_source"),
+    "top-server-labels": top(server_scope, "x.label"),
+    "top-content-items": top(server_scope, "x.content_id"),
+    "top-server-utm-sources": top(server_scope, "x.utm_source"),
     # Widgets
     "widget-renders": lambda conn, q: bucketed(
         conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
