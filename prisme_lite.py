@@ -3357,6 +3357,112 @@ def make_app(config: dict) -> bottle.Bottle:
 
 
 ###############################################################################
+# Backup and check ############################################################
+###############################################################################
+
+
+def journal_end(db: str) -> tuple[int, int]:
+    """The newest journal file's generation and how many of its bytes are whole lines (all acknowledged)."""
+    directory, base = os.path.split(os.path.abspath(db) + ".journal-")
+    generations = [
+        int(name[len(base) :])
+        for name in os.listdir(directory)
+        if name.startswith(base) and name[len(base) :].isdigit()
+    ]
+    if not generations:
+        return 0, 0
+    generation = max(generations)
+    with open(f"{db}.journal-{generation}", "rb") as file:
+        data = file.read()
+    return generation, data.rfind(b"\n") + 1
+
+
+def backup(db: str, target: str) -> int:
+    """Copy the database while the server runs, with every event acknowledged before the copy began.
+
+    SQLite's online backup gives a consistent snapshot; events acknowledged but not yet folded into it are
+    still in the journal, so their lines are copied beside the backup (TARGET.journal-N), and a server
+    started on the backup replays them.
+    """
+    if os.path.exists(target):
+        raise ConfigError(f"backup: {target} exists; choose a new file")
+    started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
+    source = connect(db)
+    destination = sqlite3.connect(target)
+    try:
+        source.backup(destination, pages=1024, sleep=0.005)  # in steps: the server's writer keeps writing between
+        position = get_meta(destination, "journal_position") or "1:0"
+        generation, offset = (int(part) for part in position.split(":"))
+        tail = b""
+        if generation == started_generation and offset < started_end:
+            with open(f"{db}.journal-{generation}", "rb") as file:
+                file.seek(offset)
+                tail = file.read(started_end - offset)
+        with open(f"{target}.journal-{generation}", "wb") as file:
+            file.write(tail)
+            file.flush()
+            os.fsync(file.fileno())
+        destination.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        set_meta(destination, "journal_position", f"{generation}:0")
+        destination.commit()
+    finally:
+        destination.close()
+        source.close()
+    lines = tail.count(b"\n")
+    print(
+        f"backed up {db} to {target}"
+        + (f" (+{lines} events not yet folded, in {target}.journal-{generation})" if lines else "")
+    )
+    return 0
+
+
+# (name, query returning the rows that break it)
+INVARIANTS = (
+    ("every event's session exists", "SELECT id FROM events WHERE session_id IS NOT NULL"
+     " AND session_id NOT IN (SELECT id FROM sessions) LIMIT 5"),
+    ("a session has at least the pageviews stored for it", "SELECT s.id FROM sessions s JOIN"
+     " (SELECT session_id, count(*) n FROM events WHERE kind = 'pageview' GROUP BY session_id) e"
+     " ON e.session_id = s.id WHERE s.pageviews < e.n LIMIT 5"),
+    ("sessions end after they start", "SELECT id FROM sessions WHERE last_seen < started_at LIMIT 5"),
+    ("each counter equals the sum of its days", "SELECT c.client_id || ' ' || c.action_id || ' ' || c.page_id"
+     " FROM counters c"
+     " LEFT JOIN (SELECT client_id, action_id, page_id, sum(count) n FROM counter_days GROUP BY 1, 2, 3) d"
+     " USING (client_id, action_id, page_id) WHERE c.count != coalesce(d.n, 0) LIMIT 5"),
+    ("each checkout's total is the sum of its products", "SELECT c.transaction_id FROM checkouts c"
+     " LEFT JOIN (SELECT transaction_id, sum(amount_e4) n FROM checkout_products GROUP BY 1) p USING (transaction_id)"
+     " WHERE c.total_e4 != coalesce(p.n, 0) LIMIT 5"),
+    ("each like, bookmark or subscription has its customer", "SELECT customer_id FROM customer_relations"
+     " WHERE customer_id NOT IN (SELECT id FROM customers) LIMIT 5"),
+)  # fmt: skip
+
+
+def check(db: str) -> int:
+    """SQLite's integrity check, then prisme_lite's own invariants; one line each, exit 1 on any problem."""
+    conn = connect(db)
+    conn.execute("PRAGMA query_only = ON")
+    problems = 0
+    try:
+        results = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        problems += results != ["ok"]
+        print("ok: integrity_check" if results == ["ok"] else "problem: integrity_check: " + "; ".join(results[:5]))
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        problems += version != SCHEMA_VERSION
+        print(f"{'ok' if version == SCHEMA_VERSION else 'problem'}: schema version {version}")
+        for name, sql in INVARIANTS:
+            found = [str(row[0]) for row in conn.execute(sql)]
+            problems += bool(found)
+            print(f"ok: {name}" if not found else f"problem: {name}: not so for {', '.join(found)}")
+        generation, offset = (int(part) for part in (get_meta(conn, "journal_position") or "1:0").split(":"))
+        path = f"{db}.journal-{generation}"
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        problems += offset > size
+        print(f"{'ok' if offset <= size else 'problem'}: journal {path}: {size - offset} bytes to fold from {offset}")
+    finally:
+        conn.close()
+    return 1 if problems else 0
+
+
+###############################################################################
 # Command line and server #####################################################
 ###############################################################################
 
@@ -3479,6 +3585,9 @@ def build_parser() -> argparse.ArgumentParser:
     exporter.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     pruner = commands.add_parser("prune", parents=[common], help="delete raw rows older than N days, now")
     pruner.add_argument("--older-than", type=int, metavar="DAYS", help="default: retention_days")
+    backup_parser = commands.add_parser("backup", parents=[common], help="copy the database, online and consistent")
+    backup_parser.add_argument("file", metavar="FILE", help="the new backup file")
+    commands.add_parser("check", parents=[common], help="integrity check and prisme-lite's own invariants")
     token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     return parser
@@ -3487,7 +3596,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace, config: dict) -> int:
     if args.command == "serve":
         return serve(config)
+    if args.command in ("backup", "check") and not os.path.exists(config["db"]):
+        raise ConfigError(f"{args.command}: {config['db']} does not exist")
     open_database(config["db"])
+    if args.command == "backup":
+        return backup(config["db"], args.file)
+    if args.command == "check":
+        return check(config["db"])
     conn = connect(config["db"], config["synchronous"])
     try:
         if args.command == "init":
