@@ -3064,24 +3064,11 @@ select, button, input {
 button.active { background: var(--accent); color: #fff; border-color: var(--accent); }
 main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
 .numbers { display: flex; flex-wrap: wrap; gap: 1rem; margin-bottom: 1rem; }
-.number {
-  background: #fff;
-  border: 1px solid var(--line);
-  border-radius: .6rem;
-  padding: .75rem 1rem;
-  min-width: 8rem;
-  flex: 1;
-}
+.number, .panel { background: #fff; border: 1px solid var(--line); border-radius: .6rem; padding: .75rem 1rem; }
+.number { min-width: 8rem; flex: 1; }
 .number .value { display: block; font-size: 1.6rem; font-weight: 600; }
 .number .name { color: var(--muted); font-size: .85rem; }
-.panel {
-  background: #fff;
-  border: 1px solid var(--line);
-  border-radius: .6rem;
-  padding: .75rem 1rem;
-  margin-bottom: 1rem;
-  overflow-x: auto;
-}
+.panel { margin-bottom: 1rem; overflow-x: auto; }
 .panel h2 { font-size: 1rem; margin: 0 0 .5rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 1rem; }
 table { width: 100%; border-collapse: collapse; font-size: .9rem; }
