@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import prisme_lite
 
+pytestmark = pytest.mark.reliability
+
 # Header values as a WSGI server hands them over: Latin-1 text, no line breaks (the server refuses those earlier).
 LATIN1 = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=300)
 URLISH = st.one_of(
