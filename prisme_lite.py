@@ -78,6 +78,7 @@ JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (s
 JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
 JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
 WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
+WAL_LIMIT = 64 << 20  # bytes of -wal file before the writer truncates it (see Writer._checkpoint)
 MAINTENANCE_INTERVAL = 60.0  # seconds between the writer's clean-ups (expired counter claims)
 ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
@@ -355,6 +356,8 @@ class Writer:
         maintenance: tuple[Callable[[sqlite3.Connection, int], Any], ...] = (),
     ):
         self.conn = connect(db_path, synchronous)
+        self.conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")  # what a WAL reset leaves on disk at most
+        self.db_path = db_path
         self.appliers = appliers
         self.maintenance = maintenance  # run in a transaction of the writer's once a minute, or while behind
         self.maintained_at = -math.inf
@@ -458,7 +461,8 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             self._fold(records)
             set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
-            if self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL:
+            checkpoint_due = self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL
+            if checkpoint_due:
                 # A task that returns True has more to do: it runs again in the next transaction.
                 self.maintenance_due = any([bool(task(conn, now_ms())) for task in self.maintenance])
                 self.maintained_at = time.monotonic()
@@ -494,6 +498,8 @@ class Writer:
                 future.set_exception(value)
         if self.folded >= JOURNAL_ROTATE and self.folded == self.appended:
             self._rotate()
+        if checkpoint_due:
+            self._checkpoint()
 
     def _fold(self, lines: list[bytes]) -> None:
         """Apply journal lines; if the batch fails, redo it a line at a time so that only a bad line is skipped."""
@@ -529,6 +535,25 @@ class Writer:
     def _reset_appliers(self) -> None:
         for applier in self.appliers.values():
             getattr(applier, "reset", lambda: None)()
+
+    def _checkpoint(self) -> None:
+        """Keep the -wal file bounded: past WAL_LIMIT, copy it into the database and truncate it.
+
+        SQLite's automatic checkpoints copy pages back but can only start the WAL over when no reader is inside
+        it; under steady load with dashboard readers it can keep growing. A TRUNCATE checkpoint waits for those
+        readers, so it gets only a short busy timeout here: when readers are in the way, it tries again later.
+        """
+        try:
+            if os.path.getsize(self.db_path + "-wal") <= WAL_LIMIT:
+                return
+            self.conn.execute("PRAGMA busy_timeout = 200")
+            busy, _pages, _done = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                log.info("WAL checkpoint deferred: readers are still inside the WAL")
+        except (OSError, sqlite3.Error) as error:
+            log.warning("WAL checkpoint failed, will retry: %s", error)
+        finally:
+            self.conn.execute("PRAGMA busy_timeout = 5000")
 
     def _rotate(self) -> None:
         """Start a new journal file once everything in the current one is folded, and delete the old one."""

@@ -196,3 +196,31 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(prisme_lite.ConfigError, match=r"junk\.db.*not a (usable SQLite )?database"):
         prisme_lite.open_database(str(path))
+
+
+def test_the_wal_is_truncated_past_its_limit_once_readers_let_go(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(prisme_lite, "WAL_LIMIT", 100_000)
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    wal = config["db"] + "-wal"
+    reader = sqlite3.connect(config["db"], isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM events").fetchone()  # a long dashboard query or export, holding a snapshot
+    for n in range(3000):
+        ctx.writer.append("web", web_event(n))
+    ctx.writer.flush()
+    assert os.path.getsize(wal) > 100_000
+    ctx.writer.maintained_at = float("-inf")
+    with caplog.at_level("INFO", logger="prisme_lite"):
+        ctx.writer.run(lambda conn: None)  # answered before the checkpoint runs: requests never wait for it
+        ctx.writer.run(lambda conn: None)  # so this one returns after that checkpoint has been tried
+    assert "WAL checkpoint deferred" in caplog.text  # it did not wait for the reader
+    assert os.path.getsize(wal) > 100_000
+    reader.execute("ROLLBACK")
+    reader.close()
+    ctx.writer.maintained_at = float("-inf")
+    ctx.writer.run(lambda conn: None)
+    ctx.writer.run(lambda conn: None)
+    assert os.path.getsize(wal) <= 100_000
+    assert len(paths(config["db"])) == 3000
+    ctx.close()
