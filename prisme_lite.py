@@ -337,6 +337,16 @@ def open_database(path: str) -> None:
         conn.close()
 
 
+def journal_generations(db_path: str) -> list[int]:
+    """The generations of the journal files beside a database (prisme.db.journal-N), oldest first."""
+    directory, base = os.path.split(os.path.abspath(db_path) + ".journal-")
+    return sorted(
+        int(name[len(base) :])
+        for name in os.listdir(directory)
+        if name[len(base) :].isdigit() and name.startswith(base)
+    )
+
+
 class Writer:
     """The one thread that writes to the database, fed by a journal and by jobs that wait for their answer.
 
@@ -584,14 +594,7 @@ class Writer:
 
     def _replay(self) -> None:
         """At start-up: fold what an earlier run acknowledged but had not committed, and drop a torn last line."""
-        directory = os.path.dirname(os.path.abspath(self.journal_prefix)) or "."
-        base = os.path.basename(self.journal_prefix)
-        generations = sorted(
-            int(name[len(base) :])
-            for name in os.listdir(directory)
-            if name.startswith(base) and name[len(base) :].isdigit()
-        )
-        for generation in generations:
+        for generation in journal_generations(self.db_path):
             if generation < self.generation:
                 os.unlink(self._journal_file(generation))  # folded before a rotation finished
         path = self._journal_file(self.generation)
@@ -1118,12 +1121,18 @@ def bearer_token(environ: dict) -> str | None:
     return value or None
 
 
+def is_admin(ctx: Context, token: str | None) -> bool:
+    """The admin token (compared in constant time), or an access token with the admin scope."""
+    if not token:
+        return False
+    if hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
+        return True
+    return "admin" in (find_access_token(ctx.read(), token) or {}).get("scopes", ())
+
+
 def require_admin(ctx: Context) -> None:
     """The admin token, or an access token with the admin scope; 401 otherwise."""
-    token = bearer_token(request.environ)
-    if token and hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
-        return
-    if token and "admin" in (find_access_token(ctx.read(), token) or {}).get("scopes", ()):
+    if is_admin(ctx, bearer_token(request.environ)):
         return
     raise Rejected(401, "admin token required: send Authorization: Bearer <token> (see `prisme-lite admin-token`)")
 
@@ -1748,12 +1757,13 @@ def verify_counter_token(ctx: Context, token: str | None) -> tuple[dict, dict]:
 
 def counter_client_of_request(ctx: Context) -> dict | None:
     """The client whose domain the request comes from (Origin, else Referer), if any."""
-    environ = request.environ
-    for header in ("HTTP_ORIGIN", "HTTP_REFERER"):
-        host = host_of(environ.get(header) or "")
-        if host:
-            return find_client(ctx.read(), "domain", host)
-    return None
+    host = request_host(request.environ)
+    return find_client(ctx.read(), "domain", host) if host else None
+
+
+def request_host(environ: dict) -> str | None:
+    """The host of the page a browser request comes from: its Origin, else its Referer."""
+    return host_of(environ.get("HTTP_ORIGIN") or "") or host_of(environ.get("HTTP_REFERER") or "")
 
 
 def configured_counter(client: dict, action_id: str, page_id: str) -> None:
@@ -1809,7 +1819,7 @@ def issue_counter_token(ctx: Context) -> dict:
     if given.get("clientId") is not None or given.get("clientSecret") is not None:
         client = authenticate_client(ctx, given.get("clientId"), given.get("clientSecret"))
     else:
-        host = host_of(environ.get("HTTP_ORIGIN") or "") or host_of(environ.get("HTTP_REFERER") or "")
+        host = request_host(environ)
         if not host:
             raise Rejected(400, "send the request from your registered domain (Origin), or clientId and clientSecret")
         client = find_client(ctx.read(), "domain", host)
@@ -2190,7 +2200,7 @@ def track(ctx: Context, path: str) -> Any:
         response.status = 302
         response.set_header("Location", redirect_to.strip())
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
-    return pixel() if found["fmt"] == ".gif" else olapic_envelope(200, analytics_id)
+    return success(request.environ.get("prisme.answer", "olapic"))
 
 
 def widget_action_exists(widget: re.Match) -> bool:
@@ -2240,7 +2250,7 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
     countable_agent(request.environ)
     if not ctx.writer.run(store_checkout, checkout, products):
         raise Rejected(409, f"transaction {transaction} is already recorded")
-    return pixel() if found["fmt"] == ".gif" else olapic_envelope(200, analytics_id)
+    return success(request.environ.get("prisme.answer", "olapic"))
 
 
 ###############################################################################
@@ -2670,9 +2680,7 @@ LIVE_WINDOW = "now-30m"
 def require_reader(ctx: Context) -> None:
     """The admin token, an access token with stats_read (or admin), or the dashboard's login cookie."""
     token = bearer_token(request.environ)
-    if token and hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
-        return
-    if not token and dashboard_login_valid(ctx):
+    if is_admin(ctx, token) or (not token and dashboard_login_valid(ctx)):
         return
     authorize(ctx, "stats_read", token)
 
@@ -3260,11 +3268,7 @@ def dashboard_login() -> Any:
         form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
     except (Rejected, UnicodeError, ValueError):
         form = {}
-    token = form.get("token", "").strip()
-    valid = token and hmac.compare_digest(token.encode(), ctx.admin_token().encode())
-    if not valid and token:
-        valid = "admin" in (find_access_token(ctx.read(), token) or {}).get("scopes", ())
-    if not valid:
+    if not is_admin(ctx, form.get("token", "").strip()):
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
     expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
     response.set_cookie(
@@ -3375,12 +3379,7 @@ def make_app(config: dict) -> bottle.Bottle:
 
 def journal_end(db: str) -> tuple[int, int]:
     """The newest journal file's generation and how many of its bytes are whole lines (all acknowledged)."""
-    directory, base = os.path.split(os.path.abspath(db) + ".journal-")
-    generations = [
-        int(name[len(base) :])
-        for name in os.listdir(directory)
-        if name.startswith(base) and name[len(base) :].isdigit()
-    ]
+    generations = journal_generations(db)
     if not generations:
         return 0, 0
     generation = max(generations)
@@ -3503,7 +3502,7 @@ def serve(config: dict) -> int:
     cpu = pin_to_one_cpu() if config["pin_cpu"] else None  # before any thread starts: threads inherit it
     app = make_app(config)
     ctx: Context = app.ctx
-    token = config["admin_token"] or ctx.writer.run(admin_token)
+    token = ctx.admin_token()
     server = waitress.server.create_server(
         RequestLog(app, config["access_log"]),
         host=config["host"],
@@ -3700,29 +3699,22 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
         [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
     )
     for name in sites:
-        pageviews, visitors = conn.execute(
-            "SELECT count(*), count(DISTINCT visitor_id) FROM events WHERE site = ? AND ts >= ? AND kind = 'pageview'",
-            (name, since),
-        ).fetchone()
-        sessions, bounces, duration = conn.execute(
-            "SELECT count(*), sum(pageviews = 1), avg(last_seen - started_at) FROM sessions"
-            " WHERE site = ? AND started_at >= ?",
-            (name, since),
-        ).fetchone()
-        bounce_rate = f"{100 * (bounces or 0) / sessions:.0f}%" if sessions else "-"
-        average = f"{int((duration or 0) / 60_000)}m {int((duration or 0) / 1000) % 60:02d}s"
+        # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
+        q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
+        _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
         print(f"\nweb traffic at {name}")
+        bounces = f"{bounce_rate}%" if sessions else "-"
         print(f"  {visitors:,} visitors, {pageviews:,} pageviews, {sessions:,} sessions, "
-              f"bounce rate {bounce_rate}, average visit {average}")  # fmt: skip
-        for title, sql in (
-            ("top pages", "SELECT path, count(*) FROM events WHERE site = ? AND ts >= ? AND kind = 'pageview'"),
-            ("top referrers", "SELECT referrer, count(*) FROM events WHERE site = ? AND ts >= ? AND kind = 'pageview'"
-             " AND referrer != 'direct'"),
-            ("custom events", "SELECT name, count(*) FROM events WHERE site = ? AND ts >= ? AND kind = 'custom'"),
-        ):  # fmt: skip
-            rows = conn.execute(sql + " GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5", (name, since)).fetchall()
-            if rows:
-                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in rows))
+              f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
+        for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
+                              ("custom events", "top-custom-events")):  # fmt: skip
+            keys, values = METRICS[metric](conn, q)
+            # Six fetched, five shown: a referrer list leaves out "direct" (not a referrer), the others keep all.
+            shown = [
+                (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
+            ]
+            if shown:
+                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in shown[:5]))
     if not sites:
         print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
     labels = conn.execute(
