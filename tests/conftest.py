@@ -141,3 +141,17 @@ def run(tmp_path):
             process.proc.kill()
             process.proc.wait()
         process.log.close()
+
+
+def cli(*args, db, timeout=120):
+    """Run a `prisme-lite` command on the database `db`, as a user would (no standard input)."""
+    return subprocess.run(
+        [*command(), *args, "--db", str(db)], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def new_token(db, scope):
+    """`prisme-lite tokens create --scope SCOPE`: the token it prints alone on its line."""
+    made = cli("tokens", "create", "--scope", scope, db=db)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()

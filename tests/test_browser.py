@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import CHROME
+from conftest import CHROME, cli, new_token
 
 CHROMIUM = "/usr/bin/chromium"
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -180,18 +180,8 @@ def test_the_readme_like_button_counts_and_the_count_survives_kill_9(run, pages,
 
 
 def test_the_readme_gallery_and_checkout_beacons_store_their_rows(run, pages, chromium, tmp_path):
-    import subprocess
-
-    from conftest import command
-
     db = tmp_path / "prisme.db"
-    made = subprocess.run(
-        [*command(), "tokens", "create", "--scope", "track_public", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    token = made.stdout.strip()
+    token = new_token(db, "track_public")
     process = run("--redirect-hosts", "shop.example.com")
     base = f"http://127.0.0.1:{process.port}"
     gallery = readme_snippet("home-carousel").replace("https://stats.example.com", base).replace("pl_…", token)
@@ -304,12 +294,9 @@ def test_the_tracking_script_honours_the_opt_out(run, pages, chromium, tmp_path)
 
 def test_the_dashboard_shows_what_is_stored(run, pages, chromium, tmp_path):
     import http.client
-    import subprocess
-
-    from conftest import command
 
     db = tmp_path / "prisme.db"
-    subprocess.run([*command(), "origins", "add", "blog.example.com", "--db", str(db)], check=True, capture_output=True)
+    assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
     process = run()
     token = process.banner[2].split(": ", 1)[1].strip()
 

@@ -1,21 +1,15 @@
 """Operations (SPEC §1, §8): online backup with everything acknowledged, and the integrity check."""
 
-import json
 import shutil
 import sqlite3
-import subprocess
 import time
 
 import pytest
-from conftest import command, make_config
+from conftest import cli, make_config
 from test_server import load, stored_paths
-from test_storage import web_event
+from test_storage import web_event, write_unfolded
 
 import prisme_lite
-
-
-def cli(*args, db):
-    return subprocess.run([*command(), *args, "--db", str(db)], capture_output=True, text=True, timeout=120)
 
 
 def restore(backup, db):
@@ -56,9 +50,7 @@ def test_a_backup_includes_journal_lines_not_yet_folded(tmp_path):
     for n in range(3):
         ctx.writer.append("web", web_event(n))
     ctx.close()
-    with open(config["db"] + ".journal-1", "ab") as file:  # acknowledged, then the server died before folding
-        for n in range(3, 5):
-            file.write(json.dumps(["web", web_event(n)]).encode() + b"\n")
+    write_unfolded(config["db"], [web_event(n) for n in range(3, 5)])  # acknowledged; the server died before folding
     backup = tmp_path / "b" / "backup.db"
     backup.parent.mkdir()
     assert prisme_lite.main(["backup", str(backup), "--db", config["db"]]) == 0

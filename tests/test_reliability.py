@@ -5,12 +5,11 @@ import http.client
 import json
 import random
 import sqlite3
-import subprocess
 import threading
 import time
 
 import pytest
-from conftest import CHROME, Process, command
+from conftest import CHROME, Process, new_token
 
 import prisme_lite
 
@@ -92,18 +91,7 @@ class Load:
 
 def test_kill_9_twenty_times_loses_and_doubles_nothing(tmp_path):
     db = tmp_path / "prisme.db"
-    public = subprocess.run(
-        [*command(), "tokens", "create", "--scope", "track_public", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    backend = subprocess.run(
-        [*command(), "tokens", "create", "--scope", "capture_publish", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    public, backend = new_token(db, "track_public"), new_token(db, "capture_publish")
     server = Process(db, "--rate-limit", "0", "--events-rate-limit", "0")
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     admin = {

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import CHROME, command
+from conftest import CHROME, cli, command
 
 import prisme_lite
 
@@ -135,12 +135,6 @@ def test_bad_requests_never_take_the_server_down(run):
     conn = process.connection()
     conn.request("GET", "/api/v1/healthcheck")
     assert conn.getresponse().status == 200
-
-
-def cli(*args, db):
-    return subprocess.run(
-        [*command(), *args, "--db", str(db)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-    )
 
 
 def test_command_line_init_origins_and_admin_token(tmp_path):

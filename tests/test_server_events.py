@@ -3,11 +3,10 @@
 import http.client
 import json
 import sqlite3
-import subprocess
 import threading
 
 import pytest
-from conftest import command
+from conftest import cli, new_token
 
 import prisme_lite
 
@@ -196,10 +195,6 @@ def test_the_rate_limit_is_per_token_and_counts_events(make_server):
     assert len(server.rows("SELECT * FROM server_events")) == 250
 
 
-def cli(*args, db):
-    return subprocess.run([*command(), *args, "--db", str(db)], capture_output=True, text=True, timeout=60)
-
-
 def test_tokens_on_the_command_line(tmp_path):
     db = tmp_path / "t.db"
     made = cli("tokens", "create", "--scope", "capture_publish", "--scope", "stats_read", "--name", "backend", db=db)
@@ -225,7 +220,7 @@ def test_tokens_on_the_command_line(tmp_path):
 @pytest.mark.server
 def test_every_202_is_stored_exactly_once_under_concurrency(run, tmp_path):
     db = tmp_path / "prisme.db"
-    token = cli("tokens", "create", "--scope", "capture_publish", db=db).stdout.strip()
+    token = new_token(db, "capture_publish")
     process = run("--events-rate-limit", "0")
     accepted, lock = [], threading.Lock()
 
@@ -266,7 +261,7 @@ def readme_python():
 @pytest.mark.server
 def test_a_day_of_events_with_the_readme_example_shows_in_stats_per_label(run, tmp_path):
     db = tmp_path / "prisme.db"
-    token = cli("tokens", "create", "--scope", "capture_publish", db=db).stdout.strip()
+    token = new_token(db, "capture_publish")
     process = run()
     example = {}
     exec(readme_python(), example)  # noqa: S102 -- our own README, the point of the test

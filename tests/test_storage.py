@@ -35,6 +35,13 @@ def web_event(n, site="localhost"):
     }
 
 
+def write_unfolded(db, records):
+    """What a kill -9 leaves: lines acknowledged (written to the journal) that the writer had not yet folded."""
+    with open(f"{db}.journal-1", "ab") as file:
+        for record in records:
+            file.write(json.dumps(["web", record]).encode() + b"\n")
+
+
 def paths(db):
     with sqlite3.connect(db) as conn:
         return [row[0] for row in conn.execute("SELECT path FROM events ORDER BY id")]
@@ -58,9 +65,8 @@ def test_journal_lines_not_yet_folded_are_replayed_once_at_start_up(tmp_path):
     ctx.close()
     journal = config["db"] + ".journal-1"
     # Acknowledged after the last commit, then the process died: the lines are in the journal only.
+    write_unfolded(config["db"], [web_event(n) for n in range(10, 15)])
     with open(journal, "ab") as file:
-        for n in range(10, 15):
-            file.write(json.dumps(["web", web_event(n)]).encode() + b"\n")
         file.write(b'["web", {"ts": 17')  # a torn line: its write never returned, so it was never acknowledged
     for _restart in range(2):
         ctx = prisme_lite.Context(config)
@@ -92,9 +98,7 @@ def test_a_line_that_cannot_be_stored_is_skipped_without_losing_its_batch(tmp_pa
     ctx = prisme_lite.Context(config)
     ctx.writer.close()  # stop the writer so the three lines fold in one batch at the next start
     bad = dict(web_event(1), path=None)  # NOT NULL
-    with open(config["db"] + ".journal-1", "ab") as file:
-        for record in (web_event(0), bad, web_event(2)):
-            file.write(json.dumps(["web", record]).encode() + b"\n")
+    write_unfolded(config["db"], [web_event(0), bad, web_event(2)])
     ctx = prisme_lite.Context(config)
     ctx.close()
     assert paths(config["db"]) == ["/0", "/2"]
