@@ -3822,6 +3822,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(flags)
         return run_command(args, config)
+    except BrokenPipeError:
+        # The reader stopped early (`prisme-lite export | head`): not an error. Point stdout at /dev/null so that
+        # Python's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConfigError as error:
         print(f"prisme-lite: {error}", file=sys.stderr)
         return 2

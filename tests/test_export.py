@@ -138,3 +138,17 @@ def test_retention_prunes_in_the_background_in_batches(make_server, monkeypatch)
     total, oldest = count(server.config["db"], "events")
     assert total == 3000 and oldest >= NOW - 3 * DAY
     assert server.ctx.writer.maintenance_due is False
+
+
+def test_an_export_piped_into_head_ends_quietly(server):
+    import subprocess
+
+    from conftest import command
+
+    fill(server.config["db"], 20_000)
+    pipeline = subprocess.run(
+        f"{' '.join(command())} export --db {server.config['db']} | head -n 2",
+        shell=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert pipeline.stdout.startswith("time,id,ts,") and pipeline.stdout.count("\n") == 2
+    assert pipeline.stderr == ""  # no "Broken pipe"
