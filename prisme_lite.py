@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -58,9 +58,13 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 1
-# MIGRATIONS[n] brings a database from schema version n to n + 1. Version 0 is an empty file, built from schema.sql.
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+# MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
+# is an empty file, built from schema.sql as a whole.
+MIGRATIONS: dict[int, str | Callable[[], str]] = {
+    1: lambda: rollup_schema() + ROLLUP_BACKFILL,  # 2: the daily counts (schema.sql, "@rollups")
+}
+DAY_MS = 86_400_000
 
 MAX_NAME_LENGTH = 128  # custom event name, action id, page id, label
 MAX_PROPERTIES = 50
@@ -301,6 +305,45 @@ def schema_text() -> str:
     raise FileNotFoundError("schema.sql not found beside prisme_lite.py nor in share/prisme_lite")
 
 
+def rollup_schema() -> str:
+    """The part of schema.sql that schema version 2 added: the daily counts and the triggers that keep them."""
+    return schema_text().split("-- @rollups", 1)[1].split("\n", 1)[1]
+
+
+# Day-salted visitor ids (make_visitor_id) in SQL: `prisme_` and 16 hex digits; schema.sql spells out the same test.
+SALTED_ID = "length({0}) = 23 AND {0} GLOB 'prisme_*' AND NOT substr({0}, 8) GLOB '*[^0-9a-f]*'"
+ROLLUP_EVENT_DIMS = ("path", "referrer", "utm_source", "utm_medium", "utm_campaign", "country", "os", "browser")
+# What daily_counts holds, counted again from the raw rows (site, dim, day, value, n): `check` compares the two,
+# and the migration to schema version 2 fills daily_counts with it (visitors come from daily_visitors' trigger).
+ROLLUP_RECOUNT = " UNION ALL ".join(
+    [
+        "SELECT site, 'pageviews' AS dim, ts / 86400000 AS day, '' AS value, count(*) AS n FROM events"
+        " WHERE kind = 'pageview' GROUP BY 1, 3",
+        *(
+            f"SELECT site, '{column}', ts / 86400000, {column}, count(*) FROM events"
+            f" WHERE kind = 'pageview' AND {column} IS NOT NULL GROUP BY 1, 3, 4"
+            for column in ROLLUP_EVENT_DIMS
+        ),
+        "SELECT site, kind, ts / 86400000, name, count(*) FROM events"
+        " WHERE kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3, 4",
+        "SELECT site, 'sessions', started_at / 86400000, '', count(*) FROM sessions GROUP BY 1, 3",
+        "SELECT site, 'bounces', started_at / 86400000, '', sum(pageviews = 1) FROM sessions GROUP BY 1, 3",
+        "SELECT site, 'duration', started_at / 86400000, '', sum(last_seen - started_at) FROM sessions GROUP BY 1, 3",
+        "SELECT site, 'entry_path', started_at / 86400000, entry_path, count(*) FROM sessions GROUP BY 1, 3, 4",
+        "SELECT site, 'exit_path', started_at / 86400000, exit_path, count(*) FROM sessions GROUP BY 1, 3, 4",
+    ]
+)
+VISITORS_RECOUNT = (
+    "SELECT site, 'visitors' AS dim, ts / 86400000 AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
+    f" WHERE kind = 'pageview' AND {SALTED_ID.format('visitor_id')} GROUP BY 1, 3"
+)
+ROLLUP_BACKFILL = f"""
+INSERT INTO daily_visitors (site, salted, day, visitor_id)
+SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / 86400000, visitor_id FROM events WHERE kind = 'pageview';
+INSERT INTO daily_counts (site, dim, day, value, n) SELECT * FROM ({ROLLUP_RECOUNT}) WHERE true;
+"""
+
+
 def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, waiting up to 5 s for a lock."""
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -329,7 +372,9 @@ def open_database(path: str) -> None:
             conn.executescript("BEGIN IMMEDIATE;" + schema_text() + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
             version = SCHEMA_VERSION
         while version < SCHEMA_VERSION:
-            conn.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]} PRAGMA user_version = {version + 1}; COMMIT;")
+            step = MIGRATIONS[version]
+            sql = step() if callable(step) else step
+            conn.executescript(f"BEGIN IMMEDIATE; {sql} PRAGMA user_version = {version + 1}; COMMIT;")
             version += 1
     except sqlite3.DatabaseError as error:
         raise ConfigError(f"db: {path} is not a usable SQLite database: {error}") from None
@@ -2302,6 +2347,7 @@ class StatsQuery:
     site: str | None
     filters: dict[str, list[str]]
     limit: int
+    now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2381,7 +2427,7 @@ def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str 
         if given:
             filters[name] = given
     step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
-    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text))
+    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text), now)
 
 
 def placeholders(values: list) -> str:
@@ -2428,9 +2474,7 @@ def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: s
              params: list) -> tuple[list, list]:  # fmt: skip
     """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
     sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
-    found = dict(conn.execute(sql, [q.step, q.step, *params]).fetchall())
-    keys = list(range(q.start - q.start % q.step, q.end, q.step))
-    return keys, [found.get(key) or 0 for key in keys]
+    return bucket_keys(q, dict(conn.execute(sql, [q.step, q.step, *params]).fetchall()))
 
 
 def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
@@ -2493,6 +2537,136 @@ def top(scope: Callable, column: str) -> Callable:
     return metric
 
 
+# Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
+# has beyond whole days (a partial first or last day) is read from the raw rows; filters always read raw rows.
+# Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
+ALL_SITES = (
+    "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
+    " UNION ALL SELECT (SELECT min(site) FROM daily_counts WHERE site > s.site) FROM s WHERE s.site IS NOT NULL)"
+    " SELECT site FROM s WHERE site IS NOT NULL"
+)  # every site in daily_counts, one index probe each (a loose index scan)
+
+
+def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
+    """The UTC days [first, last) the daily counts answer for q, or None.
+
+    A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
+    stored later than its arrival, so the rest of today is empty).
+    """
+    if q.filters:
+        return None
+    first = -(-q.start // DAY_MS)
+    last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
+    return (first, last) if first < last else None
+
+
+def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
+    """The windows left to read from raw rows: all of q, or its edges around the days of the daily counts."""
+    if days is None:
+        return [q]
+    edges = ((q.start, days[0] * DAY_MS), (days[1] * DAY_MS, q.end))
+    return [replace(q, start=start, end=end) for start, end in edges if start < end]
+
+
+def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
+    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
+    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
+    site = "c.site = ?" if q.site else f"c.site IN ({ALL_SITES})"
+    sql = (
+        f"SELECT {key} AS k, {values} FROM daily_counts c"
+        f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
+    )
+    return sql, [*dims, *([q.site] if q.site else []), *dims, *days]
+
+
+def rolled_up(
+    conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
+    raw_values: str, dims: tuple[str, ...], daily_key: str, answer: str, tail: str = "", tail_params: tuple = (),
+) -> list[tuple]:  # fmt: skip
+    """Rows (k, answer) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
+    parts, params = [], []
+    for part in raw_parts(q, days):
+        source, where, where_params = scope(part)
+        parts.append(f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k")
+        params += where_params
+    if days is not None:
+        sql, daily_params = daily_rows(q, days, dims, daily_key)
+        parts.append(sql)
+        params += daily_params
+    sql = f"SELECT k, {answer} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
+    return conn.execute(sql, [*params, *tail_params]).fetchall()
+
+
+def bucket_keys(q: StatsQuery, found: dict) -> tuple[list, list]:
+    keys = list(range(q.start - q.start % q.step, q.end, q.step))
+    return keys, [found.get(key) or 0 for key in keys]
+
+
+def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], answer: str) -> Callable:
+    """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
+        step = f"{q.step:d}"
+        found = rolled_up(
+            conn, q, days, scope, f"({time_column} / {step}) * {step}", raw_values, dims,
+            f"(c.day * {DAY_MS} / {step}) * {step}", answer,
+        )  # fmt: skip
+        return bucket_keys(q, dict(found))
+
+    return metric
+
+
+def daily_top(scope: Callable, column: str, dim: str) -> Callable:
+    """A top-N read through the daily counts of `dim`."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        rows = rolled_up(
+            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
+            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
+        )  # fmt: skip
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    return metric
+
+
+def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], key: str | None) -> dict:
+    """Distinct visitors per bucket of q.step (key None: in the whole window), {k: n}.
+
+    Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
+    distinct over daily_visitors and the raw rows of the window's edges together.
+    """
+    step = f"{q.step:d}"
+    raw_key, day_key = (f"(e.ts / {step}) * {step}", f"(d.day * {DAY_MS} / {step}) * {step}") if key else ("0", "0")
+    days = rollup_days(q) if kinds == ("pageview",) and not (key and q.step % DAY_MS) else None
+    ids, params = [], []
+    for part in raw_parts(q, days):
+        joins, where, where_params = event_where(part, kinds)
+        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
+        params += where_params
+    counted = ""
+    if days is not None:
+        site = "d.site = ?" if q.site else f"d.site IN ({ALL_SITES})"
+        ids.append(f"SELECT {day_key} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site} AND d.salted = 0"
+                   " AND d.day >= ? AND d.day < ?")  # fmt: skip
+        params += [*([q.site] if q.site else []), *days]
+        sql, daily_params = daily_rows(q, days, ("visitors",), day_key.replace("d.day", "c.day"))
+        counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
+        params += daily_params
+    sql = (
+        f"SELECT k, sum(n) FROM (SELECT k, count(DISTINCT id) AS n FROM ({' UNION ALL '.join(ids)}) GROUP BY k"
+        f"{counted}) GROUP BY k"
+    )
+    return dict(conn.execute(sql, params).fetchall())
+
+
+def visitors_series(kinds: tuple[str, ...]) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return bucket_keys(q, distinct_visitors(conn, q, kinds, "bucket"))
+
+    return metric
+
+
 def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     return bucketed(
         conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
@@ -2523,7 +2697,7 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
-    q = StatsQuery(q.start, q.end, max(q.step, 86_400_000), q.site, q.filters, q.limit)
+    q = replace(q, step=max(q.step, DAY_MS))
     where, params = counter_where(q)
     return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
 
@@ -2612,44 +2786,52 @@ def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
-    joins, where, params = event_where(q)
-    pageviews, visitors = conn.execute(
-        f"SELECT count(*), count(DISTINCT e.visitor_id) FROM events e{joins} WHERE {where}", params
-    ).fetchone()
-    where, params = session_where(q)
-    sessions, bounces, duration = conn.execute(
-        f"SELECT count(*), sum(s.pageviews = 1), avg(s.last_seen - s.started_at) FROM sessions s WHERE {where}", params
-    ).fetchone()
+    visitors = distinct_visitors(conn, q, ("pageview",), None).get(0, 0)
+    days = rollup_days(q)
+    found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
+    pageviews = found[0][1] if found else 0
+    found = rolled_up(
+        conn, q, days, sessions_scope, "0",
+        "count(*) AS v0, sum(s.pageviews = 1) AS v1, sum(s.last_seen - s.started_at) AS v2",
+        ("sessions", "bounces", "duration"), "0", "sum(v0), sum(v1), sum(v2)",
+    )  # fmt: skip
+    sessions, bounces, duration = found[0][1:] if found else (0, 0, 0)
     bounce_rate = round(100 * bounces / sessions) if sessions else 0
     return (
         ["visitors", "pageviews", "sessions", "bounce_rate", "visit_duration"],
-        [visitors, pageviews, sessions, bounce_rate, round((duration or 0) / 1000)],
+        [visitors, pageviews, sessions, bounce_rate, round(duration / sessions / 1000) if sessions else 0],
     )
 
 
 METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "overview": overview,
     # Web events (Prisme): time series
-    "pageviews": series(events_scope(), "e.ts", "count(*)"),
-    "visitors": series(events_scope(), "e.ts", "count(DISTINCT e.visitor_id)"),
-    "live-visitors": series(events_scope(None), "e.ts", "count(DISTINCT e.visitor_id)"),
-    "sessions": series(sessions_scope, "s.started_at", "count(*)"),
-    "bounces": series(sessions_scope, "s.started_at", "sum(s.pageviews = 1)"),
-    "sessions-duration": series(sessions_scope, "s.started_at", "CAST(avg(s.last_seen - s.started_at) AS INTEGER)"),
+    "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
+    "visitors": visitors_series(("pageview",)),
+    "live-visitors": visitors_series(()),
+    "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
+    "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
+    "sessions-duration": daily_series(
+        sessions_scope,
+        "s.started_at",
+        "sum(s.last_seen - s.started_at) AS v0, count(*) AS v1",
+        ("duration", "sessions"),
+        "sum(v0) / sum(v1)",
+    ),  # fmt: skip
     # Web events: top-N
-    "top-pages": top(events_scope(), "e.path"),
-    "top-entry-pages": top(sessions_scope, "s.entry_path"),
-    "top-exit-pages": top(sessions_scope, "s.exit_path"),
-    "top-referrers": top(events_scope(), "e.referrer"),
-    "top-utm-sources": top(events_scope(), "e.utm_source"),
-    "top-utm-mediums": top(events_scope(), "e.utm_medium"),
-    "top-utm-campaigns": top(events_scope(), "e.utm_campaign"),
-    "top-countries": top(events_scope(), "e.country"),
-    "top-operating-systems": top(events_scope(), "e.os"),
-    "top-browsers": top(events_scope(), "e.browser"),
-    "top-custom-events": top(events_scope(("custom",)), "e.name"),
-    "top-outbound-links": top(events_scope(("outbound",)), "e.name"),
-    "top-file-downloads": top(events_scope(("download",)), "e.name"),
+    "top-pages": daily_top(events_scope(), "e.path", "path"),
+    "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
+    "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
+    "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
+    "top-utm-sources": daily_top(events_scope(), "e.utm_source", "utm_source"),
+    "top-utm-mediums": daily_top(events_scope(), "e.utm_medium", "utm_medium"),
+    "top-utm-campaigns": daily_top(events_scope(), "e.utm_campaign", "utm_campaign"),
+    "top-countries": daily_top(events_scope(), "e.country", "country"),
+    "top-operating-systems": daily_top(events_scope(), "e.os", "os"),
+    "top-browsers": daily_top(events_scope(), "e.browser", "browser"),
+    "top-custom-events": daily_top(events_scope(("custom",)), "e.name", "custom"),
+    "top-outbound-links": daily_top(events_scope(("outbound",)), "e.name", "outbound"),
+    "top-file-downloads": daily_top(events_scope(("download",)), "e.name", "download"),
     # Counters
     "counters": counter_totals,
     "counter-increments": counter_series,
@@ -2801,8 +2983,17 @@ PRUNED_TABLES = (
 PRUNE_BATCH = 5000
 
 
+def retention_cutoff(now: int, days: int) -> int:
+    """Where retention cuts: the start of the UTC day `days` days ago, so whole days go (and their daily counts)."""
+    return (now // DAY_MS - days) * DAY_MS
+
+
 def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None) -> int:
-    """Delete up to `batch` rows older than `cutoff` from each raw table; how many were deleted in all."""
+    """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
+
+    Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
+    go once no event of those days is left.
+    """
     batch = batch or PRUNE_BATCH
     deleted = 0
     for table, column, key in PRUNED_TABLES:
@@ -2811,6 +3002,10 @@ def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None)
         deleted += conn.execute(
             f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
         ).rowcount
+    if not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone():
+        day = cutoff // DAY_MS
+        conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
+        conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
     return deleted
 
 
@@ -2824,10 +3019,24 @@ class Retention:
         if not self.days:
             return False
         oldest = conn.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()
-        cutoff = now - self.days * 86_400_000
+        cutoff = retention_cutoff(now, self.days)
         if oldest is not None and oldest[0] >= cutoff:
             return False  # nothing to do: one index probe a minute
         return prune_batch(conn, cutoff) > 0  # True: more may remain, run again at the next commit
+
+
+class ForgetSaltedVisitors:
+    """Writer maintenance: a day-salted visitor id cannot come back after its day, so its daily_visitors row is not
+    needed then (the day keeps its count). Yesterday's stay, for events still in the journal across midnight."""
+
+    def __init__(self) -> None:
+        self.done_before: int | None = None
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> None:
+        before = now // DAY_MS - 1
+        if before != self.done_before:  # once a day
+            conn.execute("DELETE FROM daily_visitors WHERE salted = 1 AND day < ?", (before,))
+            self.done_before = before
 
 
 ###############################################################################
@@ -3314,7 +3523,7 @@ class Context:
             "server": store_server_events,
             "widget": store_widget_events,
         }
-        maintenance = (prune_counter_claims, Retention(config["retention_days"]))
+        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
         self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
@@ -3444,6 +3653,11 @@ INVARIANTS = (
      " WHERE c.total_e4 != coalesce(p.n, 0) LIMIT 5"),
     ("each like, bookmark or subscription has its customer", "SELECT customer_id FROM customer_relations"
      " WHERE customer_id NOT IN (SELECT id FROM customers) LIMIT 5"),
+    ("the daily counts equal the rows they count", "SELECT * FROM (SELECT dim || ' ' || value || ' on day ' || day"
+     f" FROM (SELECT * FROM daily_counts WHERE n != 0 EXCEPT SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL"
+     f" {VISITORS_RECOUNT}) WHERE n != 0) UNION ALL SELECT dim || ' ' || value || ' on day ' || day"
+     f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
+     " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
 )  # fmt: skip
 
 
@@ -3632,7 +3846,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             days = args.older_than if args.older_than is not None else config["retention_days"]
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
-            cutoff, deleted = now_ms() - days * 86_400_000, 0
+            cutoff, deleted = retention_cutoff(now_ms(), days), 0
             while batch := prune_batch(conn, cutoff):  # autocommit: each batch is its own short transaction
                 deleted += batch
             print(f"deleted {deleted} rows older than {days} days")

@@ -206,3 +206,102 @@ CREATE TABLE IF NOT EXISTS checkout_products (
     amount_e4      INTEGER NOT NULL,
     PRIMARY KEY (transaction_id, line)
 ) WITHOUT ROWID;
+
+-- @rollups (schema version 2) ------------------------------------------------------------------------------------
+-- Daily counts kept exact by triggers, in the same transaction as the rows they count, so the 30-day dashboard
+-- reads a few thousand rows instead of millions. day = unix days (UTC). dim and value:
+--   from pageviews: pageviews '', path, referrer, utm_source, utm_medium, utm_campaign, country, os, browser
+--     (value: the event's column; NULLs are not counted), visitors '' (distinct day-salted visitor ids);
+--   from other events: custom, outbound, download (value: the event's name);
+--   from sessions, by the day they started: sessions '', bounces '' (sessions of one pageview), duration ''
+--     (sum of last_seen - started_at, ms), entry_path, exit_path.
+-- n may fall to 0 (an exit path a session moved away from, pruned rows): readers skip those.
+CREATE TABLE IF NOT EXISTS daily_counts (
+    site  TEXT NOT NULL,
+    dim   TEXT NOT NULL,
+    day   INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (site, dim, day, value)
+) WITHOUT ROWID;
+
+-- Who was seen on a day, so a visitor counts once a day. Day-salted ids (salted = 1, `prisme_` + 16 hex digits)
+-- never repeat on another day, so the distinct visitors of a window are the sum of its days; their rows are only
+-- needed while their day can still get events and are deleted after it (Writer maintenance). Ids a client gave
+-- (salted = 0) can come back any day: those rows stay, and a window counts them distinct.
+CREATE TABLE IF NOT EXISTS daily_visitors (
+    site       TEXT NOT NULL,
+    salted     INTEGER NOT NULL,
+    day        INTEGER NOT NULL,
+    visitor_id TEXT NOT NULL,
+    PRIMARY KEY (site, salted, day, visitor_id)
+) WITHOUT ROWID;
+
+CREATE TRIGGER IF NOT EXISTS pageview_counted AFTER INSERT ON events WHEN NEW.kind = 'pageview' BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT NEW.site, column1, NEW.ts / 86400000, column2, 1 FROM (VALUES
+        ('pageviews', ''), ('path', NEW.path), ('referrer', NEW.referrer), ('utm_source', NEW.utm_source),
+        ('utm_medium', NEW.utm_medium), ('utm_campaign', NEW.utm_campaign), ('country', NEW.country),
+        ('os', NEW.os), ('browser', NEW.browser)
+    ) WHERE column2 IS NOT NULL
+    ON CONFLICT DO UPDATE SET n = n + 1;
+    INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id) VALUES (
+        NEW.site,
+        length(NEW.visitor_id) = 23 AND NEW.visitor_id GLOB 'prisme_*' AND NOT substr(NEW.visitor_id, 8) GLOB '*[^0-9a-f]*',
+        NEW.ts / 86400000, NEW.visitor_id
+    );
+END;
+
+CREATE TRIGGER IF NOT EXISTS pageview_uncounted AFTER DELETE ON events WHEN OLD.kind = 'pageview' BEGIN
+    UPDATE daily_counts SET n = n - 1 WHERE site = OLD.site AND day = OLD.ts / 86400000 AND (dim, value) IN (VALUES
+        ('pageviews', ''), ('path', OLD.path), ('referrer', OLD.referrer), ('utm_source', OLD.utm_source),
+        ('utm_medium', OLD.utm_medium), ('utm_campaign', OLD.utm_campaign), ('country', OLD.country),
+        ('os', OLD.os), ('browser', OLD.browser)
+    );
+END;
+
+CREATE TRIGGER IF NOT EXISTS event_counted AFTER INSERT ON events
+WHEN NEW.kind != 'pageview' AND NEW.name IS NOT NULL BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n) VALUES (NEW.site, NEW.kind, NEW.ts / 86400000, NEW.name, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS event_uncounted AFTER DELETE ON events
+WHEN OLD.kind != 'pageview' AND OLD.name IS NOT NULL BEGIN
+    UPDATE daily_counts SET n = n - 1
+    WHERE site = OLD.site AND dim = OLD.kind AND day = OLD.ts / 86400000 AND value = OLD.name;
+END;
+
+CREATE TRIGGER IF NOT EXISTS visitor_counted AFTER INSERT ON daily_visitors WHEN NEW.salted BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n) VALUES (NEW.site, 'visitors', NEW.day, '', 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS session_counted AFTER INSERT ON sessions BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT NEW.site, column1, NEW.started_at / 86400000, column2, column3 FROM (VALUES
+        ('sessions', '', 1), ('bounces', '', NEW.pageviews = 1), ('duration', '', NEW.last_seen - NEW.started_at),
+        ('entry_path', NEW.entry_path, 1), ('exit_path', NEW.exit_path, 1)
+    ) WHERE true
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER IF NOT EXISTS session_recounted AFTER UPDATE OF last_seen, exit_path, pageviews ON sessions BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT NEW.site, column1, NEW.started_at / 86400000, column2, column3 FROM (VALUES
+        ('bounces', '', (NEW.pageviews = 1) - (OLD.pageviews = 1)),
+        ('duration', '', (NEW.last_seen - NEW.started_at) - (OLD.last_seen - OLD.started_at)),
+        ('exit_path', OLD.exit_path, -(OLD.exit_path != NEW.exit_path)),
+        ('exit_path', NEW.exit_path, OLD.exit_path != NEW.exit_path)
+    ) WHERE column3 != 0
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+
+CREATE TRIGGER IF NOT EXISTS session_uncounted AFTER DELETE ON sessions BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT OLD.site, column1, OLD.started_at / 86400000, column2, -column3 FROM (VALUES
+        ('sessions', '', 1), ('bounces', '', OLD.pageviews = 1), ('duration', '', OLD.last_seen - OLD.started_at),
+        ('entry_path', OLD.entry_path, 1), ('exit_path', OLD.exit_path, 1)
+    ) WHERE true
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;

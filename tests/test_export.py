@@ -117,12 +117,13 @@ def test_prune_removes_exactly_the_rows_older_than_n_days(tmp_path, monkeypatch,
     db = str(tmp_path / "p.db")
     prisme_lite.open_database(db)
     fill(db, 12_000, start=NOW - 12 * DAY, step=DAY // 1000)  # 1,000 rows a day for 12 days
+    cutoff = (NOW // DAY - 7) * DAY  # "older than 7 days": before the start of the day 7 days ago
     with sqlite3.connect(db) as conn:
-        kept_before = conn.execute("SELECT count(*) FROM events WHERE ts >= ?", (NOW - 7 * DAY,)).fetchone()[0]
+        kept_before = conn.execute("SELECT count(*) FROM events WHERE ts >= ?", (cutoff,)).fetchone()[0]
     assert prisme_lite.main(["prune", "--db", db, "--older-than", "7"]) == 0
     assert capsys.readouterr().out == f"deleted {12_000 - kept_before} rows older than 7 days\n"
     total, oldest = count(db, "events")
-    assert total == kept_before == 7_000 and oldest >= NOW - 7 * DAY
+    assert total == kept_before and 7_000 < total < 8_000 and cutoff <= oldest < cutoff + DAY // 1000
     assert prisme_lite.main(["prune", "--db", db]) == 2  # no retention_days, no --older-than
 
 
@@ -131,13 +132,39 @@ def test_retention_prunes_in_the_background_in_batches(make_server, monkeypatch)
     monkeypatch.setattr(prisme_lite, "PRUNE_BATCH", 500)
     monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
     fill(server.config["db"], 6000, start=NOW - 6 * DAY, step=DAY // 1000)  # 6 days, 1,000 a day
+    cutoff = (NOW // DAY - 3) * DAY
+    with sqlite3.connect(server.config["db"]) as conn:
+        kept = conn.execute("SELECT count(*) FROM events WHERE ts >= ?", (cutoff,)).fetchone()[0]
     server.ctx.writer.maintained_at = float("-inf")
     server.ctx.writer.run(lambda conn: None)  # one batch per transaction, repeated until done
     for _ in range(20):
         server.ctx.writer.run(lambda conn: None)
     total, oldest = count(server.config["db"], "events")
-    assert total == 3000 and oldest >= NOW - 3 * DAY
+    assert total == kept and 3000 < total < 4000 and cutoff <= oldest < cutoff + DAY // 1000
     assert server.ctx.writer.maintenance_due is False
+
+
+def test_pruning_keeps_the_daily_counts_equal_to_the_rows(make_server, monkeypatch, capsys):
+    """Events and sessions written by the writer over 12 days, pruned to 5: `check` recounts every daily count."""
+    server = make_server()
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    for n in range(3000):
+        ts = NOW - 12 * DAY + n * (12 * DAY // 3000)
+        visitor = f"prisme_{(n % 40) * 1000 + ts // DAY:016x}" if n % 3 else f"given-{n % 7}"
+        server.ctx.writer.append("web", {
+            "ts": ts, "site": "localhost", "kind": "pageview" if n % 5 else "custom", "name": None if n % 5 else "e",
+            "host": "localhost", "path": f"/p{n % 9}", "referrer": "direct", "utm_source": None, "utm_medium": None,
+            "utm_campaign": None, "utm_term": None, "utm_content": None, "visitor_id": visitor, "browser": "Chrome",
+            "os": "Linux", "device": "desktop", "country": "XX", "status": 200, "props": None,
+        })  # fmt: skip
+    server.ctx.writer.flush()
+    db = server.config["db"]
+    assert prisme_lite.check(db) == 0 and "ok: the daily counts equal the rows they count" in capsys.readouterr().out
+    assert prisme_lite.main(["prune", "--db", db, "--older-than", "5"]) == 0
+    assert prisme_lite.check(db) == 0, capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT min(day) FROM daily_counts WHERE n != 0").fetchone()[0] == NOW // DAY - 5
+        assert conn.execute("SELECT min(ts) FROM events").fetchone()[0] >= (NOW // DAY - 5) * DAY
 
 
 def test_an_export_piped_into_head_ends_quietly(server):

@@ -1,6 +1,7 @@
 """Stats API and reports (SPEC §3.4, §4–§6): every metric against answers computed here, independently of its SQL."""
 
 import datetime
+import hashlib
 import random
 import sqlite3
 from collections import Counter, defaultdict
@@ -18,8 +19,15 @@ BROWSERS = [("Chrome", "Linux"), ("Firefox", "Windows"), ("Mobile Safari", "iOS"
 COUNTRIES = ["FR", "US", "DE", "XX"]
 
 
+def day_salted(visitor, ts):
+    """What make_visitor_id gives: `prisme_` + 16 hex digits, another id the next day."""
+    return "prisme_" + hashlib.blake2b(f"{visitor}{ts // DAY}".encode(), digest_size=8).hexdigest()
+
+
 def month_of_events(seed=7):
-    """30 days of visits on two sites: pageviews, custom events, outbound links and downloads, sorted by time."""
+    """30 days of visits on two sites: pageviews, custom events, outbound links and downloads, sorted by time.
+
+    The blog's visitors have day-salted ids, as the server makes them; the shop's give their own (visitor-id)."""
     rng = random.Random(seed)
     events = []
     for site, hosts in (
@@ -39,7 +47,8 @@ def month_of_events(seed=7):
                              "download": "https://cdn.example/a.zip"}.get(kind),
                     "referrer": rng.choice(REFERRERS) if n == 0 else "direct", "utm_source": utm if n == 0 else None,
                     "utm_medium": "email" if utm == "newsletter" and n == 0 else None, "utm_campaign": None,
-                    "utm_term": None, "utm_content": None, "visitor_id": visitor, "browser": browser, "os": os_name,
+                    "utm_term": None, "utm_content": None, "visitor_id": day_salted(visitor, ts) if site.startswith("blog")
+                    else visitor, "browser": browser, "os": os_name,
                     "device": "desktop", "country": COUNTRIES[hash(visitor) % 4], "status": 200, "props": None,
                 })  # fmt: skip
                 ts += rng.randrange(1, 45) * MINUTE  # sometimes past the 30-minute timeout
@@ -308,18 +317,60 @@ class PlanRecorder:
         return self.conn.execute(sql, params)
 
 
-def test_the_dashboard_queries_use_the_site_time_index(month):
-    """Every web query of a site's window reads events through (site, ts), never the whole table."""
-    app = month[0]
+WEB_METRICS = [name for name in prisme_lite.METRICS if name in (
+    "overview", "pageviews", "visitors", "sessions", "bounces", "sessions-duration", "top-pages", "top-entry-pages",
+    "top-exit-pages", "top-referrers", "top-utm-sources", "top-utm-mediums", "top-utm-campaigns", "top-countries",
+    "top-operating-systems", "top-browsers", "top-custom-events", "top-outbound-links", "top-file-downloads",
+)]  # fmt: skip
+
+
+def plans_of(app, name, q):
+    recorder = PlanRecorder(app.ctx.read())
+    prisme_lite.METRICS[name](recorder, q)
+    return recorder.plans
+
+
+def test_the_dashboard_window_reads_only_the_daily_counts(month):
+    """The dashboard's 30 days (now-30d/d to now) come from daily counts by primary key: no raw row is read."""
     q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-30d/d")], NOW)
-    for name in ("pageviews", "visitors", "top-pages", "top-referrers", "top-countries", "top-custom-events"):
-        recorder = PlanRecorder(app.ctx.read())
-        prisme_lite.METRICS[name](recorder, q)
-        assert any("USING INDEX events_site_ts (site=? AND ts>? AND ts<?)" in plan for plan in recorder.plans), (
-            name,
-            recorder.plans,
-        )
-        assert not any(plan.startswith("SCAN e") and "INDEX" not in plan for plan in recorder.plans), (
-            name,
-            recorder.plans,
-        )
+    for name in WEB_METRICS:
+        plans = plans_of(month[0], name, q)
+        assert any("USING PRIMARY KEY (site=? AND dim=? AND day>? AND day<?)" in plan for plan in plans), (name, plans)
+        assert not any(" e " in f"{plan} " or " s " in f"{plan} " for plan in plans), (name, plans)
+        assert not any(plan.startswith(("SCAN c", "SCAN d ")) for plan in plans), (name, plans)
+
+
+def test_partial_days_and_filters_read_raw_rows_through_the_time_indexes(month):
+    """A window's partial first day, and any filter, read raw rows of the site's window by index, never a table."""
+    app = month[0]
+    indexed = ("USING INDEX events_site_ts (site=? AND ts>? AND ts<?)", "sessions_started (site=? AND started_at>?")
+    for params in ([("from", "now-30d")], [("from", "now-30d/d"), ("os", "iOS")]):
+        q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
+        for name in WEB_METRICS:
+            plans = plans_of(app, name, q)
+            assert any(index in plan for plan in plans for index in indexed), (name, params, plans)
+            assert not any(plan.startswith(("SCAN e", "SCAN s")) for plan in plans), (name, params, plans)
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"from": "now-30d/d"},  # the dashboard: whole days, today up to now
+        {"from": "now-30d"},  # a partial first day
+        {"from": "now-20d/d", "to": "now-3d-5h"},  # a partial last day, in the past
+        {"from": "now-40d", "to": "now-2d/d"},  # both edges, and days before the first event
+        {"from": "now-7d/d"},  # buckets of hours: raw rows for the series, daily counts for the rest
+        {"from": "now-1y"},  # buckets of 14 days
+        {"from": "now-6h"},  # less than a day: raw rows only
+    ],
+)
+@pytest.mark.parametrize("site", [None, "blog.example.com", "*.shop.example"])
+def test_daily_counts_answer_exactly_what_raw_rows_do(month, monkeypatch, window, site):
+    """Every web metric over daily counts equals the same metric read from raw rows only (no daily counts)."""
+    conn = month[0].ctx.read()
+    q = prisme_lite.parse_stats_query([*window.items(), *([("site", site)] if site else [])], NOW)
+    with_counts = {name: prisme_lite.METRICS[name](conn, q) for name in WEB_METRICS}
+    monkeypatch.setattr(prisme_lite, "rollup_days", lambda q: None)
+    for name in WEB_METRICS:
+        assert with_counts[name] == prisme_lite.METRICS[name](conn, q), (name, window, site)
+    assert with_counts["overview"][1][1] > 0

@@ -166,32 +166,55 @@ def test_schema_version_is_recorded_and_a_newer_database_is_refused(tmp_path):
 
 def test_an_older_database_is_migrated_in_order(tmp_path, monkeypatch):
     db = str(tmp_path / "m.db")
-    prisme_lite.open_database(db)  # at version 1
+    prisme_lite.open_database(db)  # at the current version, v
     with sqlite3.connect(db) as conn:
         prisme_lite.add_origin(conn, "kept.example")
-    monkeypatch.setattr(prisme_lite, "SCHEMA_VERSION", 3)
+    v = prisme_lite.SCHEMA_VERSION
+    monkeypatch.setattr(prisme_lite, "SCHEMA_VERSION", v + 2)
     monkeypatch.setattr(
         prisme_lite,
         "MIGRATIONS",
-        {1: "ALTER TABLE meta ADD COLUMN note TEXT;", 2: "UPDATE meta SET note = 'migrated';"},
+        {v: "ALTER TABLE meta ADD COLUMN note TEXT;", v + 1: lambda: "UPDATE meta SET note = 'migrated';"},
     )
     prisme_lite.set_meta(sqlite3.connect(db, isolation_level=None), "k", "v")
     prisme_lite.open_database(db)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == v + 2
         assert conn.execute("SELECT note FROM meta WHERE key = 'k'").fetchone() == ("migrated",)
         assert prisme_lite.stored_origins(conn) == ["kept.example"]
+
+
+def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_path, capsys):
+    """Schema version 2 added the daily counts: the migration counts what a version 1 database already holds."""
+    db = str(tmp_path / "v1.db")
+    with sqlite3.connect(db) as conn:
+        conn.executescript(prisme_lite.schema_text().split("-- @rollups")[0] + "PRAGMA user_version = 1;")
+        store = prisme_lite.WebEventStore(30 * 60_000)
+        day = 86_400_000
+        store(conn, [
+            {**web_event(n), "ts": 20_000 * day + n * 600_000, "visitor_id": f"prisme_{n % 5 + n // 144:016x}"}
+            for n in range(300)
+        ])  # fmt: skip
+        store(conn, [{**web_event(n), "ts": 20_001 * day + n, "kind": "custom", "name": "signup"} for n in range(7)])
+    prisme_lite.open_database(db)
+    assert prisme_lite.check(db) == 0, capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == prisme_lite.SCHEMA_VERSION
+        assert conn.execute("SELECT sum(n) FROM daily_counts WHERE dim = 'pageviews'").fetchone()[0] == 300
+        assert conn.execute("SELECT sum(n) FROM daily_counts WHERE dim = 'custom'").fetchone()[0] == 7
+        assert conn.execute("SELECT n FROM daily_counts WHERE dim = 'visitors' AND day = 20000").fetchone()[0] == 5
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
     db = str(tmp_path / "f.db")
     prisme_lite.open_database(db)
-    monkeypatch.setattr(prisme_lite, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(prisme_lite, "MIGRATIONS", {1: "ALTER TABLE meta ADD COLUMN x TEXT; SELECT nope FROM nowhere;"})
+    v = prisme_lite.SCHEMA_VERSION
+    monkeypatch.setattr(prisme_lite, "SCHEMA_VERSION", v + 1)
+    monkeypatch.setattr(prisme_lite, "MIGRATIONS", {v: "ALTER TABLE meta ADD COLUMN x TEXT; SELECT nope FROM nowhere;"})
     with pytest.raises((prisme_lite.ConfigError, sqlite3.Error)):
         prisme_lite.open_database(db)
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == v
         assert "x" not in [row[1] for row in conn.execute("PRAGMA table_info(meta)")]
 
 
