@@ -1010,6 +1010,16 @@ class RateLimiter:
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.lock = threading.Lock()
 
+    def wait(self, key: str, now: float | None = None) -> int:
+        """Seconds until `key` has a token again (0: it has one now); spends nothing."""
+        with self.lock:
+            bucket = self.buckets.get(key)
+        if not self.capacity or bucket is None:
+            return 0
+        now = time.monotonic() if now is None else now
+        tokens = min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
+        return 0 if tokens >= 1 else math.ceil((1 - tokens) / self.refill)
+
     def take(self, key: str, now: float | None = None, cost: int = 1) -> tuple[bool, int, int]:
         """Spend `cost` tokens: (allowed, tokens left, seconds until enough are available)."""
         if not self.capacity:
@@ -1166,13 +1176,39 @@ def bearer_token(environ: dict) -> str | None:
     return value or None
 
 
-def is_admin(ctx: Context, token: str | None) -> bool:
-    """The admin token (compared in constant time), or an access token with the admin scope."""
-    if not token:
-        return False
+AUTH_FAILURES_PER_MINUTE = 10  # unknown tokens or wrong secrets one client IP may send a minute; then 429
+ADMIN_IDENTITY = {"id": "admin", "name": "admin token", "scopes": ["admin"]}
+
+
+def refuse_guessing(ctx: Context) -> None:
+    """429 for a client IP that sent too many unknown tokens or wrong secrets in the last minute (brute force)."""
+    wait = ctx.auth_failures.wait(client_ip(request.environ, ctx.config))
+    if wait:
+        raise Rejected(
+            429, f"too many unknown tokens or wrong secrets from this address: retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )  # fmt: skip
+
+
+def wrong_credential(ctx: Context) -> None:
+    ctx.auth_failures.take(client_ip(request.environ, ctx.config))
+
+
+def token_identity(ctx: Context, token: str) -> dict | None:
+    """What a presented token is: the admin token (compared in constant time), an access token, or None, which
+    counts against the sender's address (see refuse_guessing, which is asked first)."""
+    refuse_guessing(ctx)
     if hmac.compare_digest(token.encode(), ctx.admin_token().encode()):
-        return True
-    return "admin" in (find_access_token(ctx.read(), token) or {}).get("scopes", ())
+        return ADMIN_IDENTITY
+    found = find_access_token(ctx.read(), token)
+    if found is None:
+        wrong_credential(ctx)
+    return found
+
+
+def is_admin(ctx: Context, token: str | None) -> bool:
+    """The admin token, or an access token with the admin scope."""
+    return bool(token) and "admin" in (token_identity(ctx, token) or {}).get("scopes", ())
 
 
 def require_admin(ctx: Context) -> None:
@@ -1183,10 +1219,11 @@ def require_admin(ctx: Context) -> None:
 
 
 def authorize(ctx: Context, scope: str, token: str | None) -> dict:
-    """The access token granting `scope`: 401 when it is missing or unknown, 403 when it lacks the scope."""
+    """The token granting `scope` (the admin token and admin-scoped tokens grant all): 401 when it is missing or
+    unknown, 403 when it lacks the scope."""
     if not token:
         raise Rejected(401, "access token missing: send Authorization: Bearer <token> (`prisme-lite tokens create`)")
-    found = find_access_token(ctx.read(), token)
+    found = token_identity(ctx, token)
     if found is None:
         raise Rejected(401, "access token is unknown or revoked")
     if scope not in found["scopes"] and "admin" not in found["scopes"]:
@@ -1688,9 +1725,11 @@ def authenticate_client(ctx: Context, client_id: Any, secret: Any) -> dict:
     """The client whose id and secret these are; 401 otherwise, in the same time whether or not the id exists."""
     if not isinstance(client_id, str) or not isinstance(secret, str):
         raise Rejected(400, "clientId and clientSecret are required strings")
+    refuse_guessing(ctx)
     client = find_client(ctx.read(), "id", client_id)
     expected = client["secret_hash"] if client else hash_secret("no such client")
     if not hmac.compare_digest(hash_secret(secret), expected) or client is None:
+        wrong_credential(ctx)
         raise Rejected(401, "unknown clientId or wrong clientSecret")
     return client
 
@@ -2129,7 +2168,7 @@ def olapic_error(status: int, message: str) -> str:
 def public_token(ctx: Context, query: list[tuple[str, str]]) -> dict:
     """The site's public auth_token (scope track_public): 403 when missing, unknown or of another scope."""
     token = query_value(query, "auth_token")
-    found = find_access_token(ctx.read(), token) if token else None
+    found = token_identity(ctx, token) if token else None
     if found is None or "track_public" not in found["scopes"]:
         raise Rejected(
             403, "auth_token missing or not a public tracking token (`prisme-lite tokens create --scope track_public`)"
@@ -2862,7 +2901,7 @@ LIVE_WINDOW = "now-30m"
 def require_reader(ctx: Context) -> None:
     """The admin token, an access token with stats_read (or admin), or the dashboard's login cookie."""
     token = bearer_token(request.environ)
-    if is_admin(ctx, token) or (not token and dashboard_login_valid(ctx)):
+    if not token and dashboard_login_valid(ctx):
         return
     authorize(ctx, "stats_read", token)
 
@@ -3477,7 +3516,12 @@ def dashboard_login() -> Any:
         form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
     except (Rejected, UnicodeError, ValueError):
         form = {}
-    if not is_admin(ctx, form.get("token", "").strip()):
+    try:
+        admin = is_admin(ctx, form.get("token", "").strip())
+    except Rejected as refused:  # too many wrong tokens from this address
+        response.set_header("Retry-After", refused.headers["Retry-After"])
+        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many wrong tokens: wait a minute."), 429)
+    if not admin:
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
     expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
     response.set_cookie(
@@ -3536,6 +3580,7 @@ class Context:
         self.salt = DailySalt(self.writer)
         self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
         self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
+        self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
         self.country = CountryLookup(config)
         self.readers: list[sqlite3.Connection] = []
 

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import sqlite3
 
 import pytest
 from conftest import CHROME
@@ -155,3 +156,55 @@ def test_a_bad_content_length_is_a_400_and_a_negative_one_reads_nothing():
         prisme_lite.read_body({"CONTENT_LENGTH": "abc"}, 1024)
     assert (refused.value.status, refused.value.message) == (400, "Content-Length is not a number")
     assert prisme_lite.read_body({"CONTENT_LENGTH": "-5", "wsgi.input": None}, 1024) == b""
+
+
+def test_guessing_tokens_and_secrets_gets_429_after_ten_failures_per_address(server):
+    """Every credential check counts unknown tokens and wrong secrets per client IP: ten a minute, then 429 with
+    Retry-After, even for the right credential from there; another address is unaffected."""
+    client = server.client
+    admin = server.ctx.admin_token()
+    with sqlite3.connect(server.config["db"]) as conn:
+        public = prisme_lite.create_access_token(conn, ["track_public"], "site")[1]
+    registered = client.post_json(
+        "/api/v1/register", {"clientName": "b", "domainName": "localhost", "emailId": "a@b.example"},
+        headers={"Authorization": f"Bearer {admin}"}, status=201,
+    ).json  # fmt: skip
+    attempts = {
+        # route: (how to send one credential, status of a wrong one)
+        "stats": (lambda token, ip: client.get("/api/v1/stats/pageviews", headers={"Authorization": f"Bearer {token}"},
+                                               extra_environ={"REMOTE_ADDR": ip}, expect_errors=True), 401),
+        "export": (lambda token, ip: client.get("/api/v1/export", headers={"Authorization": f"Bearer {token}"},
+                                                extra_environ={"REMOTE_ADDR": ip}, expect_errors=True), 401),
+        "events": (lambda token, ip: client.post_json("/events", {"label": "View", "content_item": {"id": "i"}, "customer": {"id": "c"}},
+                                                      headers={"Authorization": f"Bearer {token}"},
+                                                      extra_environ={"REMOTE_ADDR": ip}, expect_errors=True), 401),
+        "widget": (lambda token, ip: client.get(f"/track/widget/w1/best/render.json?auth_token={token}&pics=3"
+                                                "&analytics_id=a1", extra_environ={"REMOTE_ADDR": ip},
+                                                expect_errors=True), 403),
+        "counter secret": (lambda secret, ip: client.post_json(
+            "/api/v1/configure", {"clientId": registered["clientId"], "clientSecret": secret, "validPageIds": ["p"],
+                                  "validActionIds": ["like"]}, extra_environ={"REMOTE_ADDR": ip}, expect_errors=True), 401),
+    }  # fmt: skip
+    right = {"stats": admin, "export": admin, "events": admin, "widget": public,
+             "counter secret": registered["clientSecret"]}  # fmt: skip
+    for n, (name, (send, wrong_status)) in enumerate(attempts.items()):
+        ip = f"198.51.100.{n + 10}"
+        for _ in range(prisme_lite.AUTH_FAILURES_PER_MINUTE):
+            assert send(f"pl_guess{_}", ip).status_int == wrong_status, name
+        refused = send("pl_guess-more", ip)
+        assert refused.status_int == 429 and int(refused.headers["Retry-After"]) >= 1, name
+        assert "too many unknown tokens or wrong secrets" in refused.text, name
+        assert send(right[name], ip).status_int == 429, name  # the right one too: guessing stops for a while
+        assert send(right[name], "192.0.2.77").status_int in (200, 202), name  # another address is unaffected
+    with sqlite3.connect(server.config["db"]) as conn:
+        assert conn.execute("SELECT count(*) FROM counter_clients WHERE page_ids = '[\"p\"]'").fetchone()[0] == 1
+
+
+def test_the_dashboard_login_counts_wrong_tokens_too(server):
+    client = server.client
+    for _ in range(prisme_lite.AUTH_FAILURES_PER_MINUTE):
+        client.post("/dashboard/login", {"token": "nope"}, extra_environ={"REMOTE_ADDR": "198.51.100.40"}, status=401)
+    client.post("/dashboard/login", {"token": server.ctx.admin_token()},
+                extra_environ={"REMOTE_ADDR": "198.51.100.40"}, status=429)  # fmt: skip
+    client.post("/dashboard/login", {"token": server.ctx.admin_token()},
+                extra_environ={"REMOTE_ADDR": "198.51.100.41"}, status=303)  # fmt: skip
