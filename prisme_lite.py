@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import errno
 import functools
 import gzip
 import hashlib
@@ -357,6 +358,8 @@ def open_database(path: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigError(f"db: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError(f"db: {path} is read-only (prisme-lite writes the database, its WAL and its journal)")
     try:
         conn = connect(path)
     except sqlite3.Error as error:
@@ -438,15 +441,17 @@ class Writer:
         with self.append_lock:
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
+            written = 0
             try:
                 written = os.write(self.fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, "short write (disk full?)")
                 if self.sync_each:
                     os.fdatasync(self.fd)
             except OSError as error:
+                if written:  # a cut-off or unsynced line is not acknowledged, so it must not be stored either
+                    os.ftruncate(self.fd, self.appended)
                 raise Unavailable(f"the journal cannot be written: {error.strerror}") from None
-            if written != len(line):  # a short write (disk full): the line is cut off, so not acknowledged
-                os.ftruncate(self.fd, self.appended)
-                raise Unavailable("the journal cannot be written: short write (disk full?)")
             self.appended += written
         # One wake-up at a time, not one per event: jobs waiting for an answer must not queue behind thousands.
         # The writer clears the flag before it reads how far the journal goes, so no append is ever missed.

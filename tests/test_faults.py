@@ -1,0 +1,98 @@
+"""Faults (SPEC §8): a full disk gets 503 with a reason, never an acknowledgement of what was not stored, and the
+server recovers by itself when space comes back. Real processes on a small tmpfs (mounting one needs root)."""
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+from conftest import CHROME, cli, command
+
+pytestmark = [pytest.mark.server, pytest.mark.reliability]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a size-limited tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def send_event(server, n):
+    """A custom event with 2 KiB of properties, so that the disk fills after a few hundred; (status, body)."""
+    body = json.dumps({"n": n, "padding": "x" * 1000, "more": "y" * 1000})
+    connection = server.connection()
+    try:
+        connection.request(
+            "POST", "/api/v1/events/custom/fill", body=body,
+            headers={"Content-Type": "application/json", "X-Prisme-Referrer": "http://localhost/", "User-Agent": CHROME},
+        )  # fmt: skip
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_full_disk_is_503_with_a_reason_and_the_server_recovers_by_itself(small_disk, run):
+    db = small_disk / "prisme.db"
+    server = run("--rate-limit", "0", db=db)
+    acknowledged, statuses, reasons = [], Counter(), Counter()
+    refused_in_a_row, n = 0, 0
+    while refused_in_a_row < 30 and n < 20_000:
+        status, body = send_event(server, n)
+        statuses[status] += 1
+        if status == 200:
+            acknowledged.append(n)
+            refused_in_a_row = 0
+        else:
+            assert status == 503, (status, body)  # never a 500, never a hang (the client times out at 10 s)
+            reasons[json.loads(body)["error"].split(":")[0]] += 1
+            refused_in_a_row += 1
+        n += 1
+    assert refused_in_a_row == 30 and len(acknowledged) > 100, statuses
+    assert set(reasons) <= {"the journal cannot be written", "events are not reaching the database"}, reasons
+    health = server.connection()
+    health.request("GET", "/api/v1/healthcheck")
+    assert health.getresponse().status in (200, 503)  # the process is up and answers
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space comes back
+    deadline = time.monotonic() + 30
+    while (status := send_event(server, n)[0]) != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status == 200
+    acknowledged.append(n)
+    for more in range(n + 1, n + 50):  # and keeps taking events
+        assert send_event(server, more)[0] == 200
+        acknowledged.append(more)
+    assert server.stop() == 0
+    with sqlite3.connect(db) as conn:
+        stored = [json.loads(props)["n"] for (props,) in conn.execute("SELECT props FROM events ORDER BY id")]
+    assert sorted(stored) == acknowledged  # every acknowledged event once, and none that was refused
+    checked = cli("check", db=db)
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_a_read_only_database_is_a_one_line_refusal_and_serves_again_once_writable(small_disk, run):
+    db = small_disk / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    refused = subprocess.run(
+        [*command(), "serve", "--db", str(db), "--port", "0"], capture_output=True, text=True, timeout=30,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert (
+        refused.stderr.strip()
+        == f"prisme-lite: db: {db} is read-only (prisme-lite writes the database, its WAL and its journal)"
+    )
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    server = run("--rate-limit", "0", db=db)
+    assert send_event(server, 1)[0] == 200
+    assert server.stop() == 0
