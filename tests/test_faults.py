@@ -20,7 +20,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a size-limited tmpfs needs root")
     mount = tmp_path / "small"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:  # a container without the right to mount
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
