@@ -1015,15 +1015,20 @@ class RateLimiter:
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.lock = threading.Lock()
 
+    def _tokens(self, bucket: tuple[float, float] | None, now: float) -> float:
+        """A bucket's tokens at `now`: full when unknown, else what it had plus the refill since."""
+        return self.capacity if bucket is None else min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
+
+    def _seconds_until(self, tokens: float, cost: float) -> int:
+        return 0 if tokens >= cost else math.ceil((cost - tokens) / self.refill)
+
     def wait(self, key: str, now: float | None = None) -> int:
         """Seconds until `key` has a token again (0: it has one now); spends nothing."""
+        if not self.capacity:
+            return 0
         with self.lock:
             bucket = self.buckets.get(key)
-        if not self.capacity or bucket is None:
-            return 0
-        now = time.monotonic() if now is None else now
-        tokens = min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
-        return 0 if tokens >= 1 else math.ceil((1 - tokens) / self.refill)
+        return self._seconds_until(self._tokens(bucket, time.monotonic() if now is None else now), 1)
 
     def take(self, key: str, now: float | None = None, cost: int = 1) -> tuple[bool, int, int]:
         """Spend `cost` tokens: (allowed, tokens left, seconds until enough are available)."""
@@ -1031,10 +1036,7 @@ class RateLimiter:
             return True, 0, 0
         now = time.monotonic() if now is None else now
         with self.lock:
-            bucket = self.buckets.pop(key, None)
-            tokens = (
-                self.capacity if bucket is None else min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
-            )
+            tokens = self._tokens(self.buckets.pop(key, None), now)
             allowed = tokens >= cost
             if allowed:
                 tokens -= cost
@@ -1046,8 +1048,7 @@ class RateLimiter:
                     del self.buckets[oldest_key]
                 else:
                     break
-        retry_after = 0 if allowed else math.ceil((cost - tokens) / self.refill)
-        return allowed, int(tokens), retry_after
+        return allowed, int(tokens), 0 if allowed else self._seconds_until(tokens, cost)
 
 
 def read_body(environ: dict, limit: int) -> bytes:
@@ -2612,15 +2613,30 @@ def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
     return [replace(q, start=start, end=end) for start, end in edges if start < end]
 
 
+def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
+    """The condition on a daily table's site: q's site, or every site."""
+    return (f"{alias}.site = ?", [q.site]) if q.site else (f"{alias}.site IN ({ALL_SITES})", [])
+
+
+def bucket_of(q: StatsQuery, time_column: str) -> str:
+    """SQL for the start of the q.step bucket holding `time_column` (unix ms)."""
+    return f"({time_column} / {q.step:d}) * {q.step:d}"
+
+
+def day_bucket_of(q: StatsQuery, alias: str) -> str:
+    """The same bucket for the `day` of a daily table (q.step is then a whole number of days)."""
+    return bucket_of(q, f"{alias}.day * {DAY_MS}")
+
+
 def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
     """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
     values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
-    site = "c.site = ?" if q.site else f"c.site IN ({ALL_SITES})"
+    site, site_params = daily_site(q, "c")
     sql = (
         f"SELECT {key} AS k, {values} FROM daily_counts c"
         f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
     )
-    return sql, [*dims, *([q.site] if q.site else []), *dims, *days]
+    return sql, [*dims, *site_params, *dims, *days]
 
 
 def rolled_up(
@@ -2651,11 +2667,9 @@ def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
-        step = f"{q.step:d}"
         found = rolled_up(
-            conn, q, days, scope, f"({time_column} / {step}) * {step}", raw_values, dims,
-            f"(c.day * {DAY_MS} / {step}) * {step}", answer,
-        )  # fmt: skip
+            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), answer
+        )
         return bucket_keys(q, dict(found))
 
     return metric
@@ -2674,27 +2688,30 @@ def daily_top(scope: Callable, column: str, dim: str) -> Callable:
     return metric
 
 
-def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], key: str | None) -> dict:
-    """Distinct visitors per bucket of q.step (key None: in the whole window), {k: n}.
+def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
+    """Distinct visitors per bucket of q.step (or in the whole window, key 0), {k: n}.
 
     Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
     distinct over daily_visitors and the raw rows of the window's edges together.
     """
-    step = f"{q.step:d}"
-    raw_key, day_key = (f"(e.ts / {step}) * {step}", f"(d.day * {DAY_MS} / {step}) * {step}") if key else ("0", "0")
-    days = rollup_days(q) if kinds == ("pageview",) and not (key and q.step % DAY_MS) else None
+
+    def day_key(alias: str) -> str:
+        return day_bucket_of(q, alias) if per_bucket else "0"
+
+    days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
     ids, params = [], []
     for part in raw_parts(q, days):
         joins, where, where_params = event_where(part, kinds)
+        raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
         ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
         params += where_params
     counted = ""
     if days is not None:
-        site = "d.site = ?" if q.site else f"d.site IN ({ALL_SITES})"
-        ids.append(f"SELECT {day_key} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site} AND d.salted = 0"
-                   " AND d.day >= ? AND d.day < ?")  # fmt: skip
-        params += [*([q.site] if q.site else []), *days]
-        sql, daily_params = daily_rows(q, days, ("visitors",), day_key.replace("d.day", "c.day"))
+        site, site_params = daily_site(q, "d")
+        ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
+                   " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
+        params += [*site_params, *days]
+        sql, daily_params = daily_rows(q, days, ("visitors",), day_key("c"))
         counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
         params += daily_params
     sql = (
@@ -2706,7 +2723,7 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
 
 def visitors_series(kinds: tuple[str, ...]) -> Callable:
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return bucket_keys(q, distinct_visitors(conn, q, kinds, "bucket"))
+        return bucket_keys(q, distinct_visitors(conn, q, kinds, per_bucket=True))
 
     return metric
 
@@ -2830,7 +2847,7 @@ def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
-    visitors = distinct_visitors(conn, q, ("pageview",), None).get(0, 0)
+    visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
     days = rollup_days(q)
     found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
     pageviews = found[0][1] if found else 0
@@ -3039,18 +3056,19 @@ def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None)
     go once no event of those days is left.
     """
     batch = batch or PRUNE_BATCH
-    deleted = 0
+    deleted = {}
     for table, column, key in PRUNED_TABLES:
         # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
         source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
-        deleted += conn.execute(
+        deleted[table] = conn.execute(
             f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
         ).rowcount
-    if not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone():
+    # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
+    if deleted["events"] < batch or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone():
         day = cutoff // DAY_MS
         conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
         conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
-    return deleted
+    return sum(deleted.values())
 
 
 class Retention:
