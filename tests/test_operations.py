@@ -7,7 +7,7 @@ import time
 import pytest
 from conftest import cli, make_config
 from test_server import load, stored_paths
-from test_storage import web_event, write_unfolded
+from test_storage import stored_then_killed
 
 import prisme_lite
 
@@ -46,11 +46,7 @@ def test_an_online_backup_holds_every_event_acknowledged_before_it_began(run, tm
 
 def test_a_backup_includes_journal_lines_not_yet_folded(tmp_path):
     config = make_config(tmp_path)
-    ctx = prisme_lite.Context(config)
-    for n in range(3):
-        ctx.writer.append("web", web_event(n))
-    ctx.close()
-    write_unfolded(config["db"], [web_event(n) for n in range(3, 5)])  # acknowledged; the server died before folding
+    stored_then_killed(config, range(3), range(3, 5))  # 3 and 4 acknowledged; the server died before folding them
     backup = tmp_path / "b" / "backup.db"
     backup.parent.mkdir()
     assert prisme_lite.main(["backup", str(backup), "--db", config["db"]]) == 0

@@ -42,6 +42,16 @@ def write_unfolded(db, records):
             file.write(json.dumps(["web", record]).encode() + b"\n")
 
 
+def stored_then_killed(config, stored, unfolded):
+    """Events `stored` by a server that then stopped, and journal lines of events `unfolded` it acknowledged but
+    never folded (what a kill -9 leaves); events are web_event(n) for n in each range."""
+    ctx = prisme_lite.Context(config)
+    for n in stored:
+        ctx.writer.append("web", web_event(n))
+    ctx.close()
+    write_unfolded(config["db"], [web_event(n) for n in unfolded])
+
+
 def paths(db):
     with sqlite3.connect(db) as conn:
         return [row[0] for row in conn.execute("SELECT path FROM events ORDER BY id")]
@@ -59,13 +69,9 @@ def test_appended_events_reach_the_database(tmp_path):
 def test_journal_lines_not_yet_folded_are_replayed_once_at_start_up(tmp_path):
     """What a kill -9 leaves: lines in the journal past the committed position. A restart folds exactly those."""
     config = make_config(tmp_path)
-    ctx = prisme_lite.Context(config)
-    for n in range(10):
-        ctx.writer.append("web", web_event(n))
-    ctx.close()
-    journal = config["db"] + ".journal-1"
     # Acknowledged after the last commit, then the process died: the lines are in the journal only.
-    write_unfolded(config["db"], [web_event(n) for n in range(10, 15)])
+    stored_then_killed(config, range(10), range(10, 15))
+    journal = config["db"] + ".journal-1"
     with open(journal, "ab") as file:
         file.write(b'["web", {"ts": 17')  # a torn line: its write never returned, so it was never acknowledged
     for _restart in range(2):
