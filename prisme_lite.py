@@ -32,7 +32,7 @@ import threading
 import time
 import tomllib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
@@ -74,6 +74,7 @@ MAX_PROPERTY_VALUE_BYTES = 1024
 MAX_URL_LENGTH = 2048
 MAX_UTM_LENGTH = 256  # longer utm_* values are cut, not refused: a long campaign name is no reason to lose a visit
 MAX_VISITOR_ID_LENGTH = 64
+PAGE_STATUS = re.compile(r"[1-5][0-9][0-9]")  # X-Prisme-Status / status: empty means 200
 MAX_USER_AGENT_LENGTH = 1024
 MAX_QUERY_FIELDS = 200
 
@@ -1324,7 +1325,10 @@ def json_error_page(error: bottle.HTTPError) -> str:
         log.error("request %s failed: %s\n%s", request_id, error.exception, error.traceback or "")
         message = f"internal error; the server log has the details under request id {request_id}"
         return json.dumps({"error": message, "request_id": request_id})
-    if error.status_code == 404:
+    if error.status_code == 405 and response.get_header("Allow") == "OPTIONS":
+        response.status = 404  # only the CORS preflight, which takes any /api/v1/ path, would have matched
+        del response["Allow"]
+    if response.status_code == 404:
         return error_body(f"no route for {request.method} {request.path}")
     if error.status_code == 405:
         return error_body(f"{request.method} is not allowed on {request.path}")
@@ -1475,12 +1479,9 @@ def record_web_event(
         _parts, target_host = split_http_url(target, "link URL")
         if kind == "outbound" and target_host == page.host:
             raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
-    try:
-        page_status = 200 if status in (None, "") else int(status)
-    except ValueError:
-        page_status = 0
-    if not 100 <= page_status <= 599:
-        raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status!r}")
+    if status and not PAGE_STATUS.fullmatch(status):
+        raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status[:20]!r}")
+    page_status = int(status) if status else 200
     if visitor_id is not None and (len(visitor_id) > MAX_VISITOR_ID_LENGTH or CONTROL_CHARS.search(visitor_id)):
         raise Rejected(400, f"visitor id must be at most {MAX_VISITOR_ID_LENGTH} printable characters")
     referrer = referrer_host(document_referrer, page.host)
@@ -1636,7 +1637,7 @@ def noscript_file_download(ctx: Context) -> Any:
     return noscript_link(ctx, "download")
 
 
-@route("/api/v1/<path:path>", "OPTIONS")
+@route("/api/v1/<path:re:[\\s\\S]+>", "OPTIONS")  # any path, even one with a line break in it
 def preflight(path: str) -> None:
     """CORS preflight: any origin may call the API; origins and tokens are checked on the request itself."""
     response.status = 204
@@ -3570,6 +3571,382 @@ def dashboard_logout() -> str:
 def sites(ctx: Context) -> dict:
     require_reader(ctx)
     return {"sites": sorted(set(ctx.config["origins"]) | set(stored_origins(ctx.read())))}
+
+
+###############################################################################
+# OpenAPI document ############################################################
+###############################################################################
+
+
+def schema_ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
+    return {
+        "name": name, "in": where, "required": required or where == "path", "description": description,
+        "schema": schema or {"type": "string"},
+    }  # fmt: skip
+
+
+def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
+    """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
+    reasons = {
+        400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
+        415: "the body is not JSON",
+        409: "already recorded", 413: "body over the size limit", 429: "over a rate limit (Retry-After)",
+        503: "the database cannot take it now (disk full, writer stopped)",
+    }  # fmt: skip
+    result = dict(success)
+    for status in refusals:
+        gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
+        if shape == "gif":
+            content = gif
+        elif shape == "Error":
+            content = {"application/json": {"schema": schema_ref("Error")}}
+        else:  # a widget's .gif request is refused with the pixel, any other with the envelope
+            content = {"application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")}}
+            content.update(gif)
+        result[str(status)] = {"description": reasons[status], "content": content}
+    return result
+
+
+def ok(description: str, media: str | None = None, schema: dict | None = None, status: int = 200) -> dict:
+    answer: dict = {"description": description}
+    if media:
+        answer["content"] = {media: {"schema": schema or {"type": "string"}}}
+    return {str(status): answer}
+
+
+STATUS_PATTERN = f"^({PAGE_STATUS.pattern})?$"
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
+GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
+REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
+INGEST_REFUSALS = (400, 413, 429, 503)
+STATS_QUERY = [
+    parameter("from", "query", "start: now, now-7d, now-7d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
+    parameter("to", "query", "end, same forms (default now)"),
+    parameter("site", "query", "one registered origin (default: all)"),
+    parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+    *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
+]
+
+
+def page_headers(kind: str) -> list[dict]:
+    """The headers a web-event route reads: the page and visitor for all, the rest for its kind."""
+    headers = [
+        parameter("Origin", "header", "the page's origin; it must be a registered site"),
+        parameter("X-Prisme-Referrer", "header", "the page URL (absolute http(s)); else Referer"),
+        parameter("Referer", "header", "the page URL when X-Prisme-Referrer is absent"),
+        parameter("X-Prisme-Visitor-Id", "header", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
+    ]
+    if kind == "pageview":
+        headers += [
+            parameter("X-Prisme-Document-Referrer", "header", "where the visitor came from"),
+            parameter("X-Prisme-Status", "header", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
+        ]
+    if kind == "link":  # <a ping>: body PING, the page and the link in these
+        headers += [parameter("Ping-From", "header", "the page"), parameter("Ping-To", "header", "the link")]
+    return headers
+
+
+def link_body() -> dict:
+    return {
+        "required": True,
+        "content": {"text/plain": {"schema": {"type": "string", "description": "absolute URL, or PING"}}},
+    }
+
+
+def widget_routes() -> dict:
+    """The Olapic paths: each widget kind with its widget and media actions, and the checkout."""
+    token = parameter("auth_token", "query", "a public token (scope track_public)", required=True)
+    common = [
+        token,
+        parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
+        parameter("ab_testing", "query", "A/B group", type="integer"),
+        parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
+    ]
+    pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
+
+    def actions(names: Iterable[str]) -> dict:
+        return {"type": "string", "enum": sorted(f"{name}{fmt}" for name in names for fmt in ("", ".json", ".gif"))}
+
+    def operation(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
+        path_ids = [
+            parameter(name, "path", "the widget instance", pattern=INSTANCE_ID.pattern)
+            if name == "instance_id"
+            else parameter(name, "path", name.replace("_", " "), type="integer", minimum=0)
+            for name in ids
+        ]
+        envelope = ok("counted", "application/json", schema_ref("OlapicSuccess"))
+        envelope["200"]["content"]["image/gif"] = {"schema": {"type": "string", "format": "binary"}}
+        return {"get": {
+            "tags": ["widgets"], "summary": summary, "security": [],
+            "parameters": [*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
+                           *common, *extra],
+            "responses": answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape="OlapicError"),
+        }}  # fmt: skip
+
+    redirect = parameter("redirect_url", "query", "shop: where to send the visitor (a registered host)")
+    paths = {}
+    for kind, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
+        base = "/track/widget/{instance_id}/" + kind + "".join(f"/{{{name}}}" for name in ids)
+        paths[base + "/{action}"] = operation(f"{kind} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
+        paths[base + "/media/{media_id}/{action}"] = operation(
+            f"{kind} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
+        )
+    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = operation(
+        "a stream that was not found", ["instance_id"], ["render"], []
+    )
+    paths["/track/transaction/{transaction_id}/{action}"] = operation(
+        "a checkout",
+        [],
+        ["checkout"],
+        [
+            parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
+            parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
+            parameter("currency_code", "query", "ISO 4217 (default USD)", pattern="^[A-Z]{3}$"),
+            parameter("referrer", "query", "the page of the checkout"),
+        ],
+    )
+    return paths
+
+
+def openapi_document() -> dict:
+    """What /api/v1/openapi.json serves: every route, its parameters, answers and credentials (OpenAPI 3.1)."""
+    bearer = [{"bearer": []}]
+    name = parameter("name", "path", "the event's name", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH)
+    counter_ids = [
+        parameter("action_id", "path", "a configured action", pattern=COUNTER_ID.pattern),
+        parameter("page_id", "path", "a configured page", pattern=COUNTER_ID.pattern),
+    ]
+    link_query = [
+        parameter("url", "query", "where the link goes (absolute http(s))", required=True),
+        parameter("referrer", "query", "the page of the link; its Referer must be a registered site too"),
+    ]
+    pixel_query = [
+        parameter("referrer", "query", "the page URL (else the Referer header)"),
+        parameter("document-referrer", "query", "where the visitor came from"),
+        parameter("visitor-id", "query", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
+        parameter("status", "query", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
+    ]
+    stored = ok("stored")
+    web = {"tags": ["web events"], "security": []}
+    paths: dict[str, dict] = {
+        "/api/v1/events/pageviews": {"post": {
+            **web, "summary": "a pageview", "parameters": page_headers("pageview"),
+            "responses": answers(stored, *INGEST_REFUSALS),
+        }},
+        "/api/v1/events/custom/{name}": {"post": {
+            **web, "summary": "a custom event with properties", "parameters": [name, *page_headers("custom")],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": answers(stored, *INGEST_REFUSALS, 415),
+        }},
+        "/api/v1/events/file-downloads": {"post": {
+            **web, "summary": "a file download", "parameters": page_headers("link"), "requestBody": link_body(),
+            "responses": answers(stored, *INGEST_REFUSALS),
+        }},
+        "/api/v1/events/outbound-links": {"post": {
+            **web, "summary": "an outbound link", "parameters": page_headers("link"), "requestBody": link_body(),
+            "responses": answers(stored, *INGEST_REFUSALS),
+        }},
+        "/api/v1/noscript/events/pageviews": {"get": {
+            **web, "summary": "a pageview from an <img>", "parameters": pixel_query,
+            "responses": answers(GIF_ANSWER, *INGEST_REFUSALS, shape="gif"),
+        }},
+        "/api/v1/noscript/events/custom/{name}": {"get": {
+            **web, "summary": "a custom event from an <img>; properties as prop-<key>=<JSON value>",
+            "parameters": [name, parameter("referrer", "query", "the page URL (else the Referer header)")],
+            "responses": answers(GIF_ANSWER, *INGEST_REFUSALS, shape="gif"),
+        }},
+        "/api/v1/noscript/events/outbound-links": {"get": {
+            **web, "summary": "count an outbound link, then follow it", "parameters": link_query,
+            "responses": answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
+        }},
+        "/api/v1/noscript/events/file-downloads": {"get": {
+            **web, "summary": "count a download, then follow it", "parameters": link_query,
+            "responses": answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
+        }},
+        "/api/v1/healthcheck": {
+            method: {
+                "tags": ["operations"], "summary": "is the database answering", "security": [],
+                "responses": {**ok("ok", "application/json", schema_ref("Health")),
+                              "503": {"description": "unavailable", "content": {"application/json": {
+                                  "schema": schema_ref("Health")}}}},
+            } for method in ("get", "head")
+        },
+        "/api/v1/register": {"post": {
+            "tags": ["counters"], "summary": "register a counter client (admin token unless open registration)",
+            "security": [*bearer, {}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Register")}}},
+            "responses": answers(
+                ok("registered; the secret is shown once", "application/json", schema_ref("Client"), 201),
+                400, 401, 409, 413, 429, 503,
+            ),
+        }},
+        "/api/v1/configure": {"post": {
+            "tags": ["counters"], "summary": "set a client's pages and actions", "security": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Configure")}}},
+            "responses": answers(ok("the configuration", "application/json", {"type": "object"}),
+                                 400, 401, 413, 429, 503),
+        }},
+        "/api/v1/token": {
+            method: {
+                "tags": ["counters"], "summary": "a counter token for this visitor (one hour)", "security": [],
+                "parameters": [] if method == "post" else [
+                    parameter("clientId", "query", "else the client of the Origin/Referer domain"),
+                    parameter("clientSecret", "query", "with clientId"),
+                ],
+                **({"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
+                   if method == "post" else {}),
+                "responses": answers(ok("a token", "application/json", schema_ref("Token")), 400, 401, 413, 429),
+            } for method in ("get", "post")
+        },
+        "/api/v1/{action_id}/{page_id}/increment": {"post": {
+            "tags": ["counters"], "summary": "count once per token, action and page in 15 minutes",
+            "security": [], "parameters": counter_ids,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
+            "responses": answers(ok("the count", "application/json", schema_ref("Count")),
+                                 400, 401, 404, 413, 429, 503),
+        }},
+        "/api/v1/{action_id}/{page_id}/value": {"get": {
+            "tags": ["counters"], "summary": "the count", "security": [{"counterToken": []}],
+            "parameters": counter_ids,
+            "responses": answers(ok("the count", "application/json", schema_ref("Count")), 400, 401, 404, 429),
+        }},
+        "/events": {"post": {
+            "tags": ["server events"], "summary": "one server event, or an array of up to 100",
+            "security": [*bearer, {"accessToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+                schema_ref("ServerEvent"),
+                {"type": "array", "items": schema_ref("ServerEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
+            ]}}}},
+            "responses": answers(ok("accepted and durable", "application/json", {"type": "object"}, 202),
+                                 400, 401, 403, 413, 429, 503),
+        }},
+        **widget_routes(),
+        "/api/v1/stats/{metric}": {"get": {
+            "tags": ["read"], "summary": "a time series or a top-N list", "security": [*bearer, {"dashboard": []}],
+            "parameters": [parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
+            "responses": answers(ok("the series or list", "application/json", schema_ref("Stats")),
+                                 400, 401, 403, 404, 429),
+        }},
+        "/api/v1/export": {"get": {
+            "tags": ["read"], "summary": "raw rows, streamed (admin)", "security": bearer,
+            "parameters": [
+                parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]),
+                parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)),
+                parameter("from", "query", "start (default: the first row)"),
+                parameter("to", "query", "end (default: tomorrow)"),
+            ],
+            "responses": answers(
+                {"200": {"description": "the rows", "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                }}},
+                400, 401, 403, 429,
+            ),
+        }},
+        "/api/v1/sites": {"get": {
+            "tags": ["read"], "summary": "the registered sites", "security": [*bearer, {"dashboard": []}],
+            "responses": answers(ok("the sites", "application/json", schema_ref("Sites")), 401, 403, 429),
+        }},
+        "/api/v1/openapi.json": {"get": {
+            "tags": ["operations"], "summary": "this document", "security": [],
+            "responses": ok("OpenAPI 3.1", "application/json", {"type": "object"}),
+        }},
+        "/static/{name}": {"get": {
+            "tags": ["read"], "summary": "the tracking script and the dashboard's files", "security": [],
+            "parameters": [parameter("name", "path", "the file", enum=list(STATIC_FILES))],
+            "responses": {
+                "200": {"description": "the file", "content": {
+                    media.split(";")[0]: {"schema": {"type": "string"}} for media, *_rest in STATIC_FILES.values()}},
+                "304": {"description": "not modified (If-None-Match)"},
+                "404": {"description": "no such file", "content": {
+                    "application/json": {"schema": schema_ref("Error")}}},
+            },
+        }},
+        "/dashboard": {"get": {
+            "tags": ["read"], "summary": "the dashboard, or its login page", "security": [],
+            "responses": ok("a page", "text/html"),
+        }},
+        "/dashboard/login": {"post": {
+            "tags": ["read"], "summary": "log in with the admin token", "security": [],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
+            "responses": {"303": {"description": "logged in; to /dashboard"},
+                          **{str(status): {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
+                             for status, why in ((401, "wrong token"), (429, "too many tries"))}},
+        }},
+        "/dashboard/logout": {"post": {
+            "tags": ["read"], "summary": "log out", "security": [],
+            "responses": {"303": {"description": "logged out; to /dashboard"}},
+        }},
+    }  # fmt: skip
+    for path, operations in paths.items():  # CORS preflight: any /api/v1 route
+        if path.startswith("/api/v1/"):
+            operations["options"] = {
+                "tags": ["operations"], "summary": "CORS preflight", "security": [],
+                "parameters": [parameter(name[1:-1], "path", "as above") for name in re.findall(r"\{\w+\}", path)],
+                "responses": {"204": {"description": "the CORS headers"}},
+            }  # fmt: skip
+    text = {"type": "string"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "prisme-lite", "version": __version__, "description": (
+            "Web events (Prisme), action counters (Prefetch), server events (Prepr), widget beacons (Olapic), "
+            "and the stats, export and dashboard routes that read them.")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the admin token or an access token"},
+                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
+                "counterToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
+                "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
+            },
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": text}, "required": ["error"]},
+                "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": text},
+                           "required": ["status"]},
+                "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
+                    "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
+                    "details": {}}},
+                "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
+                "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
+                "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
+                          "required": ["token", "expiresIn"]},
+                "Register": {"type": "object", "required": ["clientName", "domainName", "emailId"], "properties": {
+                    "clientName": text, "domainName": text, "emailId": text}},
+                "Client": {"type": "object", "properties": {"clientId": text, "clientSecret": text},
+                           "required": ["clientId", "clientSecret"]},
+                "Configure": {"type": "object", "required": ["clientId", "clientSecret"], "properties": {
+                    "clientId": text, "clientSecret": text, "validPageIds": {"type": "array", "items": text},
+                    "validActionIds": {"type": "array", "items": text}}},
+                "ServerEvent": {"type": "object", "required": ["label", "customer"], "properties": {
+                    "label": text, "timestamp": {"type": ["integer", "string"]},
+                    "content_item": {"type": "object", "properties": {"id": text, "locale": text}},
+                    "customer": {"type": "object", "properties": {"id": text}, "required": ["id"]},
+                    **{field: text for field in (
+                        "utm_medium", "utm_source", "utm_campaign", "utm_term", "utm_content", "rl", "sr")}}},
+                "OlapicSuccess": {"type": "object", "required": ["metadata", "data"], "properties": {
+                    "metadata": {"type": "object"}, "data": {"type": "object"}}},
+                "OlapicInvalid": {"type": "array", "items": {"type": "object", "properties": {
+                    "error": text, "detail": text}}},
+                "OlapicError": {"type": "object", "properties": {"metadata": {"type": "object"}, "error": text}},
+            },
+        },
+    }  # fmt: skip
+
+
+OPENAPI_JSON = json.dumps(openapi_document())
+
+
+@route("/api/v1/openapi.json")
+def openapi() -> Any:
+    response.content_type = "application/json"
+    response.set_header("Access-Control-Allow-Origin", "*")
+    return OPENAPI_JSON
 
 
 ###############################################################################

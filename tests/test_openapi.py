@@ -1,0 +1,150 @@
+"""The OpenAPI document at /api/v1/openapi.json describes every route, and schemathesis holds the server to it
+(SPEC §2, §8): for every operation, requests generated from the document, valid and invalid, get only documented
+statuses, content types and bodies, never a 5xx; afterwards the database passes `prisme-lite check`."""
+
+import sqlite3
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+import prisme_lite
+
+pytestmark = pytest.mark.reliability
+
+DOCUMENT = prisme_lite.openapi_document()
+OPERATIONS = [
+    pytest.param(path, method, mode, id=f"{method.upper()} {path} {mode.value}")
+    for path, operations in DOCUMENT["paths"].items()
+    for method, operation in operations.items()
+    # Invalid requests need something to make invalid: a parameter or a body (a preflight takes any path).
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    if mode == GenerationMode.POSITIVE
+    or (method != "options" and (operation.get("parameters") or operation.get("requestBody")))
+]
+EXAMPLES = 25  # per operation and mode: about 2,000 requests in all, bounded for CI
+STORED = (
+    "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM server_events) + (SELECT count(*) FROM widget_events)"
+)
+
+
+class Target:
+    """An application on a fresh database, the schema schemathesis read from it, and credentials for its cases."""
+
+    def __init__(self, path):
+        self.db = str(path)
+        config = prisme_lite.load_config(
+            {"db": self.db, "rate_limit": "0", "events_rate_limit": "0", "access_log": "false"}, environ={}
+        )
+        self.app = prisme_lite.make_app(config)
+        with sqlite3.connect(self.db) as conn:
+            self.public_token = prisme_lite.create_access_token(conn, ["track_public"], "widgets")[1]
+        self.admin = self.app.ctx.admin_token()
+        self.schema = schemathesis.openapi.from_wsgi(
+            "/api/v1/openapi.json", prisme_lite.RequestLog(self.app, access_log=False)
+        )
+        self.calls = 0
+
+    def send(self, case):
+        """Real credentials where the document asks for them, so that valid requests reach the storage code."""
+        if case.query and "auth_token" in case.query:
+            case.query["auth_token"] = self.public_token
+        headers = {"Authorization": f"Bearer {self.admin}"}
+        if case.path.startswith("/api/v1/events/") or case.path.startswith("/api/v1/noscript/"):
+            headers["Referer"] = "http://localhost/schemathesis"  # a registered page, unless the case says otherwise
+        headers.update(case.headers or {})
+        self.calls += 1
+        # Whether schema-valid data is accepted depends on state the document cannot carry (registered origins,
+        # configured counters); every other check applies: no 5xx, documented statuses, types and bodies.
+        case.call_and_validate(headers=headers, excluded_checks=[positive_data_acceptance])
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    built = Target(tmp_path_factory.mktemp("openapi") / "prisme.db")
+    yield built
+    built.app.ctx.close()
+    assert prisme_lite.check(built.db) == 0, "the generated requests broke an invariant of the database"
+
+
+def test_the_document_is_served_and_describes_every_route(client):
+    answer = client.get("/api/v1/openapi.json")
+    assert answer.content_type == "application/json"
+    assert answer.json == DOCUMENT and DOCUMENT["openapi"] == "3.1.0"
+    documented = {(path, method.upper()) for path, operations in DOCUMENT["paths"].items() for method in operations}
+    router = bottle_router()
+    # Every documented operation reaches the route meant for it, with example values in its path...
+    for path, method in documented:
+        example = path
+        for name in ("instance_id", "category_id", "stream_id", "media_id"):
+            example = example.replace("{" + name + "}", "7")
+        example = example.replace("{action}", "render.gif" if "/widget/" in path else "checkout")
+        for name in ("name", "metric", "action_id", "page_id", "transaction_id"):
+            example = example.replace("{" + name + "}", {"metric": "pageviews", "name": "wa.js"}.get(name, "x"))
+        handler = router(method, example)
+        assert handler is not None, (method, path)
+    # ...and every route is documented: Bottle's templates in OpenAPI's spelling, the catch-alls by their members.
+    for path, methods, _handler in prisme_lite.ROUTES:
+        for method in [methods] if isinstance(methods, str) else methods:
+            if path.startswith("/track/") or "<path:" in path:
+                assert any(p.startswith(path.split("<")[0]) and m == method for p, m in documented), path
+            elif method == "ANY":
+                assert (path, "GET") in documented and (path, "HEAD") in documented
+            else:
+                assert (path.replace("<", "{").replace(">", "}"), method) in documented, (method, path)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/track/widget/%0A/best/render.json"),  # no route takes a line break: 404, not a 500
+        ("GET", "/track/transaction/%0A/checkout"),
+        ("POST", "/api/v1/a/b/c/increment"),  # only the CORS preflight takes any /api/v1/ path: 404, not 405
+        ("GET", "/api/v1/no/such/route"),
+    ],
+)
+def test_a_path_no_route_takes_is_a_json_404(client, method, path):
+    answer = client.request(path, method=method, expect_errors=True)
+    assert (answer.status_int, answer.content_type, "Allow" in answer.headers) == (404, "application/json", False)
+    assert answer.json["error"].startswith(f"no route for {method}")
+
+
+def bottle_router():
+    """Which route Bottle gives a method and path (None for none): the document must not name a path it lacks."""
+    app = prisme_lite.bottle.Bottle()
+    for path, method, handler in prisme_lite.ROUTES:
+        app.route(path, method, handler)
+
+    def find(method, path):
+        environ = {"REQUEST_METHOD": method, "PATH_INFO": path}
+        try:
+            route, _args = app.router.match(environ)
+        except prisme_lite.bottle.HTTPError:
+            return None
+        return route.callback
+
+    return find
+
+
+@pytest.mark.parametrize(("path", "method", "mode"), OPERATIONS)
+def test_generated_requests_get_documented_answers(target, path, method, mode):
+    operation = target.schema[path][method.upper()]
+
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )  # fmt: skip
+    @given(case=operation.as_strategy(mode))
+    def run(case):
+        target.send(case)
+
+    run()
+
+
+def test_the_generated_requests_reached_the_database(target):
+    if target.calls < len(OPERATIONS) * 5:
+        pytest.skip("measures what the generated requests above stored; run the whole module")
+    with sqlite3.connect(target.db) as conn:
+        assert conn.execute(STORED).fetchone()[0] > 0
