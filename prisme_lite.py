@@ -1647,6 +1647,9 @@ def preflight(path: str) -> None:
         response.set_header(name, value)
 
 
+HEALTHY_FREE_BYTES = 1 << 20  # less room than this for the database, its WAL and journal: unhealthy
+
+
 @route("/api/v1/healthcheck", "ANY")
 def healthcheck() -> Any:
     ctx: Context = request.app.ctx
@@ -1655,7 +1658,14 @@ def healthcheck() -> Any:
         ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
         if not ctx.writer.thread.is_alive():
             raise Unavailable("the database writer has stopped")
-    except (sqlite3.Error, Unavailable) as error:
+        if ctx.writer.failure:
+            raise Unavailable(f"the database cannot take writes: {ctx.writer.failure}")
+        disk = os.statvfs(os.path.dirname(os.path.abspath(ctx.config["db"])))
+        if disk.f_flag & os.ST_RDONLY:
+            raise Unavailable("the database's file system is read-only")
+        if disk.f_bavail * disk.f_frsize < HEALTHY_FREE_BYTES:
+            raise Unavailable(f"the disk is full: {disk.f_bavail * disk.f_frsize // 1024} KiB left")
+    except (sqlite3.Error, OSError, Unavailable) as error:
         response.status = 503
         return json.dumps({"status": "unavailable", "error": str(error)})
     return json.dumps({"status": "ok"})

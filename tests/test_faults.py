@@ -1,6 +1,8 @@
-"""Faults (SPEC §8): a full disk gets 503 with a reason, never an acknowledgement of what was not stored, and the
-server recovers by itself when space comes back. Real processes on a small tmpfs (mounting one needs root)."""
+"""Faults (SPEC §8): a full disk, a read-only file system or a locked database gets 503 with a reason, never an
+acknowledgement of what was not stored, the healthcheck says why, and the server recovers by itself when the fault
+clears. The disk tests run real processes on a small tmpfs (mounting one needs root)."""
 
+import errno
 import json
 import os
 import sqlite3
@@ -10,6 +12,8 @@ from collections import Counter
 
 import pytest
 from conftest import CHROME, cli, command
+
+import prisme_lite
 
 pytestmark = [pytest.mark.server, pytest.mark.reliability]
 
@@ -62,7 +66,9 @@ def test_a_full_disk_is_503_with_a_reason_and_the_server_recovers_by_itself(smal
     assert set(reasons) <= {"the journal cannot be written", "events are not reaching the database"}, reasons
     health = server.connection()
     health.request("GET", "/api/v1/healthcheck")
-    assert health.getresponse().status in (200, 503)  # the process is up and answers
+    answer = health.getresponse()
+    assert answer.status == 503  # the process is up, and tells monitoring why it refuses
+    assert json.loads(answer.read())["error"].startswith(("the disk is full", "the database cannot take writes"))
 
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space comes back
     deadline = time.monotonic() + 30
@@ -73,6 +79,9 @@ def test_a_full_disk_is_503_with_a_reason_and_the_server_recovers_by_itself(smal
     for more in range(n + 1, n + 50):  # and keeps taking events
         assert send_event(server, more)[0] == 200
         acknowledged.append(more)
+    health = server.connection()
+    health.request("GET", "/api/v1/healthcheck")
+    assert health.getresponse().status == 200
     assert server.stop() == 0
     with sqlite3.connect(db) as conn:
         stored = [json.loads(props)["n"] for (props,) in conn.execute("SELECT props FROM events ORDER BY id")]
@@ -98,3 +107,54 @@ def test_a_read_only_database_is_a_one_line_refusal_and_serves_again_once_writab
     server = run("--rate-limit", "0", db=db)
     assert send_event(server, 1)[0] == 200
     assert server.stop() == 0
+
+
+def test_a_locked_database_makes_the_healthcheck_say_why_until_it_clears(server, client):
+    """A long write lock from elsewhere (a backup, a migration): the healthcheck tells monitoring, then heals."""
+    blocker = sqlite3.connect(server.config["db"], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    server.ctx.writer.conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(prisme_lite.Unavailable):
+            server.ctx.writer.run(lambda conn: None)
+        health = client.get("/api/v1/healthcheck", status=503)
+        assert health.json == {"status": "unavailable", "error": "the database cannot take writes: database is locked"}
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    server.ctx.writer.run(lambda conn: None)  # the next commit goes through
+    assert client.get("/api/v1/healthcheck").json == {"status": "ok"}
+
+
+def test_a_file_system_gone_read_only_is_503_with_the_reason_and_nothing_is_stored(server, client, monkeypatch):
+    """Linux refuses `mount -o remount,ro` while the server holds its files open for writing; the kernel still
+    forces it after disk errors (errors=remount-ro). Every write then fails with EROFS: simulated here."""
+    page = {"X-Prisme-Referrer": "http://localhost/a", "User-Agent": CHROME}
+    client.post("/api/v1/events/pageviews", headers=page, status=200)
+    real_write, real_statvfs = os.write, os.statvfs
+    journal = server.ctx.writer.fd
+
+    def read_only_write(fd, data):
+        if fd == journal:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_write(fd, data)
+
+    def read_only_statvfs(path):
+        values = list(real_statvfs(path))
+        values[8] |= os.ST_RDONLY  # f_flag
+        return os.statvfs_result(values)
+
+    monkeypatch.setattr(prisme_lite.os, "write", read_only_write)
+    monkeypatch.setattr(prisme_lite.os, "statvfs", read_only_statvfs)
+    refused = client.post("/api/v1/events/pageviews", headers=page, status=503)
+    assert refused.json == {"error": "the journal cannot be written: Read-only file system"}
+    pixel = client.get(
+        "/api/v1/noscript/events/pageviews", headers={"Referer": "http://localhost/b", **page}, status=503
+    )
+    assert pixel.headers["X-Prisme-Error"] == "the journal cannot be written: Read-only file system"
+    health = client.get("/api/v1/healthcheck", status=503)
+    assert health.json["error"] == "the database's file system is read-only"
+    monkeypatch.undo()  # writable again
+    client.post("/api/v1/events/pageviews", headers={**page, "X-Prisme-Referrer": "http://localhost/c"}, status=200)
+    assert client.get("/api/v1/healthcheck").json == {"status": "ok"}
+    assert [event["path"] for event in server.events()] == ["/a", "/c"]
