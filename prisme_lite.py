@@ -1004,21 +1004,22 @@ class CountryLookup:
 class RateLimiter:
     """Token buckets per client IP, `per_minute` events a minute with bursts of as many, in bounded memory.
 
-    Buckets are kept in least-recently-used order. One idle for a full minute has refilled, so forgetting it
-    changes nothing; past `max_buckets` the least recently used goes first, so a flood of spoofed addresses
-    costs a fixed amount of memory.
+    A bucket is kept as one number, the moment it will be full again; a full bucket is the same as none, so it is
+    forgotten then (one request at 60 a minute is remembered for a second). Buckets are kept in least-recently-
+    used order: the expired ones at the front go on every take, and past `max_buckets` the least recently used
+    goes first, so a flood of spoofed addresses costs a fixed amount of memory.
     """
 
     def __init__(self, per_minute: int, max_buckets: int):
         self.capacity = float(per_minute)
         self.refill = per_minute / 60.0
         self.max_buckets = max_buckets
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.buckets: OrderedDict[str, float] = OrderedDict()  # key → when its bucket is full again
         self.lock = threading.Lock()
 
-    def _tokens(self, bucket: tuple[float, float] | None, now: float) -> float:
-        """A bucket's tokens at `now`: full when unknown, else what it had plus the refill since."""
-        return self.capacity if bucket is None else min(self.capacity, bucket[0] + (now - bucket[1]) * self.refill)
+    def _tokens(self, full_at: float | None, now: float) -> float:
+        """A bucket's tokens at `now`: full when unknown or past `full_at`, else short by the refill still due."""
+        return self.capacity if full_at is None else self.capacity - max(0.0, full_at - now) * self.refill
 
     def _seconds_until(self, tokens: float, cost: float) -> int:
         return 0 if tokens >= cost else math.ceil((cost - tokens) / self.refill)
@@ -1028,8 +1029,8 @@ class RateLimiter:
         if not self.capacity:
             return 0
         with self.lock:
-            bucket = self.buckets.get(key)
-        return self._seconds_until(self._tokens(bucket, time.monotonic() if now is None else now), 1)
+            full_at = self.buckets.get(key)
+        return self._seconds_until(self._tokens(full_at, time.monotonic() if now is None else now), 1)
 
     def take(self, key: str, now: float | None = None, cost: int = 1) -> tuple[bool, int, int]:
         """Spend `cost` tokens: (allowed, tokens left, seconds until enough are available)."""
@@ -1037,18 +1038,17 @@ class RateLimiter:
             return True, 0, 0
         now = time.monotonic() if now is None else now
         with self.lock:
-            tokens = self._tokens(self.buckets.pop(key, None), now)
+            buckets = self.buckets
+            tokens = self._tokens(buckets.pop(key, None), now)
             allowed = tokens >= cost
             if allowed:
                 tokens -= cost
-            self.buckets[key] = (tokens, now)
-            full_after = 60.0
-            while self.buckets:
-                oldest_key, (_tokens, last) = next(iter(self.buckets.items()))
-                if len(self.buckets) > self.max_buckets or now - last >= full_after:
-                    del self.buckets[oldest_key]
-                else:
+            buckets[key] = now + (self.capacity - tokens) / self.refill
+            while buckets:
+                oldest_key, full_at = next(iter(buckets.items()))
+                if len(buckets) <= self.max_buckets and full_at > now:
                     break
+                del buckets[oldest_key]
         return allowed, int(tokens), 0 if allowed else self._seconds_until(tokens, cost)
 
 
@@ -1406,7 +1406,7 @@ class WebEventStore:
     writer changes sessions, so it is exact); a visitor it does not know is looked up once per batch.
     """
 
-    def __init__(self, session_timeout_ms: int, max_cached: int = 50_000):
+    def __init__(self, session_timeout_ms: int, max_cached: int = 20_000):
         self.timeout = session_timeout_ms
         self.max_cached = max_cached
         self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()  # (site, visitor) → [session id, last seen]

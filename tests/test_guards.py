@@ -78,10 +78,21 @@ def test_bucket_table_stays_bounded_under_200000_spoofed_ips():
         environ = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
         ip = prisme_lite.client_ip(environ, config)
         assert limiter.take(ip, now=now + n / 100_000)[0]
-    assert len(limiter.buckets) == config["rate_limit_buckets"] == 100_000
-    # A minute later every idle bucket has refilled and is forgotten on the next request.
-    limiter.take("192.0.2.1", now=now + 200)
-    assert len(limiter.buckets) == 1
+    assert len(limiter.buckets) == config["rate_limit_buckets"] == 100_000  # the last second's addresses
+    # A second later every one of those buckets is full again, the same as none: all are forgotten.
+    limiter.take("192.0.2.1", now=now + 3)
+    assert list(limiter.buckets) == ["192.0.2.1"]
+
+
+def test_a_bucket_is_forgotten_once_it_is_full_again_and_not_before():
+    limiter = prisme_lite.RateLimiter(60, 1000)
+    for _ in range(30):
+        limiter.take("busy", now=10.0)  # 30 tokens short: full again in 30 s
+    limiter.take("other", now=39.0)
+    assert set(limiter.buckets) == {"busy", "other"}
+    assert limiter.take("busy", now=39.0)[1] == 58  # 29 refilled of 30, minus this one
+    limiter.take("third", now=100.0)
+    assert list(limiter.buckets) == ["third"]
 
 
 def test_a_flooded_table_still_limits_the_active_address():
