@@ -103,6 +103,29 @@ class MemoryWatch:
         return self.highest
 
 
+CLI = [sys.executable, os.path.join(ROOT, "prisme_lite.py")]
+
+
+def create_tokens(db: str) -> dict[str, str]:
+    """An access token for server events and a public one for widgets, made with the command line."""
+    return {
+        scope: subprocess.run(
+            [*CLI, "tokens", "create", "--scope", scope, "--db", db], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for scope in ("capture_publish", "track_public")
+    }  # fmt: skip
+
+
+def start_server(db: str, *flags: str) -> tuple[subprocess.Popen, int, list[str]]:
+    """`prisme-lite serve` on `db` and a free port, without an access log: (process, port, its banner lines)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve", "--db", db, "--port", str(port), "--access-log", "false", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    return server, port, [server.stdout.readline() for _ in range(5)]
+
+
 def count(db: str, sql: str) -> int:
     with sqlite3.connect(db, timeout=30) as conn:
         return conn.execute(sql).fetchone()[0] or 0
@@ -142,22 +165,70 @@ def run_baseline(args: argparse.Namespace, work: str) -> dict:
     return result
 
 
+def fold_rate(db: str, events: int = 50_000) -> float:
+    """Pageviews a second the writer stores into `db` (journal to database), each from a new visitor and session."""
+    ctx = prisme_lite.Context(prisme_lite.load_config({"db": db, "access_log": "false"}, environ={}))
+    now, rng = prisme_lite.now_ms(), random.Random(2)
+    started = time.monotonic()
+    for n in range(events):
+        event = {
+            "ts": now + n, "site": "blog.example.com", "kind": "pageview", "name": None, "host": "blog.example.com",
+            "path": f"/post/{rng.randrange(3000)}", "referrer": "direct", "utm_source": None, "utm_medium": None,
+            "utm_campaign": None, "utm_term": None, "utm_content": None,
+            "visitor_id": f"prisme_{rng.getrandbits(64):016x}", "browser": "Chrome", "os": "Linux",
+            "device": "desktop", "country": "FR", "status": 200, "props": None,
+        }  # fmt: skip
+        while True:
+            try:
+                ctx.writer.append("web", event)
+                break
+            except prisme_lite.Unavailable:
+                time.sleep(0.05)
+    ctx.writer.flush()
+    seconds = time.monotonic() - started
+    ctx.close()
+    return round(events / seconds)
+
+
+def measure_pixel(args: argparse.Namespace, work: str, db: str) -> dict:
+    """Ingest on `db`, then on a fresh database in the same minute: the noscript pixel over HTTP, every request a
+    new visitor (given visitor ids: a new session each), and the writer's own rate. Does ingest grow with size?"""
+    results: dict = {"full": [], "empty": []}
+    for name, path in [("full", db), ("empty", os.path.join(work, "empty.db"))] * 2:  # alternating, best of two
+        server, port, _banner = start_server(path, "--rate-limit", "0", "--threads", str(args.threads))
+        sql = "SELECT count(*) FROM events"
+        before = settled(path, sql)
+        script = os.path.join(work, "pixel.lua")
+        with open(script, "w") as file:
+            file.write(
+                f"wrk.headers['User-Agent'] = {json.dumps(UA)}\nwrk.headers['Referer'] = 'http://localhost/a'\n"
+                "request = function() return wrk.format(nil, '/api/v1/noscript/events/pageviews?visitor-id=v' .."
+                " math.random(1, 1000000000)) end\n"
+            )
+        result = wrk(f"http://127.0.0.1:{port}/", script, args.seconds, args.connections)
+        result["lost"] = max(0, result["requests"] - result["non_2xx"] - (settled(path, sql) - before))
+        server.terminate()
+        server.wait()
+        result["writer_events_per_s"] = fold_rate(path)
+        results[name].append(result)
+        if name == "empty":
+            for leftover in [p for p in os.listdir(work) if p.startswith("empty.db")]:
+                os.remove(os.path.join(work, leftover))
+    for name in ("full", "empty"):
+        runs = results.pop(name)
+        results[name] = {measure: max(run[measure] for run in runs) for measure in runs[0]}
+        results[name]["lost"] = sum(run["lost"] for run in runs)
+    for measure in ("requests_per_s", "writer_events_per_s"):
+        results[f"{measure}_ratio"] = round(results["full"][measure] / results["empty"][measure], 3)
+    return results
+
+
 def run_routes(args: argparse.Namespace, work: str, baseline: dict) -> tuple[list[dict], dict]:
     db = os.path.join(work, "ingest.db")
-    cli = [sys.executable, os.path.join(ROOT, "prisme_lite.py")]
-    tokens = {
-        scope: subprocess.run(
-            [*cli, "tokens", "create", "--scope", scope, "--db", db], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        for scope in ("capture_publish", "track_public")
-    }  # fmt: skip
-    port = free_port()
-    server = subprocess.Popen(
-        [*cli, "serve", "--db", db, "--port", str(port), "--rate-limit", "0", "--events-rate-limit", "0",
-         "--access-log", "false", "--threads", str(args.threads)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    banner = [server.stdout.readline() for _ in range(5)]
+    tokens = create_tokens(db)
+    server, port, banner = start_server(
+        db, "--rate-limit", "0", "--events-rate-limit", "0", "--threads", str(args.threads)
+    )
     admin = banner[2].split(": ", 1)[1].strip()
     registration = {"clientName": "bench", "domainName": "localhost", "emailId": "b@e.ch"}
     client = http_json(port, "POST", "/api/v1/register", registration, Authorization=f"Bearer {admin}")
@@ -258,6 +329,42 @@ def generate(db: str, events: int, now: int) -> float:
     return time.monotonic() - started
 
 
+GENERATED = 1_000_000  # pageviews written through the real storage code; larger databases copy them
+
+
+def replicate(db: str, copies: int) -> float:
+    """Make the database `copies` + 1 times larger: every visit again with a new visitor and new session ids.
+
+    The copies are written with INSERT … SELECT, so the same triggers as for any insert keep the daily counts; a
+    copied visitor keeps the shape of a day-salted id (its first hex digit becomes the copy's number).
+    """
+    started = time.monotonic()
+    conn = sqlite3.connect(db, isolation_level=None)
+    events_columns = [row[1] for row in conn.execute("PRAGMA table_info(events)") if row[1] != "id"]
+    session_columns = [row[1] for row in conn.execute("PRAGMA table_info(sessions)")]
+    last_session = conn.execute("SELECT max(id) FROM sessions").fetchone()[0]
+    last_event = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+    for copy in range(1, copies + 1):
+        visitor = f"substr(visitor_id, 1, 7) || '{copy:x}' || substr(visitor_id, 9)"
+        renamed = {"visitor_id": visitor, "id": f"id + {copy * last_session}",
+                   "session_id": f"session_id + {copy * last_session}"}  # fmt: skip
+        conn.execute("BEGIN")
+        conn.execute(
+            f"INSERT INTO sessions ({', '.join(session_columns)}) SELECT "
+            f"{', '.join(renamed.get(column, column) for column in session_columns)} FROM sessions WHERE id <= ?",
+            (last_session,),
+        )
+        conn.execute(
+            f"INSERT INTO events ({', '.join(events_columns)}) SELECT "
+            f"{', '.join(renamed.get(column, column) for column in events_columns)} FROM events WHERE id <= ?",
+            (last_event,),
+        )
+        conn.execute("COMMIT")
+        print(f"  copy {copy} of {copies}", file=sys.stderr)
+    conn.close()
+    return time.monotonic() - started
+
+
 def time_queries(conn: sqlite3.Connection, now: int, window: str) -> dict:
     """Median of 3 runs of each overview metric over `window` (to now), in ms."""
     timings = {}
@@ -273,21 +380,40 @@ def time_queries(conn: sqlite3.Connection, now: int, window: str) -> dict:
     return timings
 
 
-def run_queries(args: argparse.Namespace, work: str, events: int) -> dict:
-    db = os.path.join(work, f"dashboard-{events}.db")
-    now = prisme_lite.now_ms()
-    seconds = generate(db, events, now)
+def run_queries(args: argparse.Namespace, work: str, events: int, now: int) -> dict:
+    """The dashboard database of `events` pageviews (generated, or copies of the last one), its size and queries."""
+    db = os.path.join(work, "dashboard.db")
+    have = count(db, "SELECT count(*) FROM events") if os.path.exists(db) else 0
+    if have == 0:
+        seconds = generate(db, min(events, GENERATED), now)
+        have, generated_per_s = min(events, GENERATED), round(min(events, GENERATED) / seconds)
+    else:
+        generated_per_s = None
+    if events > have:
+        if events % have:
+            raise SystemExit(f"bench/run: {events:,} events is not a multiple of {have:,}")
+        replicate(db, events // have - 1)
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    prisme_lite.ForgetSaltedVisitors()(conn, now)  # what maintenance keeps: today's and yesterday's visitors
+    conn.commit()
     pageviews, sessions = (
         conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("events", "sessions")
     )
-    size = os.path.getsize(db)
+    pages, free, page_size = (conn.execute(f"PRAGMA {name}").fetchone()[0]
+                              for name in ("page_count", "freelist_count", "page_size"))  # fmt: skip
+    size = (pages - free) * page_size  # pages in use: the free ones are reused by the next inserts
+    try:  # where the bytes are, table by table and index by index (SQLite's dbstat, where it is compiled in)
+        by_object = {name: round(used / pageviews, 1) for name, used in conn.execute(
+            "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC LIMIT 8")}  # fmt: skip
+    except sqlite3.OperationalError:
+        by_object = {}
     dashboard = time_queries(conn, now, "now-30d/d")  # what the dashboard asks: whole days, today up to now
     partial = time_queries(conn, now, "now-30d")  # a partial first day, read from raw rows
     conn.close()
-    return {"events": events, "sessions": sessions, "generated_in_s": round(seconds, 1),
-            "ingest_events_per_s": round(events / seconds), "bytes_per_pageview": round(size / pageviews, 1),
+    return {"events": events, "sessions": sessions, "generated_events_per_s": generated_per_s,
+            "copied": generated_per_s is None, "bytes_per_pageview": round(size / pageviews, 1),
+            "bytes_per_pageview_by_object": by_object,
             "query_ms": dashboard, "overview_total_ms": round(sum(dashboard.values()), 1),
             "partial_day_query_ms": partial, "partial_day_total_ms": round(sum(partial.values()), 1)}  # fmt: skip
 
@@ -298,7 +424,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=8, help="server threads, for both servers")
     parser.add_argument("--counter-tokens", type=int, default=2000)
-    parser.add_argument("--events", type=int, nargs="*", default=[1_000_000], help="dashboard databases (0 = none)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        nargs="*",
+        default=[1_000_000, 10_000_000],
+        help="dashboard databases: the first 1,000,000 generated, the rest copies (0 = none)",
+    )
     parser.add_argument("--dashboard-only", action="store_true", help="skip the HTTP routes")
     parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     args = parser.parse_args()
@@ -317,11 +449,20 @@ def main() -> int:
             print("routes", file=sys.stderr)
             report["routes"], report["server"] = run_routes(args, work, report["baseline"])
         report["dashboard"] = []
-        for events in [n for n in args.events if n]:
+        now = prisme_lite.now_ms()
+        for events in sorted(n for n in args.events if n):
             print(f"dashboard queries over {events:,} events (generating…)", file=sys.stderr)
-            report["dashboard"].append(run_queries(args, work, events))
+            report["dashboard"].append(run_queries(args, work, events, now))
+        if report["dashboard"]:  # last: it adds events to the database
+            print("ingest on the largest database and on an empty one", file=sys.stderr)
+            report["ingest_at_size"] = {"events": report["dashboard"][-1]["events"],
+                                        **measure_pixel(args, work, os.path.join(work, "dashboard.db"))}  # fmt: skip
+        if not args.dashboard_only and py_spy():
+            print("profile of the pixel route (py-spy)", file=sys.stderr)
+            report["pixel_profile"] = profile_pixel(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    report["targets"] = targets(report)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as file:
         json.dump(report, file, indent=2)
@@ -330,19 +471,127 @@ def main() -> int:
     return 0
 
 
+def py_spy() -> str | None:
+    """py-spy from the environment bench/run runs in (pip install py-spy), else from PATH; None without it."""
+    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return beside if os.access(beside, os.X_OK) else shutil.which("py-spy")
+
+
+def profile_pixel(args: argparse.Namespace, work: str, top: int = 12) -> dict:
+    """Where the server's time goes under the pixel's load: py-spy samples every thread for `args.seconds`.
+
+    Returns the functions with the most samples on the stack (inclusive) and at its top (self), in percent of
+    all samples of busy threads (idle waits excluded)."""
+    server, port, _banner = start_server(
+        os.path.join(work, "profile.db"), "--rate-limit", "0", "--threads", str(args.threads)
+    )
+    raw = os.path.join(work, "profile.txt")
+    spy = subprocess.Popen(
+        [py_spy(), "record", "--pid", str(server.pid), "--duration", str(args.seconds), "--rate", "250",
+         "--format", "raw", "--output", raw, "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    script = lua_script(os.path.join(work, "pixel.lua"), "GET", {"User-Agent": UA, "Referer": "http://localhost/a"})
+    wrk(f"http://127.0.0.1:{port}/api/v1/noscript/events/pageviews", script, args.seconds, args.connections)
+    spy.wait(timeout=60)
+    server.terminate()
+    server.wait()
+    inclusive: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    total = 0
+    idle = ("wait (threading.py", "select (selectors.py", "poll (selectors.py", "get (queue.py", "_wait_for_tstate")
+    plumbing = ("(threading.py)", "main (prisme_lite.py)", "run_command (prisme_lite.py)", "serve (prisme_lite.py)")
+    with open(raw) as file:
+        for line in file:
+            stack, _space, samples = line.rstrip("\n").rpartition(" ")
+            frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")[1:]]  # drop the thread name
+            if not frames or any(name in frames[-1] for name in idle):  # a thread waiting for work
+                continue
+            count, total = int(samples), total + int(samples)
+            for frame in set(frames):
+                if not frame.endswith(plumbing):
+                    inclusive[frame] = inclusive.get(frame, 0) + count
+            leaf[frames[-1]] = leaf.get(frames[-1], 0) + count
+
+    def ranked(table: dict[str, int]) -> list[list]:
+        best = sorted(table.items(), key=lambda item: -item[1])[:top]
+        return [[frame, round(100 * count / max(1, total), 1)] for frame, count in best]
+
+    return {"busy_samples": total, "inclusive_percent": ranked(inclusive), "self_percent": ranked(leaf)}
+
+
+def targets(report: dict) -> list[dict]:
+    """SPEC §9, target by target: what was measured here, and whether it is met."""
+    rows = []
+
+    def target(name: str, measured: float | None, goal: float, at_least: bool, unit: str) -> None:
+        if measured is not None:
+            met = measured >= goal if at_least else measured <= goal
+            goal_text = f"{'≥' if at_least else '≤'} {goal:g} {unit}".strip()
+            rows.append({"target": name, "measured": measured, "goal": goal_text, "met": met})
+
+    routes = {route["name"]: route for route in report.get("routes", [])}
+    pixel = routes.get("noscript pixel")
+    if pixel:
+        target("pixel / baseline", pixel["ratio_to_baseline"], 0.5, True, "")
+        target("pixel events/s", pixel["requests_per_s"], 10_000, True, "")
+        target("pixel p99", pixel["p99_ms"], 20, False, "ms")
+        for name, route in routes.items():
+            if name != "noscript pixel":
+                target(f"{name} / pixel (requests/s)", round(route["requests_per_s"] / pixel["requests_per_s"], 2),
+                       0.7, True, "")  # fmt: skip
+        target("acknowledged but lost", sum(route["lost"] for route in routes.values()), 0, False, "events")
+        target("resident memory under load", report["server"]["peak_resident_mb"], 80, False, "MB")
+    for dashboard in report.get("dashboard", []):
+        events = f"{dashboard['events'] / 1e6:g} M"
+        target(f"30-day overview at {events} events", dashboard["overview_total_ms"], 300, False, "ms")
+        target(f"bytes per pageview at {events}", dashboard["bytes_per_pageview"], 120, False, "B")
+    ingest = report.get("ingest_at_size")
+    if ingest:
+        events = f"{ingest['events'] / 1e6:g} M"
+        target(f"pixel at {events} / empty", ingest["requests_per_s_ratio"], 0.9, True, "")
+        target(f"writer at {events} / empty", ingest["writer_events_per_s_ratio"], 0.9, True, "")
+    return rows
+
+
 def print_table(report: dict) -> None:
     if "baseline" in report:
         print_routes(report)
     for dashboard in report["dashboard"]:
-        print(f"\nDashboard queries over {dashboard['events']:,} pageviews ({dashboard['sessions']:,} sessions),"
-              f" written at {dashboard['ingest_events_per_s']:,} events/s; {dashboard['bytes_per_pageview']} bytes"
-              " per stored pageview (database, indexes, sessions and daily counts); median of 3, ms:")  # fmt: skip
+        made = (
+            "the first database copied with new visitors and sessions"
+            if dashboard["copied"]
+            else f"generated through the journal and writer at {dashboard['generated_events_per_s']:,} events/s"
+        )
+        print(f"\nDashboard queries over {dashboard['events']:,} pageviews ({dashboard['sessions']:,} sessions;"
+              f" {made});"
+              f" {dashboard['bytes_per_pageview']} bytes per stored pageview (pages in use: tables, indexes, sessions,"
+              " daily counts); median of 3, ms:")  # fmt: skip
+        if dashboard["bytes_per_pageview_by_object"]:
+            print("  bytes per pageview by table and index: " + ", ".join(
+                f"{name} {size}" for name, size in dashboard["bytes_per_pageview_by_object"].items()))  # fmt: skip
         print(f"  {'metric':24} {'now-30d/d':>10} {'now-30d':>10}")
         for metric, ms in dashboard["query_ms"].items():
             print(f"  {metric:24} {ms:10.1f} {dashboard['partial_day_query_ms'][metric]:10.1f}")
         print(f"  {'all of them':24} {dashboard['overview_total_ms']:10.1f} {dashboard['partial_day_total_ms']:10.1f}")
         print("  (now-30d/d is the dashboard's window: whole days from the daily counts; now-30d adds a partial"
               " first day read from raw rows)")  # fmt: skip
+    if "ingest_at_size" in report:
+        ingest = report["ingest_at_size"]
+        print(f"\nIngest with {ingest['events']:,} pageviews stored, against an empty database in the same minute:")
+        for measure, label in (("requests_per_s", "pixel req/s, a new visitor each"), ("writer_events_per_s",
+                               "writer events/s, 50,000 new visitors")):  # fmt: skip
+            print(f"  {label}: {ingest['full'][measure]:,.0f} full, {ingest['empty'][measure]:,.0f} empty:"
+                  f" ratio {ingest[measure + '_ratio']}")  # fmt: skip
+    if "pixel_profile" in report:
+        profile = report["pixel_profile"]
+        print(f"\nProfile of the server under the pixel's load (py-spy, {profile['busy_samples']:,} busy samples):")
+        print("  inclusive (on the stack)                                        self (top of the stack)")
+        for (frame, share), (leaf, own) in zip(profile["inclusive_percent"], profile["self_percent"], strict=True):
+            print(f"  {share:5.1f}% {frame[:58]:58} {own:5.1f}% {leaf[:58]}")
+    print("\nSPEC §9 targets:")
+    for row in report["targets"]:
+        print(f"  {'met ' if row['met'] else 'GAP '} {row['target']:44} {row['measured']:>10} (goal {row['goal']})")
 
 
 def print_routes(report: dict) -> None:

@@ -151,3 +151,6 @@ def test_kill_9_twenty_times_loses_and_doubles_nothing(tmp_path):
     assert server.stop() == 0
     assert prisme_lite.check(str(db)) == 0
     assert min(len(rows) for rows in acknowledged.values()) > 50
+    print(f"{ROUNDS} kill -9 rounds: acknowledged and stored once: " + ", ".join(
+        f"{len(rows)} {name}" for name, rows in acknowledged.items()
+    ) + f"; counter {count} (acknowledged {increments_acked}, sent {increments_sent})")  # fmt: skip
