@@ -3603,13 +3603,12 @@ def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
     """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
     reasons = {
         400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
-        415: "the body is not JSON",
-        409: "already recorded", 413: "body over the size limit", 429: "over a rate limit (Retry-After)",
-        503: "the database cannot take it now (disk full, writer stopped)",
+        409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
+        429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
     }  # fmt: skip
+    gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
     result = dict(success)
     for status in refusals:
-        gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
         if shape == "gif":
             content = gif
         elif shape == "Error":

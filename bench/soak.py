@@ -27,7 +27,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ROOT, count, free_port, http_json  # noqa: E402
+from bench import ROOT, count, create_tokens, http_json, start_server  # noqa: E402
 
 FAMILIES = ("pageview", "custom", "counter", "server", "widget")
 MIX = ["pageview"] * 12 + ["custom"] * 3 + ["counter"] * 2 + ["server"] * 1 + ["widget"] * 2  # of 20 requests
@@ -160,21 +160,9 @@ def plateau(samples: list[dict]) -> dict:
 def soak(args: argparse.Namespace) -> dict:
     work = tempfile.mkdtemp(prefix="prisme-soak-")
     db = os.path.join(work, "soak.db")
-    cli = [sys.executable, os.path.join(ROOT, "prisme_lite.py")]
     try:
-        tokens = {
-            scope: subprocess.run(
-                [*cli, "tokens", "create", "--scope", scope, "--db", db], capture_output=True, text=True, check=True
-            ).stdout.strip()
-            for scope in ("capture_publish", "track_public")
-        }  # fmt: skip
-        port = free_port()
-        server = subprocess.Popen(
-            [*cli, "serve", "--db", db, "--port", str(port), "--trust-proxy", "true", "--access-log", "false",
-             "--events-rate-limit", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        banner = [server.stdout.readline() for _ in range(5)]
+        tokens = create_tokens(db)
+        server, port, banner = start_server(db, "--trust-proxy", "true", "--events-rate-limit", "0")
         admin = banner[2].split(": ", 1)[1].strip()
         registration = {"clientName": "soak", "domainName": "localhost", "emailId": "soak@example.com"}
         client = http_json(port, "POST", "/api/v1/register", registration, Authorization=f"Bearer {admin}")
