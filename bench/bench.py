@@ -271,7 +271,8 @@ def run_routes(args: argparse.Namespace, work: str, baseline: dict) -> tuple[lis
         if name == "counter increment":  # each token counts once per 15 minutes: the rest answer the same count
             acknowledged = min(acknowledged, len(counter_tokens))
         # Stored may exceed acknowledged by the requests in flight when wrk stopped; "lost" must be 0.
-        result.update(name=name, stored=stored, acknowledged=acknowledged, lost=max(0, acknowledged - stored),
+        result.update(name=name, stored=stored, events_per_request=per_request, acknowledged=acknowledged,
+                      lost=max(0, acknowledged - stored),
                       ratio_to_baseline=round(result["requests_per_s"] / baseline["requests_per_s"], 3))  # fmt: skip
         results.append(result)
         print(f"  {name}: {result['requests_per_s']:.0f} req/s", file=sys.stderr)
@@ -538,8 +539,8 @@ def targets(report: dict) -> list[dict]:
         target("pixel p99", pixel["p99_ms"], 20, False, "ms")
         for name, route in routes.items():
             if name != "noscript pixel":
-                target(f"{name} / pixel (requests/s)", round(route["requests_per_s"] / pixel["requests_per_s"], 2),
-                       0.7, True, "")  # fmt: skip
+                events_per_s = route["requests_per_s"] * route.get("events_per_request", 1)
+                target(f"{name} / pixel (events/s)", round(events_per_s / pixel["requests_per_s"], 2), 0.7, True, "")
         target("acknowledged but lost", sum(route["lost"] for route in routes.values()), 0, False, "events")
         target("resident memory under load", report["server"]["peak_resident_mb"], 80, False, "MB")
     for dashboard in report.get("dashboard", []):
