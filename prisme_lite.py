@@ -434,11 +434,14 @@ class Writer:
         self.thread = threading.Thread(target=self._run, name="prisme-writer", daemon=True)
         self.thread.start()
 
+    def ensure_running(self) -> None:
+        if not self.thread.is_alive():
+            raise Unavailable("the database writer has stopped")
+
     def append(self, kind: str, record: dict) -> None:
         """Make `record` durable in the journal and return; the writer stores it in the database moments later."""
         line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
-        if not self.thread.is_alive():
-            raise Unavailable("the database writer has stopped")
+        self.ensure_running()
         with self.append_lock:
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
@@ -462,8 +465,7 @@ class Writer:
 
     def run(self, job: Callable[..., Any], *args: Any) -> Any:
         """Run `job(connection, *args)` in the writer's next transaction; return its result once committed."""
-        if not self.thread.is_alive():
-            raise Unavailable("the database writer has stopped")
+        self.ensure_running()
         future: Future = Future()
         self.jobs.put((job, args, future))
         try:
@@ -1656,8 +1658,7 @@ def healthcheck() -> Any:
     response.content_type = "application/json"
     try:
         ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
-        if not ctx.writer.thread.is_alive():
-            raise Unavailable("the database writer has stopped")
+        ctx.writer.ensure_running()
         if ctx.writer.failure:
             raise Unavailable(f"the database cannot take writes: {ctx.writer.failure}")
         disk = os.statvfs(os.path.dirname(os.path.abspath(ctx.config["db"])))
@@ -3948,14 +3949,16 @@ def openapi_document() -> dict:
     }  # fmt: skip
 
 
-OPENAPI_JSON = json.dumps(openapi_document())
+@functools.cache
+def openapi_json() -> str:
+    return json.dumps(openapi_document())
 
 
 @route("/api/v1/openapi.json")
 def openapi() -> Any:
     response.content_type = "application/json"
     response.set_header("Access-Control-Allow-Origin", "*")
-    return OPENAPI_JSON
+    return openapi_json()  # built on first request: commands that never serve it skip the work
 
 
 ###############################################################################
