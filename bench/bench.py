@@ -79,6 +79,12 @@ def wrk(url: str, script: str, seconds: int, connections: int) -> dict:
     }
 
 
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory now (VmRSS)."""
+    with open(f"/proc/{pid}/status") as status:
+        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) * 1024
+
+
 class MemoryWatch:
     """The highest resident size of a process, sampled every 0.2 s while it runs."""
 
@@ -90,9 +96,7 @@ class MemoryWatch:
     def sample(self) -> None:
         while self.running:
             try:
-                with open(f"/proc/{self.pid}/status") as status:
-                    kib = int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1))
-                self.highest = max(self.highest, kib * 1024)
+                self.highest = max(self.highest, resident_bytes(self.pid))
             except (OSError, AttributeError):
                 return
             time.sleep(0.2)
@@ -171,19 +175,10 @@ def fold_rate(db: str, events: int = 50_000) -> float:
     now, rng = prisme_lite.now_ms(), random.Random(2)
     started = time.monotonic()
     for n in range(events):
-        event = {
-            "ts": now + n, "site": "blog.example.com", "kind": "pageview", "name": None, "host": "blog.example.com",
-            "path": f"/post/{rng.randrange(3000)}", "referrer": "direct", "utm_source": None, "utm_medium": None,
-            "utm_campaign": None, "utm_term": None, "utm_content": None,
-            "visitor_id": f"prisme_{rng.getrandbits(64):016x}", "browser": "Chrome", "os": "Linux",
-            "device": "desktop", "country": "FR", "status": 200, "props": None,
-        }  # fmt: skip
-        while True:
-            try:
-                ctx.writer.append("web", event)
-                break
-            except prisme_lite.Unavailable:
-                time.sleep(0.05)
+        visitor = f"prisme_{rng.getrandbits(64):016x}"
+        event = pageview(ts=now + n, path=f"/post/{rng.randrange(3000)}", visitor_id=visitor, browser="Chrome",
+                         os="Linux", country="FR")  # fmt: skip
+        append_waiting(ctx, event)
     ctx.writer.flush()
     seconds = time.monotonic() - started
     ctx.close()
@@ -193,31 +188,32 @@ def fold_rate(db: str, events: int = 50_000) -> float:
 def measure_pixel(args: argparse.Namespace, work: str, db: str) -> dict:
     """Ingest on `db`, then on a fresh database in the same minute: the noscript pixel over HTTP, every request a
     new visitor (given visitor ids: a new session each), and the writer's own rate. Does ingest grow with size?"""
-    results: dict = {"full": [], "empty": []}
+    script = os.path.join(work, "pixel.lua")
+    with open(script, "w") as file:
+        file.write(
+            f"wrk.headers['User-Agent'] = {json.dumps(UA)}\nwrk.headers['Referer'] = 'http://localhost/a'\n"
+            "request = function() return wrk.format(nil, '/api/v1/noscript/events/pageviews?visitor-id=v' .."
+            " math.random(1, 1000000000)) end\n"
+        )
+    runs: dict[str, list[dict]] = {"full": [], "empty": []}
+    sql = "SELECT count(*) FROM events"
     for name, path in [("full", db), ("empty", os.path.join(work, "empty.db"))] * 2:  # alternating, best of two
         server, port, _banner = start_server(path, "--rate-limit", "0", "--threads", str(args.threads))
-        sql = "SELECT count(*) FROM events"
         before = settled(path, sql)
-        script = os.path.join(work, "pixel.lua")
-        with open(script, "w") as file:
-            file.write(
-                f"wrk.headers['User-Agent'] = {json.dumps(UA)}\nwrk.headers['Referer'] = 'http://localhost/a'\n"
-                "request = function() return wrk.format(nil, '/api/v1/noscript/events/pageviews?visitor-id=v' .."
-                " math.random(1, 1000000000)) end\n"
-            )
         result = wrk(f"http://127.0.0.1:{port}/", script, args.seconds, args.connections)
         result["lost"] = max(0, result["requests"] - result["non_2xx"] - (settled(path, sql) - before))
         server.terminate()
         server.wait()
         result["writer_events_per_s"] = fold_rate(path)
-        results[name].append(result)
+        runs[name].append(result)
         if name == "empty":
             for leftover in [p for p in os.listdir(work) if p.startswith("empty.db")]:
                 os.remove(os.path.join(work, leftover))
-    for name in ("full", "empty"):
-        runs = results.pop(name)
-        results[name] = {measure: max(run[measure] for run in runs) for measure in runs[0]}
-        results[name]["lost"] = sum(run["lost"] for run in runs)
+    results: dict = {
+        name: {**{measure: max(run[measure] for run in done) for measure in done[0]},
+               "lost": sum(run["lost"] for run in done)}
+        for name, done in runs.items()
+    }  # fmt: skip
     for measure in ("requests_per_s", "writer_events_per_s"):
         results[f"{measure}_ratio"] = round(results["full"][measure] / results["empty"][measure], 3)
     return results
@@ -288,6 +284,24 @@ def run_routes(args: argparse.Namespace, work: str, baseline: dict) -> tuple[lis
     }
 
 
+def pageview(**fields: object) -> dict:
+    """A stored pageview of blog.example.com as the writer takes it: `fields` over the defaults."""
+    return {
+        "site": "blog.example.com", "kind": "pageview", "name": None, "host": "blog.example.com", "referrer": "direct",
+        "utm_source": None, "utm_medium": None, "utm_campaign": None, "utm_term": None, "utm_content": None,
+        "device": "desktop", "status": 200, "props": None, **fields,
+    }  # fmt: skip
+
+
+def append_waiting(ctx: prisme_lite.Context, event: dict) -> None:
+    """Append to the journal; while the writer is too far behind, wait, as a client would retry."""
+    while True:
+        try:
+            return ctx.writer.append("web", event)
+        except prisme_lite.Unavailable:
+            time.sleep(0.05)
+
+
 def generate(db: str, events: int, now: int) -> float:
     """`events` pageviews over 30 days through the real storage code (the journal and the writer), as visits:
     a day-salted visitor reads 1 to 6 pages a minute or two apart; 3,000 paths, 300 referrers, 40 user agents."""
@@ -309,21 +323,13 @@ def generate(db: str, events: int, now: int) -> float:
         country = rng.choice(("FR", "US", "DE", "GB", "IN", "BR", "XX"))
         visit_start = now - 30 * 86_400_000 + n * step
         for page in range(min(rng.choice((1, 1, 1, 2, 2, 3, 4, 6)), events - n)):
-            event = {
-                "ts": int(visit_start + page * rng.randrange(20_000, 180_000)), "site": "blog.example.com",
-                "kind": "pageview", "name": None, "host": "blog.example.com", "path": rng.choice(paths),
-                "referrer": referrer if page == 0 else "direct",
-                "utm_source": "newsletter" if campaign else None, "utm_medium": "email" if campaign else None,
-                "utm_campaign": "november" if campaign else None, "utm_term": None, "utm_content": None,
-                "visitor_id": visitor, "browser": browser, "os": system, "device": "desktop", "country": country,
-                "status": 200, "props": None,
-            }  # fmt: skip
-            while True:
-                try:
-                    ctx.writer.append("web", event)
-                    break
-                except prisme_lite.Unavailable:  # the writer is behind: wait, as a client would retry
-                    time.sleep(0.05)
+            event = pageview(
+                ts=int(visit_start + page * rng.randrange(20_000, 180_000)), path=rng.choice(paths),
+                referrer=referrer if page == 0 else "direct", utm_source="newsletter" if campaign else None,
+                utm_medium="email" if campaign else None, utm_campaign="november" if campaign else None,
+                visitor_id=visitor, browser=browser, os=system, country=country,
+            )  # fmt: skip
+            append_waiting(ctx, event)
             n += 1
     ctx.writer.flush()
     ctx.close()

@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import ROOT, count, create_tokens, http_json, start_server  # noqa: E402
+from bench import ROOT, count, create_tokens, http_json, resident_bytes, start_server  # noqa: E402
 
 FAMILIES = ("pageview", "custom", "counter", "server", "widget")
 MIX = ["pageview"] * 12 + ["custom"] * 3 + ["counter"] * 2 + ["server"] * 1 + ["widget"] * 2  # of 20 requests
@@ -126,11 +125,6 @@ class Load:
             f"&analytics_id=a{rng.randrange(10**9)}&pics=8&segments[]=plan:{rng.choice(['free', 'pro'])}"
         )
         return self.request(conn, "GET", path, None, headers)[0], 1
-
-
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return int(re.search(r"VmRSS:\s+(\d+)", status.read()).group(1)) * 1024
 
 
 def file_size(path: str) -> int:
