@@ -12,26 +12,30 @@ import argparse
 import csv
 import datetime
 import errno
+import fcntl
 import functools
 import gzip
 import hashlib
 import hmac
 import io
 import ipaddress
+import itertools
 import json
 import logging
 import math
 import os
 import queue
 import re
+import resource
 import secrets
 import signal
+import socket
 import sqlite3
 import sys
 import threading
 import time
 import tomllib
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -87,6 +91,9 @@ WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
 WAL_LIMIT = 64 << 20  # bytes of -wal file before the writer truncates it (see Writer._checkpoint)
 MAINTENANCE_INTERVAL = 60.0  # seconds between the writer's clean-ups (expired counter claims)
 ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
+THREADS_DEFAULT = 2  # Python threads under granian: two, so a slow dashboard query never stalls ingest (bench/run)
+LISTEN_BACKLOG = 1024
+MAX_CONNECTIONS = 10_000  # open connections at once (granian); the file limit is raised to match at start
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
 
 BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
@@ -166,9 +173,18 @@ SETTINGS: dict[str, Setting] = {
     "session_timeout": Setting(
         30, "int", "minutes of inactivity after which a visitor's next pageview opens a new session", 1, 24 * 60
     ),
-    "threads": Setting(8, "int", "HTTP worker threads", 1, 256),
+    "server": Setting(
+        "granian",
+        "choice",
+        "HTTP server: granian (Rust, the fast default) or waitress (pure Python: `pip install waitress`)",
+        choices=("granian", "waitress"),
+    ),
+    "threads": Setting(THREADS_DEFAULT, "int", "Python threads that run requests (waitress: 8 is better)", 1, 256),
     "pin_cpu": Setting(
-        True, "bool", "keep the server on one CPU core: threaded Python servers run up to 2x faster so", None
+        False, "bool", "keep the server on one CPU core (helps waitress on a 2-core machine; granian needs 2)", None
+    ),
+    "header_timeout": Setting(
+        10, "int", "seconds a client has to send a request's headers, idle keep-alive included (granian)", 1, 3600
     ),
     "synchronous": Setting(
         "normal",
@@ -354,13 +370,18 @@ def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
     return conn
 
 
-def open_database(path: str) -> None:
-    """Create the database or bring its schema up to date; refuse one written by a newer prisme_lite."""
+def check_writable(path: str) -> None:
+    """One line for a database that cannot be written: its directory missing, or the file or directory read-only."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ConfigError(f"db: directory {directory} does not exist")
     if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise ConfigError(f"db: {path} is read-only (prisme-lite writes the database, its WAL and its journal)")
+
+
+def open_database(path: str) -> None:
+    """Create the database or bring its schema up to date; refuse one written by a newer prisme_lite."""
+    check_writable(path)
     try:
         conn = connect(path)
     except sqlite3.Error as error:
@@ -1055,16 +1076,23 @@ class RateLimiter:
 
 
 def read_body(environ: dict, limit: int) -> bytes:
-    """The request body, refused with 413 beyond `limit` bytes before it is read."""
+    """The request body, refused with 413 beyond `limit` bytes: before it is read when its length is declared, and
+    after `limit` + 1 bytes when it is not (a chunked body)."""
+    declared = environ.get("CONTENT_LENGTH")
+    if not declared:
+        data = environ["wsgi.input"].read(limit + 1) if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "") else b""
+        if len(data) > limit:
+            raise Rejected(413, f"request body is over the limit of {limit} bytes")
+        return data
     try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        length = int(declared) if declared.isascii() and len(declared) <= 18 else None
     except ValueError:
-        raise Rejected(400, "Content-Length is not a number") from None
+        length = None
+    if length is None:
+        raise Rejected(400, "Content-Length is not a number")
     if length > limit:
         raise Rejected(413, f"request body of {length} bytes is over the limit of {limit} bytes")
-    if length <= 0:
-        return b""
-    return environ["wsgi.input"].read(length)
+    return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
 def parse_json(data: bytes, what: str = "body") -> Any:
@@ -1290,33 +1318,74 @@ def redirect_target() -> Any:
 class RequestLog:
     """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
 
-    def __init__(self, app: Callable, access_log: bool):
+    def __init__(self, app: Callable, access_log: AccessLog | None):
         self.app = app
         self.access_log = access_log
-        self.logger = logging.getLogger("prisme_lite.access")
+        # Request ids: a random prefix for this process and a counter, cheaper than 8 random bytes per request.
+        self.ids = map(f"{secrets.randbits(32):08x}{{:08x}}".format, itertools.count())
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
-        request_id = secrets.token_hex(8)
+        request_id = next(self.ids)
         environ["prisme.request_id"] = request_id
         started = time.perf_counter()
         status_line = ["-"]
 
         def start(status: str, headers: list, exc_info: Any = None) -> Any:
             headers.append(("X-Request-Id", request_id))
-            status_line[0] = status.split(" ", 1)[0]
+            status_line[0] = status[:3]
             return start_response(status, headers, exc_info)
 
         result = self.app(environ, start)
         if self.access_log:
-            self.logger.info(
-                "%s %s %s %.1fms %s",
-                environ.get("REQUEST_METHOD"),
-                environ.get("PATH_INFO"),
+            self.access_log.write(
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("PATH_INFO", "-"),
                 status_line[0],
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
         return result
+
+
+class AccessLog:
+    """Access-log lines to standard error, written together a few times a second rather than one write(2) each."""
+
+    FLUSH_INTERVAL = 0.2  # seconds
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.lines: deque[str] = deque()  # appended by request threads, emptied by this one's thread: both atomic
+        self.stamp = (0, "")
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="prisme-access-log", daemon=True)
+        self.thread.start()
+
+    def write(self, method: str, path: str, status: str, ms: float, request_id: str) -> None:
+        second = int(time.time())
+        if self.stamp[0] != second:
+            self.stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        if not path.isprintable() or " " in path:  # one request is one line, whatever its path holds
+            path = path.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+        line = f"{self.stamp[1]} prisme_lite.access {method[:16]} {path[:2048]} {status} {ms:.1f}ms {request_id}\n"
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        lines = [self.lines.popleft() for _ in range(len(self.lines))]
+        if lines:
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # standard error closed: nothing to log to
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.FLUSH_INTERVAL):
+            self.flush()
 
 
 def json_error_page(error: bottle.HTTPError) -> str:
@@ -4167,46 +4236,205 @@ def pin_to_one_cpu() -> int | None:
     return cpus[-1]
 
 
-def serve(config: dict) -> int:
-    import waitress.server
+def lock_database(db: str) -> int:
+    """Hold an exclusive lock on DB.lock for the life of this process; the kernel lets go at exit, kill -9 included.
 
+    Two servers on one database would both replay and fold the same journal, storing its events twice.
+    """
+    check_writable(db)
+    try:
+        fd = os.open(os.path.abspath(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise ConfigError(f"db: cannot create {db}.lock beside the database: {error.strerror}") from None
+    holder = lock_holder(fd, fcntl.LOCK_EX)
+    if holder:
+        os.close(fd)
+        raise ConfigError(f"{db} is in use by another prisme-lite server (pid {holder}): stop it first")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def lock_holder(fd: int, mode: int) -> str | None:
+    """Take the lock of `fd` in `mode` without waiting: None when taken, else the pid its holder wrote in it."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 20, 0).decode("ascii", "replace").strip() or "unknown"
+
+
+def refuse_while_served(db: str, command: str) -> None:
+    """One line instead of `command` changing rows under a running server's writer, which caches and folds them."""
+    try:
+        fd = os.open(os.path.abspath(db) + ".lock", os.O_RDONLY)
+    except OSError:
+        return  # no server ever ran here
+    try:
+        holder = lock_holder(fd, fcntl.LOCK_SH)
+    finally:
+        os.close(fd)
+    if holder:
+        raise ConfigError(
+            f"{command}: a server (pid {holder}) is running on {db}; stop it first"
+            " (with retention_days set, the server prunes by itself)"
+        )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here so that a port in use is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        in_use = error.errno == errno.EADDRINUSE
+        hint = " (another program is listening there: pick another with --port)" if in_use else ""
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}{hint}") from None
+    sock.listen(LISTEN_BACKLOG)
+    return sock
+
+
+def granian_callback(app: Callable) -> Callable:
+    """What granian's Rust worker calls per request: the WSGI app, with the environ built from the request alone.
+
+    granian's own wrapper copies the whole process environment into every request's environ; this does not.
+    """
+    base = {
+        "SCRIPT_NAME": "",
+        "SERVER_SOFTWARE": "prisme-lite",
+        "wsgi.errors": sys.stderr,
+        "wsgi.input_terminated": True,
+        "wsgi.multiprocess": False,
+        "wsgi.multithread": True,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+
+    from granian.wsgi import ResponseIterWrap
+
+    def call(protocol: Any, scope: dict) -> int:
+        answer: list = [200, []]
+
+        def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+            answer[0], answer[1] = int(status[:3]), headers
+
+        body = app(base | scope, start_response)
+        if isinstance(body, list):
+            protocol.response_bytes(answer[0], answer[1], b"".join(body))
+        else:  # a stream (an export): sent as it is produced, never held whole
+            protocol.response_iter(answer[0], answer[1], ResponseIterWrap(body))
+        return answer[0]
+
+    return call
+
+
+def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
+    """Serve `app` on the listening `sock` until SIGTERM or SIGINT.
+
+    granian's Rust worker runs inside this process (not in a child, as its command line would): the rate limiter,
+    the writer and the caches live in one process, and a kill -9 of this pid leaves nothing behind. Its event loop
+    holds idle and slow connections without a Python thread each; `threads` Python threads run the requests.
+    """
+    signal.signal(signal.SIGTERM, stop_on_signal)  # SIGINT already raises KeyboardInterrupt
+    if config["server"] == "waitress":
+        import waitress.server
+
+        server = waitress.server.create_server(
+            app,
+            sockets=[sock],
+            threads=config["threads"],
+            ident="prisme-lite",
+            max_request_body_size=config["max_body_bytes"] + 1024,
+            clear_untrusted_proxy_headers=False,
+        )
+        try:
+            server.run()  # returns after SIGTERM or Ctrl-C, once the worker threads have finished their requests
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+        return
+    from granian._futures import _new_cbscheduler
+    from granian._granian import SocketHolder, WorkerSignal, WSGIWorker
+    from granian._loops import loops
+    from granian.http import HTTP1Settings
+
+    shutdown = WorkerSignal()
+    worker = WSGIWorker(
+        1,
+        (None, SocketHolder(os.dup(sock.fileno()), False, LISTEN_BACKLOG)),  # granian closes the one it holds
+        None,
+        threads=1,  # the Rust runtime's threads: one does the HTTP of this machine's ceiling (bench/run)
+        py_threads=config["threads"],
+        # granian takes one of these permits per open connection, idle ones included: 128 (its default) idle
+        # sockets would lock every other client out until header_timeout. Requests still queue for `threads`.
+        backpressure=MAX_CONNECTIONS,
+        http_mode="1",
+        http1_opts=HTTP1Settings(
+            header_read_timeout=config["header_timeout"] * 1000,
+            keep_alive=True,
+            max_buffer_size=65_536,
+            pipeline_flush=False,
+        ),
+    )
+    loop = loops.get("auto")
+    try:
+        worker.serve_mtr(_new_cbscheduler(loop, granian_callback(app), impl_asyncio=False), loop, shutdown)
+        threading.Event().wait()  # the Rust worker serves on threads of its own until a signal ends this wait
+    except KeyboardInterrupt:
+        pass
+    finally:
+        shutdown.set()
+
+
+def stop_on_signal(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def raise_file_limit() -> None:
+    """Each open connection is a file descriptor: allow as many as the hard limit lets, up to MAX_CONNECTIONS."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 256 if hard == resource.RLIM_INFINITY else min(hard, MAX_CONNECTIONS + 256)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def serve(config: dict) -> int:
+    lock = lock_database(config["db"])
+    raise_file_limit()
     cpu = pin_to_one_cpu() if config["pin_cpu"] else None  # before any thread starts: threads inherit it
+    sock = listen(config["host"], config["port"])
     app = make_app(config)
     ctx: Context = app.ctx
     token = ctx.admin_token()
-    server = waitress.server.create_server(
-        RequestLog(app, config["access_log"]),
-        host=config["host"],
-        port=config["port"],
-        threads=config["threads"],
-        ident="prisme-lite",
-        max_request_body_size=config["max_body_bytes"] + 1024,
-        clear_untrusted_proxy_headers=False,
-    )
-    base_url = f"http://{server.effective_host}:{server.effective_port}"
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
+    host, port = sock.getsockname()[:2]
+    base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     parse_user_agent("Mozilla/5.0")  # compile user-agents' regexes now, not during the first visitor's request
     origins = sorted(set(config["origins"]) | set(stored_origins(ctx.read())))
-    signal.signal(signal.SIGTERM, stop)
+    access_log = AccessLog() if config["access_log"] else None
+    signal.signal(signal.SIGTERM, stop_on_signal)  # from here on, a stop is a clean one
     try:
         print(
-            f"prisme-lite {__version__} listening on {base_url} (database {config['db']}"
+            f"prisme-lite {__version__} listening on {base_url} (database {config['db']}, {config['server']}"
             f"{f', pinned to CPU {cpu}' if cpu is not None else ''})\n"
             f"registered origins: {', '.join(origins) or 'none (add one with `prisme-lite origins add HOST`)'}\n"
             f"admin token: {token}\n"
             f"paste this into a page of a registered origin to count its visits:\n{embed_snippet(base_url)}",
             flush=True,
         )
-        server.run()  # returns after SIGTERM or Ctrl-C, once the worker threads have finished their requests
+        run_http_server(RequestLog(app, access_log), sock, config)
     except KeyboardInterrupt:
         pass  # a stop that came before the server loop started: nothing was in flight
     finally:
-        server.close()
+        sock.close()
         ctx.close()  # commits whatever the writer still holds
+        if access_log:
+            access_log.close()
         log.info("stopped")
+        os.close(lock)
     return 0
 
 
@@ -4303,6 +4531,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             days = args.older_than if args.older_than is not None else config["retention_days"]
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
+            refuse_while_served(config["db"], "prune")
             cutoff, deleted = retention_cutoff(now_ms(), days), 0
             while batch := prune_batch(conn, cutoff):  # autocommit: each batch is its own short transaction
                 deleted += batch

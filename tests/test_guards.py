@@ -1,5 +1,6 @@
 """Guards (SPEC §2): rate limit, body limits, JSON errors, request ids, access log."""
 
+import io
 import logging
 import re
 import sqlite3
@@ -149,17 +150,22 @@ def test_an_unexpected_failure_is_a_json_500_whose_request_id_is_in_the_log(clie
     assert any(request_id in record.getMessage() and "boom" in record.getMessage() for record in caplog.records)
 
 
-def test_every_response_has_a_request_id_and_one_access_log_line(server, caplog):
+def test_every_response_has_a_request_id_and_one_access_log_line(server):
     import webtest
 
-    client = webtest.TestApp(prisme_lite.RequestLog(server.app, access_log=True))
-    with caplog.at_level(logging.INFO, logger="prisme_lite.access"):
-        ids = [client.get(path, expect_errors=True).headers["X-Request-Id"] for path in ("/api/v1/healthcheck", "/x")]
-    assert len(set(ids)) == 2
-    lines = [record.getMessage() for record in caplog.records if record.name == "prisme_lite.access"]
-    assert len(lines) == 2
+    stream = io.StringIO()
+    access_log = prisme_lite.AccessLog(stream)
+    client = webtest.TestApp(prisme_lite.RequestLog(server.app, access_log))
+    paths = ("/api/v1/healthcheck", "/x", "/a%0Afake%20200%1B[31m")
+    ids = [client.get(path, expect_errors=True).headers["X-Request-Id"] for path in paths]
+    access_log.close()
+    assert len(set(ids)) == 3
+    lines = [line.split(" prisme_lite.access ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert len(lines) == 3
     assert re.fullmatch(rf"GET /api/v1/healthcheck 200 \d+\.\dms {ids[0]}", lines[0])
     assert re.fullmatch(rf"GET /x 404 \d+\.\dms {ids[1]}", lines[1])
+    # A path cannot forge a line of its own, nor send escapes to a terminal (SPEC §2: one request, one line).
+    assert re.fullmatch(rf"GET /a\\nfake\\x20200\\x1b\[31m 404 \d+\.\dms {ids[2]}", lines[2])
 
 
 def test_a_bad_content_length_is_a_400_and_a_negative_one_reads_nothing():

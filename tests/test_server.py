@@ -1,6 +1,7 @@
 """Real-process tests: `prisme-lite serve` on a free loopback port, spoken to over HTTP (SPEC §1, §8)."""
 
 import http.client
+import json
 import os
 import random
 import socket
@@ -10,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import CHROME, cli, command
+from conftest import CHROME, cli, command, new_token
 
 import prisme_lite
 
@@ -57,8 +58,9 @@ def stored_paths(db):
         return [row[0] for row in conn.execute("SELECT path FROM events")]
 
 
-def test_the_demo_banner_serves_a_pixel_and_the_healthcheck(run, tmp_path):
-    process = run()
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_the_demo_banner_serves_a_pixel_and_the_healthcheck(run, tmp_path, server):
+    process = run("--server", server)
     assert process.banner[2].startswith("admin token: pla_")
     assert process.banner[4].startswith(f'<img src="http://127.0.0.1:{process.port}/api/v1/noscript/events/pageviews"')
     conn = process.connection()
@@ -76,8 +78,9 @@ def test_the_demo_banner_serves_a_pixel_and_the_healthcheck(run, tmp_path):
     assert "GET /api/v1/noscript/events/pageviews 200" in (tmp_path / "prisme.log").read_text()
 
 
-def test_sigterm_keeps_every_acknowledged_event(run, tmp_path):
-    process = run("--rate-limit", "0")
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_sigterm_keeps_every_acknowledged_event(run, tmp_path, server):
+    process = run("--rate-limit", "0", "--server", server)
     acknowledged = []
     workers = load(process, threads=8, per_thread=150, acknowledged=acknowledged)
     for worker in workers:
@@ -192,3 +195,107 @@ def test_a_database_in_a_missing_directory_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"prisme-lite: db: directory {tmp_path / 'nowhere'} does not exist\n"
     assert os.listdir(tmp_path) == []
+
+
+def test_a_second_server_on_the_same_database_exits_at_once_naming_the_first(run, tmp_path):
+    first = run("--rate-limit", "0")
+    second = cli("serve", "--port", "0", db=tmp_path / "prisme.db", timeout=30)
+    assert second.returncode == 2
+    assert second.stderr == (
+        f"prisme-lite: {tmp_path / 'prisme.db'} is in use by another prisme-lite server (pid {first.proc.pid}):"
+        " stop it first\n"
+    )
+    pruned = cli("prune", "--older-than", "30", db=tmp_path / "prisme.db")
+    assert (pruned.returncode, pruned.stdout) == (2, "")
+    assert pruned.stderr.startswith(f"prisme-lite: prune: a server (pid {first.proc.pid}) is running on ")
+    assert pageview(first.connection(), "/still-one") == 200
+    assert first.stop() == 0
+    assert stored_paths(tmp_path / "prisme.db") == ["/still-one"]
+    again = run("--rate-limit", "0")  # the lock ends with its server, a kill -9 included
+    again.proc.kill()
+    again.proc.wait()
+    assert run("--rate-limit", "0").stop() == 0
+
+
+def test_a_port_in_use_is_one_line_naming_it(run, tmp_path):
+    first = run()
+    taken = cli("serve", "--port", str(first.port), db=tmp_path / "other.db", timeout=30)
+    assert taken.returncode == 2
+    assert taken.stderr == (
+        f"prisme-lite: cannot listen on 127.0.0.1:{first.port}: Address already in use"
+        " (another program is listening there: pick another with --port)\n"
+    )
+
+
+def test_hundreds_of_idle_and_trickling_connections_do_not_stop_other_clients(run):
+    """SPEC §2: 500 sockets that send nothing, or a byte now and then, leave the server to everyone else; the
+    header timeout then closes them."""
+    process = run("--header-timeout", "2")
+    idle = [socket.create_connection(("127.0.0.1", process.port), timeout=10) for _ in range(500)]
+    for sock in idle[:100]:
+        sock.sendall(b"GET /api/v1/healthcheck HTTP/1.1\r\nHo")  # never finished
+    conn = process.connection()
+    assert pageview(conn, "/served") == 200
+    conn.close()
+    deadline = time.monotonic() + 30
+    for sock in idle:  # every one is closed by the server (EOF) within the timeout, never answered
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        assert sock.recv(1024) == b""
+        sock.close()
+    assert process.stop() == 0
+
+
+def test_content_length_with_chunked_encoding_is_answered_then_closed(run, tmp_path):
+    """RFC 9112 §6.1: a request with both may be a smuggling attempt; the connection must not be reused."""
+    process = run("--rate-limit", "0")
+    sock = socket.create_connection(("127.0.0.1", process.port), timeout=10)
+    sock.sendall(
+        b"POST /api/v1/events/pageviews HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+        b"Origin: http://localhost\r\nX-Prisme-Referrer: http://localhost/both\r\nUser-Agent: " + CHROME.encode()
+        + b"\r\n\r\n0\r\n\r\n"
+    )  # fmt: skip
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nconnection: close\r\n" in received.lower()
+    assert process.stop() == 0
+    assert stored_paths(tmp_path / "prisme.db") == ["/both"]
+
+
+def test_a_chunked_body_is_read_and_held_to_max_body_bytes(run, tmp_path):
+    process = run("--rate-limit", "0", "--max-body-bytes", "2048")
+    token = new_token(tmp_path / "prisme.db", "capture_publish")
+
+    def send(body):
+        conn = process.connection()
+        conn.request(
+            "POST", "/events", body=iter([body]), encode_chunked=True,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+
+    event = b'{"label": "View", "customer": {"id": "c1"}, "content_item": {"id": "chunked"}}'
+    assert send(event)[0] == 202
+    status, content_type, body = send(b'{"label": "View", "pad": "' + b"x" * 3000 + b'"}')
+    assert (status, content_type) == (413, "application/json")
+    assert json.loads(body) == {"error": "request body is over the limit of 2048 bytes"}
+    assert process.stop() == 0
+    with sqlite3.connect(tmp_path / "prisme.db") as conn:
+        assert conn.execute("SELECT content_id FROM server_events").fetchall() == [("chunked",)]
+
+
+def test_an_export_streams_through_the_server(run, tmp_path):
+    process = run("--rate-limit", "0")
+    conn = process.connection()
+    for n in range(50):
+        assert pageview(conn, f"/p{n}") == 200
+    token = cli("admin-token", db=tmp_path / "prisme.db").stdout.strip()
+    conn.request("GET", "/api/v1/export?format=ndjson", headers={"Authorization": f"Bearer {token}"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert sorted(json.loads(line)["path"] for line in response.read().splitlines()) == sorted(
+        f"/p{n}" for n in range(50)
+    )
+    assert process.stop() == 0
