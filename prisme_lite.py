@@ -94,6 +94,7 @@ ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a r
 THREADS_DEFAULT = 2  # Python threads under granian: two, so a slow dashboard query never stalls ingest (bench/run)
 LISTEN_BACKLOG = 1024
 MAX_CONNECTIONS = 10_000  # open connections at once (granian); the file limit is raised to match at start
+URL_CACHE_SIZE = 2048  # page URLs parsed and origins' hosts: a site's pageviews repeat a few hundred pages
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
 
 BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
@@ -816,6 +817,7 @@ class OriginRegistry:
         self.loaded_at = time.monotonic()
 
 
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
 def host_of(url: str) -> str | None:
     """The lower-cased host of an absolute URL of any scheme, or None."""
     try:
@@ -851,6 +853,7 @@ def split_http_url(value: str | None, what: str) -> tuple[Any, str]:
     return parts, host.rstrip(".")
 
 
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's visitors see the same pages: most requests hit the cache
 def parse_page_url(value: str | None) -> Page:
     """The page of an event: host, normalised path, and utm_* (ref as utm_source); the rest of the query is dropped."""
     if not value:
@@ -936,6 +939,8 @@ def countable_agent(environ: dict) -> tuple[str, Agent]:
 
 def query_pairs(environ: dict) -> list[tuple[str, str]]:
     """The query string as (name, value) pairs decoded as UTF-8 (Bottle's request.query decodes Latin-1)."""
+    if not environ.get("QUERY_STRING"):
+        return []  # the common pixel
     try:
         return parse_qsl(
             environ.get("QUERY_STRING", ""), keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
