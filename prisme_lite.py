@@ -3606,6 +3606,14 @@ def html_page(title: str, body: str, status: int = 200) -> str:
     return PAGE.format(title=title, body=body)
 
 
+@route("/")
+def home() -> str:
+    """A person who opens the server's address wants the dashboard."""
+    response.status = 302
+    response.set_header("Location", "/dashboard")
+    return ""
+
+
 @route("/dashboard")
 def dashboard() -> str:
     ctx: Context = request.app.ctx
@@ -3951,6 +3959,10 @@ def openapi_document() -> dict:
                     "application/json": {"schema": schema_ref("Error")}}},
             },
         }},
+        "/": {"get": {
+            "tags": ["read"], "summary": "to the dashboard", "security": [],
+            "responses": {"302": {"description": "to /dashboard", "headers": {"Location": {"schema": {}}}}},
+        }},
         "/dashboard": {"get": {
             "tags": ["read"], "summary": "the dashboard, or its login page", "security": [],
             "responses": ok("a page", "text/html"),
@@ -4230,6 +4242,17 @@ def embed_snippet(base_url: str) -> str:
     )
 
 
+def banner_token(ctx: Context) -> str:
+    """The admin token on the first start only: under systemd the banner ends up in the journal, every start."""
+    if ctx.config["admin_token"]:
+        return "the admin_token of your configuration"
+    token = ctx.admin_token()
+    if get_meta(ctx.read(), "admin_token_shown"):
+        return f"printed on the first start only; `prisme-lite admin-token --db {ctx.config['db']}` prints it again"
+    ctx.writer.run(set_meta, "admin_token_shown", "1")
+    return token
+
+
 def pin_to_one_cpu() -> int | None:
     """Run on one core: threaded Python servers lose up to half their throughput to the GIL moving between cores."""
     if not hasattr(os, "sched_setaffinity"):
@@ -4388,7 +4411,10 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
     loop = loops.get("auto")
     try:
         worker.serve_mtr(_new_cbscheduler(loop, granian_callback(app), impl_asyncio=False), loop, shutdown)
-        threading.Event().wait()  # the Rust worker serves on threads of its own until a signal ends this wait
+        # The Rust worker serves on threads of its own. A signal may be delivered to any of them, and then Python
+        # runs its handler only when this thread next wakes: so it wakes a few times a second.
+        while True:
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
@@ -4414,7 +4440,6 @@ def serve(config: dict) -> int:
     sock = listen(config["host"], config["port"])
     app = make_app(config)
     ctx: Context = app.ctx
-    token = ctx.admin_token()
     host, port = sock.getsockname()[:2]
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     parse_user_agent("Mozilla/5.0")  # compile user-agents' regexes now, not during the first visitor's request
@@ -4426,8 +4451,9 @@ def serve(config: dict) -> int:
             f"prisme-lite {__version__} listening on {base_url} (database {config['db']}, {config['server']}"
             f"{f', pinned to CPU {cpu}' if cpu is not None else ''})\n"
             f"registered origins: {', '.join(origins) or 'none (add one with `prisme-lite origins add HOST`)'}\n"
-            f"admin token: {token}\n"
-            f"paste this into a page of a registered origin to count its visits:\n{embed_snippet(base_url)}",
+            f"admin token: {banner_token(ctx)}\n"
+            f"paste this into a page of a registered origin to count its visits:\n{embed_snippet(base_url)}\n"
+            f"the dashboard: {base_url}/dashboard (log in with the admin token)",
             flush=True,
         )
         run_http_server(RequestLog(app, access_log), sock, config)

@@ -78,6 +78,29 @@ def test_the_demo_banner_serves_a_pixel_and_the_healthcheck(run, tmp_path, serve
     assert "GET /api/v1/noscript/events/pageviews 200" in (tmp_path / "prisme.log").read_text()
 
 
+def test_the_banner_leads_to_the_dashboard_and_shows_the_admin_token_on_the_first_start_only(run, tmp_path):
+    first = run()
+    token = first.banner[2].removeprefix("admin token: ").strip()
+    assert token.startswith("pla_")
+    assert (
+        first.proc.stdout.readline()
+        == f"the dashboard: http://127.0.0.1:{first.port}/dashboard (log in with the admin token)\n"
+    )
+    conn = first.connection()
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert (response.status, response.getheader("Location"), response.read()) == (302, "/dashboard", b"")
+    assert first.stop() == 0
+    again = run()  # under systemd the banner goes to the journal: the token is not printed again
+    assert again.banner[2] == (
+        f"admin token: printed on the first start only; `prisme-lite admin-token --db {tmp_path / 'prisme.db'}`"
+        " prints it again\n"
+    )
+    assert token not in "".join(again.banner)
+    assert cli("admin-token", db=tmp_path / "prisme.db").stdout == token + "\n"
+    assert again.stop() == 0
+
+
 @pytest.mark.parametrize("server", ["granian", "waitress"])
 def test_sigterm_keeps_every_acknowledged_event(run, tmp_path, server):
     process = run("--rate-limit", "0", "--server", server)
