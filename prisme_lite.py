@@ -1941,7 +1941,13 @@ def issue_counter_token(ctx: Context) -> dict:
 @route("/api/v1/<action_id>/<page_id>/increment", "POST")
 @api("json", rate_limited=True)
 def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
-    body = json_object(request.environ, ctx.config["max_body_bytes"])
+    # The seed: 400 for a missing body, 401 for a body without a (valid) token.
+    raw = read_body(request.environ, ctx.config["max_body_bytes"])
+    if not raw.strip():
+        raise Rejected(400, 'body is missing: send {"token": "<a token from /api/v1/token>"}')
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise Rejected(400, "body must be a JSON object")
     token = body.get("token")
     if token is not None and not isinstance(token, str):
         raise Rejected(400, "token must be a string")

@@ -237,6 +237,21 @@ def test_increment_and_value_errors(client, registered, clock):
         "error": "token must be a string"
     }
     assert client.post_json("/api/v1/likes/intro/increment", {}, status=401).json["error"].startswith("token missing")
+    assert increment(client, token).json == {"count": 1}  # nothing above counted
+
+
+def test_an_increment_without_a_body_is_400_and_a_body_without_a_token_401(server, client, registered):
+    """The seed: 400 when "the request body is missing", 401 when "the token is invalid or missing"."""
+    for headers in ({}, {"Content-Type": "application/json"}):
+        missing = client.post("/api/v1/likes/intro/increment", headers=headers, status=400)
+        assert missing.json == {"error": 'body is missing: send {"token": "<a token from /api/v1/token>"}'}
+    assert client.post("/api/v1/likes/intro/increment", "  \n", status=400).json["error"].startswith("body is missing")
+    assert client.post_json("/api/v1/likes/intro/increment", [], status=400).json == {
+        "error": "body must be a JSON object"
+    }
+    assert client.post_json("/api/v1/likes/intro/increment", {}, status=401).json["error"].startswith("token missing")
+    assert client.post_json("/api/v1/likes/intro/increment", {"other": 1}, status=401)
+    assert server.rows("SELECT * FROM counters") == []
     assert increment(client, "not.a.jwt", status=401).json == {"error": "token is not a valid JWT"}
     assert client.get("/api/v1/likes/intro/value", status=401).json["error"].startswith("token missing")
     assert client.get("/api/v1/likes/intro/value", headers={"Authorization": "Bearer x.y.z"}, status=401)
