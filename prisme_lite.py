@@ -4464,6 +4464,15 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         + " ORDER BY cl.domain, c.action_id, c.page_id",
         params,
     ).fetchall()
+    if args.action == "show":
+        # A counter that is configured but was never incremented is there all the same, at 0.
+        counted = {row[1] for row in rows}
+        configured = conn.execute(
+            "SELECT domain, id, ?, ?, 0 FROM counter_clients WHERE ? IN (SELECT value FROM json_each(action_ids))"
+            " AND ? IN (SELECT value FROM json_each(page_ids))" + (" AND id = ?" if args.client else ""),
+            [args.action_id, args.page_id, args.action_id, args.page_id, *([args.client] if args.client else [])],
+        ).fetchall()
+        rows = sorted([*rows, *(row for row in configured if row[1] not in counted)])
     if not rows:
         print(
             "no counters" + (" match" if where else " yet: configure some with POST /api/v1/configure"), file=sys.stderr

@@ -379,3 +379,19 @@ def test_counters_list_and_show_on_the_command_line(server, client, registered, 
     assert len(shown) == 31 and shown[-1].endswith("  2")  # 30 days, today last
     assert prisme_lite.main(["counters", "list", "--client", "cl_nobody", "--db", db]) == 1
     assert capsys.readouterr().err == "no counters match\n"
+
+
+def test_a_configured_counter_never_incremented_shows_0(server, client, registered, admin, capsys):
+    db = server.config["db"]
+    increment(client, token_for(client))  # likes on intro: 1; likes on guide is configured and never counted
+    server.ctx.writer.flush()
+    assert prisme_lite.main(["counters", "show", "likes", "guide", "--db", db]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"likes on guide at blog.example.com ({registered['clientId']}): 0 in all"
+    assert len(shown) == 31 and all(line.endswith("  0") for line in shown[1:])
+    assert prisme_lite.main(["counters", "show", "likes", "guide", "--client", registered["clientId"], "--db", db]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(": 0 in all")
+    # Not configured (an unknown page, an unknown action, another client): still no counter.
+    for args in (["likes", "outro"], ["shares", "guide"], ["likes", "guide", "--client", "cl_nobody"]):
+        assert prisme_lite.main(["counters", "show", *args, "--db", db]) == 1
+        assert capsys.readouterr().err == "no counters match\n"
