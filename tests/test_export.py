@@ -5,7 +5,9 @@ import io
 import json
 import sqlite3
 
+import pytest
 import webtest
+from conftest import CHROME
 
 import prisme_lite
 
@@ -179,3 +181,76 @@ def test_an_export_piped_into_head_ends_quietly(server):
     )  # fmt: skip
     assert pipeline.stdout.startswith("time,id,ts,") and pipeline.stdout.count("\n") == 2
     assert pipeline.stderr == ""  # no "Broken pipe"
+
+
+def send_one_of_each_family(server):
+    """Real rows of every export kind, each through its own API: web events (and so a session), server events, a
+    widget beacon and a checkout."""
+    client = server.client
+    page = {
+        "User-Agent": CHROME,
+        "Origin": "https://blog.example.com",
+        "X-Prisme-Referrer": "https://blog.example.com/a",
+    }
+    client.post("/api/v1/events/pageviews", headers=page, status=200)
+    client.post_json("/api/v1/events/custom/signup", {"plan": "pro"}, headers=page, status=200)
+    text = {**page, "Content-Type": "text/plain"}
+    client.post("/api/v1/events/outbound-links", "https://other.example.org/x", headers=text, status=200)
+    client.post("/api/v1/events/file-downloads", "https://blog.example.com/f.pdf", headers=text, status=200)
+    with sqlite3.connect(server.config["db"]) as conn:
+        capture = prisme_lite.create_access_token(conn, ["capture_publish"], "backend")[1]
+        public = prisme_lite.create_access_token(conn, ["track_public"], "shop")[1]
+    events = [
+        {"label": "View", "timestamp": 1609588800, "content_item": {"id": "c-1"}, "customer": {"id": "u-1"}},
+        {"label": "Like", "content_item": {"id": "c-1"}, "customer": {"id": "u-2"}},
+    ]
+    client.post_json("/events", events, headers={"Authorization": f"Bearer {capture}"}, status=202)
+    beacon = f"auth_token={public}&analytics_id=visitor-42"
+    client.get(f"/track/widget/w-1/category/12/render.json?{beacon}&pics=8", headers={"User-Agent": CHROME})
+    client.get(
+        f"/track/transaction/ORDER-1/checkout.json?{beacon}&products[]=p-1:120.50&products[]=socks:9.99"
+        "&currency_code=EUR",
+        headers={"User-Agent": CHROME},
+    )
+    server.ctx.writer.flush()
+
+
+# kind: (rows it exports, a column, its values in order)
+EXPORTED = {
+    "events": (4, "kind", ["pageview", "custom", "outbound", "download"]),
+    "pageview": (1, "path", ["/a"]),
+    "custom": (1, "name", ["signup"]),
+    "outbound": (1, "name", ["https://other.example.org/x"]),
+    "download": (1, "name", ["https://blog.example.com/f.pdf"]),
+    "sessions": (1, "entry_path", ["/a"]),
+    "server": (2, "label", ["View", "Like"]),
+    "widget": (1, "instance_id", ["w-1"]),
+    "checkouts": (1, "products", ['["p-1:120.5000","socks:9.9900"]']),
+}
+
+
+def test_every_export_kind_is_covered_here():
+    assert set(EXPORTED) == set(prisme_lite.EXPORTS)
+
+
+@pytest.mark.parametrize("kind", list(EXPORTED))
+def test_every_kind_exports_its_rows_on_the_command_line_and_over_http(server, tmp_path, kind, capsys):
+    send_one_of_each_family(server)
+    db, admin = server.config["db"], {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    rows, column, values = EXPORTED[kind]
+    exported = {}
+    for fmt in ("csv", "ndjson"):
+        out = tmp_path / f"{kind}.{fmt}"
+        assert prisme_lite.main(["export", "--db", db, "--kind", kind, "--format", fmt, "-o", str(out)]) == 0, (
+            capsys.readouterr().err
+        )
+        answer = server.client.get(f"/api/v1/export?kind={kind}&format={fmt}", headers=admin, status=200)
+        assert answer.text == out.read_text(encoding="utf-8")  # the same rows, whichever way they leave
+        if fmt == "csv":
+            exported[fmt] = list(csv.DictReader(io.StringIO(answer.text)))
+        else:
+            exported[fmt] = [{k: "" if v is None else str(v) for k, v in json.loads(line).items()}
+                             for line in answer.text.splitlines()]  # fmt: skip
+        assert len(exported[fmt]) == rows
+        assert [row[column] for row in exported[fmt]] == values
+    assert exported["csv"] == exported["ndjson"]
