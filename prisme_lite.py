@@ -3057,13 +3057,17 @@ def export(ctx: Context) -> Any:
 
 
 PRUNED_TABLES = (
-    # (table, time column, key): checkout products go with their checkout, by its transaction id
-    ("events", "ts", "rowid"),
-    ("sessions", "last_seen", "rowid"),
-    ("server_events", "ts", "rowid"),
-    ("widget_events", "ts", "rowid"),
-    ("checkout_products", None, "transaction_id"),
-    ("checkouts", "ts", "transaction_id"),
+    # (table, time column, key, probe, stored in time order): the probe reads the time of the table's oldest row from
+    # one row or one index entry, so a table with nothing to prune costs no scan. Checkout products go with their
+    # checkout, by its transaction id. Web events, sessions and widget beacons are stored as they arrive, so their
+    # first row is their oldest (a session by its start: one still going must not hide the ended ones behind it);
+    # a server event carries the time its sender gives (the README's example is from 2021): its time index.
+    ("events", "ts", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
+    ("sessions", "last_seen", "rowid", "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
+    ("server_events", "ts", "rowid", "SELECT min(ts) FROM server_events", False),
+    ("widget_events", "ts", "rowid", "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
+    ("checkout_products", None, "transaction_id", "SELECT min(ts) FROM checkouts", False),
+    ("checkouts", "ts", "transaction_id", "SELECT min(ts) FROM checkouts", False),
 )
 PRUNE_BATCH = 5000
 
@@ -3073,42 +3077,58 @@ def retention_cutoff(now: int, days: int) -> int:
     return (now // DAY_MS - days) * DAY_MS
 
 
-def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None) -> int:
+def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
     """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
 
     Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
-    go once no event of those days is left.
+    go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
+    arrive in time order and have nothing older left: later batches do not look at them again.
     """
     batch = batch or PRUNE_BATCH
-    deleted = {}
-    for table, column, key in PRUNED_TABLES:
-        # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
-        source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
-        deleted[table] = conn.execute(
-            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
-        ).rowcount
+    done = set() if done is None else done
+    deleted: dict[str, int] = {}
+    for table, column, key, probe, in_order in PRUNED_TABLES:
+        if table in done:
+            continue
+        oldest = (conn.execute(probe).fetchone() or (None,))[0]
+        if oldest is not None and oldest < cutoff:
+            # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
+            source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
+            deleted[table] = conn.execute(
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
+            ).rowcount
+        if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
+            done.add(table)
     # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
-    if deleted["events"] < batch or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone():
+    if "visitors" not in done and (
+        deleted.get("events", 0) < batch
+        or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone()
+    ):
         day = cutoff // DAY_MS
         conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
         conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
+        done.add("visitors")
     return sum(deleted.values())
 
 
 class Retention:
-    """Writer maintenance: prune raw rows older than retention_days, a small batch per transaction."""
+    """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
 
     def __init__(self, days: int):
         self.days = days
+        self.cutoff: int | None = None
+        self.done: set[str] = set()  # what prune_batch found clean for this cutoff
+        self.deleted = 0
 
     def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
         if not self.days:
             return False
-        oldest = conn.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()
         cutoff = retention_cutoff(now, self.days)
-        if oldest is not None and oldest[0] >= cutoff:
-            return False  # nothing to do: one index probe a minute
-        return prune_batch(conn, cutoff) > 0  # True: more may remain, run again at the next commit
+        if cutoff != self.cutoff:  # a new day: every table is looked at again
+            self.cutoff, self.done = cutoff, set()
+        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
+        self.deleted += deleted
+        return deleted > 0  # True: more may remain, run again at the next commit
 
 
 class ForgetSaltedVisitors:
@@ -4315,9 +4335,10 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             days = args.older_than if args.older_than is not None else config["retention_days"]
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
-            cutoff, deleted = retention_cutoff(now_ms(), days), 0
-            while batch := prune_batch(conn, cutoff):  # autocommit: each batch is its own short transaction
-                deleted += batch
+            pruner, now = Retention(days), now_ms()
+            while pruner(conn, now):  # autocommit: each batch is its own short transaction
+                pass
+            deleted = pruner.deleted
             print(f"deleted {deleted} rows older than {days} days")
         elif args.command == "stats":
             return print_summary(conn, args.site, args.days)
