@@ -2565,8 +2565,21 @@ def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
     return ("sessions s", *session_where(q))
 
 
-def server_where(q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["x.ts >= ?", "x.ts < ?"], [q.start, q.end]
+# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
+# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
+# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
+COUNTED_ONCE = (
+    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
+    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
+    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
+    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
+    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
+)
+
+
+def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
+    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
+    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
     for name, column in (
         ("label", "x.label"),
         ("referrer", "x.referrer"),
@@ -2580,6 +2593,11 @@ def server_where(q: StatsQuery) -> tuple[str, list]:
 
 def server_scope(q: StatsQuery) -> tuple[str, str, list]:
     return ("server_events x", *server_where(q))
+
+
+def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
+    """Every server event, a repeated Like too: a customer who sent anything was active."""
+    return ("server_events x", *server_where(q, counted=False))
 
 
 def series(scope: Callable, time_column: str, value: str) -> Callable:
@@ -2916,7 +2934,7 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "counter-increments": counter_series,
     # Server events
     "server-events": series(server_scope, "x.ts", "count(*)"),
-    "active-customers": series(server_scope, "x.ts", "count(DISTINCT x.customer_id)"),
+    "active-customers": series(server_activity_scope, "x.ts", "count(DISTINCT x.customer_id)"),
     "new-customers": new_customers,
     "top-server-labels": top(server_scope, "x.label"),
     "top-content-items": top(server_scope, "x.content_id"),
@@ -4422,8 +4440,8 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
     if not sites:
         print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
     labels = conn.execute(
-        "SELECT label, count(*), count(DISTINCT customer_id), max(ts) FROM server_events WHERE ts >= ?"
-        " GROUP BY label ORDER BY 2 DESC, 1",
+        "SELECT x.label, count(*), count(DISTINCT x.customer_id), max(x.ts) FROM server_events x"
+        f" WHERE x.ts >= ? AND {COUNTED_ONCE} GROUP BY x.label ORDER BY 2 DESC, 1",
         (since,),
     ).fetchall()
     if labels:

@@ -125,3 +125,41 @@ def test_widget_reports(server, reports):
 )
 def test_decimal_text_is_exact(amount, text):
     assert prisme_lite.decimal_text(amount) == text
+
+
+def test_likes_bookmarks_and_subscriptions_count_once_per_customer_and_item(server, reports, monkeypatch, capsys):
+    now = 1_795_000_000  # unix seconds, pinned
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: now * 1000)
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_access_token(conn, ["capture_publish"], "b")[1]
+
+    def send(*events):
+        batch = [{"label": label, "timestamp": now - 3600 + n, "content_item": {"id": item}, "customer": {"id": who}}
+                 for n, (label, item, who) in enumerate(events)]  # fmt: skip
+        server.client.post_json("/events", batch, headers={"Authorization": f"Bearer {token}"}, status=202)
+        server.ctx.writer.flush()
+
+    send(("Like", "a", "u"), ("Like", "a", "u"))  # twice in one batch
+    send(("Like", "a", "u"))  # and again later: still one like of u on a
+    send(("Like", "a", "v"), ("Bookmark", "a", "v"), ("Subscribe", "s", "v"), ("Subscribe", "s", "w"))
+    send(("Unlike", "a", "v"), ("Unsubscribe", "s", "w"))  # undone: not counted any more
+    send(("Like", "b", "w"), ("View", "a", "w"), ("View", "a", "w"))  # any other label counts every event
+    week = {"from": "now-7d"}
+    labels = reports("top-server-labels", **week)
+    assert dict(zip(labels["keys"], labels["values"], strict=True)) == {
+        "Like": 2, "Bookmark": 1, "Subscribe": 1, "View": 2, "Unlike": 1, "Unsubscribe": 1,
+    }  # fmt: skip
+    items = reports("top-content-items", label="Like", **week)
+    assert (items["keys"], items["values"]) == (["a", "b"], [1, 1])
+    assert sum(reports("server-events", label="Like", **week)["values"]) == 2
+    assert sum(reports("server-events", label="Like,Bookmark,Subscribe", **week)["values"]) == 4
+    assert sum(reports("active-customers", **week)["values"]) == 3  # u, v and w all sent something
+    # `prisme-lite stats` counts the same way.
+    assert prisme_lite.main(["stats", "--db", server.config["db"], "--days", "7"]) == 0
+    table = capsys.readouterr().out.split("server events by label\n")[1].splitlines()
+    assert {line.split()[0]: line.split()[1:3] for line in table[1:7]} == {
+        "Like": ["2", "2"], "View": ["2", "1"], "Bookmark": ["1", "1"], "Subscribe": ["1", "1"],
+        "Unlike": ["1", "1"], "Unsubscribe": ["1", "1"],
+    }  # fmt: skip
+    # The raw events are all kept as sent: the export has every Like.
+    assert len(server.rows("SELECT * FROM server_events WHERE label = 'Like'")) == 5
