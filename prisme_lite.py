@@ -2411,6 +2411,7 @@ class StatsQuery:
     filters: dict[str, list[str]]
     limit: int
     now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
+    site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2770,8 +2771,14 @@ def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     )
 
 
-def counter_where(q: StatsQuery) -> tuple[str, list]:
+def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
     conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
+    if q.site:
+        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
+        site_of = q.site_of or (lambda host: host)
+        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
+        params += ids
     if q.values("client"):
         conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
         params += q.values("client")
@@ -2780,7 +2787,7 @@ def counter_where(q: StatsQuery) -> tuple[str, list]:
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = counter_where(q)
+    where, params = counter_where(conn, q)
     return ranked(
         conn,
         q,
@@ -2795,7 +2802,7 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
-    where, params = counter_where(q)
+    where, params = counter_where(conn, q)
     return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
 
 
@@ -2954,6 +2961,23 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
 }
 LIVE_WINDOW = "now-30m"
+# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
+# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
+# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+NOT_PER_SITE = {
+    **dict.fromkeys(
+        ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
+         "top-server-utm-sources"),
+        SERVER_EVENTS_NOTE,
+    ),
+    **dict.fromkeys(
+        ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion", "widget-segments",
+         "widget-ab-groups"),
+        WIDGETS_NOTE,
+    ),
+}  # fmt: skip
 
 
 def require_reader(ctx: Context) -> None:
@@ -2978,10 +3002,12 @@ def stats(ctx: Context, metric: str) -> dict:
     q = parse_stats_query(
         query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
     )
-    keys, values, *details = report(ctx.read(), q)
+    keys, values, *details = report(ctx.read(), replace(q, site_of=ctx.origins.site_of))
     answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         answer["details"] = details[0]
+    if q.site and metric in NOT_PER_SITE:
+        answer.update(per_site=False, note=NOT_PER_SITE[metric])
     return answer
 
 
@@ -3318,6 +3344,7 @@ const cell = (value) => el("td", {}, value === null ? "-" : String(value));
 
 function table(title, data, columns) {
   const section = el("section", {class: "panel"}, el("h2", {}, title));
+  if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
   if (!data.keys.length) {
     section.append(el("p", {class: "empty"}, "Nothing yet in this period."));
     return section;
@@ -3447,7 +3474,7 @@ td.n, th:last-child { text-align: right; }
 #chart .line { fill: none; stroke: var(--accent); stroke-width: 2; }
 #chart .axis { stroke: var(--line); }
 #chart .label { fill: var(--muted); font-size: 11px; }
-.empty, .loading { color: var(--muted); }
+.empty, .loading, .note { color: var(--muted); }
 .error { color: #b42318; }
 pre { background: var(--soft); padding: .5rem; overflow-x: auto; }
 form.login {
@@ -3971,7 +3998,7 @@ def openapi_document() -> dict:
                            "required": ["status"]},
                 "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
                     "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}}},
+                    "details": {}, "per_site": {"type": "boolean"}, "note": text}},
                 "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
                 "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
                 "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
@@ -4359,7 +4386,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             deleted = pruner.deleted
             print(f"deleted {deleted} rows older than {days} days")
         elif args.command == "stats":
-            return print_summary(conn, args.site, args.days)
+            return print_summary(conn, args.site, args.days, config["origins"])
         elif args.command == "tokens":
             return manage_tokens(conn, args)
         elif args.command == "counters":
@@ -4409,8 +4436,11 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
-    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`."""
+def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins: Iterable[str] = ()) -> int:
+    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`.
+
+    With `site`, the counters are that site's; server events are not recorded per site, and the heading says so.
+    """
     if days < 1:
         raise ConfigError("stats: --days must be at least 1")
     now = now_ms()
@@ -4445,16 +4475,21 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
         (since,),
     ).fetchall()
     if labels:
-        print("\nserver events by label")
+        print("\nserver events by label" + (" (of every site: they are not recorded per site)" if site else ""))
         print_table(
             ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
             [(f"  {label}", f"{count:,}", f"{customers:,}", day(last)) for label, count, customers, last in labels],
         )
-    counters = conn.execute(
-        "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
-        " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 10",
-        (since // 86_400_000,),
-    ).fetchall()
+    site_of = OriginRegistry(list(origins), lambda: conn).site_of
+    counters = [
+        row
+        for row in conn.execute(
+            "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
+            " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+            (since // 86_400_000,),
+        )
+        if not site or site_of(row[0]) == site
+    ][:10]
     if counters:
         print("\ncounters (added in these days)")
         print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
