@@ -2015,7 +2015,13 @@ def issue_counter_token(ctx: Context) -> dict:
 @route("/api/v1/<action_id>/<page_id>/increment", "POST")
 @api("json", rate_limited=True)
 def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
-    body = json_object(request.environ, ctx.config["max_body_bytes"])
+    # The seed: 400 for a missing body, 401 for a body without a (valid) token.
+    raw = read_body(request.environ, ctx.config["max_body_bytes"])
+    if not raw.strip():
+        raise Rejected(400, 'body is missing: send {"token": "<a token from /api/v1/token>"}')
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise Rejected(400, "body must be a JSON object")
     token = body.get("token")
     if token is not None and not isinstance(token, str):
         raise Rejected(400, "token must be a string")
@@ -2479,6 +2485,7 @@ class StatsQuery:
     filters: dict[str, list[str]]
     limit: int
     now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
+    site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2633,8 +2640,21 @@ def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
     return ("sessions s", *session_where(q))
 
 
-def server_where(q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["x.ts >= ?", "x.ts < ?"], [q.start, q.end]
+# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
+# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
+# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
+COUNTED_ONCE = (
+    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
+    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
+    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
+    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
+    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
+)
+
+
+def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
+    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
+    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
     for name, column in (
         ("label", "x.label"),
         ("referrer", "x.referrer"),
@@ -2648,6 +2668,11 @@ def server_where(q: StatsQuery) -> tuple[str, list]:
 
 def server_scope(q: StatsQuery) -> tuple[str, str, list]:
     return ("server_events x", *server_where(q))
+
+
+def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
+    """Every server event, a repeated Like too: a customer who sent anything was active."""
+    return ("server_events x", *server_where(q, counted=False))
 
 
 def series(scope: Callable, time_column: str, value: str) -> Callable:
@@ -2820,8 +2845,14 @@ def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     )
 
 
-def counter_where(q: StatsQuery) -> tuple[str, list]:
+def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
     conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
+    if q.site:
+        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
+        site_of = q.site_of or (lambda host: host)
+        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
+        params += ids
     if q.values("client"):
         conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
         params += q.values("client")
@@ -2830,7 +2861,7 @@ def counter_where(q: StatsQuery) -> tuple[str, list]:
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = counter_where(q)
+    where, params = counter_where(conn, q)
     return ranked(
         conn,
         q,
@@ -2845,7 +2876,7 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
-    where, params = counter_where(q)
+    where, params = counter_where(conn, q)
     return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
 
 
@@ -2984,7 +3015,7 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "counter-increments": counter_series,
     # Server events
     "server-events": series(server_scope, "x.ts", "count(*)"),
-    "active-customers": series(server_scope, "x.ts", "count(DISTINCT x.customer_id)"),
+    "active-customers": series(server_activity_scope, "x.ts", "count(DISTINCT x.customer_id)"),
     "new-customers": new_customers,
     "top-server-labels": top(server_scope, "x.label"),
     "top-content-items": top(server_scope, "x.content_id"),
@@ -3004,6 +3035,23 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
 }
 LIVE_WINDOW = "now-30m"
+# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
+# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
+# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+NOT_PER_SITE = {
+    **dict.fromkeys(
+        ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
+         "top-server-utm-sources"),
+        SERVER_EVENTS_NOTE,
+    ),
+    **dict.fromkeys(
+        ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion", "widget-segments",
+         "widget-ab-groups"),
+        WIDGETS_NOTE,
+    ),
+}  # fmt: skip
 
 
 def require_reader(ctx: Context) -> None:
@@ -3028,10 +3076,12 @@ def stats(ctx: Context, metric: str) -> dict:
     q = parse_stats_query(
         query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
     )
-    keys, values, *details = report(ctx.read(), q)
+    keys, values, *details = report(ctx.read(), replace(q, site_of=ctx.origins.site_of))
     answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         answer["details"] = details[0]
+    if q.site and metric in NOT_PER_SITE:
+        answer.update(per_site=False, note=NOT_PER_SITE[metric])
     return answer
 
 
@@ -3039,17 +3089,23 @@ def stats(ctx: Context, metric: str) -> dict:
 # Export and retention ########################################################
 ###############################################################################
 
+# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
+CHECKOUTS_EXPORTED = (
+    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
+    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
+    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
+)
 EXPORTS = {
-    # kind: (table, time column, extra condition)
-    "events": ("events", "ts", ""),
-    "pageview": ("events", "ts", "kind = 'pageview'"),
-    "custom": ("events", "ts", "kind = 'custom'"),
-    "outbound": ("events", "ts", "kind = 'outbound'"),
-    "download": ("events", "ts", "kind = 'download'"),
-    "sessions": ("sessions", "started_at", ""),
-    "server": ("server_events", "ts", ""),
-    "widget": ("widget_events", "ts", ""),
-    "checkouts": ("checkouts", "ts", ""),
+    # kind: (table, time column, extra condition, order: the table's own, so that rows stream without a sort)
+    "events": ("events", "ts", "", "rowid"),
+    "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
+    "custom": ("events", "ts", "kind = 'custom'", "rowid"),
+    "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
+    "download": ("events", "ts", "kind = 'download'", "rowid"),
+    "sessions": ("sessions", "started_at", "", "rowid"),
+    "server": ("server_events", "ts", "", "rowid"),
+    "widget": ("widget_events", "ts", "", "rowid"),
+    "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
 }
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
 EXPORT_CHUNK = 1000
@@ -3057,9 +3113,9 @@ EXPORT_CHUNK = 1000
 
 def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt: str) -> Iterator[str]:
     """The rows of `kind` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
-    table, time_column, condition = EXPORTS[kind]
+    table, time_column, condition, order = EXPORTS[kind]
     where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
-    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY rowid", (start, end))
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", (start, end))
     columns = ["time", *(description[0] for description in cursor.description)]
     if fmt == "csv":
         yield csv_line(columns)
@@ -3119,13 +3175,17 @@ def export(ctx: Context) -> Any:
 
 
 PRUNED_TABLES = (
-    # (table, time column, key): checkout products go with their checkout, by its transaction id
-    ("events", "ts", "rowid"),
-    ("sessions", "last_seen", "rowid"),
-    ("server_events", "ts", "rowid"),
-    ("widget_events", "ts", "rowid"),
-    ("checkout_products", None, "transaction_id"),
-    ("checkouts", "ts", "transaction_id"),
+    # (table, time column, key, probe, stored in time order): the probe reads the time of the table's oldest row from
+    # one row or one index entry, so a table with nothing to prune costs no scan. Checkout products go with their
+    # checkout, by its transaction id. Web events, sessions and widget beacons are stored as they arrive, so their
+    # first row is their oldest (a session by its start: one still going must not hide the ended ones behind it);
+    # a server event carries the time its sender gives (the README's example is from 2021): its time index.
+    ("events", "ts", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
+    ("sessions", "last_seen", "rowid", "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
+    ("server_events", "ts", "rowid", "SELECT min(ts) FROM server_events", False),
+    ("widget_events", "ts", "rowid", "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
+    ("checkout_products", None, "transaction_id", "SELECT min(ts) FROM checkouts", False),
+    ("checkouts", "ts", "transaction_id", "SELECT min(ts) FROM checkouts", False),
 )
 PRUNE_BATCH = 5000
 
@@ -3135,42 +3195,58 @@ def retention_cutoff(now: int, days: int) -> int:
     return (now // DAY_MS - days) * DAY_MS
 
 
-def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None) -> int:
+def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
     """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
 
     Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
-    go once no event of those days is left.
+    go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
+    arrive in time order and have nothing older left: later batches do not look at them again.
     """
     batch = batch or PRUNE_BATCH
-    deleted = {}
-    for table, column, key in PRUNED_TABLES:
-        # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
-        source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
-        deleted[table] = conn.execute(
-            f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
-        ).rowcount
+    done = set() if done is None else done
+    deleted: dict[str, int] = {}
+    for table, column, key, probe, in_order in PRUNED_TABLES:
+        if table in done:
+            continue
+        oldest = (conn.execute(probe).fetchone() or (None,))[0]
+        if oldest is not None and oldest < cutoff:
+            # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
+            source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
+            deleted[table] = conn.execute(
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
+            ).rowcount
+        if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
+            done.add(table)
     # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
-    if deleted["events"] < batch or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone():
+    if "visitors" not in done and (
+        deleted.get("events", 0) < batch
+        or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone()
+    ):
         day = cutoff // DAY_MS
         conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
         conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
+        done.add("visitors")
     return sum(deleted.values())
 
 
 class Retention:
-    """Writer maintenance: prune raw rows older than retention_days, a small batch per transaction."""
+    """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
 
     def __init__(self, days: int):
         self.days = days
+        self.cutoff: int | None = None
+        self.done: set[str] = set()  # what prune_batch found clean for this cutoff
+        self.deleted = 0
 
     def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
         if not self.days:
             return False
-        oldest = conn.execute("SELECT ts FROM events ORDER BY rowid LIMIT 1").fetchone()
         cutoff = retention_cutoff(now, self.days)
-        if oldest is not None and oldest[0] >= cutoff:
-            return False  # nothing to do: one index probe a minute
-        return prune_batch(conn, cutoff) > 0  # True: more may remain, run again at the next commit
+        if cutoff != self.cutoff:  # a new day: every table is looked at again
+            self.cutoff, self.done = cutoff, set()
+        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
+        self.deleted += deleted
+        return deleted > 0  # True: more may remain, run again at the next commit
 
 
 class ForgetSaltedVisitors:
@@ -3342,6 +3418,7 @@ const cell = (value) => el("td", {}, value === null ? "-" : String(value));
 
 function table(title, data, columns) {
   const section = el("section", {class: "panel"}, el("h2", {}, title));
+  if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
   if (!data.keys.length) {
     section.append(el("p", {class: "empty"}, "Nothing yet in this period."));
     return section;
@@ -3471,7 +3548,7 @@ td.n, th:last-child { text-align: right; }
 #chart .line { fill: none; stroke: var(--accent); stroke-width: 2; }
 #chart .axis { stroke: var(--line); }
 #chart .label { fill: var(--muted); font-size: 11px; }
-.empty, .loading { color: var(--muted); }
+.empty, .loading, .note { color: var(--muted); }
 .error { color: #b42318; }
 pre { background: var(--soft); padding: .5rem; overflow-x: auto; }
 form.login {
@@ -4007,7 +4084,7 @@ def openapi_document() -> dict:
                            "required": ["status"]},
                 "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
                     "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}}},
+                    "details": {}, "per_site": {"type": "boolean"}, "note": text}},
                 "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
                 "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
                 "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
@@ -4563,12 +4640,13 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
             refuse_while_served(config["db"], "prune")
-            cutoff, deleted = retention_cutoff(now_ms(), days), 0
-            while batch := prune_batch(conn, cutoff):  # autocommit: each batch is its own short transaction
-                deleted += batch
+            pruner, now = Retention(days), now_ms()
+            while pruner(conn, now):  # autocommit: each batch is its own short transaction
+                pass
+            deleted = pruner.deleted
             print(f"deleted {deleted} rows older than {days} days")
         elif args.command == "stats":
-            return print_summary(conn, args.site, args.days)
+            return print_summary(conn, args.site, args.days, config["origins"])
         elif args.command == "tokens":
             return manage_tokens(conn, args)
         elif args.command == "counters":
@@ -4618,8 +4696,11 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
-    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`."""
+def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins: Iterable[str] = ()) -> int:
+    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`.
+
+    With `site`, the counters are that site's; server events are not recorded per site, and the heading says so.
+    """
     if days < 1:
         raise ConfigError("stats: --days must be at least 1")
     now = now_ms()
@@ -4649,21 +4730,26 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int) -> int:
     if not sites:
         print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
     labels = conn.execute(
-        "SELECT label, count(*), count(DISTINCT customer_id), max(ts) FROM server_events WHERE ts >= ?"
-        " GROUP BY label ORDER BY 2 DESC, 1",
+        "SELECT x.label, count(*), count(DISTINCT x.customer_id), max(x.ts) FROM server_events x"
+        f" WHERE x.ts >= ? AND {COUNTED_ONCE} GROUP BY x.label ORDER BY 2 DESC, 1",
         (since,),
     ).fetchall()
     if labels:
-        print("\nserver events by label")
+        print("\nserver events by label" + (" (of every site: they are not recorded per site)" if site else ""))
         print_table(
             ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
             [(f"  {label}", f"{count:,}", f"{customers:,}", day(last)) for label, count, customers, last in labels],
         )
-    counters = conn.execute(
-        "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
-        " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 10",
-        (since // 86_400_000,),
-    ).fetchall()
+    site_of = OriginRegistry(list(origins), lambda: conn).site_of
+    counters = [
+        row
+        for row in conn.execute(
+            "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
+            " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+            (since // 86_400_000,),
+        )
+        if not site or site_of(row[0]) == site
+    ][:10]
     if counters:
         print("\ncounters (added in these days)")
         print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
@@ -4718,6 +4804,15 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         + " ORDER BY cl.domain, c.action_id, c.page_id",
         params,
     ).fetchall()
+    if args.action == "show":
+        # A counter that is configured but was never incremented is there all the same, at 0.
+        counted = {row[1] for row in rows}
+        configured = conn.execute(
+            "SELECT domain, id, ?, ?, 0 FROM counter_clients WHERE ? IN (SELECT value FROM json_each(action_ids))"
+            " AND ? IN (SELECT value FROM json_each(page_ids))" + (" AND id = ?" if args.client else ""),
+            [args.action_id, args.page_id, args.action_id, args.page_id, *([args.client] if args.client else [])],
+        ).fetchall()
+        rows = sorted([*rows, *(row for row in configured if row[1] not in counted)])
     if not rows:
         print(
             "no counters" + (" match" if where else " yet: configure some with POST /api/v1/configure"), file=sys.stderr

@@ -358,3 +358,37 @@ def test_the_dashboard_shows_what_is_stored(run, pages, chromium, tmp_path):
     page.wait_for_selector("#token")
     assert page.evaluate("fetch('/api/v1/stats/overview').then(r => r.status)") == 401
     context.close()
+
+
+def test_the_dashboard_says_which_panels_are_not_per_site(run, chromium, tmp_path):
+    import http.client
+    import json
+
+    db = tmp_path / "prisme.db"
+    assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
+    capture = new_token(db, "capture_publish")
+    process = run()
+    token = process.banner[2].split(": ", 1)[1].strip()
+    conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=10)
+    event = {"label": "Purchase", "content_item": {"id": "sku-1"}, "customer": {"id": "c-1"}}
+    conn.request("POST", "/events", json.dumps(event), {"Authorization": f"Bearer {capture}"})
+    assert conn.getresponse().status == 202
+    assert len(rows_eventually(db, "SELECT id FROM server_events", 1)) == 1
+    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{process.port}/dashboard")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    panel = page.locator("section.panel", has=page.locator("h2", has_text="Server events"))
+    expect(panel.locator("td").first).to_have_text("Purchase")
+    assert panel.locator(".note").count() == 0  # all sites: nothing to say
+    page.select_option("#site", "blog.example.com")
+    expect(panel.locator(".note")).to_have_text(
+        "Server events are not recorded per site (their access tokens have none): these are every site's."
+    )
+    assert panel.locator("td").first.text_content() == "Purchase"  # every site's numbers, as the note says
+    widgets = page.locator("section.panel", has=page.locator("h2", has_text="Widgets"))
+    expect(widgets.locator(".note")).to_contain_text("not recorded per site")
+    counters = page.locator("section.panel", has=page.locator("h2", has_text="Counters"))
+    assert counters.locator(".note").count() == 0  # counters are per site, by their client's domain
+    context.close()

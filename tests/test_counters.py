@@ -237,6 +237,21 @@ def test_increment_and_value_errors(client, registered, clock):
         "error": "token must be a string"
     }
     assert client.post_json("/api/v1/likes/intro/increment", {}, status=401).json["error"].startswith("token missing")
+    assert increment(client, token).json == {"count": 1}  # nothing above counted
+
+
+def test_an_increment_without_a_body_is_400_and_a_body_without_a_token_401(server, client, registered):
+    """The seed: 400 when "the request body is missing", 401 when "the token is invalid or missing"."""
+    for headers in ({}, {"Content-Type": "application/json"}):
+        missing = client.post("/api/v1/likes/intro/increment", headers=headers, status=400)
+        assert missing.json == {"error": 'body is missing: send {"token": "<a token from /api/v1/token>"}'}
+    assert client.post("/api/v1/likes/intro/increment", "  \n", status=400).json["error"].startswith("body is missing")
+    assert client.post_json("/api/v1/likes/intro/increment", [], status=400).json == {
+        "error": "body must be a JSON object"
+    }
+    assert client.post_json("/api/v1/likes/intro/increment", {}, status=401).json["error"].startswith("token missing")
+    assert client.post_json("/api/v1/likes/intro/increment", {"other": 1}, status=401)
+    assert server.rows("SELECT * FROM counters") == []
     assert increment(client, "not.a.jwt", status=401).json == {"error": "token is not a valid JWT"}
     assert client.get("/api/v1/likes/intro/value", status=401).json["error"].startswith("token missing")
     assert client.get("/api/v1/likes/intro/value", headers={"Authorization": "Bearer x.y.z"}, status=401)
@@ -364,3 +379,19 @@ def test_counters_list_and_show_on_the_command_line(server, client, registered, 
     assert len(shown) == 31 and shown[-1].endswith("  2")  # 30 days, today last
     assert prisme_lite.main(["counters", "list", "--client", "cl_nobody", "--db", db]) == 1
     assert capsys.readouterr().err == "no counters match\n"
+
+
+def test_a_configured_counter_never_incremented_shows_0(server, client, registered, admin, capsys):
+    db = server.config["db"]
+    increment(client, token_for(client))  # likes on intro: 1; likes on guide is configured and never counted
+    server.ctx.writer.flush()
+    assert prisme_lite.main(["counters", "show", "likes", "guide", "--db", db]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"likes on guide at blog.example.com ({registered['clientId']}): 0 in all"
+    assert len(shown) == 31 and all(line.endswith("  0") for line in shown[1:])
+    assert prisme_lite.main(["counters", "show", "likes", "guide", "--client", registered["clientId"], "--db", db]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(": 0 in all")
+    # Not configured (an unknown page, an unknown action, another client): still no counter.
+    for args in (["likes", "outro"], ["shares", "guide"], ["likes", "guide", "--client", "cl_nobody"]):
+        assert prisme_lite.main(["counters", "show", *args, "--db", db]) == 1
+        assert capsys.readouterr().err == "no counters match\n"

@@ -5,7 +5,9 @@ import io
 import json
 import sqlite3
 
+import pytest
 import webtest
+from conftest import CHROME
 
 import prisme_lite
 
@@ -179,3 +181,179 @@ def test_an_export_piped_into_head_ends_quietly(server):
     )  # fmt: skip
     assert pipeline.stdout.startswith("time,id,ts,") and pipeline.stdout.count("\n") == 2
     assert pipeline.stderr == ""  # no "Broken pipe"
+
+
+def send_one_of_each_family(server, transaction="ORDER-1", web=True):
+    """Real rows of every export kind, each through its own API: web events (and so a session), server events, a
+    widget beacon and a checkout (with two products); `web=False` leaves out the web events."""
+    client = server.client
+    page = {
+        "User-Agent": CHROME,
+        "Origin": "https://blog.example.com",
+        "X-Prisme-Referrer": "https://blog.example.com/a",
+    }
+    if web:
+        client.post("/api/v1/events/pageviews", headers=page, status=200)
+        client.post_json("/api/v1/events/custom/signup", {"plan": "pro"}, headers=page, status=200)
+        text = {**page, "Content-Type": "text/plain"}
+        client.post("/api/v1/events/outbound-links", "https://other.example.org/x", headers=text, status=200)
+        client.post("/api/v1/events/file-downloads", "https://blog.example.com/f.pdf", headers=text, status=200)
+    with sqlite3.connect(server.config["db"]) as conn:
+        capture = prisme_lite.create_access_token(conn, ["capture_publish"], "backend")[1]
+        public = prisme_lite.create_access_token(conn, ["track_public"], "shop")[1]
+    events = [
+        {"label": "View", "timestamp": 1609588800, "content_item": {"id": "c-1"}, "customer": {"id": "u-1"}},
+        {"label": "Like", "content_item": {"id": "c-1"}, "customer": {"id": "u-2"}},
+    ]
+    client.post_json("/events", events, headers={"Authorization": f"Bearer {capture}"}, status=202)
+    beacon = f"auth_token={public}&analytics_id=visitor-42"
+    client.get(f"/track/widget/w-1/category/12/render.json?{beacon}&pics=8", headers={"User-Agent": CHROME})
+    client.get(
+        f"/track/transaction/{transaction}/checkout.json?{beacon}&products[]=p-1:120.50&products[]=socks:9.99"
+        "&currency_code=EUR",
+        headers={"User-Agent": CHROME},
+    )
+    server.ctx.writer.flush()
+
+
+# kind: (rows it exports, a column, its values in order)
+EXPORTED = {
+    "events": (4, "kind", ["pageview", "custom", "outbound", "download"]),
+    "pageview": (1, "path", ["/a"]),
+    "custom": (1, "name", ["signup"]),
+    "outbound": (1, "name", ["https://other.example.org/x"]),
+    "download": (1, "name", ["https://blog.example.com/f.pdf"]),
+    "sessions": (1, "entry_path", ["/a"]),
+    "server": (2, "label", ["View", "Like"]),
+    "widget": (1, "instance_id", ["w-1"]),
+    "checkouts": (1, "products", ['["p-1:120.5000","socks:9.9900"]']),
+}
+
+
+def test_every_export_kind_is_covered_here():
+    assert set(EXPORTED) == set(prisme_lite.EXPORTS)
+
+
+@pytest.mark.parametrize("kind", list(EXPORTED))
+def test_every_kind_exports_its_rows_on_the_command_line_and_over_http(server, tmp_path, kind, capsys):
+    send_one_of_each_family(server)
+    db, admin = server.config["db"], {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    rows, column, values = EXPORTED[kind]
+    exported = {}
+    for fmt in ("csv", "ndjson"):
+        out = tmp_path / f"{kind}.{fmt}"
+        assert prisme_lite.main(["export", "--db", db, "--kind", kind, "--format", fmt, "-o", str(out)]) == 0, (
+            capsys.readouterr().err
+        )
+        answer = server.client.get(f"/api/v1/export?kind={kind}&format={fmt}", headers=admin, status=200)
+        assert answer.text == out.read_text(encoding="utf-8")  # the same rows, whichever way they leave
+        if fmt == "csv":
+            exported[fmt] = list(csv.DictReader(io.StringIO(answer.text)))
+        else:
+            exported[fmt] = [{k: "" if v is None else str(v) for k, v in json.loads(line).items()}
+                             for line in answer.text.splitlines()]  # fmt: skip
+        assert len(exported[fmt]) == rows
+        assert [row[column] for row in exported[fmt]] == values
+    assert exported["csv"] == exported["ndjson"]
+
+
+RAW_TABLES = {  # every family's raw rows, by the time retention goes by
+    "events": "ts", "sessions": "last_seen", "server_events": "ts", "widget_events": "ts", "checkouts": "ts",
+}  # fmt: skip
+
+
+def raw_rows(server):
+    """The times of every raw row, per table (checkout products under their checkout's time)."""
+    found = {table: sorted(r["t"] for r in server.rows(f"SELECT {column} AS t FROM {table}"))
+             for table, column in RAW_TABLES.items()}  # fmt: skip
+    found["checkout_products"] = sorted(
+        r["t"] for r in server.rows("SELECT c.ts AS t FROM checkout_products JOIN checkouts c USING (transaction_id)")
+    )
+    return found
+
+
+def old_and_new_rows_of_every_family(make_server, monkeypatch, **settings):
+    """A server with rows of every family but web events from 10 days ago, then every family's rows from now (with
+    a server event from 2021, as in the README): the oldest web event is recent."""
+    server = make_server(**settings)
+    with sqlite3.connect(server.config["db"]) as conn:
+        prisme_lite.add_origin(conn, "blog.example.com")
+    server.ctx.origins.reload()
+    clock = [NOW - 10 * DAY]
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: clock[0])
+    send_one_of_each_family(server, "ORDER-OLD", web=False)
+    clock[0] = NOW
+    send_one_of_each_family(server, "ORDER-NEW")
+    rows = raw_rows(server)
+    assert {table: len(times) for table, times in rows.items()} == {
+        "events": 4, "sessions": 1, "server_events": 4, "widget_events": 2, "checkouts": 2, "checkout_products": 4
+    }  # fmt: skip
+    assert rows["server_events"][0] == 1609588800_000 and rows["events"][0] == NOW
+    return server
+
+
+def only_recent_rows_are_left(server, capsys):
+    cutoff = (NOW // DAY - 3) * DAY
+    assert {table: len(times) for table, times in raw_rows(server).items()} == {
+        "events": 4, "sessions": 1, "server_events": 1, "widget_events": 1, "checkouts": 1, "checkout_products": 2
+    }  # fmt: skip
+    assert all(t >= cutoff for times in raw_rows(server).values() for t in times)
+    # The Like of 10 days ago is pruned as an event; the relation it made is kept (like counters and customers).
+    assert len(server.rows("SELECT * FROM customer_relations")) == 1
+    capsys.readouterr()
+    assert prisme_lite.check(server.config["db"]) == 0, capsys.readouterr().out
+
+
+def test_background_retention_prunes_every_family_not_only_web_events(make_server, monkeypatch, capsys):
+    server = old_and_new_rows_of_every_family(make_server, monkeypatch, retention_days=3)
+    server.ctx.writer.maintained_at = float("-inf")
+    for _ in range(5):
+        server.ctx.writer.run(lambda conn: None)
+    only_recent_rows_are_left(server, capsys)
+    assert server.ctx.writer.maintenance_due is False
+
+
+def test_prune_on_the_command_line_prunes_every_family(make_server, monkeypatch, capsys):
+    server = old_and_new_rows_of_every_family(make_server, monkeypatch)
+    capsys.readouterr()
+    assert prisme_lite.main(["prune", "--db", server.config["db"], "--older-than", "3"]) == 0
+    # 3 server events (both of 2021, and the old Like), 1 beacon, 1 checkout and its 2 products
+    assert capsys.readouterr().out == "deleted 7 rows older than 3 days\n"
+    only_recent_rows_are_left(server, capsys)
+
+
+def test_old_server_events_are_pruned_in_small_batches_while_recent_pageviews_exist(make_server, monkeypatch):
+    server = make_server()
+    monkeypatch.setattr(prisme_lite, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    fill(server.config["db"], 3, start=NOW - 1000)
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_access_token(conn, ["capture_publish"], "backend")[1]
+    old = [{"label": "View", "timestamp": 1609588800 + n, "content_item": {"id": "c"}, "customer": {"id": "u"}}
+           for n in range(5)]  # fmt: skip
+    server.client.post_json("/events", old, headers={"Authorization": f"Bearer {token}"}, status=202)
+    server.ctx.writer.flush()
+    retention, conn, left = prisme_lite.Retention(3), sqlite3.connect(server.config["db"]), []
+    while retention(conn, NOW):  # what the writer runs in its transactions, one batch each
+        left.append(conn.execute("SELECT count(*) FROM server_events").fetchone()[0])
+    assert left == [3, 1, 0]
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 3  # the recent pageviews stay
+
+
+def test_a_session_still_going_does_not_keep_the_ended_ones_behind_it(tmp_path):
+    db = str(tmp_path / "s.db")
+    prisme_lite.open_database(db)
+    old = NOW - 10 * DAY
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO sessions (site, host, visitor_id, started_at, last_seen, entry_path, exit_path, pageviews,"
+            " referrer, browser, os, device, country)"
+            " VALUES ('localhost', 'localhost', ?, ?, ?, '/', '/', 2, 'direct', 'Chrome', 'Linux', 'desktop', 'XX')",
+            [("still-here", old, NOW - 60_000), ("gone", old + 1000, old + 2000)],
+        )
+    conn = sqlite3.connect(db)
+    retention = prisme_lite.Retention(3)
+    while retention(conn, NOW):
+        pass
+    assert [row[0] for row in conn.execute("SELECT visitor_id FROM sessions")] == ["still-here"]
+    assert retention.deleted == 1

@@ -125,3 +125,99 @@ def test_widget_reports(server, reports):
 )
 def test_decimal_text_is_exact(amount, text):
     assert prisme_lite.decimal_text(amount) == text
+
+
+def test_likes_bookmarks_and_subscriptions_count_once_per_customer_and_item(server, reports, monkeypatch, capsys):
+    now = 1_795_000_000  # unix seconds, pinned
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: now * 1000)
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_access_token(conn, ["capture_publish"], "b")[1]
+
+    def send(*events):
+        batch = [{"label": label, "timestamp": now - 3600 + n, "content_item": {"id": item}, "customer": {"id": who}}
+                 for n, (label, item, who) in enumerate(events)]  # fmt: skip
+        server.client.post_json("/events", batch, headers={"Authorization": f"Bearer {token}"}, status=202)
+        server.ctx.writer.flush()
+
+    send(("Like", "a", "u"), ("Like", "a", "u"))  # twice in one batch
+    send(("Like", "a", "u"))  # and again later: still one like of u on a
+    send(("Like", "a", "v"), ("Bookmark", "a", "v"), ("Subscribe", "s", "v"), ("Subscribe", "s", "w"))
+    send(("Unlike", "a", "v"), ("Unsubscribe", "s", "w"))  # undone: not counted any more
+    send(("Like", "b", "w"), ("View", "a", "w"), ("View", "a", "w"))  # any other label counts every event
+    week = {"from": "now-7d"}
+    labels = reports("top-server-labels", **week)
+    assert dict(zip(labels["keys"], labels["values"], strict=True)) == {
+        "Like": 2, "Bookmark": 1, "Subscribe": 1, "View": 2, "Unlike": 1, "Unsubscribe": 1,
+    }  # fmt: skip
+    items = reports("top-content-items", label="Like", **week)
+    assert (items["keys"], items["values"]) == (["a", "b"], [1, 1])
+    assert sum(reports("server-events", label="Like", **week)["values"]) == 2
+    assert sum(reports("server-events", label="Like,Bookmark,Subscribe", **week)["values"]) == 4
+    assert sum(reports("active-customers", **week)["values"]) == 3  # u, v and w all sent something
+    # `prisme-lite stats` counts the same way.
+    assert prisme_lite.main(["stats", "--db", server.config["db"], "--days", "7"]) == 0
+    table = capsys.readouterr().out.split("server events by label\n")[1].splitlines()
+    assert {line.split()[0]: line.split()[1:3] for line in table[1:7]} == {
+        "Like": ["2", "2"], "View": ["2", "1"], "Bookmark": ["1", "1"], "Subscribe": ["1", "1"],
+        "Unlike": ["1", "1"], "Unsubscribe": ["1", "1"],
+    }  # fmt: skip
+    # The raw events are all kept as sent: the export has every Like.
+    assert len(server.rows("SELECT * FROM server_events WHERE label = 'Like'")) == 5
+
+
+def test_the_site_picker_filters_counters_and_says_which_panels_are_not_per_site(server, reports, capsys):
+    """Two sites: blog.example.com and *.shop.example. Counters belong to the site of their client's domainName;
+    server events and widget beacons are stored with no site, so asked for one site they say so."""
+    client, admin = server.client, {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    clients = {}
+    for domain in ("blog.example.com", "a.shop.example"):
+        body = {"clientName": domain, "domainName": domain, "emailId": "me@example.com"}
+        made = client.post_json("/api/v1/register", body, headers=admin, status=201).json
+        client.post_json("/api/v1/configure", {**made, "validPageIds": ["intro"], "validActionIds": ["likes"]})
+        clients[domain] = made["clientId"]
+    for domain, visitors in (("blog.example.com", 2), ("a.shop.example", 1)):
+        for n in range(visitors):
+            token = client.get(
+                "/api/v1/token", headers={"Origin": f"https://{domain}", "User-Agent": CHROME},
+                extra_environ={"REMOTE_ADDR": f"198.51.100.{n}"},
+            ).json["token"]  # fmt: skip
+            client.post_json("/api/v1/likes/intro/increment", {"token": token}, headers={"User-Agent": CHROME})
+    with sqlite3.connect(server.config["db"]) as conn:
+        capture = prisme_lite.create_access_token(conn, ["capture_publish"], "b")[1]
+        public = prisme_lite.create_access_token(conn, ["track_public"], "s")[1]
+    event = {"label": "View", "content_item": {"id": "a"}, "customer": {"id": "c"}}
+    client.post_json("/events", event, headers={"Authorization": f"Bearer {capture}"}, status=202)
+    client.get(f"/track/widget/w/best/render?auth_token={public}&analytics_id=v&pics=1", headers={"User-Agent": CHROME})
+    server.ctx.writer.flush()
+
+    def counters(**site):
+        answer = reports("counters", **{"from": "now-7d"}, **site)
+        assert "per_site" not in answer and "note" not in answer
+        return dict(zip(answer["keys"], answer["values"], strict=True))
+
+    blog, shop = f"{clients['blog.example.com']} likes intro", f"{clients['a.shop.example']} likes intro"
+    assert counters() == {blog: 2, shop: 1}
+    assert counters(site="blog.example.com") == {blog: 2}
+    assert counters(site="%2A.shop.example") == {shop: 1}  # a.shop.example belongs to the wildcard site
+    assert counters(site="localhost") == {}
+    assert sum(reports("counter-increments", site="blog.example.com", **{"from": "now-7d"})["values"]) == 2
+    assert sum(reports("counter-increments", site="localhost", **{"from": "now-7d"})["values"]) == 0
+
+    for metric, words in (("top-server-labels", "Server events are"), ("server-events", "Server events are"),
+                          ("top-widgets", "Widget beacons and checkouts are"), ("revenue", "Widget beacons and checkouts are"),
+                          ("conversion", "Widget beacons and checkouts are")):  # fmt: skip
+        every = reports(metric, **{"from": "now-7d"})
+        assert "per_site" not in every and "note" not in every  # every site asked for: nothing to say
+        for site in ("blog.example.com", "localhost"):
+            one = reports(metric, site=site, **{"from": "now-7d"})
+            assert one["per_site"] is False and one["note"].startswith(words + " not recorded per site")
+            assert (one["keys"], one["values"]) == (every["keys"], every["values"])  # every site's, as the note says
+    assert reports("top-server-labels", site="localhost", **{"from": "now-7d"})["values"] == [1]
+    # The web families stay per site: nothing was viewed at blog.example.com.
+    assert reports("overview", site="blog.example.com", **{"from": "now-7d"})["values"][1] == 0
+
+    assert prisme_lite.main(["stats", "--db", server.config["db"], "--site", "blog.example.com"]) == 0
+    out = capsys.readouterr().out
+    assert "server events by label (of every site: they are not recorded per site)" in out
+    counted = out.split("counters (added in these days)\n")[1].splitlines()
+    assert [line.split() for line in counted[1:]] == [["blog.example.com", "likes", "intro", "2"]]
