@@ -1612,7 +1612,7 @@ def post_custom_event(ctx: Context, name: str) -> str:
     body = read_body(environ, ctx.config["max_body_bytes"])
     if content_type != "application/json":
         raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
-    props = check_properties(parse_json(body) if body.strip() else {})
+    props = check_properties(parse_json(body) if body else {})
     record_web_event(
         ctx,
         "custom",

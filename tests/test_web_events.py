@@ -85,6 +85,15 @@ def test_custom_event_with_empty_body_has_no_properties(server, client):
     assert (row["name"], row["props"]) == ("click", None)
 
 
+def test_a_custom_event_body_of_white_space_is_not_json(server, client):
+    """Empty is `{}`; a line break is a malformed body, as the OpenAPI document says (schemathesis found it)."""
+    answer = client.post(
+        "/api/v1/events/custom/click", b"\n", headers=browser(**{"Content-Type": "application/json"}), status=400
+    )
+    assert answer.json["error"].startswith("body is not valid JSON")
+    assert server.events() == []
+
+
 @pytest.mark.parametrize(("route", "kind"), [("file-downloads", "download"), ("outbound-links", "outbound")])
 def test_link_events_store_the_link(server, client, route, kind):
     target = "https://files.example.org/report.pdf"
