@@ -414,8 +414,9 @@ GENERATED = 1_000_000  # pageviews written through the real storage code; larger
 def replicate(db: str, copies: int) -> float:
     """Make the database `copies` + 1 times larger: every visit again with a new visitor and new session ids.
 
-    The copies are written with INSERT … SELECT, so the same triggers as for any insert keep the daily counts; a
-    copied visitor keeps the shape of a day-salted id (its first hex digit becomes the copy's number).
+    The copies are written with INSERT … SELECT and counted into the daily counts in the same transaction
+    (prisme_lite.count_stored_rows); a copied visitor keeps the shape of a day-salted id (its first hex digit
+    becomes the copy's number).
     """
     started = time.monotonic()
     conn = sqlite3.connect(db, isolation_level=None)
@@ -428,6 +429,9 @@ def replicate(db: str, copies: int) -> float:
         renamed = {"visitor_id": visitor, "id": f"id + {copy * last_session}",
                    "session_id": f"session_id + {copy * last_session}"}  # fmt: skip
         conn.execute("BEGIN")
+        events_before, sessions_before = conn.execute(
+            "SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM sessions)"
+        ).fetchone()
         conn.execute(
             f"INSERT INTO sessions ({', '.join(session_columns)}) SELECT "
             f"{', '.join(renamed.get(column, column) for column in session_columns)} FROM sessions WHERE id <= ?",
@@ -438,6 +442,7 @@ def replicate(db: str, copies: int) -> float:
             f"{', '.join(renamed.get(column, column) for column in events_columns)} FROM events WHERE id <= ?",
             (last_event,),
         )
+        prisme_lite.count_stored_rows(conn, events_before, sessions_before)
         conn.execute("COMMIT")
         print(f"  copy {copy} of {copies}", file=sys.stderr)
     conn.close()

@@ -193,8 +193,8 @@ def test_an_older_database_is_migrated_in_order(tmp_path, monkeypatch):
 def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_path, capsys):
     """Schema version 2 added the daily counts: the migration counts what a version 1 database already holds."""
     db = str(tmp_path / "v1.db")
-    with sqlite3.connect(db) as conn:
-        conn.executescript(prisme_lite.schema_text().split("-- @rollups")[0] + "PRAGMA user_version = 1;")
+    with sqlite3.connect(db) as conn:  # the writer's rows, without what version 2 added (which it also writes now)
+        conn.executescript(prisme_lite.schema_text())
         store = prisme_lite.WebEventStore(30 * 60_000)
         day = 86_400_000
         store(conn, [
@@ -202,6 +202,12 @@ def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_pat
             for n in range(300)
         ])  # fmt: skip
         store(conn, [{**web_event(n), "ts": 20_001 * day + n, "kind": "custom", "name": "signup"} for n in range(7)])
+        query = (
+            "SELECT type, name FROM sqlite_master WHERE name IN ('daily_counts', 'daily_visitors') OR type = 'trigger'"
+        )
+        for kind, name in conn.execute(query).fetchall():
+            conn.execute(f"DROP {kind} {name}")
+        conn.execute("PRAGMA user_version = 1")
     prisme_lite.open_database(db)
     assert prisme_lite.check(db) == 0, capsys.readouterr().out
     with sqlite3.connect(db) as conn:
