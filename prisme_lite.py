@@ -631,8 +631,7 @@ class Writer:
     def _apply(self, lines: list[bytes]) -> None:
         """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
         batches: dict[str, list[dict]] = {}
-        for line in lines:
-            kind, record = json.loads(line)
+        for kind, record in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
             batches.setdefault(kind, []).append(record)
         for kind, records in batches.items():
             self.appliers[kind](self.conn, records)
@@ -1406,6 +1405,9 @@ SESSION_COLUMNS = (
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
 )  # fmt: skip
 
+EVENT_ROW = itemgetter(*EVENT_COLUMNS)  # an event's row, in C
+SESSION_EXTRAS = itemgetter(*SESSION_COLUMNS[8:])  # what a session takes from the event that opens it
+
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
 # `pageviews` of the proposed row is what this batch adds; with none, the exit path stays as it was.
 UPSERT_SESSIONS = """
@@ -1536,7 +1538,7 @@ class WebEventStore:
                 latest = self.latest[key] = [self.next_id, event["ts"], event["ts"], 0, event["path"]]
                 self.next_id += 1
                 sessions[latest[0]] = [latest[0], *key, event["ts"], event["ts"], event["path"], event["path"], 0]
-                sessions[latest[0]] += [event[column] for column in SESSION_COLUMNS[8:]]
+                sessions[latest[0]] += SESSION_EXTRAS(event)
                 before[latest[0]] = (None, latest)
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
@@ -1546,7 +1548,7 @@ class WebEventStore:
             row = sessions.get(latest[0])
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
                 row = sessions[latest[0]] = [latest[0], *key, 0, 0, event["path"], event["path"], 0]
-                row += [event[column] for column in SESSION_COLUMNS[8:]]
+                row += SESSION_EXTRAS(event)
                 before[latest[0]] = ((latest[2], latest[1], latest[3], latest[4]), latest)
             latest[1] = max(latest[1], event["ts"])
             row[4] = max(row[4], event["ts"])
@@ -1555,9 +1557,7 @@ class WebEventStore:
                 latest[4] = row[6] = event["path"]
                 row[7] += 1
         insert_rows(conn, "sessions", SESSION_COLUMNS, list(sessions.values()), UPSERT_SESSIONS)
-        insert_rows(
-            conn, "events", EVENT_COLUMNS, [tuple(event[column] for column in EVENT_COLUMNS) for event in events]
-        )
+        insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
         counts: Counter = Counter()
         seen = count_events(counts, events)
         for session_id, (was, now) in before.items():
