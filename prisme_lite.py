@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -1450,7 +1450,7 @@ def insert_rows(
     while done < len(rows):
         size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
-        returned += conn.execute(sql, [value for row in rows[done : done + size] for value in row]).fetchall()
+        returned += conn.execute(sql, list(chain.from_iterable(rows[done : done + size]))).fetchall()
         done += size
     return returned
 
