@@ -35,11 +35,13 @@ import sys
 import threading
 import time
 import tomllib
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -63,11 +65,16 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
-    1: lambda: rollup_schema() + ROLLUP_BACKFILL,  # 2: the daily counts (schema.sql, "@rollups")
+    1: lambda: rollup_schema() + "".join(f"{sql};" for sql in rollup_count_sql()),  # 2: the daily counts ("@rollups")
+    # 3: the writer counts what it inserts (WebEventStore), a batch at a time; the counts stay as they are.
+    2: "".join(
+        f"DROP TRIGGER IF EXISTS {name};"
+        for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
+    ),
 }
 DAY_MS = 86_400_000
 
@@ -325,42 +332,77 @@ def schema_text() -> str:
 
 
 def rollup_schema() -> str:
-    """The part of schema.sql that schema version 2 added: the daily counts and the triggers that keep them."""
+    """The part of schema.sql that schema version 2 added: the daily counts and the triggers that take deletes off."""
     return schema_text().split("-- @rollups", 1)[1].split("\n", 1)[1]
 
 
-# Day-salted visitor ids (make_visitor_id) in SQL: `prisme_` and 16 hex digits; schema.sql spells out the same test.
+# Day-salted visitor ids (make_visitor_id): `prisme_` and 16 hex digits, in SQL and in Python (the writer's counts).
 SALTED_ID = "length({0}) = 23 AND {0} GLOB 'prisme_*' AND NOT substr({0}, 8) GLOB '*[^0-9a-f]*'"
+SALTED_VISITOR = re.compile(r"prisme_[0-9a-f]{16}")
 ROLLUP_EVENT_DIMS = ("path", "referrer", "utm_source", "utm_medium", "utm_campaign", "country", "os", "browser")
-# What daily_counts holds, counted again from the raw rows (site, dim, day, value, n): `check` compares the two,
-# and the migration to schema version 2 fills daily_counts with it (visitors come from daily_visitors' trigger).
-ROLLUP_RECOUNT = " UNION ALL ".join(
-    [
-        "SELECT site, 'pageviews' AS dim, ts / 86400000 AS day, '' AS value, count(*) AS n FROM events"
-        " WHERE kind = 'pageview' GROUP BY 1, 3",
-        *(
-            f"SELECT site, '{column}', ts / 86400000, {column}, count(*) FROM events"
-            f" WHERE kind = 'pageview' AND {column} IS NOT NULL GROUP BY 1, 3, 4"
-            for column in ROLLUP_EVENT_DIMS
-        ),
-        "SELECT site, kind, ts / 86400000, name, count(*) FROM events"
-        " WHERE kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3, 4",
-        "SELECT site, 'sessions', started_at / 86400000, '', count(*) FROM sessions GROUP BY 1, 3",
-        "SELECT site, 'bounces', started_at / 86400000, '', sum(pageviews = 1) FROM sessions GROUP BY 1, 3",
-        "SELECT site, 'duration', started_at / 86400000, '', sum(last_seen - started_at) FROM sessions GROUP BY 1, 3",
-        "SELECT site, 'entry_path', started_at / 86400000, entry_path, count(*) FROM sessions GROUP BY 1, 3, 4",
-        "SELECT site, 'exit_path', started_at / 86400000, exit_path, count(*) FROM sessions GROUP BY 1, 3, 4",
-    ]
-)
+
+
+def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
+    """What daily_counts holds, counted again from the raw rows (site, dim, day, value, n), but the visitors."""
+    return " UNION ALL ".join(
+        [
+            f"SELECT site, 'pageviews' AS dim, ts / 86400000 AS day, '' AS value, count(*) AS n FROM {events}"
+            " WHERE kind = 'pageview' GROUP BY 1, 3",
+            *(
+                f"SELECT site, '{column}', ts / 86400000, {column}, count(*) FROM {events}"
+                f" WHERE kind = 'pageview' AND {column} IS NOT NULL GROUP BY 1, 3, 4"
+                for column in ROLLUP_EVENT_DIMS
+            ),
+            f"SELECT site, kind, ts / 86400000, name, count(*) FROM {events}"
+            " WHERE kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3, 4",
+            f"SELECT site, 'sessions', started_at / 86400000, '', count(*) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'bounces', started_at / 86400000, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'duration', started_at / 86400000, '', sum(last_seen - started_at) FROM {sessions}"
+            " GROUP BY 1, 3",
+            f"SELECT site, 'entry_path', started_at / 86400000, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'exit_path', started_at / 86400000, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+        ]
+    )
+
+
+# `check` compares daily_counts with these.
+ROLLUP_RECOUNT = rollup_recount()
 VISITORS_RECOUNT = (
     "SELECT site, 'visitors' AS dim, ts / 86400000 AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
     f" WHERE kind = 'pageview' AND {SALTED_ID.format('visitor_id')} GROUP BY 1, 3"
 )
-ROLLUP_BACKFILL = f"""
-INSERT INTO daily_visitors (site, salted, day, visitor_id)
-SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / 86400000, visitor_id FROM events WHERE kind = 'pageview';
-INSERT INTO daily_counts (site, dim, day, value, n) SELECT * FROM ({ROLLUP_RECOUNT}) WHERE true;
-"""
+
+
+def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str]:
+    """The statements that count into daily_counts the events and sessions with ids past these, stored some other
+    way than by the writer (which counts its own batches): the migration to schema version 2, bench's copies, tests'
+    fixtures. A visitor counts once a day, as daily_visitors has seen them."""
+    events = f"(SELECT * FROM events WHERE id > {int(events_after)})"
+    sessions = f"(SELECT * FROM sessions WHERE id > {int(sessions_after)})"
+    return [
+        f"""INSERT INTO daily_counts (site, dim, day, value, n)
+        SELECT site, 'visitors', day, '', count(*) FROM (
+            SELECT DISTINCT site, ts / 86400000 AS day, visitor_id FROM {events}
+            WHERE kind = 'pageview' AND {SALTED_ID.format("visitor_id")}
+        ) AS seen
+        WHERE NOT EXISTS (SELECT 1 FROM daily_visitors AS d WHERE d.site = seen.site AND d.salted = 1
+                          AND d.day = seen.day AND d.visitor_id = seen.visitor_id)
+        GROUP BY 1, 3
+        ON CONFLICT DO UPDATE SET n = n + excluded.n""",
+        f"""INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id)
+        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / 86400000, visitor_id FROM {events}
+        WHERE kind = 'pageview'""",
+        f"""INSERT INTO daily_counts (site, dim, day, value, n)
+        SELECT * FROM ({rollup_recount(events, sessions)}) WHERE true
+        ON CONFLICT DO UPDATE SET n = n + excluded.n""",
+    ]
+
+
+def count_stored_rows(conn: sqlite3.Connection, events_after: int, sessions_after: int) -> None:
+    """Count into daily_counts the rows past these ids that were stored without the writer (rollup_count_sql).
+    Run it in the transaction that stored them."""
+    for sql in rollup_count_sql(events_after, sessions_after):
+        conn.execute(sql)
 
 
 def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
@@ -611,8 +653,7 @@ class Writer:
     def _apply(self, lines: list[bytes]) -> None:
         """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
         batches: dict[str, list[dict]] = {}
-        for line in lines:
-            kind, record = json.loads(line)
+        for kind, record in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
             batches.setdefault(kind, []).append(record)
         for kind, records in batches.items():
             self.appliers[kind](self.conn, records)
@@ -1438,6 +1479,9 @@ SESSION_COLUMNS = (
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
 )  # fmt: skip
 
+EVENT_ROW = itemgetter(*EVENT_COLUMNS)  # an event's row, in C
+SESSION_EXTRAS = itemgetter(*SESSION_COLUMNS[8:])  # what a session takes from the event that opens it
+
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
 # `pageviews` of the proposed row is what this batch adds; with none, the exit path stays as it was.
 UPSERT_SESSIONS = """
@@ -1447,19 +1491,28 @@ ON CONFLICT (id) DO UPDATE SET
     pageviews = pageviews + excluded.pageviews
 """
 
-# The latest session of each visitor in a JSON list of [site, visitor_id] pairs.
+# The latest session of each visitor in a JSON list of [site, visitor_id] pairs (the other columns are of the row
+# with the latest last_seen, SQLite's rule for bare columns beside max()).
 LATEST_SESSIONS = """
-SELECT s.site, s.visitor_id, s.id, max(s.last_seen)
+SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path
 FROM json_each(?) AS wanted
 JOIN sessions AS s ON s.site = json_extract(wanted.value, '$[0]') AND s.visitor_id = json_extract(wanted.value, '$[1]')
 GROUP BY s.site, s.visitor_id
 """
 
 
+# A batch's daily counts (schema.sql, daily_counts), one row per key; and the visitors it saw, of whom only those
+# new to their day come back (RETURNING leaves out the rows DO NOTHING skipped).
+UPSERT_DAILY_COUNTS = "ON CONFLICT DO UPDATE SET n = n + excluded.n"
+NEW_DAILY_VISITORS = "ON CONFLICT DO NOTHING RETURNING site, salted, day"
+DAILY_VISITOR_COLUMNS = ("site", "salted", "day", "visitor_id")
+
+
 def insert_rows(
     conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple], tail: str = ""
-) -> None:
+) -> list[tuple]:
     """Insert many rows with few statements: multi-row VALUES in fixed chunk sizes, so each is prepared once.
+    Returns what a RETURNING `tail` returns.
 
     Few statements matter more than few rows: Python's sqlite3 lets go of the GIL for every statement, and under
     load each hand-back can wait a whole thread switch interval (5 ms).
@@ -1467,25 +1520,75 @@ def insert_rows(
     most = max(1, min(256, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
     one_row = "(" + ", ".join("?" * len(columns)) + ")"
     done = 0
+    returned = []
     while done < len(rows):
         size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
-        conn.execute(sql, [value for row in rows[done : done + size] for value in row])
+        returned += conn.execute(sql, list(chain.from_iterable(rows[done : done + size]))).fetchall()
         done += size
+    return returned
+
+
+def count_events(counts: Counter, events: list[dict]) -> list[tuple]:
+    """Add a batch's events to `counts` ((site, dim, day, value) → n; None values are dropped later); return the
+    distinct (site, salted, day, visitor_id) of its pageviews. Counter.update counts in C: no Python per event."""
+    pageviews = [event for event in events if event["kind"] == "pageview"]
+    sites = [event["site"] for event in pageviews]
+    days = [event["ts"] // DAY_MS for event in pageviews]
+    counts.update(zip(sites, repeat("pageviews"), days, repeat("")))
+    for dim in ROLLUP_EVENT_DIMS:
+        counts.update(zip(sites, repeat(dim), days, map(itemgetter(dim), pageviews)))
+    if len(pageviews) < len(events):
+        counts.update(
+            (event["site"], event["kind"], event["ts"] // DAY_MS, event["name"])
+            for event in events
+            if event["kind"] != "pageview"
+        )
+    seen = set(zip(sites, days, map(itemgetter("visitor_id"), pageviews), strict=True))
+    return [(site, bool(SALTED_VISITOR.fullmatch(visitor)), day, visitor) for site, day, visitor in seen]
+
+
+def count_session(counts: Counter, site: str, before: tuple | None, after: tuple) -> None:
+    """Add to `counts` what a session's batch changed: before and after are (started_at, last_seen, pageviews,
+    exit_path, entry_path), before None for a session this batch opened."""
+    day = after[0] // DAY_MS
+    if before is None:
+        counts[(site, "sessions", day, "")] += 1
+        counts[(site, "bounces", day, "")] += after[2] == 1
+        counts[(site, "duration", day, "")] += after[1] - after[0]
+        counts[(site, "entry_path", day, after[4])] += 1
+        counts[(site, "exit_path", day, after[3])] += 1
+        return
+    counts[(site, "bounces", day, "")] += (after[2] == 1) - (before[2] == 1)
+    counts[(site, "duration", day, "")] += after[1] - before[1]
+    if after[3] != before[3]:
+        counts[(site, "exit_path", day, before[3])] -= 1
+        counts[(site, "exit_path", day, after[3])] += 1
+
+
+def upsert_daily_counts(conn: sqlite3.Connection, counts: Counter, new_visitors: list[tuple]) -> None:
+    for site, salted, day in new_visitors:
+        if salted:  # other visitors are counted distinct over a window's days, at read time
+            counts[(site, "visitors", day, "")] += 1
+    rows = [(*key, n) for key, n in counts.items() if n and key[3] is not None]
+    insert_rows(conn, "daily_counts", ("site", "dim", "day", "value", "n"), rows, UPSERT_DAILY_COUNTS)
 
 
 class WebEventStore:
-    """Writer applier: stores a batch of web events, attaching each to its visitor's session (SPEC §3.3).
+    """Writer applier: stores a batch of web events, attaching each to its visitor's session (SPEC §3.3), and adds
+    what the batch changed to the daily counts, one upsert per key.
 
     A pageview continues the visitor's latest session when it was active within the timeout, else opens one;
     other events join the open session, or none. Sessions being followed are kept in a bounded cache (only the
-    writer changes sessions, so it is exact); a visitor it does not know is looked up once per batch.
+    writer changes sessions, so it is exact); a visitor it does not know is looked up once per batch. The cache
+    also holds what the daily counts need of a session the batch extends (bounce, duration, exit path before it).
     """
 
     def __init__(self, session_timeout_ms: int, max_cached: int = 20_000):
         self.timeout = session_timeout_ms
         self.max_cached = max_cached
-        self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()  # (site, visitor) → [session id, last seen]
+        # (site, visitor) → its latest session: [id, last_seen, started_at, pageviews, exit_path]
+        self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()
         self.next_id: int | None = None
 
     def reset(self) -> None:
@@ -1496,6 +1599,9 @@ class WebEventStore:
     def __call__(self, conn: sqlite3.Connection, events: list[dict]) -> None:
         self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
         sessions: dict[int, list] = {}  # session id → its row as SESSION_COLUMNS, with this batch's activity
+        # session id → (started_at, last_seen, pageviews, exit_path) before this batch, None if it opened it; and its
+        # cache entry, which follows the row as the upsert leaves it (the visitor's latest may be newer by then)
+        before: dict[int, tuple[tuple | None, list]] = {}
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
@@ -1503,27 +1609,36 @@ class WebEventStore:
             if event["kind"] == "pageview" and not is_open:
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
-                latest = self.latest[key] = [self.next_id, event["ts"]]
+                latest = self.latest[key] = [self.next_id, event["ts"], event["ts"], 0, event["path"]]
                 self.next_id += 1
                 sessions[latest[0]] = [latest[0], *key, event["ts"], event["ts"], event["path"], event["path"], 0]
-                sessions[latest[0]] += [event[column] for column in SESSION_COLUMNS[8:]]
+                sessions[latest[0]] += SESSION_EXTRAS(event)
+                before[latest[0]] = (None, latest)
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
                 continue
             event["session_id"] = latest[0]
-            latest[1] = max(latest[1], event["ts"])
             self.latest.move_to_end(key)
             row = sessions.get(latest[0])
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
                 row = sessions[latest[0]] = [latest[0], *key, 0, 0, event["path"], event["path"], 0]
-                row += [event[column] for column in SESSION_COLUMNS[8:]]
+                row += SESSION_EXTRAS(event)
+                before[latest[0]] = ((latest[2], latest[1], latest[3], latest[4]), latest)
+            latest[1] = max(latest[1], event["ts"])
             row[4] = max(row[4], event["ts"])
             if event["kind"] == "pageview":
-                row[6] = event["path"]
+                latest[3] += 1
+                latest[4] = row[6] = event["path"]
                 row[7] += 1
         insert_rows(conn, "sessions", SESSION_COLUMNS, list(sessions.values()), UPSERT_SESSIONS)
-        insert_rows(
-            conn, "events", EVENT_COLUMNS, [tuple(event[column] for column in EVENT_COLUMNS) for event in events]
+        insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
+        counts: Counter = Counter()
+        seen = count_events(counts, events)
+        for session_id, (was, now) in before.items():
+            row = sessions[session_id]
+            count_session(counts, row[1], was, (now[2], now[1], now[3], now[4], row[5]))
+        upsert_daily_counts(
+            conn, counts, insert_rows(conn, "daily_visitors", DAILY_VISITOR_COLUMNS, seen, NEW_DAILY_VISITORS)
         )
         while len(self.latest) > self.max_cached:
             self.latest.popitem(last=False)
@@ -1531,8 +1646,8 @@ class WebEventStore:
     def _look_up(self, conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> None:
         missing = [key for key in keys if key not in self.latest]
         if missing:
-            for site, visitor_id, session_id, last_seen in conn.execute(LATEST_SESSIONS, (json.dumps(missing),)):
-                self.latest[(site, visitor_id)] = [session_id, last_seen]
+            for site, visitor_id, *session in conn.execute(LATEST_SESSIONS, (json.dumps(missing),)):
+                self.latest[(site, visitor_id)] = session
 
 
 def record_web_event(

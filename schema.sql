@@ -207,9 +207,11 @@ CREATE TABLE IF NOT EXISTS checkout_products (
     PRIMARY KEY (transaction_id, line)
 ) WITHOUT ROWID;
 
--- @rollups (schema version 2) ------------------------------------------------------------------------------------
--- Daily counts kept exact by triggers, in the same transaction as the rows they count, so the 30-day dashboard
--- reads a few thousand rows instead of millions. day = unix days (UTC). dim and value:
+-- @rollups (schema version 2; 3 moved the counting of new rows from triggers to the writer) ---------------------
+-- Daily counts kept exact in the same transaction as the rows they count, so the 30-day dashboard reads a few
+-- thousand rows instead of millions. The writer adds up each batch's counts and upserts each key once
+-- (WebEventStore); rows stored another way are counted with rollup_count_sql() in prisme_lite.py; deleted rows
+-- (pruning) are taken off by the triggers below. day = unix days (UTC). dim and value:
 --   from pageviews: pageviews '', path, referrer, utm_source, utm_medium, utm_campaign, country, os, browser
 --     (value: the event's column; NULLs are not counted), visitors '' (distinct day-salted visitor ids);
 --   from other events: custom, outbound, download (value: the event's name);
@@ -237,21 +239,6 @@ CREATE TABLE IF NOT EXISTS daily_visitors (
     PRIMARY KEY (site, salted, day, visitor_id)
 ) WITHOUT ROWID;
 
-CREATE TRIGGER IF NOT EXISTS pageview_counted AFTER INSERT ON events WHEN NEW.kind = 'pageview' BEGIN
-    INSERT INTO daily_counts (site, dim, day, value, n)
-    SELECT NEW.site, column1, NEW.ts / 86400000, column2, 1 FROM (VALUES
-        ('pageviews', ''), ('path', NEW.path), ('referrer', NEW.referrer), ('utm_source', NEW.utm_source),
-        ('utm_medium', NEW.utm_medium), ('utm_campaign', NEW.utm_campaign), ('country', NEW.country),
-        ('os', NEW.os), ('browser', NEW.browser)
-    ) WHERE column2 IS NOT NULL
-    ON CONFLICT DO UPDATE SET n = n + 1;
-    INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id) VALUES (
-        NEW.site,
-        length(NEW.visitor_id) = 23 AND NEW.visitor_id GLOB 'prisme_*' AND NOT substr(NEW.visitor_id, 8) GLOB '*[^0-9a-f]*',
-        NEW.ts / 86400000, NEW.visitor_id
-    );
-END;
-
 CREATE TRIGGER IF NOT EXISTS pageview_uncounted AFTER DELETE ON events WHEN OLD.kind = 'pageview' BEGIN
     UPDATE daily_counts SET n = n - 1 WHERE site = OLD.site AND day = OLD.ts / 86400000 AND (dim, value) IN (VALUES
         ('pageviews', ''), ('path', OLD.path), ('referrer', OLD.referrer), ('utm_source', OLD.utm_source),
@@ -260,41 +247,10 @@ CREATE TRIGGER IF NOT EXISTS pageview_uncounted AFTER DELETE ON events WHEN OLD.
     );
 END;
 
-CREATE TRIGGER IF NOT EXISTS event_counted AFTER INSERT ON events
-WHEN NEW.kind != 'pageview' AND NEW.name IS NOT NULL BEGIN
-    INSERT INTO daily_counts (site, dim, day, value, n) VALUES (NEW.site, NEW.kind, NEW.ts / 86400000, NEW.name, 1)
-    ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-
 CREATE TRIGGER IF NOT EXISTS event_uncounted AFTER DELETE ON events
 WHEN OLD.kind != 'pageview' AND OLD.name IS NOT NULL BEGIN
     UPDATE daily_counts SET n = n - 1
     WHERE site = OLD.site AND dim = OLD.kind AND day = OLD.ts / 86400000 AND value = OLD.name;
-END;
-
-CREATE TRIGGER IF NOT EXISTS visitor_counted AFTER INSERT ON daily_visitors WHEN NEW.salted BEGIN
-    INSERT INTO daily_counts (site, dim, day, value, n) VALUES (NEW.site, 'visitors', NEW.day, '', 1)
-    ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-
-CREATE TRIGGER IF NOT EXISTS session_counted AFTER INSERT ON sessions BEGIN
-    INSERT INTO daily_counts (site, dim, day, value, n)
-    SELECT NEW.site, column1, NEW.started_at / 86400000, column2, column3 FROM (VALUES
-        ('sessions', '', 1), ('bounces', '', NEW.pageviews = 1), ('duration', '', NEW.last_seen - NEW.started_at),
-        ('entry_path', NEW.entry_path, 1), ('exit_path', NEW.exit_path, 1)
-    ) WHERE true
-    ON CONFLICT DO UPDATE SET n = n + excluded.n;
-END;
-
-CREATE TRIGGER IF NOT EXISTS session_recounted AFTER UPDATE OF last_seen, exit_path, pageviews ON sessions BEGIN
-    INSERT INTO daily_counts (site, dim, day, value, n)
-    SELECT NEW.site, column1, NEW.started_at / 86400000, column2, column3 FROM (VALUES
-        ('bounces', '', (NEW.pageviews = 1) - (OLD.pageviews = 1)),
-        ('duration', '', (NEW.last_seen - NEW.started_at) - (OLD.last_seen - OLD.started_at)),
-        ('exit_path', OLD.exit_path, -(OLD.exit_path != NEW.exit_path)),
-        ('exit_path', NEW.exit_path, OLD.exit_path != NEW.exit_path)
-    ) WHERE column3 != 0
-    ON CONFLICT DO UPDATE SET n = n + excluded.n;
 END;
 
 CREATE TRIGGER IF NOT EXISTS session_uncounted AFTER DELETE ON sessions BEGIN

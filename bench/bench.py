@@ -169,20 +169,105 @@ def run_baseline(args: argparse.Namespace, work: str) -> dict:
     return result
 
 
-def fold_rate(db: str, events: int = 50_000) -> float:
-    """Pageviews a second the writer stores into `db` (journal to database), each from a new visitor and session."""
-    ctx = prisme_lite.Context(prisme_lite.load_config({"db": db, "access_log": "false"}, environ={}))
-    now, rng = prisme_lite.now_ms(), random.Random(2)
-    started = time.monotonic()
+def fold_events(events: int, now: int, shape: str = "visits", seed: int = 2) -> list[dict]:
+    """Pageviews as the writer takes them, from `now` on, 2 ms apart. "visits": 2,000 visits open at a time, each
+    of 1 to 6 pages (day-salted ids, 3,000 paths, 300 referrers, 40 user agents), so a batch both opens sessions and
+    extends earlier ones; "pixel": what bench's pixel load sends, every pageview a new visitor (a given id)."""
+    rng = random.Random(seed)
+    paths = [f"/post/{n}" for n in range(3000)]
+    referrers = ["direct"] * 10 + [f"ref{n}.example" for n in range(300)]
+    agents = [
+        (browser, system)
+        for browser in ("Chrome", "Firefox", "Safari", "Edge", "Mobile Safari")
+        for system in ("Linux", "Windows", "Mac OS X", "iOS", "Android", "Chrome OS", "FreeBSD", "Other")
+    ]
+    countries = ("FR", "US", "DE", "GB", "IN", "BR", "XX")
+    open_visits: list[list] = []  # [visitor, pages left, browser, os, country, campaign]
+    out = []
     for n in range(events):
-        visitor = f"prisme_{rng.getrandbits(64):016x}"
-        event = pageview(ts=now + n, path=f"/post/{rng.randrange(3000)}", visitor_id=visitor, browser="Chrome",
-                         os="Linux", country="FR")  # fmt: skip
-        append_waiting(ctx, event)
+        if shape == "pixel":
+            out.append(pageview(ts=now + 2 * n, path="/a", referrer="direct", visitor_id=f"v{rng.randrange(10**9)}",
+                                browser="Chrome", os="Linux", country="XX"))  # fmt: skip
+            continue
+        if len(open_visits) < 2000:
+            browser, system = rng.choice(agents)
+            visit = [f"prisme_{rng.getrandbits(64):016x}", rng.choice((1, 1, 1, 2, 2, 3, 4, 6)), browser, system,
+                     rng.choice(countries), rng.random() < 0.1]  # fmt: skip
+            open_visits.append(visit)
+            first = True
+        else:
+            visit, first = open_visits[rng.randrange(len(open_visits))], False
+        out.append(pageview(
+            ts=now + 2 * n, path=rng.choice(paths), referrer=rng.choice(referrers) if first else "direct",
+            utm_source="newsletter" if visit[5] else None, utm_medium="email" if visit[5] else None,
+            utm_campaign="november" if visit[5] else None, visitor_id=visit[0], browser=visit[2], os=visit[3],
+            country=visit[4],
+        ))  # fmt: skip
+        visit[1] -= 1
+        if visit[1] == 0:
+            open_visits.remove(visit)
+    return out
+
+
+def fold_rate(db: str, events: int = 100_000, shape: str = "visits") -> float:
+    """Events a second the writer folds from its journal into `db` (timed_fold)."""
+    return timed_fold(db, events, shape)["wall"]
+
+
+def timed_fold(db: str, events: int = 100_000, shape: str = "visits") -> dict:
+    """Events a second the writer folds from its journal into `db`, nothing else running: no HTTP, no appends.
+
+    The writer is held inside a transaction while `events` journal lines are appended (as `append` writes them),
+    then let go; the time is from then until the last line is committed, in the writer's own batches. "wall" is
+    by the clock; "cpu" by this process's CPU time meanwhile (the writer's: the main thread only waits), which
+    moves less when other work shares the machine.
+    """
+    ctx = prisme_lite.Context(prisme_lite.load_config({"db": db, "access_log": "false"}, environ={}))
+    lines = fold_events(events, max(prisme_lite.now_ms(), count(db, "SELECT max(ts) FROM events") + 1), shape)
+    held, holding = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        holding.set()
+        held.wait()
+
+    ctx.writer.jobs.put((hold, (), prisme_lite.Future()))
+    holding.wait()
+    for event in lines:
+        ctx.writer.append("web", event)
+    started, cpu = time.monotonic(), time.process_time()
+    held.set()
     ctx.writer.flush()
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, time.process_time() - cpu
     ctx.close()
-    return round(events / seconds)
+    return {"wall": round(events / seconds), "cpu": round(events / cpu)}
+
+
+def fold_only(args: argparse.Namespace, work: str) -> dict:
+    """The writer's fold rate on an empty database and on one of `--events` pageviews (30 days, generated), each
+    shape `--repeat` times, alternating; medians, and the spread (min–max)."""
+    big = os.path.join(work, "dashboard.db")
+    size = args.events[0] if args.events and args.events[0] else GENERATED
+    print(f"generating {size:,} pageviews…", file=sys.stderr)
+    generated = round(size / generate(big, size, prisme_lite.now_ms() - 3_600_000))
+    runs: dict[str, list[dict]] = {}
+    for _ in range(args.repeat):
+        for shape in ("visits", "pixel"):
+            for name in ("empty", f"{size}"):
+                db = os.path.join(work, "empty.db") if name == "empty" else big
+                if name == "empty":
+                    for leftover in [p for p in os.listdir(work) if p.startswith("empty.db")]:
+                        os.remove(os.path.join(work, leftover))
+                rate = timed_fold(db, args.fold_events, shape)
+                runs.setdefault(f"{shape} on {name}", []).append(rate)
+                print(f"  {shape} on {name}: {rate['wall']:,} events/s, {rate['cpu']:,} per CPU-s", file=sys.stderr)
+    return {"generated_events_per_s": generated} | {
+        key: {
+            f"{clock}_{measure}": round(function(run[clock] for run in done))
+            for clock in ("wall", "cpu")
+            for measure, function in (("median", statistics.median), ("min", min), ("max", max))
+        }
+        for key, done in runs.items()
+    }
 
 
 def measure_pixel(args: argparse.Namespace, work: str, db: str) -> dict:
@@ -342,8 +427,9 @@ GENERATED = 1_000_000  # pageviews written through the real storage code; larger
 def replicate(db: str, copies: int) -> float:
     """Make the database `copies` + 1 times larger: every visit again with a new visitor and new session ids.
 
-    The copies are written with INSERT … SELECT, so the same triggers as for any insert keep the daily counts; a
-    copied visitor keeps the shape of a day-salted id (its first hex digit becomes the copy's number).
+    The copies are written with INSERT … SELECT and counted into the daily counts in the same transaction
+    (prisme_lite.count_stored_rows); a copied visitor keeps the shape of a day-salted id (its first hex digit
+    becomes the copy's number).
     """
     started = time.monotonic()
     conn = sqlite3.connect(db, isolation_level=None)
@@ -356,6 +442,9 @@ def replicate(db: str, copies: int) -> float:
         renamed = {"visitor_id": visitor, "id": f"id + {copy * last_session}",
                    "session_id": f"session_id + {copy * last_session}"}  # fmt: skip
         conn.execute("BEGIN")
+        events_before, sessions_before = conn.execute(
+            "SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM sessions)"
+        ).fetchone()
         conn.execute(
             f"INSERT INTO sessions ({', '.join(session_columns)}) SELECT "
             f"{', '.join(renamed.get(column, column) for column in session_columns)} FROM sessions WHERE id <= ?",
@@ -366,6 +455,7 @@ def replicate(db: str, copies: int) -> float:
             f"{', '.join(renamed.get(column, column) for column in events_columns)} FROM events WHERE id <= ?",
             (last_event,),
         )
+        prisme_lite.count_stored_rows(conn, events_before, sessions_before)
         conn.execute("COMMIT")
         print(f"  copy {copy} of {copies}", file=sys.stderr)
     conn.close()
@@ -439,8 +529,19 @@ def main() -> int:
         help="dashboard databases: the first 1,000,000 generated, the rest copies (0 = none)",
     )
     parser.add_argument("--dashboard-only", action="store_true", help="skip the HTTP routes")
+    parser.add_argument("--fold-only", action="store_true", help="only the writer's fold rate (no HTTP, no wrk)")
+    parser.add_argument("--fold-events", type=int, default=100_000, help="journal lines per fold run")
+    parser.add_argument("--repeat", type=int, default=3, help="fold runs of each kind (--fold-only)")
     parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     args = parser.parse_args()
+    if args.fold_only:
+        work = tempfile.mkdtemp(prefix="prisme-bench-")
+        try:
+            report = fold_only(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps(report, indent=2))
+        return 0
     if shutil.which("wrk") is None:
         print("bench/run needs wrk: apt-get install wrk", file=sys.stderr)
         return 2

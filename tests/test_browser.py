@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import CHROME, cli, new_token
 
+import prisme_lite
+
 CHROMIUM = "/usr/bin/chromium"
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -318,11 +320,15 @@ def test_the_dashboard_shows_what_is_stored(run, pages, chromium, tmp_path):
         ).fetchall()
     assert stored == [("blog.example.com", 5, 3), ("localhost", 2, 1)]
     with sqlite3.connect(db) as conn:  # and one visit three weeks ago: in 30 days, not in 7
+        last_event, last_session = conn.execute(
+            "SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM sessions)"
+        ).fetchone()
         conn.execute(
             "INSERT INTO events (ts, site, kind, host, path, referrer, visitor_id, browser, os, device, country, status)"
             " SELECT ts - 21 * 86400000, site, kind, host, '/old', referrer, 'old-visitor', browser, os, device, country, status"
             " FROM events WHERE site = 'blog.example.com' LIMIT 1"
         )
+        prisme_lite.count_stored_rows(conn, last_event or 0, last_session or 0)  # stored past the writer: counted here
     context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
     page = context.new_page()
     page.goto(f"http://127.0.0.1:{process.port}/dashboard")

@@ -16,13 +16,17 @@ NOW = 1_795_000_000_000
 
 
 def fill(db, rows, start=NOW - 10 * DAY, step=1000):
-    """`rows` pageview rows straight into the database (export reads what is there, however it came)."""
+    """`rows` pageview rows straight into the database (export reads what is there, however it came), counted."""
     with sqlite3.connect(db) as conn:
+        last_event, last_session = conn.execute(
+            "SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM sessions)"
+        ).fetchone()
         conn.executemany(
             "INSERT INTO events (ts, site, kind, name, host, path, referrer, visitor_id, browser, os, device, country, status)"
             " VALUES (?, 'localhost', 'pageview', NULL, 'localhost', ?, 'direct', ?, 'Chrome', 'Linux', 'desktop', 'XX', 200)",
             ((start + n * step, f"/page/{n % 500}", f"v{n % 1000}") for n in range(rows)),
         )
+        prisme_lite.count_stored_rows(conn, last_event or 0, last_session or 0)
 
 
 def resident_bytes():

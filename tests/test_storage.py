@@ -193,8 +193,8 @@ def test_an_older_database_is_migrated_in_order(tmp_path, monkeypatch):
 def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_path, capsys):
     """Schema version 2 added the daily counts: the migration counts what a version 1 database already holds."""
     db = str(tmp_path / "v1.db")
-    with sqlite3.connect(db) as conn:
-        conn.executescript(prisme_lite.schema_text().split("-- @rollups")[0] + "PRAGMA user_version = 1;")
+    with sqlite3.connect(db) as conn:  # the writer's rows, without what version 2 added (which it also writes now)
+        conn.executescript(prisme_lite.schema_text())
         store = prisme_lite.WebEventStore(30 * 60_000)
         day = 86_400_000
         store(conn, [
@@ -202,6 +202,12 @@ def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_pat
             for n in range(300)
         ])  # fmt: skip
         store(conn, [{**web_event(n), "ts": 20_001 * day + n, "kind": "custom", "name": "signup"} for n in range(7)])
+        query = (
+            "SELECT type, name FROM sqlite_master WHERE name IN ('daily_counts', 'daily_visitors') OR type = 'trigger'"
+        )
+        for kind, name in conn.execute(query).fetchall():
+            conn.execute(f"DROP {kind} {name}")
+        conn.execute("PRAGMA user_version = 1")
     prisme_lite.open_database(db)
     assert prisme_lite.check(db) == 0, capsys.readouterr().out
     with sqlite3.connect(db) as conn:
@@ -209,6 +215,227 @@ def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_pat
         assert conn.execute("SELECT sum(n) FROM daily_counts WHERE dim = 'pageviews'").fetchone()[0] == 300
         assert conn.execute("SELECT sum(n) FROM daily_counts WHERE dim = 'custom'").fetchone()[0] == 7
         assert conn.execute("SELECT n FROM daily_counts WHERE dim = 'visitors' AND day = 20000").fetchone()[0] == 5
+
+
+# What schema version 2 counted new rows with, before the writer did (version 3 drops these triggers).
+VERSION_2_TRIGGERS = """
+CREATE TRIGGER IF NOT EXISTS pageview_counted AFTER INSERT ON events WHEN NEW.kind = 'pageview' BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT NEW.site, column1, NEW.ts / 86400000, column2, 1 FROM (VALUES
+        ('pageviews', ''), ('path', NEW.path), ('referrer', NEW.referrer), ('utm_source', NEW.utm_source),
+        ('utm_medium', NEW.utm_medium), ('utm_campaign', NEW.utm_campaign), ('country', NEW.country),
+        ('os', NEW.os), ('browser', NEW.browser)
+    ) WHERE column2 IS NOT NULL
+    ON CONFLICT DO UPDATE SET n = n + 1;
+    INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id) VALUES (
+        NEW.site,
+        length(NEW.visitor_id) = 23 AND NEW.visitor_id GLOB 'prisme_*' AND NOT substr(NEW.visitor_id, 8) GLOB '*[^0-9a-f]*',
+        NEW.ts / 86400000, NEW.visitor_id
+    );
+END;
+CREATE TRIGGER IF NOT EXISTS event_counted AFTER INSERT ON events
+WHEN NEW.kind != 'pageview' AND NEW.name IS NOT NULL BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n) VALUES (NEW.site, NEW.kind, NEW.ts / 86400000, NEW.name, 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS visitor_counted AFTER INSERT ON daily_visitors WHEN NEW.salted BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n) VALUES (NEW.site, 'visitors', NEW.day, '', 1)
+    ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS session_counted AFTER INSERT ON sessions BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT NEW.site, column1, NEW.started_at / 86400000, column2, column3 FROM (VALUES
+        ('sessions', '', 1), ('bounces', '', NEW.pageviews = 1), ('duration', '', NEW.last_seen - NEW.started_at),
+        ('entry_path', NEW.entry_path, 1), ('exit_path', NEW.exit_path, 1)
+    ) WHERE true
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+CREATE TRIGGER IF NOT EXISTS session_recounted AFTER UPDATE OF last_seen, exit_path, pageviews ON sessions BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT NEW.site, column1, NEW.started_at / 86400000, column2, column3 FROM (VALUES
+        ('bounces', '', (NEW.pageviews = 1) - (OLD.pageviews = 1)),
+        ('duration', '', (NEW.last_seen - NEW.started_at) - (OLD.last_seen - OLD.started_at)),
+        ('exit_path', OLD.exit_path, -(OLD.exit_path != NEW.exit_path)),
+        ('exit_path', NEW.exit_path, OLD.exit_path != NEW.exit_path)
+    ) WHERE column3 != 0
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+"""
+DAY = 86_400_000
+T0 = 20_000 * DAY + DAY - 20 * 60_000  # twenty minutes before midnight: some sessions run into the next day
+
+
+def visit_event(minute, visitor, kind="pageview", path="/", name=None, t0=T0, **fields):
+    """A web event `minute` minutes after t0 of `visitor`: `prisme_` + 16 hex digits is a day-salted id."""
+    return {**web_event(0), "ts": t0 + minute * 60_000, "kind": kind, "path": path, "name": name,
+            "visitor_id": visitor, **fields}  # fmt: skip
+
+
+SALTED_A, SALTED_B, SALTED_C = (f"prisme_{n:016x}" for n in (10, 11, 12))
+
+
+def mixed_batches(t0=T0):
+    return [[{**event, "ts": event["ts"] - T0 + t0} for event in batch] for batch in MIXED_BATCHES]
+
+
+def yesterday_evening():
+    """Twenty minutes before last midnight: days the writer's maintenance keeps every daily_visitors row of."""
+    return prisme_lite.now_ms() // DAY * DAY - 20 * 60_000
+
+
+MIXED_BATCHES = [
+    [  # new sessions: A bounces for now, B reads two pages; a custom event with no session is stored without one
+        visit_event(0, SALTED_A, path="/a", referrer="news.example", utm_source="letter", country="FR"),
+        visit_event(1, SALTED_B, path="/b"),
+        visit_event(2, SALTED_B, path="/c", browser="Firefox"),
+        visit_event(3, "nobody", kind="custom", name="signup"),
+    ],
+    [  # A's bounce turns into a two-page visit past midnight (its exit path moves); a client-given id (twice)
+        visit_event(25, SALTED_A, path="/d"),
+        visit_event(26, SALTED_A, kind="custom", name="play"),
+        visit_event(27, "given-id", path="/a"),
+        visit_event(28, "given-id", path="/a"),
+        visit_event(29, SALTED_B, kind="outbound", name="https://ext.example/"),
+    ],
+    [  # events that only move B's last activity; a download; C opens and A reloads its page
+        visit_event(30, SALTED_B, kind="download", name="https://cdn.example/a.zip"),
+        visit_event(31, SALTED_C, path="/c", utm_medium="email", utm_campaign="nov"),
+        visit_event(32, SALTED_A, path="/d"),
+    ],
+    [  # past the timeout: new sessions for A, the client-given id and C
+        visit_event(90, SALTED_A, path="/e"),
+        visit_event(91, "given-id", path="/b"),
+        visit_event(92, SALTED_C, path="/a"),
+        visit_event(93, SALTED_C, kind="custom", name="signup"),
+    ],
+]
+
+
+def rollups(conn):
+    return sorted(conn.execute("SELECT * FROM daily_counts WHERE n != 0"))
+
+
+def recounted(conn):
+    sql = f"SELECT * FROM ({prisme_lite.ROLLUP_RECOUNT} UNION ALL {prisme_lite.VISITORS_RECOUNT}) WHERE n != 0"
+    return sorted(conn.execute(sql))
+
+
+def version_2_database(db):
+    """A database as schema version 2 left it: triggers counted its rows (one old visit, stored before 3)."""
+    with sqlite3.connect(db) as conn:
+        conn.executescript(prisme_lite.schema_text() + VERSION_2_TRIGGERS + "PRAGMA user_version = 2;")
+        store_old_visit(conn)
+
+
+def store_old_visit(conn):
+    conn.execute(
+        "INSERT INTO sessions VALUES (1, 'localhost', 'localhost', ?, ?, ?, '/old', '/older', 2, 'direct',"
+        " NULL, NULL, NULL, NULL, NULL, 'Chrome', 'Linux', 'desktop', 'XX')",
+        (SALTED_A, T0 - 3 * DAY, T0 - 3 * DAY + 60_000),
+    )
+    for minute, path in ((0, "/old"), (1, "/older")):
+        conn.execute(
+            "INSERT INTO events (ts, site, kind, host, path, referrer, visitor_id, session_id, browser, os, device,"
+            " country, status) VALUES (?, 'localhost', 'pageview', 'localhost', ?, 'direct', ?, 1, 'Chrome',"
+            " 'Linux', 'desktop', 'XX', 200)",
+            (T0 - 3 * DAY + minute * 60_000, path, SALTED_A),
+        )
+
+
+@pytest.mark.parametrize("start", ["fresh", "migrated from version 2"])
+def test_the_daily_counts_equal_a_recount_after_every_mixed_batch(tmp_path, start, capsys):
+    db = str(tmp_path / "counts.db")
+    if start == "fresh":
+        prisme_lite.open_database(db)
+        with sqlite3.connect(db) as conn:
+            store_old_visit(conn)
+            prisme_lite.count_stored_rows(conn, 0, 0)
+    else:
+        version_2_database(db)
+        prisme_lite.open_database(db)
+    conn = prisme_lite.connect(db)
+    assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%\\_counted'"
+                        " ESCAPE '\\'").fetchall() == []  # fmt: skip
+    store = prisme_lite.WebEventStore(30 * 60_000, max_cached=2)  # a small cache: visitors are looked up again too
+    for n, batch in enumerate(MIXED_BATCHES):
+        if n == 2:
+            store = prisme_lite.WebEventStore(30 * 60_000)  # a restart: every session's state comes from its row
+        conn.execute("BEGIN IMMEDIATE")
+        store(conn, [dict(event) for event in batch])
+        conn.execute("COMMIT")
+        assert rollups(conn) == recounted(conn), f"after batch {n}"
+    sessions = conn.execute("SELECT visitor_id, pageviews, exit_path FROM sessions ORDER BY id").fetchall()
+    assert sessions == [(SALTED_A, 2, "/older"), (SALTED_A, 3, "/d"), (SALTED_B, 2, "/c"), ("given-id", 2, "/a"),
+                        (SALTED_C, 1, "/c"), (SALTED_A, 1, "/e"), ("given-id", 1, "/b"),
+                        (SALTED_C, 1, "/a")]  # fmt: skip
+    day = T0 // DAY  # A's and B's sessions started on it; A's ran into the next day, with its exit path
+    counts = {(dim, d, value): n for _site, dim, d, value, n in rollups(conn)}
+    assert [counts.get((dim, day, ""), 0) for dim in ("bounces", "sessions", "visitors")] == [0, 2, 2]
+    assert counts[("exit_path", day, "/d")] == 1 and ("exit_path", day, "/a") not in counts
+    assert prisme_lite.check(db) == 0, capsys.readouterr().out
+    conn.execute("BEGIN IMMEDIATE")
+    prisme_lite.prune_batch(conn, T0 - DAY)  # the old visit goes, with its counts
+    conn.execute("COMMIT")
+    assert rollups(conn) == recounted(conn)
+    assert conn.execute("SELECT count(*) FROM daily_counts WHERE day < ? AND n != 0", (day - 1,)).fetchone()[0] == 0
+    assert prisme_lite.check(db) == 0, capsys.readouterr().out
+    conn.close()
+
+
+def test_fresh_and_migrated_databases_count_the_same(tmp_path):
+    results = []
+    for name in ("fresh.db", "migrated.db"):
+        db = str(tmp_path / name)
+        if name == "fresh.db":
+            prisme_lite.open_database(db)
+            with sqlite3.connect(db) as conn:
+                store_old_visit(conn)
+                prisme_lite.count_stored_rows(conn, 0, 0)
+        else:
+            version_2_database(db)
+            prisme_lite.open_database(db)
+        config = make_config(tmp_path, db=db)
+        ctx = prisme_lite.Context(config)
+        for batch in mixed_batches(yesterday_evening()):
+            for event in batch:
+                ctx.writer.append("web", event)
+            ctx.writer.flush()
+        ctx.close()
+        with sqlite3.connect(db) as conn:
+            results.append((rollups(conn), sorted(conn.execute("SELECT * FROM daily_visitors"))))
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == prisme_lite.SCHEMA_VERSION
+    assert results[0] == results[1]
+    assert results[0][0]  # and they did count something
+
+
+def test_a_rolled_back_batch_leaves_nothing_in_the_session_cache(tmp_path, caplog, capsys):
+    """A batch that fails after the applier followed its sessions is undone, and so is what the cache learnt."""
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    t0 = yesterday_evening()
+    ctx.writer.append("web", visit_event(0, SALTED_A, path="/a", t0=t0))  # a bounce, for now
+    ctx.close()
+    # One fold of three lines: A's custom event and pageview, then a line SQLite refuses (NOT NULL) after the
+    # sessions were upserted. The batch is undone and redone a line at a time, without the bad one.
+    write_unfolded(
+        config["db"],
+        [
+            visit_event(5, SALTED_A, kind="custom", name="play", t0=t0),
+            visit_event(6, SALTED_A, path="/b", t0=t0),
+            visit_event(7, SALTED_B, browser=None, t0=t0),
+        ],
+    )
+    ctx = prisme_lite.Context(config)
+    assert "journal line skipped" in caplog.text
+    ctx.writer.append("web", visit_event(8, SALTED_A, path="/c", t0=t0))
+    ctx.writer.flush()
+    ctx.close()
+    with sqlite3.connect(config["db"]) as conn:
+        assert conn.execute("SELECT pageviews, exit_path, last_seen - started_at FROM sessions").fetchall() == [
+            (3, "/c", 8 * 60_000)
+        ]
+        assert rollups(conn) == recounted(conn)
+    assert prisme_lite.check(config["db"]) == 0, capsys.readouterr().out
 
 
 def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
