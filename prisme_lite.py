@@ -98,6 +98,9 @@ URL_CACHE_SIZE = 2048  # page URLs parsed and origins' hosts: a site's pageviews
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
 
 BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
+# Every browser in use names itself Mozilla/5.0 (Presto's Opera, Opera/9.80); curl, Wget and the HTTP libraries
+# (python-requests, Go-http-client, aiohttp, okhttp, Java-http-client, PostmanRuntime, axios, …) name themselves.
+BROWSER_PATTERN = re.compile(r"Mozilla/|Opera/")
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -903,10 +906,11 @@ class Agent:
 
 @functools.lru_cache(maxsize=UA_CACHE_SIZE)
 def parse_user_agent(text: str) -> Agent:
+    """What a User-Agent says; a bot, a headless browser, a client that is no browser or none at all is a bot."""
     import user_agents  # imported on first use: it compiles hundreds of regexes
 
     parsed = user_agents.parse(text)
-    is_bot = parsed.is_bot or bool(BOT_PATTERN.search(text))
+    is_bot = parsed.is_bot or bool(BOT_PATTERN.search(text)) or not BROWSER_PATTERN.search(text)
     if is_bot:
         device = "bot"
     elif parsed.is_tablet:
@@ -927,7 +931,7 @@ def is_prefetch(environ: dict) -> bool:
 
 
 def countable_agent(environ: dict) -> tuple[str, Agent]:
-    """The request's User-Agent and what it says, unless it is a bot or a prefetch: those raise Dropped."""
+    """The request's User-Agent and what it says, unless it is a bot, no browser or a prefetch: those raise Dropped."""
     user_agent = environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH]
     agent = parse_user_agent(user_agent)
     if agent.is_bot:
@@ -2001,13 +2005,9 @@ def issue_counter_token(ctx: Context) -> dict:
         client = find_client(ctx.read(), "domain", host)
         if client is None:
             raise Rejected(401, f"no client is registered for the domain {host}")
+    user_agent, _agent = countable_agent(environ)  # a bot or a script gets no token
     now_s = now_ms() // 1000
-    visitor = make_visitor_id(
-        ctx.salt.for_time(now_s * 1000),
-        client["id"],
-        environ["prisme.client_ip"],
-        environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH],
-    )
+    visitor = make_visitor_id(ctx.salt.for_time(now_s * 1000), client["id"], environ["prisme.client_ip"], user_agent)
     token, expires_in = make_counter_token(ctx.jwt_secret, client["id"], visitor, now_s)
     return {"token": token, "expiresIn": expires_in}
 
@@ -2027,6 +2027,7 @@ def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
         raise Rejected(400, "token must be a string")
     claims, client = verify_counter_token(ctx, token)
     configured_counter(client, action_id, page_id)
+    countable_agent(request.environ)  # a browser's token replayed by a script counts nothing
     count = ctx.writer.run(increment_counter, client["id"], action_id, page_id, claims["jti"], now_ms())
     return {"count": count}
 
@@ -3968,7 +3969,9 @@ def openapi_document() -> dict:
                 ],
                 **({"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
                    if method == "post" else {}),
-                "responses": answers(ok("a token", "application/json", schema_ref("Token")), 400, 401, 413, 429),
+                "responses": answers(ok("a token; for a bot or a client that is no browser, an empty body and"
+                                        " X-Prisme-Dropped: bot", "application/json", schema_ref("Token")),
+                                     400, 401, 413, 429),
             } for method in ("get", "post")
         },
         "/api/v1/{action_id}/{page_id}/increment": {"post": {
@@ -3976,7 +3979,8 @@ def openapi_document() -> dict:
             "security": [], "parameters": counter_ids,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
-            "responses": answers(ok("the count", "application/json", schema_ref("Count")),
+            "responses": answers(ok("the count; for a bot or a client that is no browser, nothing counted, an empty"
+                                    " body and X-Prisme-Dropped: bot", "application/json", schema_ref("Count")),
                                  400, 401, 404, 413, 429, 503),
         }},
         "/api/v1/{action_id}/{page_id}/value": {"get": {

@@ -85,7 +85,8 @@ class Load:
                 return
             self.increments_sent += 1
             body = json.dumps({"token": token})
-            if request(conn, "POST", "/api/v1/likes/p/increment", body, {"Content-Type": "application/json"}) == 200:
+            headers = {"Content-Type": "application/json", "User-Agent": CHROME}
+            if request(conn, "POST", "/api/v1/likes/p/increment", body, headers) == 200:
                 self.increments_acked += 1
 
 

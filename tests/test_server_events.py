@@ -6,7 +6,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import cli, new_token
+from conftest import NOT_BROWSERS, agent_header, cli, new_token
 
 import prisme_lite
 
@@ -53,6 +53,14 @@ def test_the_seed_example_is_accepted_and_stored(server, client, tokens, monkeyp
     assert server.rows("SELECT * FROM customers") == [
         {"id": "x-21381723243-PRP", "first_seen": 1609588800000, "last_seen": 1609588800000, "events": 1}
     ]
+
+
+@pytest.mark.parametrize("ua", NOT_BROWSERS)
+def test_a_backend_is_no_browser_and_its_events_are_stored(server, client, tokens, ua):
+    answer = post(client, event(), tokens["capture_publish"], **agent_header(ua))
+    assert answer.json == {"accepted": 1}
+    assert "X-Prisme-Dropped" not in answer.headers
+    assert [row["label"] for row in server.rows("SELECT * FROM server_events")] == ["View"]
 
 
 def test_timestamp_defaults_to_the_request_time_and_takes_rfc_3339(server, client, tokens, monkeypatch):
