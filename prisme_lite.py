@@ -4618,8 +4618,13 @@ def build_parser() -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace, config: dict) -> int:
     if args.command == "serve":
         return serve(config)
-    if args.command in ("backup", "check") and not os.path.exists(config["db"]):
-        raise ConfigError(f"{args.command}: {config['db']} does not exist")
+    if args.command != "init" and not os.path.exists(config["db"]):
+        # Only serve and init create a database: any other command on a mistyped path, or run from another
+        # directory, would make an empty one and answer from it (a token the running server has never heard of).
+        raise ConfigError(
+            f"{args.command}: no database at {os.path.abspath(config['db'])}; point --db (or PRISME_DB) at the"
+            f" server's database, or create one with `prisme-lite init --db {config['db']}`"
+        )
     open_database(config["db"])
     if args.command == "backup":
         return backup(config["db"], args.file)
