@@ -2440,7 +2440,9 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
 # Stats and reports ###########################################################
 ###############################################################################
 
-TIME_STEP = re.compile(r"([+-])(\d{1,6})([smhdwMy])|/([smhdwMy])")
+# A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
+TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
+UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
 UNIT_DELTAS = {
     "s": datetime.timedelta(seconds=1),
     "m": datetime.timedelta(minutes=1),
@@ -2537,6 +2539,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
     try:
         if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        text = UNENCODED_OFFSET.sub(r"\1+\2", text)
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         moment = None
