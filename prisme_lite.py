@@ -4233,6 +4233,11 @@ def backup(db: str, target: str) -> int:
     """
     if os.path.exists(target):
         raise ConfigError(f"backup: {target} exists; choose a new file")
+    directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"backup: directory {directory} does not exist; create it, or choose a FILE in another")
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
     destination = sqlite3.connect(target)

@@ -38,3 +38,14 @@ def test_a_command_run_from_another_directory_names_the_database_it_looked_for(t
     assert os.listdir(elsewhere) == []
     assert cli("init", db=elsewhere / "prisme.db").returncode == 0  # init does create it, and then the rest works
     assert cli("admin-token", db=elsewhere / "prisme.db").stdout.startswith("pla_")
+
+
+def test_a_backup_into_a_missing_directory_says_so(tmp_path):
+    db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    result = cli("backup", str(tmp_path / "nowhere" / "copy.db"), db=db)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"prisme-lite: backup: directory {tmp_path / 'nowhere'} does not exist; create it, or choose a FILE in another\n"
+    )
+    assert not (tmp_path / "nowhere").exists()
