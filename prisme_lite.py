@@ -4684,7 +4684,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                 elif remove_origin(conn, host):
                     print(f"removed: {host}")
                 elif host in config["origins"]:
-                    print(f"{host} comes from the configuration (origins); remove it there", file=sys.stderr)
+                    print(origin_from_setting(host, config["origins"]), file=sys.stderr)
                     return 1
                 else:
                     print(f"not registered: {host}", file=sys.stderr)
@@ -4692,6 +4692,17 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
     finally:
         conn.close()
     return 0
+
+
+def origin_from_setting(host: str, origins: list[str]) -> str:
+    """Why `origins remove` cannot remove `host`, and what does: the origins setting, read when the server starts."""
+    where = "origins = [...] in the config file, PRISME_ORIGINS or serve --origins"
+    if origins == SETTINGS["origins"].default:
+        return (
+            f"{host} is a built-in default origin, not one added with `origins add`; to stop accepting it, start the"
+            f" server with the origins setting listing the hosts you want ({where}; empty for none)"
+        )
+    return f"{host} comes from the origins setting, not `origins add`; take it out ({where}) and restart the server"
 
 
 def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:

@@ -49,3 +49,21 @@ def test_a_backup_into_a_missing_directory_says_so(tmp_path):
         f"prisme-lite: backup: directory {tmp_path / 'nowhere'} does not exist; create it, or choose a FILE in another\n"
     )
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_removing_an_origin_of_the_settings_says_where_it_comes_from(tmp_path):
+    db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    where = "origins = [...] in the config file, PRISME_ORIGINS or serve --origins"
+    default = cli("origins", "remove", "localhost", db=db)
+    assert (default.returncode, default.stdout) == (1, "")
+    assert default.stderr == (
+        "localhost is a built-in default origin, not one added with `origins add`; to stop accepting it, start the"
+        f" server with the origins setting listing the hosts you want ({where}; empty for none)\n"
+    )
+    configured = cli("origins", "remove", "blog.example.com", "--origins", "blog.example.com", db=db)
+    assert (configured.returncode, configured.stderr) == (
+        1,
+        f"blog.example.com comes from the origins setting, not `origins add`; take it out ({where}) and restart"
+        " the server\n",
+    )
