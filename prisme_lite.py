@@ -142,7 +142,7 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "db": Setting("./prisme.db", "str", "path of the SQLite database file (created if missing)"),
+    "db": Setting("./prisme.db", "str", "path of the SQLite database file (serve and init create it if missing)"),
     "host": Setting("127.0.0.1", "str", "address to listen on; 0.0.0.0 to accept connections from other machines"),
     "port": Setting(8000, "int", "TCP port to listen on (0 picks a free one)", 0, 65535),
     "origins": Setting(
@@ -4558,68 +4558,92 @@ def serve(config: dict) -> int:
     return 0
 
 
-def settings_parser() -> argparse.ArgumentParser:
-    """A flag for every setting (`--rate-limit 120`, `--trust-proxy`), shared by every command."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $PRISME_CONFIG)")
-    for key, setting in SETTINGS.items():
-        flag = "--" + key.replace("_", "-")
+def add_settings(parser: argparse.ArgumentParser, keys: tuple[str, ...]) -> None:
+    """A flag for each setting in `keys` (`--rate-limit 120`, `--trust-proxy`), with its default, in one group."""
+    group = parser.add_argument_group(
+        "settings", "each also PRISME_<NAME> in the environment or <name> in the --config file; flags win"
+    )
+    group.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $PRISME_CONFIG)")
+    for key in keys:
+        setting, flag = SETTINGS[key], "--" + key.replace("_", "-")
+        default = setting.default
+        if isinstance(default, list):
+            default = ", ".join(default)
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        text = f"{setting.help} (default: {default if default != '' else 'none'})".replace("%", "%%")
         if setting.kind == "bool":
-            parser.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=setting.help)
+            group.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=text)
         else:
-            parser.add_argument(flag, dest=key, metavar=key.split("_")[-1].upper(), help=setting.help)
-    return parser
+            metavar = "FILE" if key.endswith("db") else "|".join(setting.choices) or key.split("_")[-1].upper()
+            group.add_argument(flag, dest=key, metavar=metavar, help=text)
+
+
+# The settings each command reads; its --help shows them after its own arguments (serve reads them all).
+WRITES = ("db", "synchronous")
+COMMAND_SETTINGS = {
+    "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
+    "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
+    "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"),
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = settings_parser()
     parser = argparse.ArgumentParser(prog="prisme-lite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"prisme-lite {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser("serve", parents=[common], help="run the HTTP server")
-    commands.add_parser("init", parents=[common], help="create the database (and its admin token) and exit")
-    origins = commands.add_parser("origins", parents=[common], help="manage the sites allowed to send events")
+    with_settings: list[tuple[argparse.ArgumentParser, tuple[str, ...]]] = []
+
+    def command(group: Any, name: str, summary: str) -> argparse.ArgumentParser:
+        made = group.add_parser(name, help=summary, description=summary)
+        full_name = made.prog.split(" ", 1)[1]  # "origins add"
+        keys = tuple(SETTINGS) if name == "serve" else COMMAND_SETTINGS.get(full_name, ("db",))
+        with_settings.append((made, keys))
+        return made
+
+    command(commands, "serve", "run the HTTP server")
+    command(commands, "init", "create the database (and its admin token) and exit")
+    origins = commands.add_parser("origins", help="manage the sites allowed to send events")
     actions = origins.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("add", parents=[common], help="register hosts").add_argument("hosts", nargs="+", metavar="HOST")
-    actions.add_parser("list", parents=[common], help="list registered hosts")
-    actions.add_parser("remove", parents=[common], help="unregister hosts").add_argument(
-        "hosts", nargs="+", metavar="HOST"
-    )
-    counters = commands.add_parser("counters", parents=[common], help="show action counters")
+    command(actions, "add", "register hosts").add_argument("hosts", nargs="+", metavar="HOST")
+    command(actions, "list", "list registered hosts")
+    command(actions, "remove", "unregister hosts").add_argument("hosts", nargs="+", metavar="HOST")
+    counters = commands.add_parser("counters", help="show action counters")
     counter_actions = counters.add_subparsers(dest="action", metavar="ACTION", required=True)
-    counter_list = counter_actions.add_parser("list", parents=[common], help="every counter with its count")
+    counter_list = command(counter_actions, "list", "every counter with its count")
     counter_list.add_argument("--client", metavar="ID", help="only this client's counters")
-    counter_show = counter_actions.add_parser("show", parents=[common], help="one counter, with its last 30 days")
+    counter_show = command(counter_actions, "show", "one counter, with its last 30 days")
     counter_show.add_argument("action_id", metavar="ACTION")
     counter_show.add_argument("page_id", metavar="PAGE")
     counter_show.add_argument("--client", metavar="ID", help="only this client's counter")
-    tokens = commands.add_parser("tokens", parents=[common], help="manage access tokens for the APIs")
+    tokens = commands.add_parser("tokens", help="manage access tokens for the APIs")
     token_actions = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = token_actions.add_parser("create", parents=[common], help="create a token and print it, once")
+    create = command(token_actions, "create", "create a token and print it, once")
     create.add_argument(
         "--scope", action="append", required=True, metavar="SCOPE", help=f"one of {', '.join(SCOPES)} (repeatable)"
     )
     create.add_argument("--name", default="", help="what the token is for")
-    token_actions.add_parser("list", parents=[common], help="list tokens (never the tokens themselves)")
-    token_actions.add_parser("revoke", parents=[common], help="revoke a token by its id").add_argument(
-        "token_id", metavar="ID"
-    )
-    stats = commands.add_parser("stats", parents=[common], help="a summary of the last days, for reading")
+    command(token_actions, "list", "list tokens (never the tokens themselves)")
+    command(token_actions, "revoke", "revoke a token by its id").add_argument("token_id", metavar="ID")
+    stats = command(commands, "stats", "a summary of the last days, for reading")
     stats.add_argument("--site", help="only this registered origin's web traffic")
     stats.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
-    exporter = commands.add_parser("export", parents=[common], help="write raw rows as CSV or NDJSON")
+    exporter = command(commands, "export", "write raw rows as CSV or NDJSON")
     exporter.add_argument("--format", dest="export_format", choices=("csv", "ndjson"), default="csv")
     exporter.add_argument("--kind", default="events", choices=list(EXPORTS), help="what to export (default events)")
     exporter.add_argument("--from", dest="start", metavar="WHEN", help="now-30d/d, 2024-01-31, RFC 3339 (default: all)")
     exporter.add_argument("--to", dest="end", metavar="WHEN", help="as --from (default: now)")
     exporter.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
-    pruner = commands.add_parser("prune", parents=[common], help="delete raw rows older than N days, now")
+    pruner = command(commands, "prune", "delete raw rows older than N days, now")
     pruner.add_argument("--older-than", type=int, metavar="DAYS", help="default: retention_days")
-    backup_parser = commands.add_parser("backup", parents=[common], help="copy the database, online and consistent")
-    backup_parser.add_argument("file", metavar="FILE", help="the new backup file")
-    commands.add_parser("check", parents=[common], help="integrity check and prisme-lite's own invariants")
-    token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
+    command(commands, "backup", "copy the database, online and consistent").add_argument(
+        "file", metavar="FILE", help="the new backup file"
+    )
+    command(commands, "check", "integrity check and prisme-lite's own invariants")
+    token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
+    for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
+        add_settings(made, keys)
     return parser
 
 

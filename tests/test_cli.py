@@ -1,10 +1,13 @@
 """The command line (SPEC §1): what each command prints, its exit code, and what it leaves on disk."""
 
 import os
+import re
 import subprocess
 
 import pytest
 from conftest import cli, command
+
+import prisme_lite
 
 NOT_CREATING = [
     ["admin-token"], ["admin-token", "--rotate"], ["origins", "list"], ["origins", "add", "blog.example.com"],
@@ -67,3 +70,78 @@ def test_removing_an_origin_of_the_settings_says_where_it_comes_from(tmp_path):
         f"blog.example.com comes from the origins setting, not `origins add`; take it out ({where}) and restart"
         " the server\n",
     )
+
+
+def help_of(*args):
+    """A command's --help at 100 columns: its own part, and its settings as {flag: help text on one line}."""
+    result = subprocess.run(
+        [*command(), *args, "--help"], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "100"}
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    own, settings = result.stdout.split("\nsettings:\n")
+    flags = re.split(r"\n  (--[a-z-]+) ?", settings)[1:]
+    return own, {flag: " ".join(text.split()) for flag, text in zip(flags[::2], flags[1::2], strict=True)}
+
+
+def flag(key):
+    return "--" + key.replace("_", "-")
+
+
+# Every server setting with the default its --help shows.
+DEFAULTS = {
+    "db": "./prisme.db", "host": "127.0.0.1", "port": "8000", "origins": "localhost, 127.0.0.1",
+    "redirect_hosts": "none", "trust_proxy": "false", "proxy_header": "X-Forwarded-For", "proxy_hops": "1",
+    "country_header": "none", "geoip_db": "none", "admin_token": "none", "open_registration": "false",
+    "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
+    "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
+    "threads": "2", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "own", "keys"),
+    [
+        (["backup"], ["FILE"], ["db"]),
+        (["check"], [], ["db"]),
+        (["init"], [], ["db", "synchronous"]),
+        (["admin-token"], ["--rotate"], ["db", "synchronous", "admin_token"]),
+        (["prune"], ["--older-than"], ["db", "synchronous", "retention_days"]),
+        (["export"], ["--format", "--kind", "--from", "--to", "--output"], ["db"]),
+        (["stats"], ["--site", "--days"], ["db"]),
+        (["origins", "add"], ["HOST"], ["db", "synchronous"]),
+        (["origins", "list"], [], ["db", "origins"]),
+        (["origins", "remove"], ["HOST"], ["db", "synchronous", "origins"]),
+        (["tokens", "create"], ["--scope", "--name"], ["db", "synchronous"]),
+        (["tokens", "list"], [], ["db"]),
+        (["counters", "show"], ["ACTION", "PAGE", "--client"], ["db"]),
+        (["serve"], [], list(DEFAULTS)),
+    ],
+    ids=" ".join,
+)
+def test_help_shows_the_commands_own_arguments_then_the_settings_it_reads_with_defaults(args, own, keys):
+    text, settings = help_of(*args)
+    assert text.startswith(f"usage: prisme-lite {' '.join(args)} ")
+    for argument in own:
+        assert re.search(rf"^  (-\w \w+, )?{argument}\b", text, re.MULTILINE), argument
+    assert list(settings) == ["--config", *map(flag, keys)]
+    for key in keys:
+        assert settings[flag(key)].endswith(f"{prisme_lite.SETTINGS[key].help} (default: {DEFAULTS[key]})"), key
+
+
+def test_serve_help_lists_every_setting_and_backup_help_is_short():
+    assert list(DEFAULTS) == list(prisme_lite.SETTINGS)  # so serve's case above is all of them
+    text, _settings = help_of("backup")
+    assert text.splitlines()[:6] == [
+        "usage: prisme-lite backup [-h] [--config FILE] [--db FILE] FILE",
+        "",
+        "copy the database, online and consistent",
+        "",
+        "positional arguments:",
+        "  FILE           the new backup file",
+    ]
+
+
+def test_a_setting_a_command_does_not_read_is_refused(tmp_path):
+    result = cli("backup", str(tmp_path / "copy.db"), "--port", "9000", db=tmp_path / "prisme.db")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == "prisme-lite: error: unrecognized arguments: --port 9000"
