@@ -181,6 +181,7 @@ def test_the_readme_like_button_counts_and_the_count_survives_kill_9(run, pages,
 
 def test_the_readme_gallery_and_checkout_beacons_store_their_rows(run, pages, chromium, tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     token = new_token(db, "track_public")
     process = run("--redirect-hosts", "shop.example.com")
     base = f"http://127.0.0.1:{process.port}"

@@ -205,6 +205,7 @@ def test_the_rate_limit_is_per_token_and_counts_events(make_server):
 
 def test_tokens_on_the_command_line(tmp_path):
     db = tmp_path / "t.db"
+    assert cli("init", db=db).returncode == 0  # only serve and init create a database
     made = cli("tokens", "create", "--scope", "capture_publish", "--scope", "stats_read", "--name", "backend", db=db)
     assert made.returncode == 0
     token = made.stdout.strip()
@@ -228,6 +229,7 @@ def test_tokens_on_the_command_line(tmp_path):
 @pytest.mark.server
 def test_every_202_is_stored_exactly_once_under_concurrency(run, tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     token = new_token(db, "capture_publish")
     process = run("--events-rate-limit", "0")
     accepted, lock = [], threading.Lock()
@@ -269,6 +271,7 @@ def readme_python():
 @pytest.mark.server
 def test_a_day_of_events_with_the_readme_example_shows_in_stats_per_label(run, tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     token = new_token(db, "capture_publish")
     process = run()
     example = {}
