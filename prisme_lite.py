@@ -4213,6 +4213,11 @@ def make_app(config: dict) -> bottle.Bottle:
 ###############################################################################
 
 
+def plural(word: str, count: int) -> str:
+    """The word for `count` of them in what the commands print: `row` for 1, `rows` for 0 or 2."""
+    return word if count == 1 else word + "s"
+
+
 def journal_end(db: str) -> tuple[int, int]:
     """The newest journal file's generation and how many of its bytes are whole lines (all acknowledged)."""
     generations = journal_generations(db)
@@ -4263,7 +4268,7 @@ def backup(db: str, target: str) -> int:
     lines = tail.count(b"\n")
     print(
         f"backed up {db} to {target}"
-        + (f" (+{lines} events not yet folded, in {target}.journal-{generation})" if lines else "")
+        + (f" (+{lines} {plural('event', lines)} not yet folded, in {target}.journal-{generation})" if lines else "")
     )
     return 0
 
@@ -4685,7 +4690,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             while pruner(conn, now):  # autocommit: each batch is its own short transaction
                 pass
             deleted = pruner.deleted
-            print(f"deleted {deleted} rows older than {days} days")
+            print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
         elif args.command == "stats":
             return print_summary(conn, args.site, args.days, config["origins"])
         elif args.command == "tokens":
@@ -4758,7 +4763,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
     now = now_ms()
     since = now - days * 86_400_000
     day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
-    print(f"prisme-lite stats: the last {days} days ({day(since)} to {day(now)}, UTC)")
+    print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
     sites = (
         [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
     )
@@ -4768,7 +4773,8 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
         print(f"\nweb traffic at {name}")
         bounces = f"{bounce_rate}%" if sessions else "-"
-        print(f"  {visitors:,} visitors, {pageviews:,} pageviews, {sessions:,} sessions, "
+        print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
+              f"{sessions:,} {plural('session', sessions)}, "
               f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
         for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
                               ("custom events", "top-custom-events")):  # fmt: skip

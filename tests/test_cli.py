@@ -2,12 +2,17 @@
 
 import os
 import re
+import sqlite3
 import subprocess
 
 import pytest
-from conftest import cli, command
+from conftest import cli, command, make_config
+from test_storage import stored_then_killed, web_event
 
 import prisme_lite
+
+DAY = 86_400_000
+NOW = 1_795_000_000_000  # 2026-11-18T08:26:40Z
 
 NOT_CREATING = [
     ["admin-token"], ["admin-token", "--rotate"], ["origins", "list"], ["origins", "add", "blog.example.com"],
@@ -145,3 +150,50 @@ def test_a_setting_a_command_does_not_read_is_refused(tmp_path):
     result = cli("backup", str(tmp_path / "copy.db"), "--port", "9000", db=tmp_path / "prisme.db")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == "prisme-lite: error: unrecognized arguments: --port 9000"
+
+
+def pageviews(tmp_path, *times):
+    """One pageview at each of `times` by a visitor of its own, stored through the writer (with its session)."""
+    ctx = prisme_lite.Context(make_config(tmp_path))
+    for n, ts in enumerate(times):
+        ctx.writer.append("web", {**web_event(n), "ts": ts})
+    ctx.close()
+    return ctx.config["db"]
+
+
+def test_counts_of_one_are_singular(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    db = pageviews(tmp_path, NOW - 3 * DAY, NOW - 60_000)
+    assert prisme_lite.main(["stats", "--days", "1", "--db", db]) == 0
+    summary = capsys.readouterr().out.splitlines()
+    assert summary[:3] == [
+        "prisme-lite stats: the last day (2026-11-17 to 2026-11-18, UTC)",
+        "",
+        "web traffic at localhost",
+    ]
+    assert summary[3].startswith("  1 visitor, 1 pageview, 1 session, bounce rate 100%")
+    assert prisme_lite.main(["stats", "--days", "2", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("prisme-lite stats: the last 2 days (2026-11-16 to 2026-11-18, UTC)")
+    assert prisme_lite.main(["prune", "--older-than", "1", "--db", db]) == 0
+    assert capsys.readouterr().out == "deleted 2 rows older than 1 day\n"  # the old pageview and its session
+    db = str(tmp_path / "other.db")
+    prisme_lite.open_database(db)
+    with sqlite3.connect(db) as conn:  # a custom event that joined no session: one row
+        conn.execute(
+            "INSERT INTO events (ts, site, kind, name, host, path, referrer, visitor_id, browser, os, device, country,"
+            " status) VALUES (?, 'localhost', 'custom', 'signup', 'localhost', '/', 'direct', 'v9', 'Chrome', 'Linux',"
+            " 'desktop', 'XX', 200)",
+            (NOW - 3 * DAY,),
+        )
+    assert prisme_lite.main(["prune", "--older-than", "2", "--db", db]) == 0
+    assert capsys.readouterr().out == "deleted 1 row older than 2 days\n"
+
+
+def test_a_backup_of_one_unfolded_event_says_event(tmp_path, capsys):
+    config = make_config(tmp_path)
+    stored_then_killed(config, range(2), range(2, 3))  # one event acknowledged, never folded
+    backup = tmp_path / "backup.db"
+    assert prisme_lite.main(["backup", str(backup), "--db", config["db"]]) == 0
+    assert capsys.readouterr().out == (
+        f"backed up {config['db']} to {backup} (+1 event not yet folded, in {backup}.journal-1)\n"
+    )
