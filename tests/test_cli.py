@@ -2,8 +2,11 @@
 
 import os
 import re
+import shlex
 import sqlite3
 import subprocess
+import tomllib
+from pathlib import Path
 
 import pytest
 from conftest import cli, command, make_config
@@ -197,3 +200,13 @@ def test_a_backup_of_one_unfolded_event_says_event(tmp_path, capsys):
     assert capsys.readouterr().out == (
         f"backed up {config['db']} to {backup} (+1 event not yet folded, in {backup}.journal-1)\n"
     )
+
+
+def test_the_readme_names_the_dependencies_to_run_from_a_checkout():
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    [line] = [line for line in readme.splitlines() if line.endswith("&& python prisme_lite.py serve")]
+    words = shlex.split(line)
+    assert words[:2] == ["pip", "install"]
+    with open(root / "pyproject.toml", "rb") as file:
+        assert words[2 : words.index("&&")] == tomllib.load(file)["project"]["dependencies"]
