@@ -355,6 +355,7 @@ def test_the_dashboard_shows_what_is_stored(run, pages, chromium, tmp_path):
     import http.client
 
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
     process = run()
     token = process.banner[2].split(": ", 1)[1].strip()
@@ -424,6 +425,7 @@ def test_the_dashboard_says_which_panels_are_not_per_site(run, chromium, tmp_pat
     import json
 
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
     capture = new_token(db, "capture_publish")
     process = run()
