@@ -105,6 +105,9 @@ URL_CACHE_SIZE = 2048  # page URLs parsed and origins' hosts: a site's pageviews
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
 
 BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
+# Every browser in use names itself Mozilla/5.0 (Presto's Opera, Opera/9.80); curl, Wget and the HTTP libraries
+# (python-requests, Go-http-client, aiohttp, okhttp, Java-http-client, PostmanRuntime, axios, …) name themselves.
+BROWSER_PATTERN = re.compile(r"Mozilla/|Opera/")
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -146,7 +149,7 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {
-    "db": Setting("./prisme.db", "str", "path of the SQLite database file (created if missing)"),
+    "db": Setting("./prisme.db", "str", "path of the SQLite database file (serve and init create it if missing)"),
     "host": Setting("127.0.0.1", "str", "address to listen on; 0.0.0.0 to accept connections from other machines"),
     "port": Setting(8000, "int", "TCP port to listen on (0 picks a free one)", 0, 65535),
     "origins": Setting(
@@ -944,10 +947,11 @@ class Agent:
 
 @functools.lru_cache(maxsize=UA_CACHE_SIZE)
 def parse_user_agent(text: str) -> Agent:
+    """What a User-Agent says; a bot, a headless browser, a client that is no browser or none at all is a bot."""
     import user_agents  # imported on first use: it compiles hundreds of regexes
 
     parsed = user_agents.parse(text)
-    is_bot = parsed.is_bot or bool(BOT_PATTERN.search(text))
+    is_bot = parsed.is_bot or bool(BOT_PATTERN.search(text)) or not BROWSER_PATTERN.search(text)
     if is_bot:
         device = "bot"
     elif parsed.is_tablet:
@@ -968,7 +972,7 @@ def is_prefetch(environ: dict) -> bool:
 
 
 def countable_agent(environ: dict) -> tuple[str, Agent]:
-    """The request's User-Agent and what it says, unless it is a bot or a prefetch: those raise Dropped."""
+    """The request's User-Agent and what it says, unless it is a bot, no browser or a prefetch: those raise Dropped."""
     user_agent = environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH]
     agent = parse_user_agent(user_agent)
     if agent.is_bot:
@@ -2116,13 +2120,9 @@ def issue_counter_token(ctx: Context) -> dict:
         client = find_client(ctx.read(), "domain", host)
         if client is None:
             raise Rejected(401, f"no client is registered for the domain {host}")
+    user_agent, _agent = countable_agent(environ)  # a bot or a script gets no token
     now_s = now_ms() // 1000
-    visitor = make_visitor_id(
-        ctx.salt.for_time(now_s * 1000),
-        client["id"],
-        environ["prisme.client_ip"],
-        environ.get("HTTP_USER_AGENT", "")[:MAX_USER_AGENT_LENGTH],
-    )
+    visitor = make_visitor_id(ctx.salt.for_time(now_s * 1000), client["id"], environ["prisme.client_ip"], user_agent)
     token, expires_in = make_counter_token(ctx.jwt_secret, client["id"], visitor, now_s)
     return {"token": token, "expiresIn": expires_in}
 
@@ -2142,6 +2142,7 @@ def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
         raise Rejected(400, "token must be a string")
     claims, client = verify_counter_token(ctx, token)
     configured_counter(client, action_id, page_id)
+    countable_agent(request.environ)  # a browser's token replayed by a script counts nothing
     count = ctx.writer.run(increment_counter, client["id"], action_id, page_id, claims["jti"], now_ms())
     return {"count": count}
 
@@ -2554,7 +2555,9 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
 # Stats and reports ###########################################################
 ###############################################################################
 
-TIME_STEP = re.compile(r"([+-])(\d{1,6})([smhdwMy])|/([smhdwMy])")
+# A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
+TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
+UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
 UNIT_DELTAS = {
     "s": datetime.timedelta(seconds=1),
     "m": datetime.timedelta(minutes=1),
@@ -2651,6 +2654,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
     try:
         if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        text = UNENCODED_OFFSET.sub(r"\1+\2", text)
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         moment = None
@@ -4083,7 +4087,9 @@ def openapi_document() -> dict:
                 ],
                 **({"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
                    if method == "post" else {}),
-                "responses": answers(ok("a token", "application/json", schema_ref("Token")), 400, 401, 413, 429),
+                "responses": answers(ok("a token; for a bot or a client that is no browser, an empty body and"
+                                        " X-Prisme-Dropped: bot", "application/json", schema_ref("Token")),
+                                     400, 401, 413, 429),
             } for method in ("get", "post")
         },
         "/api/v1/{action_id}/{page_id}/increment": {"post": {
@@ -4091,7 +4097,8 @@ def openapi_document() -> dict:
             "security": [], "parameters": counter_ids,
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
-            "responses": answers(ok("the count", "application/json", schema_ref("Count")),
+            "responses": answers(ok("the count; for a bot or a client that is no browser, nothing counted, an empty"
+                                    " body and X-Prisme-Dropped: bot", "application/json", schema_ref("Count")),
                                  400, 401, 404, 413, 429, 503),
         }},
         "/api/v1/{action_id}/{page_id}/value": {"get": {
@@ -4321,6 +4328,11 @@ def make_app(config: dict) -> bottle.Bottle:
 ###############################################################################
 
 
+def plural(word: str, count: int) -> str:
+    """The word for `count` of them in what the commands print: `row` for 1, `rows` for 0 or 2."""
+    return word if count == 1 else word + "s"
+
+
 def journal_end(db: str) -> tuple[int, int]:
     """The newest journal file's generation and how many of its bytes are whole lines (all acknowledged)."""
     generations = journal_generations(db)
@@ -4341,6 +4353,11 @@ def backup(db: str, target: str) -> int:
     """
     if os.path.exists(target):
         raise ConfigError(f"backup: {target} exists; choose a new file")
+    directory = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"backup: directory {directory} does not exist; create it, or choose a FILE in another")
+    if not os.access(directory, os.W_OK):
+        raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
     destination = sqlite3.connect(target)
@@ -4366,7 +4383,7 @@ def backup(db: str, target: str) -> int:
     lines = tail.count(b"\n")
     print(
         f"backed up {db} to {target}"
-        + (f" (+{lines} events not yet folded, in {target}.journal-{generation})" if lines else "")
+        + (f" (+{lines} {plural('event', lines)} not yet folded, in {target}.journal-{generation})" if lines else "")
     )
     return 0
 
@@ -4661,76 +4678,105 @@ def serve(config: dict) -> int:
     return 0
 
 
-def settings_parser() -> argparse.ArgumentParser:
-    """A flag for every setting (`--rate-limit 120`, `--trust-proxy`), shared by every command."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $PRISME_CONFIG)")
-    for key, setting in SETTINGS.items():
-        flag = "--" + key.replace("_", "-")
+def add_settings(parser: argparse.ArgumentParser, keys: tuple[str, ...]) -> None:
+    """A flag for each setting in `keys` (`--rate-limit 120`, `--trust-proxy`), with its default, in one group."""
+    group = parser.add_argument_group(
+        "settings", "each also PRISME_<NAME> in the environment or <name> in the --config file; flags win"
+    )
+    group.add_argument("--config", metavar="FILE", help="TOML configuration file (default: $PRISME_CONFIG)")
+    for key in keys:
+        setting, flag = SETTINGS[key], "--" + key.replace("_", "-")
+        default = setting.default
+        if isinstance(default, list):
+            default = ", ".join(default)
+        elif isinstance(default, bool):
+            default = str(default).lower()
+        text = f"{setting.help} (default: {default if default != '' else 'none'})".replace("%", "%%")
         if setting.kind == "bool":
-            parser.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=setting.help)
+            group.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=text)
         else:
-            parser.add_argument(flag, dest=key, metavar=key.split("_")[-1].upper(), help=setting.help)
-    return parser
+            metavar = "FILE" if key.endswith("db") else "|".join(setting.choices) or key.split("_")[-1].upper()
+            group.add_argument(flag, dest=key, metavar=metavar, help=text)
+
+
+# The settings each command reads; its --help shows them after its own arguments (serve reads them all).
+WRITES = ("db", "synchronous")
+COMMAND_SETTINGS = {
+    "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
+    "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
+    "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"),
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = settings_parser()
     parser = argparse.ArgumentParser(prog="prisme-lite", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"prisme-lite {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser("serve", parents=[common], help="run the HTTP server")
-    commands.add_parser("init", parents=[common], help="create the database (and its admin token) and exit")
-    origins = commands.add_parser("origins", parents=[common], help="manage the sites allowed to send events")
+    with_settings: list[tuple[argparse.ArgumentParser, tuple[str, ...]]] = []
+
+    def command(group: Any, name: str, summary: str) -> argparse.ArgumentParser:
+        made = group.add_parser(name, help=summary, description=summary)
+        full_name = made.prog.split(" ", 1)[1]  # "origins add"
+        keys = tuple(SETTINGS) if name == "serve" else COMMAND_SETTINGS.get(full_name, ("db",))
+        with_settings.append((made, keys))
+        return made
+
+    command(commands, "serve", "run the HTTP server")
+    command(commands, "init", "create the database (and its admin token) and exit")
+    origins = commands.add_parser("origins", help="manage the sites allowed to send events")
     actions = origins.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("add", parents=[common], help="register hosts").add_argument("hosts", nargs="+", metavar="HOST")
-    actions.add_parser("list", parents=[common], help="list registered hosts")
-    actions.add_parser("remove", parents=[common], help="unregister hosts").add_argument(
-        "hosts", nargs="+", metavar="HOST"
-    )
-    counters = commands.add_parser("counters", parents=[common], help="show action counters")
+    command(actions, "add", "register hosts").add_argument("hosts", nargs="+", metavar="HOST")
+    command(actions, "list", "list registered hosts")
+    command(actions, "remove", "unregister hosts").add_argument("hosts", nargs="+", metavar="HOST")
+    counters = commands.add_parser("counters", help="show action counters")
     counter_actions = counters.add_subparsers(dest="action", metavar="ACTION", required=True)
-    counter_list = counter_actions.add_parser("list", parents=[common], help="every counter with its count")
+    counter_list = command(counter_actions, "list", "every counter with its count")
     counter_list.add_argument("--client", metavar="ID", help="only this client's counters")
-    counter_show = counter_actions.add_parser("show", parents=[common], help="one counter, with its last 30 days")
+    counter_show = command(counter_actions, "show", "one counter, with its last 30 days")
     counter_show.add_argument("action_id", metavar="ACTION")
     counter_show.add_argument("page_id", metavar="PAGE")
     counter_show.add_argument("--client", metavar="ID", help="only this client's counter")
-    tokens = commands.add_parser("tokens", parents=[common], help="manage access tokens for the APIs")
+    tokens = commands.add_parser("tokens", help="manage access tokens for the APIs")
     token_actions = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = token_actions.add_parser("create", parents=[common], help="create a token and print it, once")
+    create = command(token_actions, "create", "create a token and print it, once")
     create.add_argument(
         "--scope", action="append", required=True, metavar="SCOPE", help=f"one of {', '.join(SCOPES)} (repeatable)"
     )
     create.add_argument("--name", default="", help="what the token is for")
-    token_actions.add_parser("list", parents=[common], help="list tokens (never the tokens themselves)")
-    token_actions.add_parser("revoke", parents=[common], help="revoke a token by its id").add_argument(
-        "token_id", metavar="ID"
-    )
-    stats = commands.add_parser("stats", parents=[common], help="a summary of the last days, for reading")
+    command(token_actions, "list", "list tokens (never the tokens themselves)")
+    command(token_actions, "revoke", "revoke a token by its id").add_argument("token_id", metavar="ID")
+    stats = command(commands, "stats", "a summary of the last days, for reading")
     stats.add_argument("--site", help="only this registered origin's web traffic")
     stats.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
-    exporter = commands.add_parser("export", parents=[common], help="write raw rows as CSV or NDJSON")
+    exporter = command(commands, "export", "write raw rows as CSV or NDJSON")
     exporter.add_argument("--format", dest="export_format", choices=("csv", "ndjson"), default="csv")
     exporter.add_argument("--kind", default="events", choices=list(EXPORTS), help="what to export (default events)")
     exporter.add_argument("--from", dest="start", metavar="WHEN", help="now-30d/d, 2024-01-31, RFC 3339 (default: all)")
     exporter.add_argument("--to", dest="end", metavar="WHEN", help="as --from (default: now)")
     exporter.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
-    pruner = commands.add_parser("prune", parents=[common], help="delete raw rows older than N days, now")
+    pruner = command(commands, "prune", "delete raw rows older than N days, now")
     pruner.add_argument("--older-than", type=int, metavar="DAYS", help="default: retention_days")
-    backup_parser = commands.add_parser("backup", parents=[common], help="copy the database, online and consistent")
-    backup_parser.add_argument("file", metavar="FILE", help="the new backup file")
-    commands.add_parser("check", parents=[common], help="integrity check and prisme-lite's own invariants")
-    token = commands.add_parser("admin-token", parents=[common], help="print the admin token")
+    command(commands, "backup", "copy the database, online and consistent").add_argument(
+        "file", metavar="FILE", help="the new backup file"
+    )
+    command(commands, "check", "integrity check and prisme-lite's own invariants")
+    token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
+    for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
+        add_settings(made, keys)
     return parser
 
 
 def run_command(args: argparse.Namespace, config: dict) -> int:
     if args.command == "serve":
         return serve(config)
-    if args.command in ("backup", "check") and not os.path.exists(config["db"]):
-        raise ConfigError(f"{args.command}: {config['db']} does not exist")
+    if args.command != "init" and not os.path.exists(config["db"]):
+        # Only serve and init create a database: any other command on a mistyped path, or run from another
+        # directory, would make an empty one and answer from it (a token the running server has never heard of).
+        raise ConfigError(
+            f"{args.command}: no database at {os.path.abspath(config['db'])}; point --db (or PRISME_DB) at the"
+            f" server's database, or create one with `prisme-lite init --db {config['db']}`"
+        )
     open_database(config["db"])
     if args.command == "backup":
         return backup(config["db"], args.file)
@@ -4759,7 +4805,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             while pruner(conn, now):  # autocommit: each batch is its own short transaction
                 pass
             deleted = pruner.deleted
-            print(f"deleted {deleted} rows older than {days} days")
+            print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
         elif args.command == "stats":
             return print_summary(conn, args.site, args.days, config["origins"])
         elif args.command == "tokens":
@@ -4782,7 +4828,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
                 elif remove_origin(conn, host):
                     print(f"removed: {host}")
                 elif host in config["origins"]:
-                    print(f"{host} comes from the configuration (origins); remove it there", file=sys.stderr)
+                    print(origin_from_setting(host, config["origins"]), file=sys.stderr)
                     return 1
                 else:
                     print(f"not registered: {host}", file=sys.stderr)
@@ -4790,6 +4836,17 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
     finally:
         conn.close()
     return 0
+
+
+def origin_from_setting(host: str, origins: list[str]) -> str:
+    """Why `origins remove` cannot remove `host`, and what does: the origins setting, read when the server starts."""
+    where = "origins = [...] in the config file, PRISME_ORIGINS or serve --origins"
+    if origins == SETTINGS["origins"].default:
+        return (
+            f"{host} is a built-in default origin, not one added with `origins add`; to stop accepting it, start the"
+            f" server with the origins setting listing the hosts you want ({where}; empty for none)"
+        )
+    return f"{host} comes from the origins setting, not `origins add`; take it out ({where}) and restart the server"
 
 
 def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
@@ -4821,7 +4878,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
     now = now_ms()
     since = now - days * 86_400_000
     day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
-    print(f"prisme-lite stats: the last {days} days ({day(since)} to {day(now)}, UTC)")
+    print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
     sites = (
         [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
     )
@@ -4831,7 +4888,8 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
         print(f"\nweb traffic at {name}")
         bounces = f"{bounce_rate}%" if sessions else "-"
-        print(f"  {visitors:,} visitors, {pageviews:,} pageviews, {sessions:,} sessions, "
+        print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
+              f"{sessions:,} {plural('session', sessions)}, "
               f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
         for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
                               ("custom events", "top-custom-events")):  # fmt: skip

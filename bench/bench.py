@@ -112,6 +112,7 @@ CLI = [sys.executable, os.path.join(ROOT, "prisme_lite.py")]
 
 def create_tokens(db: str) -> dict[str, str]:
     """An access token for server events and a public one for widgets, made with the command line."""
+    subprocess.run([*CLI, "init", "--db", db], capture_output=True, check=True)  # only serve and init create it
     return {
         scope: subprocess.run(
             [*CLI, "tokens", "create", "--scope", scope, "--db", db], capture_output=True, text=True, check=True

@@ -18,6 +18,20 @@ IPHONE = (
     "Version/17.0 Mobile/15E148 Safari/604.1"
 )
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+HEADLESS_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36"
+)
+# Clients that are no browser (SPEC §3.1): each browser-facing route drops them like bots. None: no User-Agent at all.
+NOT_BROWSERS = [
+    None, "", "curl/8.5.0", "Wget/1.21.4", "python-requests/2.31.0", "Go-http-client/1.1", "Python/3.11 aiohttp/3.9.1",
+    "python-httpx/0.27.0", "okhttp/4.12.0", "Java-http-client/17.0.2", "libwww-perl/6.72", "PostmanRuntime/7.36.0",
+    "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)", "undici", "node", "axios/1.6.2", HEADLESS_CHROME,
+]  # fmt: skip
+
+
+def agent_header(ua):
+    """The User-Agent header of `ua`, or none at all for None."""
+    return {} if ua is None else {"User-Agent": ua}
 
 
 def make_config(tmp_path, **settings):

@@ -181,8 +181,67 @@ def test_the_readme_like_button_counts_and_the_count_survives_kill_9(run, pages,
     context.close()
 
 
+def test_the_readme_like_button_gets_a_new_token_before_its_own_expires_and_after_a_401(run, pages, chromium, tmp_path):
+    process = run()
+    register_counter(process, "localhost")
+    snippet = readme_snippet('id="like"').replace("https://stats.example.com", f"http://127.0.0.1:{process.port}")
+    pages.html["/intro"] = f"<!doctype html><title>intro</title>{snippet}"
+
+    def open_page(visitor):
+        context = chromium.new_context(user_agent=f"{CHROME} visitor-{visitor}")
+        page = context.new_page()
+        page.clock.install()  # the page's clock: it runs as the real one until a test moves it
+        asked = []  # what the page asked the counter API for, in order (preflights aside)
+
+        def ask(request):
+            if "/api/v1/" in request.url and request.method != "OPTIONS":
+                asked.append(request.url.split("/api/v1/")[1])
+
+        page.on("request", ask)
+        page.goto(f"http://localhost:{pages.port}/intro", wait_until="load")
+        return context, page, asked
+
+    def after(asked, first):
+        """What the page asked for from its request `first` on (a token fetched at load may come before it)."""
+        return asked[asked.index(first) :]
+
+    # A 401 (as when a token expires on the server before the page thinks it has): a new token, the same increment.
+    context, page, asked = open_page(1)
+    page.wait_for_function("document.getElementById('likes').textContent === '0'")
+    refused = []
+
+    def refuse_the_first(route):
+        if refused:
+            return route.continue_()
+        refused.append(route.request.url)
+        body = '{"error": "token expired: get a new one from /api/v1/token"}'
+        route.fulfill(
+            status=401, content_type="application/json", body=body, headers={"Access-Control-Allow-Origin": "*"}
+        )
+
+    page.route("**/api/v1/likes/intro/increment", refuse_the_first)
+    page.click("#like")
+    page.wait_for_function("document.getElementById('likes').textContent === '1'")
+    assert len(refused) == 1
+    assert after(asked, "likes/intro/increment") == ["likes/intro/increment", "token", "likes/intro/increment"]
+    context.close()
+
+    # The top of the hour passes on the page's clock: the next click fetches a new token first.
+    context, page, asked = open_page(2)
+    page.wait_for_function("document.getElementById('likes').textContent === '1'")
+    page.clock.fast_forward("01:00:00")
+    asked.clear()
+    page.click("#like")
+    page.wait_for_function("document.getElementById('likes').textContent === '2'")
+    assert asked == ["token", "likes/intro/increment"]
+    context.close()
+    with sqlite3.connect(tmp_path / "prisme.db") as conn:
+        assert conn.execute("SELECT count FROM counters").fetchall() == [(2,)]
+
+
 def test_the_readme_gallery_and_checkout_beacons_store_their_rows(run, pages, chromium, tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     token = new_token(db, "track_public")
     process = run("--redirect-hosts", "shop.example.com")
     base = f"http://127.0.0.1:{process.port}"
@@ -298,6 +357,7 @@ def test_the_dashboard_shows_what_is_stored(run, pages, chromium, tmp_path):
     import http.client
 
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
     process = run()
     token = process.banner[2].split(": ", 1)[1].strip()
@@ -371,6 +431,7 @@ def test_the_dashboard_says_which_panels_are_not_per_site(run, chromium, tmp_pat
     import json
 
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
     capture = new_token(db, "capture_publish")
     process = run()

@@ -124,7 +124,9 @@ def test_page_url_keeps_host_path_and_utm_only():
             "bot",
             True,
         ),
-        ("", "Other", "Other", "other", False),
+        ("", "Other", "Other", "bot", True),  # no User-Agent at all is no browser
+        ("curl/8.5.0", "curl", "Other", "bot", True),
+        ("Opera/9.80 (Windows NT 6.1; U; en) Presto/2.12.388 Version/12.16", "Opera", "Windows", "desktop", False),
     ],
 )
 def test_user_agents(ua, browser, os, device, bot):

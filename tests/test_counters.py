@@ -8,7 +8,7 @@ import time
 
 import jwt
 import pytest
-from conftest import CHROME
+from conftest import CHROME, NOT_BROWSERS, agent_header
 
 import prisme_lite
 
@@ -51,12 +51,12 @@ def token_for(client, ua=CHROME, ip="203.0.113.9", origin=BLOG):
     return answer.json["token"]
 
 
-def increment(client, token, action="likes", page="intro", status=200, **headers):
+def increment(client, token, action="likes", page="intro", status=200, ua=CHROME, **headers):
     return client.post(
         f"/api/v1/{action}/{page}/increment",
         json.dumps({"token": token}),
         status=status,
-        headers={"Content-Type": "application/json", **headers},
+        headers={"Content-Type": "application/json", **agent_header(ua), **headers},
     )
 
 
@@ -111,6 +111,21 @@ def test_a_token_by_client_id_and_secret(client, registered):
     assert increment(client, by_secret["token"]).json == {"count": 1}
     wrong = client.post_json("/api/v1/token", {**registered, "clientSecret": "cs_wrong"}, status=401)
     assert wrong.json == {"error": "unknown clientId or wrong clientSecret"}
+
+
+@pytest.mark.parametrize("ua", NOT_BROWSERS)
+def test_clients_that_are_no_browser_get_no_token_and_count_nothing(server, client, registered, ua):
+    for answer in (
+        client.get("/api/v1/token", headers={"Origin": BLOG, **agent_header(ua)}, status=200),
+        client.get("/api/v1/token", registered, headers=agent_header(ua), status=200),  # by id and secret too
+    ):
+        assert (answer.headers["X-Prisme-Dropped"], answer.body) == ("bot", b"")
+    token = token_for(client)  # a browser's token, replayed by a script
+    dropped = increment(client, token, ua=ua, Origin=BLOG)
+    assert (dropped.headers["X-Prisme-Dropped"], dropped.body) == ("bot", b"")
+    assert server.rows("SELECT * FROM counters") == []
+    assert server.rows("SELECT * FROM counter_claims") == []
+    assert increment(client, token).json == {"count": 1}  # the browser's own click still counts
 
 
 def test_the_same_visitor_gets_the_same_token_within_the_hour(client, registered, clock):
@@ -333,7 +348,10 @@ def test_concurrent_increments_are_exact_and_survive_kill_9(run, tmp_path):
         conn = http.client.HTTPConnection("127.0.0.1", process.port, timeout=30)
         for token in tokens[k * 250 : (k + 1) * 250]:
             conn.request(
-                "POST", "/api/v1/likes/p/increment", json.dumps({"token": token}), {"Content-Type": "application/json"}
+                "POST",
+                "/api/v1/likes/p/increment",
+                json.dumps({"token": token}),
+                {"Content-Type": "application/json", "User-Agent": CHROME},
             )
             answer = conn.getresponse()
             body = json.loads(answer.read())
@@ -347,7 +365,7 @@ def test_concurrent_increments_are_exact_and_survive_kill_9(run, tmp_path):
         thread.join()
     assert {status for status, _count in counts} == {200}
     assert sorted(count for _status, count in counts) == list(range(1, 2001))  # every count answered exactly once
-    assert call("POST", "/api/v1/likes/p/increment", {"token": tokens[0]})[1] == {
+    assert call("POST", "/api/v1/likes/p/increment", {"token": tokens[0]}, **{"User-Agent": CHROME})[1] == {
         "count": 2000
     }  # a repeat adds nothing
     process.proc.kill()  # SIGKILL right after the last acknowledged increment

@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 import schemathesis
+from conftest import CHROME
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -51,7 +52,7 @@ class Target:
         """Real credentials where the document asks for them, so that valid requests reach the storage code."""
         if case.query and "auth_token" in case.query:
             case.query["auth_token"] = self.public_token
-        headers = {"Authorization": f"Bearer {self.admin}"}
+        headers = {"Authorization": f"Bearer {self.admin}", "User-Agent": CHROME}  # a browser: not dropped as a bot
         if case.path.startswith("/api/v1/events/") or case.path.startswith("/api/v1/noscript/"):
             headers["Referer"] = "http://localhost/schemathesis"  # a registered page, unless the case says otherwise
         headers.update(case.headers or {})

@@ -5,7 +5,7 @@ import sqlite3
 import time
 
 import pytest
-from conftest import cli, make_config
+from conftest import CHROME, cli, make_config
 from test_server import load, stored_paths
 from test_storage import stored_then_killed
 
@@ -61,7 +61,11 @@ def test_a_backup_includes_journal_lines_not_yet_folded(tmp_path):
 
 
 def test_check_passes_a_healthy_database_and_names_each_broken_invariant(server, client, capsys):
-    client.post("/api/v1/events/pageviews", headers={"Origin": "http://localhost", "Referer": "http://localhost/"})
+    client.post(
+        "/api/v1/events/pageviews",
+        headers={"Origin": "http://localhost", "Referer": "http://localhost/", "User-Agent": CHROME},
+        status=200,
+    )
     server.ctx.writer.flush()
     assert prisme_lite.main(["check", "--db", server.config["db"]]) == 0
     healthy = capsys.readouterr().out.splitlines()

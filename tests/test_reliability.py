@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import CHROME, Process, new_token
+from conftest import CHROME, Process, cli, new_token
 
 import prisme_lite
 
@@ -85,12 +85,14 @@ class Load:
                 return
             self.increments_sent += 1
             body = json.dumps({"token": token})
-            if request(conn, "POST", "/api/v1/likes/p/increment", body, {"Content-Type": "application/json"}) == 200:
+            headers = {"Content-Type": "application/json", "User-Agent": CHROME}
+            if request(conn, "POST", "/api/v1/likes/p/increment", body, headers) == 200:
                 self.increments_acked += 1
 
 
 def test_kill_9_twenty_times_loses_and_doubles_nothing(tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     public, backend = new_token(db, "track_public"), new_token(db, "capture_publish")
     server = Process(db, "--rate-limit", "0", "--events-rate-limit", "0")
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

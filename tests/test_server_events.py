@@ -6,7 +6,7 @@ import sqlite3
 import threading
 
 import pytest
-from conftest import cli, new_token
+from conftest import NOT_BROWSERS, agent_header, cli, new_token
 
 import prisme_lite
 
@@ -53,6 +53,14 @@ def test_the_seed_example_is_accepted_and_stored(server, client, tokens, monkeyp
     assert server.rows("SELECT * FROM customers") == [
         {"id": "x-21381723243-PRP", "first_seen": 1609588800000, "last_seen": 1609588800000, "events": 1}
     ]
+
+
+@pytest.mark.parametrize("ua", NOT_BROWSERS)
+def test_a_backend_is_no_browser_and_its_events_are_stored(server, client, tokens, ua):
+    answer = post(client, event(), tokens["capture_publish"], **agent_header(ua))
+    assert answer.json == {"accepted": 1}
+    assert "X-Prisme-Dropped" not in answer.headers
+    assert [row["label"] for row in server.rows("SELECT * FROM server_events")] == ["View"]
 
 
 def test_timestamp_defaults_to_the_request_time_and_takes_rfc_3339(server, client, tokens, monkeypatch):
@@ -197,6 +205,7 @@ def test_the_rate_limit_is_per_token_and_counts_events(make_server):
 
 def test_tokens_on_the_command_line(tmp_path):
     db = tmp_path / "t.db"
+    assert cli("init", db=db).returncode == 0  # only serve and init create a database
     made = cli("tokens", "create", "--scope", "capture_publish", "--scope", "stats_read", "--name", "backend", db=db)
     assert made.returncode == 0
     token = made.stdout.strip()
@@ -220,6 +229,7 @@ def test_tokens_on_the_command_line(tmp_path):
 @pytest.mark.server
 def test_every_202_is_stored_exactly_once_under_concurrency(run, tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     token = new_token(db, "capture_publish")
     process = run("--events-rate-limit", "0")
     accepted, lock = [], threading.Lock()
@@ -261,6 +271,7 @@ def readme_python():
 @pytest.mark.server
 def test_a_day_of_events_with_the_readme_example_shows_in_stats_per_label(run, tmp_path):
     db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
     token = new_token(db, "capture_publish")
     process = run()
     example = {}

@@ -268,6 +268,15 @@ def test_time_expressions(expression, expected):
     assert prisme_lite.iso_time(prisme_lite.parse_time(expression, NOW, "from")) == expected
 
 
+def test_a_plus_sent_unencoded_is_read_as_the_plus_it_was(stats):
+    # In a query string `+` means a space: now+1h arrives as "now 1h", an RFC 3339 offset +02:00 as " 02:00".
+    answer = stats("pageviews", **{"from": "2026-11-20T10:00:00+02:00", "to": "now+1h"})
+    assert (answer["from"], answer["to"]) == ("2026-11-20T08:00:00Z", "2026-11-20T13:00:00Z")
+    assert answer == stats("pageviews", **{"from": "2026-11-20T10:00:00%2B02:00", "to": "now%2B1h"})
+    assert stats("pageviews", **{"from": "now-1d 2h"})["from"] == "2026-11-19T14:00:00Z"
+    assert stats("pageviews", **{"from": "2026-11-20+10:00:00Z"})["from"] == "2026-11-20T10:00:00Z"  # + as space
+
+
 def test_month_arithmetic_clamps_the_day():
     march_31 = int(datetime.datetime(2026, 3, 31, tzinfo=datetime.UTC).timestamp() * 1000)
     assert prisme_lite.iso_time(prisme_lite.parse_time("now-1M", march_31, "from")) == "2026-02-28T00:00:00Z"

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from conftest import CHROME, GOOGLEBOT, IPHONE
+from conftest import CHROME, GOOGLEBOT, IPHONE, NOT_BROWSERS, agent_header
 
 import prisme_lite
 
@@ -419,6 +419,27 @@ def test_bots_get_success_and_are_not_stored(server, client, ua):
     gif = client.get("/api/v1/noscript/events/pageviews", headers={"User-Agent": ua, "Referer": PAGE}, status=200)
     assert (gif.headers["X-Prisme-Dropped"], gif.body) == ("bot", prisme_lite.GIF)
     assert server.events() == []
+
+
+@pytest.mark.parametrize("ua", NOT_BROWSERS)
+def test_clients_that_are_no_browser_get_success_and_are_not_stored(server, client, ua):
+    headers = {name: value for name, value in browser(ua=ua).items() if value is not None}
+    answers = [
+        client.post("/api/v1/events/pageviews", headers=headers, status=200),
+        client.post("/api/v1/events/custom/signup", "{}", headers={**headers, "Content-Type": "application/json"}),
+        client.post("/api/v1/events/outbound-links", "https://example.org/", headers=headers, status=200),
+        client.get("/api/v1/noscript/events/pageviews", headers={**agent_header(ua), "Referer": PAGE}, status=200),
+    ]
+    assert [answer.headers.get("X-Prisme-Dropped") for answer in answers] == ["bot"] * 4
+    assert answers[-1].body == prisme_lite.GIF
+    link = client.get(
+        "/api/v1/noscript/events/outbound-links?url=https%3A%2F%2Fexample.org%2F",
+        headers={**agent_header(ua), "Referer": PAGE},
+        status=302,
+    )  # not counted, but the person (or script) still gets where the link goes
+    assert (link.headers["Location"], link.headers["X-Prisme-Dropped"]) == ("https://example.org/", "bot")
+    assert server.events() == []
+    assert server.rows("SELECT * FROM sessions") == []
 
 
 @pytest.mark.parametrize(("header", "value"), [("Sec-Purpose", "prefetch;prerender"), ("Purpose", "prefetch")])

@@ -6,7 +6,7 @@ import sqlite3
 from urllib.parse import quote
 
 import pytest
-from conftest import CHROME, GOOGLEBOT
+from conftest import CHROME, GOOGLEBOT, NOT_BROWSERS, agent_header
 
 import prisme_lite
 
@@ -23,7 +23,7 @@ def get(client, path, token, status=200, ua=CHROME, **params):
     """GET a beacon with its query; `token` is (id, token) as create_access_token returns it, or None."""
     pairs = ([("auth_token", token[1])] if token else []) + list(params.items())
     query = "&".join(f"{quote(key, safe='[]')}={quote(str(value), safe='')}" for key, value in pairs)
-    return client.get(f"{path}?{query}", headers={"User-Agent": ua}, status=status, expect_errors=True)
+    return client.get(f"{path}?{query}", headers=agent_header(ua), status=status, expect_errors=True)
 
 
 def widget_rows(server):
@@ -239,6 +239,18 @@ def test_bots_are_answered_and_not_stored(server, client, token):
     gif = get(client, WIDGET.replace(".json", ".gif"), token, ua=GOOGLEBOT, analytics_id="a", pics=1)
     assert gif.body == prisme_lite.GIF
     assert widget_rows(server) == []
+
+
+@pytest.mark.parametrize("ua", NOT_BROWSERS)
+def test_clients_that_are_no_browser_are_answered_and_not_stored(server, client, token, ua):
+    answer = get(client, WIDGET, token, ua=ua, analytics_id="a", pics=1)
+    assert (answer.headers["X-Prisme-Dropped"], answer.json["data"]["analytics_id"]) == ("bot", "a")
+    gif = get(client, WIDGET.replace(".json", ".gif"), token, ua=ua, analytics_id="a", pics=1)
+    assert (gif.headers["X-Prisme-Dropped"], gif.body) == ("bot", prisme_lite.GIF)
+    checkout = get(client, CHECKOUT, token, ua=ua, analytics_id="a", **{"products[]": "p:1"})
+    assert (checkout.status_int, checkout.headers["X-Prisme-Dropped"]) == (200, "bot")
+    assert widget_rows(server) == []
+    assert server.rows("SELECT * FROM checkouts") == []
 
 
 def test_the_rate_limit_is_shared_with_web_events(server, client, token):
