@@ -3202,8 +3202,11 @@ DASHBOARD_JS = r"""
 /* prisme_lite dashboard: reads the stats API with the login cookie and draws everything with the DOM
    (no HTML from data ever: every value goes in as text). */
 "use strict";
+// Whole UTC days (months) that end with today, by the server's clock: "7 days" is today and the six before, so
+// the chart has the same buckets at any hour (28 of 6 hours; 30 days are 30 days). `to` is exclusive.
 const PERIODS = {
-  today: ["now/d", "now"], "7d": ["now-7d/d", "now"], "30d": ["now-30d/d", "now"], "12mo": ["now-12M/M", "now"],
+  today: ["now/d", "now/d+1d"], "7d": ["now-6d/d", "now/d+1d"], "30d": ["now-29d/d", "now/d+1d"],
+  "12mo": ["now-11M/M", "now/M+1M"],
 };
 const state = {site: "", period: "7d", from: "", to: ""};
 const $ = (selector) => document.querySelector(selector);
@@ -3634,8 +3637,8 @@ GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "
 REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
 INGEST_REFUSALS = (400, 413, 429, 503)
 STATS_QUERY = [
-    parameter("from", "query", "start: now, now-7d, now-7d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
-    parameter("to", "query", "end, same forms (default now)"),
+    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
+    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
     parameter("site", "query", "one registered origin (default: all)"),
     parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
     *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
