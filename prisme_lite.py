@@ -3236,6 +3236,8 @@ function windowParams(extra) {
 
 const stat = (metric, extra) => getJSON("/api/v1/stats/" + metric, windowParams(extra));
 
+const nextDay = (date) => new Date(Date.parse(date + "T00:00:00Z") + 86400000).toISOString().slice(0, 10);
+
 function day(ms, withTime) {
   const date = new Date(ms);
   const text = date.toISOString().slice(5, 10);
@@ -3342,8 +3344,14 @@ async function start() {
   }
   $("#custom").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.from = $("#from").value;
-    state.to = $("#to").value + "T23:59:59Z"; // the whole last day
+    const [from, to] = [$("#from").value, $("#to").value];
+    if (from > to) { // YYYY-MM-DD: text order is date order
+      const sentence = `The start (${from}) is after the end (${to}): pick a start on or before the end.`;
+      $("#report").replaceChildren(el("p", {class: "error", id: "range-error"}, sentence));
+      return;
+    }
+    state.from = from;
+    state.to = nextDay(to); // the whole last day, to its last millisecond: `to` is exclusive
     render();
   });
   render();

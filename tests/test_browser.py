@@ -443,3 +443,23 @@ def test_the_dashboard_periods_are_whole_days_at_any_hour(pinned_dashboard):
     page.click("[data-period='today']")
     expect(page.locator("#pageviews-total")).to_have_text("2")
     assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+
+
+def test_a_custom_range_takes_its_last_day_whole_and_a_reversed_one_is_explained(pinned_dashboard):
+    page, _clock = pinned_dashboard
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/v1/stats/" in request.url else None)
+    page.click("[data-period='custom']")
+    page.fill("#from", "2026-11-13")
+    page.fill("#to", "2026-11-19")
+    page.click("#custom button[type=submit]")
+    expect(page.locator("#pageviews-total")).to_have_text("3")  # 11-19 23:59:59.999 is on its last day
+    assert page.locator("#chart rect").count() == 28  # seven days in 6-hour buckets
+    asked.clear()
+    page.fill("#from", "2026-11-20")
+    page.fill("#to", "2026-11-14")
+    page.click("#custom button[type=submit]")
+    expect(page.locator("#range-error")).to_have_text(
+        "The start (2026-11-20) is after the end (2026-11-14): pick a start on or before the end."
+    )
+    assert page.locator("#pageviews-total").count() == 0 and asked == []  # nothing asked of the server
