@@ -3611,6 +3611,12 @@ def parameter(name: str, where: str, description: str, required: bool = False, *
     }  # fmt: skip
 
 
+def may_be_empty(query_parameter: dict, meaning: str) -> dict:
+    """An optional query parameter that may be sent empty (`name=`), read as `meaning`."""
+    described = f"{query_parameter['description']}; empty: {meaning}"
+    return {**query_parameter, "description": described, "allowEmptyValue": True}
+
+
 def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
     """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
     reasons = {
@@ -3648,7 +3654,10 @@ STATS_QUERY = [
     parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
     parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
     parameter("site", "query", "one registered origin (default: all)"),
-    parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+    may_be_empty(
+        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+        f"the default, {DEFAULT_LIMIT}",
+    ),
     *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
 ]
 
@@ -3684,7 +3693,8 @@ def widget_routes() -> dict:
     common = [
         token,
         parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
-        parameter("ab_testing", "query", "A/B group", type="integer"),
+        # The seed's own examples send `ab_testing=` when the widget runs no A/B test.
+        may_be_empty(parameter("ab_testing", "query", "A/B group", type="integer", minimum=0), "no group"),
         parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
     ]
     pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
@@ -3726,7 +3736,10 @@ def widget_routes() -> dict:
         [
             parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
             parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
-            parameter("currency_code", "query", "ISO 4217 (default USD)", pattern="^[A-Z]{3}$"),
+            may_be_empty(
+                parameter("currency_code", "query", "ISO 4217, any case (default USD)", pattern="^[A-Za-z]{3}$"),
+                "USD",
+            ),
             parameter("referrer", "query", "the page of the checkout"),
         ],
     )
@@ -3856,8 +3869,8 @@ def openapi_document() -> dict:
         "/api/v1/export": {"get": {
             "tags": ["read"], "summary": "raw rows, streamed (admin)", "security": bearer,
             "parameters": [
-                parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]),
-                parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)),
+                may_be_empty(parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]), "csv"),
+                may_be_empty(parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)), "events"),
                 parameter("from", "query", "start (default: the first row)"),
                 parameter("to", "query", "end (default: tomorrow)"),
             ],
