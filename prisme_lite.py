@@ -3607,7 +3607,7 @@ def schema_ref(name: str) -> dict:
 def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
     return {
         "name": name, "in": where, "required": required or where == "path", "description": description,
-        "schema": schema or {"type": "string"},
+        "schema": {"type": "string", **schema},  # a value in a path, query or header is text unless told
     }  # fmt: skip
 
 

@@ -196,3 +196,12 @@ def test_an_ab_testing_group_is_an_integer_from_0(widgets):
     assert server.client.get(base + "&ab_testing=0").status_int == 200
     assert server.rows("SELECT ab_testing FROM widget_events") == [{"ab_testing": 0}]
     assert documented_parameter("/track/widget/{instance_id}/best/{action}", "ab_testing")["schema"]["minimum"] == 0
+
+
+def test_every_parameter_says_its_type():
+    """A path, query or header value is text unless its schema says otherwise: without a type, schemathesis sends
+    numbers and lists as valid values (a list in a path became `['?']`, a query string, and failed the call)."""
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            for described in operation.get("parameters", []):
+                assert described["schema"].get("type") in ("string", "integer", "array"), (method, path, described)
