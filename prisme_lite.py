@@ -3290,11 +3290,16 @@ function number(label, value, id) {
   return el("div", {class: "number"}, shown, el("span", {class: "name"}, label));
 }
 
+// The render the page shows: a period or site picked while answers are on their way makes them stale.
+let latest = 0;
+
 async function render() {
+  const ticket = ++latest;
   const main = $("#report");
   main.replaceChildren(el("p", {class: "loading"}, "Loading…"));
   try {
     const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
+    if (ticket !== latest) return;
     const tops = await Promise.all([
       ["Top pages", "top-pages", ["Page", "Pageviews"]], ["Referrers", "top-referrers", ["Referrer", "Pageviews"]],
       ["Entry pages", "top-entry-pages", ["Page", "Sessions"]], ["Exit pages", "top-exit-pages", ["Page", "Sessions"]],
@@ -3309,6 +3314,7 @@ async function render() {
       ["Widgets", "top-widgets", ["Widget", "Renders", "Interactions", "CTR"]],
       ["Revenue", "revenue", ["Currency", "Checkouts", "Revenue"]],
     ].map(async ([title, metric, columns]) => table(title, await stat(metric, {limit: 10}), columns)));
+    if (ticket !== latest) return;
     const numbers = el("div", {class: "numbers"},
       number("Visitors", overview.values[0], "visitors-total"),
       number("Pageviews", overview.values[1], "pageviews-total"),
@@ -3324,6 +3330,7 @@ async function render() {
     }
     main.append(el("div", {class: "grid"}, ...tops));
   } catch (error) {
+    if (ticket !== latest) return;
     main.replaceChildren(el("p", {class: "error"}, "Could not load the stats: " + error.message));
   }
 }
@@ -3347,6 +3354,7 @@ async function start() {
     const [from, to] = [$("#from").value, $("#to").value];
     if (from > to) { // YYYY-MM-DD: text order is date order
       const sentence = `The start (${from}) is after the end (${to}): pick a start on or before the end.`;
+      latest++; // what was loading is stale
       $("#report").replaceChildren(el("p", {class: "error", id: "range-error"}, sentence));
       return;
     }

@@ -463,3 +463,33 @@ def test_a_custom_range_takes_its_last_day_whole_and_a_reversed_one_is_explained
         "The start (2026-11-20) is after the end (2026-11-14): pick a start on or before the end."
     )
     assert page.locator("#pageviews-total").count() == 0 and asked == []  # nothing asked of the server
+
+
+def test_a_period_picked_while_another_loads_is_the_one_shown(pinned_dashboard):
+    """The answers for a period picked before (they may come last) never replace the last picked period's."""
+    page, _clock = pinned_dashboard
+    held, asked, answered = [], [], []
+    seven_days = "from=now-6d%2Fd"
+    page.route(
+        "**/api/v1/stats/**", lambda route: held.append(route) if seven_days in route.request.url else route.continue_()
+    )
+    page.on("request", lambda request: asked.append(request) if "/api/v1/stats/" in request.url else None)
+    page.on("requestfinished", lambda request: answered.append(request) if "/api/v1/stats/" in request.url else None)
+
+    def until(condition, what):
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            page.wait_for_timeout(20)  # lets Playwright deliver the page's events meanwhile
+
+    page.click("[data-period='7d']")
+    until(lambda: len(held) == 3, "the 7 days' first three questions")
+    page.click("[data-period='today']")
+    expect(page.locator("#pageviews-total")).to_have_text("2")
+    for route in held:  # the 7 days' answers now arrive, after today's
+        route.continue_()
+    for _ in range(3):  # every answer in, and whatever the page asked after them (a page task between)
+        until(lambda: len(answered) == len(asked), "every question answered")
+        page.evaluate("() => new Promise((done) => setTimeout(done, 0))")
+    assert page.text_content("#pageviews-total") == "2"
+    assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
