@@ -3471,8 +3471,11 @@ DASHBOARD_JS = r"""
 /* prisme_lite dashboard: reads the stats API with the login cookie and draws everything with the DOM
    (no HTML from data ever: every value goes in as text). */
 "use strict";
+// Whole UTC days (months) that end with today, by the server's clock: "7 days" is today and the six before, so
+// the chart has the same buckets at any hour (28 of 6 hours; 30 days are 30 days). `to` is exclusive.
 const PERIODS = {
-  today: ["now/d", "now"], "7d": ["now-7d/d", "now"], "30d": ["now-30d/d", "now"], "12mo": ["now-12M/M", "now"],
+  today: ["now/d", "now/d+1d"], "7d": ["now-6d/d", "now/d+1d"], "30d": ["now-29d/d", "now/d+1d"],
+  "12mo": ["now-11M/M", "now/M+1M"],
 };
 const state = {site: "", period: "7d", from: "", to: ""};
 const $ = (selector) => document.querySelector(selector);
@@ -3501,6 +3504,8 @@ function windowParams(extra) {
 }
 
 const stat = (metric, extra) => getJSON("/api/v1/stats/" + metric, windowParams(extra));
+
+const nextDay = (date) => new Date(Date.parse(date + "T00:00:00Z") + 86400000).toISOString().slice(0, 10);
 
 function day(ms, withTime) {
   const date = new Date(ms);
@@ -3555,11 +3560,16 @@ function number(label, value, id) {
   return el("div", {class: "number"}, shown, el("span", {class: "name"}, label));
 }
 
+// The render the page shows: a period or site picked while answers are on their way makes them stale.
+let latest = 0;
+
 async function render() {
+  const ticket = ++latest;
   const main = $("#report");
   main.replaceChildren(el("p", {class: "loading"}, "Loading…"));
   try {
     const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
+    if (ticket !== latest) return;
     const tops = await Promise.all([
       ["Top pages", "top-pages", ["Page", "Pageviews"]], ["Referrers", "top-referrers", ["Referrer", "Pageviews"]],
       ["Entry pages", "top-entry-pages", ["Page", "Sessions"]], ["Exit pages", "top-exit-pages", ["Page", "Sessions"]],
@@ -3574,6 +3584,7 @@ async function render() {
       ["Widgets", "top-widgets", ["Widget", "Renders", "Interactions", "CTR"]],
       ["Revenue", "revenue", ["Currency", "Checkouts", "Revenue"]],
     ].map(async ([title, metric, columns]) => table(title, await stat(metric, {limit: 10}), columns)));
+    if (ticket !== latest) return;
     const numbers = el("div", {class: "numbers"},
       number("Visitors", overview.values[0], "visitors-total"),
       number("Pageviews", overview.values[1], "pageviews-total"),
@@ -3589,6 +3600,7 @@ async function render() {
     }
     main.append(el("div", {class: "grid"}, ...tops));
   } catch (error) {
+    if (ticket !== latest) return;
     main.replaceChildren(el("p", {class: "error"}, "Could not load the stats: " + error.message));
   }
 }
@@ -3609,8 +3621,15 @@ async function start() {
   }
   $("#custom").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.from = $("#from").value;
-    state.to = $("#to").value + "T23:59:59Z"; // the whole last day
+    const [from, to] = [$("#from").value, $("#to").value];
+    if (from > to) { // YYYY-MM-DD: text order is date order
+      const sentence = `The start (${from}) is after the end (${to}): pick a start on or before the end.`;
+      latest++; // what was loading is stale
+      $("#report").replaceChildren(el("p", {class: "error", id: "range-error"}, sentence));
+      return;
+    }
+    state.from = from;
+    state.to = nextDay(to); // the whole last day, to its last millisecond: `to` is exclusive
     render();
   });
   render();
@@ -3874,8 +3893,14 @@ def schema_ref(name: str) -> dict:
 def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
     return {
         "name": name, "in": where, "required": required or where == "path", "description": description,
-        "schema": schema or {"type": "string"},
+        "schema": {"type": "string", **schema},  # a value in a path, query or header is text unless told
     }  # fmt: skip
+
+
+def may_be_empty(query_parameter: dict, meaning: str) -> dict:
+    """An optional query parameter that may be sent empty (`name=`), read as `meaning`."""
+    described = f"{query_parameter['description']}; empty: {meaning}"
+    return {**query_parameter, "description": described, "allowEmptyValue": True}
 
 
 def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
@@ -3912,10 +3937,13 @@ GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "
 REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
 INGEST_REFUSALS = (400, 413, 429, 503)
 STATS_QUERY = [
-    parameter("from", "query", "start: now, now-7d, now-7d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
-    parameter("to", "query", "end, same forms (default now)"),
+    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
+    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
     parameter("site", "query", "one registered origin (default: all)"),
-    parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+    may_be_empty(
+        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+        f"the default, {DEFAULT_LIMIT}",
+    ),
     *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
 ]
 
@@ -3951,7 +3979,8 @@ def widget_routes() -> dict:
     common = [
         token,
         parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
-        parameter("ab_testing", "query", "A/B group", type="integer"),
+        # The seed's own examples send `ab_testing=` when the widget runs no A/B test.
+        may_be_empty(parameter("ab_testing", "query", "A/B group", type="integer", minimum=0), "no group"),
         parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
     ]
     pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
@@ -3993,7 +4022,10 @@ def widget_routes() -> dict:
         [
             parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
             parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
-            parameter("currency_code", "query", "ISO 4217 (default USD)", pattern="^[A-Z]{3}$"),
+            may_be_empty(
+                parameter("currency_code", "query", "ISO 4217, any case (default USD)", pattern="^[A-Za-z]{3}$"),
+                "USD",
+            ),
             parameter("referrer", "query", "the page of the checkout"),
         ],
     )
@@ -4126,8 +4158,8 @@ def openapi_document() -> dict:
         "/api/v1/export": {"get": {
             "tags": ["read"], "summary": "raw rows, streamed (admin)", "security": bearer,
             "parameters": [
-                parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]),
-                parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)),
+                may_be_empty(parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]), "csv"),
+                may_be_empty(parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)), "events"),
                 parameter("from", "query", "start (default: the first row)"),
                 parameter("to", "query", "end (default: tomorrow)"),
             ],

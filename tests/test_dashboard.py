@@ -1,8 +1,12 @@
 """The tracking script and the dashboard, at the HTTP level (SPEC §3.5, §7); the browser tests drive them for real."""
 
+import datetime
 import gzip
+import re
 import sqlite3
+from pathlib import Path
 
+import pytest
 import webtest
 
 import prisme_lite
@@ -105,3 +109,84 @@ def test_an_admin_access_token_also_logs_in(server, client):
         reader = prisme_lite.create_access_token(conn, ["stats_read"], "grafana")[1]
     assert login(client, reader).status_int == 401
     assert login(client, token).status_int == 303
+
+
+# The dashboard's periods, as its script defines them: {button: (from, to)}.
+PERIODS = {
+    name: (start, end)
+    for name, start, end in re.findall(
+        r'"?(\w+)"?: \["([^"]+)", "([^"]+)"\]',
+        re.search(r"const PERIODS = \{(.*?)\};", prisme_lite.DASHBOARD_JS, re.S)[1],
+    )
+}
+HOUR, DAY = 3_600_000, 86_400_000
+
+
+def utc(text):
+    """Unix ms of an ISO time in UTC."""
+    return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
+
+
+# One pageview at each edge of each period, on a server whose clock says 2026-11-20 (a Friday) at any hour
+# from 05:59: the first and last millisecond that belong to a period, and the one just outside it.
+EDGES = [
+    "2025-11-30T23:59:59.999",  # before the 12 months
+    "2025-12-01T00:00:00",  # the 12 months: this month and the eleven before
+    "2026-10-21T23:59:59.999",  # before the 30 days
+    "2026-10-22T00:00:00",  # the 30 days: today and the 29 before
+    "2026-11-13T23:59:59.999",  # before the 7 days
+    "2026-11-14T00:00:00",  # the 7 days: today and the six before
+    "2026-11-19T23:59:59.999",  # yesterday
+    "2026-11-20T00:00:00",  # today
+    "2026-11-20T05:58:00",  # today, before every pinned time
+]
+# What each period holds of EDGES, its window, and its chart: (pageviews, from, to, bucket step, buckets).
+EXPECTED = {
+    "today": (2, "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z", HOUR, 24),
+    "7d": (4, "2026-11-14T00:00:00Z", "2026-11-21T00:00:00Z", 6 * HOUR, 28),
+    "30d": (6, "2026-10-22T00:00:00Z", "2026-11-21T00:00:00Z", DAY, 30),
+    "12mo": (8, "2025-12-01T00:00:00Z", "2026-12-01T00:00:00Z", 14 * DAY, None),  # two weeks, from the epoch's
+}
+PINNED = ["2026-11-20T05:59:00", "2026-11-20T06:01:00", "2026-11-20T12:00:00", "2026-11-20T23:59:00"]
+
+
+def store_edges(server):
+    """The EDGES as pageviews through the writer, as the web events API stores them."""
+    for n, moment in enumerate(EDGES):
+        server.ctx.writer.append("web", {
+            "ts": utc(moment), "site": "blog.example.com", "kind": "pageview", "host": "blog.example.com",
+            "path": f"/edge/{n}", "name": None, "referrer": "direct", "utm_source": None, "utm_medium": None,
+            "utm_campaign": None, "utm_term": None, "utm_content": None, "visitor_id": f"visitor-{n}",
+            "browser": "Chrome", "os": "Linux", "device": "desktop", "country": "FR", "status": 200, "props": None,
+        })  # fmt: skip
+    server.ctx.writer.flush()
+
+
+@pytest.mark.parametrize("pinned", PINNED)
+def test_each_dashboard_period_is_whole_days_at_any_hour(server, client, monkeypatch, pinned):
+    """Today, 7 days, 30 days and 12 months are today and the days (months) before: the same window, cards and
+    chart buckets at 05:59, 06:01, noon and 23:59."""
+    store_edges(server)
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: utc(pinned))
+    assert sorted(PERIODS) == sorted(EXPECTED)
+    admin = {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    for period, (start, end) in PERIODS.items():
+        pageviews, first, last, step, count = EXPECTED[period]
+        window = {"from": start, "to": end}
+        overview = client.get("/api/v1/stats/overview", window, headers=admin).json
+        assert (overview["from"], overview["to"]) == (first, last), period
+        assert dict(zip(overview["keys"], overview["values"], strict=True))["pageviews"] == pageviews, period
+        chart = client.get("/api/v1/stats/pageviews", window, headers=admin).json
+        keys = chart["keys"]
+        assert {keys[n + 1] - keys[n] for n in range(len(keys) - 1)} == {step}, period
+        if count is None:  # buckets of two weeks: the first and last hold the period's edges
+            assert keys[0] <= utc(first[:-1]) < keys[1] and keys[-1] < utc(last[:-1]) <= keys[-1] + step, period
+        else:  # buckets of whole days (or of hours that make up days): exactly the period's
+            assert (len(keys), keys[0], keys[-1] + step) == (count, utc(first[:-1]), utc(last[:-1])), period
+        assert sum(chart["values"]) == pageviews, period
+
+
+def test_the_readme_documents_the_dashboard_periods():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for start, end in PERIODS.values():
+        assert f"`from={start}&to={end.replace('+', '%2B')}`" in readme, (start, end)

@@ -2,6 +2,7 @@
 (SPEC §2, §8): for every operation, requests generated from the document, valid and invalid, get only documented
 statuses, content types and bodies, never a 5xx; afterwards the database passes `prisme-lite check`."""
 
+import re
 import sqlite3
 
 import pytest
@@ -139,3 +140,69 @@ def test_the_generated_requests_reached_the_database(target):
         pytest.skip("measures what the generated requests above stored; run the whole module")
     with sqlite3.connect(target.db) as conn:
         assert conn.execute(STORED).fetchone()[0] > 0
+
+
+@pytest.fixture
+def widgets(server):
+    """A fresh server's client, with the credentials the widget routes and the admin routes take."""
+    with sqlite3.connect(server.config["db"]) as conn:
+        public_token = prisme_lite.create_access_token(conn, ["track_public"], "widgets")[1]
+    return server, public_token, server.ctx.admin_token()
+
+
+def documented_parameter(path, name):
+    operation = DOCUMENT["paths"][path]["get"]
+    [found] = [p for p in operation["parameters"] if p["name"] == name and p["in"] == "query"]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("path", "url", "name"),
+    [
+        # The seed's own examples send `ab_testing=` when there is no A/B test.
+        ("/track/widget/{instance_id}/stream/{stream_id}/{action}", "/track/widget/home/stream/7/render.json?pics=1&ab_testing=", "ab_testing"),
+        ("/track/widget/{instance_id}/best/media/{media_id}/{action}", "/track/widget/home/best/media/9/view?pics=1&ab_testing=", "ab_testing"),
+        ("/track/widget/{instance_id}/stream/not_found/{action}", "/track/widget/home/stream/not_found/render?ab_testing=", "ab_testing"),
+        ("/track/transaction/{transaction_id}/{action}", "/track/transaction/T-1/checkout?products[]=p:1:2&currency_code=", "currency_code"),
+        ("/api/v1/stats/{metric}", "/api/v1/stats/top-pages?limit=", "limit"),
+        ("/api/v1/export", "/api/v1/export?format=", "format"),
+        ("/api/v1/export", "/api/v1/export?kind=", "kind"),
+    ],
+)  # fmt: skip
+def test_an_optional_parameter_sent_empty_is_read_as_absent_and_documented_so(widgets, path, url, name):
+    """`name=` is read as no value (the default): the document says so, so that no generated request disagrees."""
+    server, public_token, admin = widgets
+    if url.startswith("/track/"):
+        url += f"&auth_token={public_token}&analytics_id=visitor-1"
+    answer = server.client.get(url, headers={"Authorization": f"Bearer {admin}"})
+    assert answer.status_int == 200
+    assert documented_parameter(path, name).get("allowEmptyValue") is True
+
+
+def test_a_lower_case_currency_code_is_read_and_documented(widgets):
+    server, public_token, _admin = widgets
+    url = f"/track/transaction/T-eur/checkout?products[]=p:1:2&currency_code=eur&auth_token={public_token}"
+    assert server.client.get(url + "&analytics_id=visitor-1").status_int == 200
+    assert server.rows("SELECT transaction_id, currency FROM checkouts") == [
+        {"transaction_id": "T-eur", "currency": "EUR"}
+    ]
+    pattern = documented_parameter("/track/transaction/{transaction_id}/{action}", "currency_code")["schema"]["pattern"]
+    assert re.fullmatch(pattern, "eur") and re.fullmatch(pattern, "EUR") and not re.fullmatch(pattern, "EURO")
+
+
+def test_an_ab_testing_group_is_an_integer_from_0(widgets):
+    server, public_token, _admin = widgets
+    base = f"/track/widget/home/best/render?pics=1&auth_token={public_token}&analytics_id=visitor-1"
+    assert server.client.get(base + "&ab_testing=-1", expect_errors=True).status_int == 400
+    assert server.client.get(base + "&ab_testing=0").status_int == 200
+    assert server.rows("SELECT ab_testing FROM widget_events") == [{"ab_testing": 0}]
+    assert documented_parameter("/track/widget/{instance_id}/best/{action}", "ab_testing")["schema"]["minimum"] == 0
+
+
+def test_every_parameter_says_its_type():
+    """A path, query or header value is text unless its schema says otherwise: without a type, schemathesis sends
+    numbers and lists as valid values (a list in a path became `['?']`, a query string, and failed the call)."""
+    for path, operations in DOCUMENT["paths"].items():
+        for method, operation in operations.items():
+            for described in operation.get("parameters", []):
+                assert described["schema"].get("type") in ("string", "integer", "array"), (method, path, described)

@@ -340,8 +340,8 @@ def plans_of(app, name, q):
 
 
 def test_the_dashboard_window_reads_only_the_daily_counts(month):
-    """The dashboard's 30 days (now-30d/d to now) come from daily counts by primary key: no raw row is read."""
-    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-30d/d")], NOW)
+    """The dashboard's 30 days (now-29d/d to now/d+1d) come from daily counts by primary key: no raw row is read."""
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-29d/d"), ("to", "now/d+1d")], NOW)
     for name in WEB_METRICS:
         plans = plans_of(month[0], name, q)
         assert any("USING PRIMARY KEY (site=? AND dim=? AND day>? AND day<?)" in plan for plan in plans), (name, plans)
@@ -364,11 +364,13 @@ def test_partial_days_and_filters_read_raw_rows_through_the_time_indexes(month):
 @pytest.mark.parametrize(
     "window",
     [
-        {"from": "now-30d/d"},  # the dashboard: whole days, today up to now
+        {"from": "now-29d/d", "to": "now/d+1d"},  # the dashboard's 30 days: whole days, today's too
+        {"from": "now-30d/d"},  # whole days, today up to now
         {"from": "now-30d"},  # a partial first day
         {"from": "now-20d/d", "to": "now-3d-5h"},  # a partial last day, in the past
         {"from": "now-40d", "to": "now-2d/d"},  # both edges, and days before the first event
         {"from": "now-7d/d"},  # buckets of hours: raw rows for the series, daily counts for the rest
+        {"from": "now-6d/d", "to": "now/d+1d"},  # the dashboard's 7 days, in buckets of hours too
         {"from": "now-1y"},  # buckets of 14 days
         {"from": "now-6h"},  # less than a day: raw rows only
     ],
