@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -156,7 +155,8 @@ def soak(args: argparse.Namespace) -> dict:
     db = os.path.join(work, "soak.db")
     try:
         tokens = create_tokens(db)
-        server, port, banner = start_server(db, "--trust-proxy", "true", "--events-rate-limit", "0")
+        server = start_server(db, "--trust-proxy", "true", "--events-rate-limit", "0")
+        port, banner = server.port, server.banner
         admin = banner[2].split(": ", 1)[1].strip()
         registration = {"clientName": "soak", "domainName": "localhost", "emailId": "soak@example.com"}
         client = http_json(port, "POST", "/api/v1/register", registration, Authorization=f"Bearer {admin}")
@@ -176,8 +176,7 @@ def soak(args: argparse.Namespace) -> dict:
             })  # fmt: skip
             time.sleep(max(0.0, started + len(samples) - time.monotonic()))
         load = json.loads(loader.stdout.read())
-        server.send_signal(signal.SIGTERM)
-        exit_code = server.wait(timeout=120)
+        exit_code = server.stop()
         stored = {
             "pageview": count(db, "SELECT count(*) FROM events WHERE kind = 'pageview'"),
             "custom": count(db, "SELECT count(*) FROM events WHERE kind = 'custom'"),
