@@ -423,7 +423,8 @@ def run_routes(args: argparse.Namespace, work: str, ceiling: float | None) -> tu
     ]  # fmt: skip
     runs = [(scenario, args.connections, ()) for scenario in scenarios] + [(pixel, args.many_connections, ())]
     if "server" in prisme_lite.SETTINGS and SERVER != "waitress":  # the pixel on the fallback server, for reference
-        runs.append(((f"{pixel[0]} (waitress)", *pixel[1:]), args.connections, ("--server", "waitress")))
+        reference = ("--server", "waitress", "--threads", "8", "--pin-cpu", "true")  # its best measured settings
+        runs.append(((f"{pixel[0]} (waitress)", *pixel[1:]), args.connections, reference))
     results = []
     for (name, method, path, headers, bodies, sql, per_request), connections, flags in runs:
         if flags:
@@ -599,7 +600,7 @@ def main() -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="for development (~2 minutes): 3 s a load, a 100,000-event dashboard, no profile",
+        help="for development (~2 minutes): 3 s a load, a 50,000-event dashboard, no profile",
     )
     parser.add_argument("--seconds", type=int, help="load per measurement (default 10; 3 with --quick)")
     parser.add_argument("--connections", type=int, default=16)
@@ -611,13 +612,13 @@ def main() -> int:
     parser.add_argument(
         "--events", type=int, nargs="*",
         help="dashboard databases: the first (up to 1,000,000) generated, the rest copies; 0 = none "
-             "(default 1,000,000 and 10,000,000; 100,000 with --quick)",
+             "(default 1,000,000 and 10,000,000; 50,000 with --quick)",
     )  # fmt: skip
     parser.add_argument("--dashboard-only", action="store_true", help="skip the HTTP routes")
     parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     args = parser.parse_args()
     args.seconds = args.seconds or (3 if args.quick else 10)
-    args.events = args.events if args.events is not None else [100_000] if args.quick else [1_000_000, 10_000_000]
+    args.events = args.events if args.events is not None else [50_000] if args.quick else [1_000_000, 10_000_000]
     args.fold_events = args.fold_events or (20_000 if args.quick else 50_000)
     args.server_flags = ["--threads", str(args.threads)] if args.threads else []
     if shutil.which("wrk") is None:
