@@ -717,6 +717,18 @@ class Writer:
             if generation < self.generation:
                 os.unlink(self._journal_file(generation))  # folded before a rotation finished
         path = self._journal_file(self.generation)
+        if (os.path.getsize(path) if os.path.exists(path) else 0) < self.folded:
+            # The database was copied without its journal (or the journal deleted): everything its position counts
+            # is in the database already, and new lines must not start below that position, or they would count as
+            # folded and never be stored. A new generation starts at 0.
+            log.warning(
+                "journal: %s is shorter than the database's position; starting journal %d", path, self.generation + 1
+            )
+            self.generation, self.folded = self.generation + 1, 0
+            self.conn.execute("BEGIN IMMEDIATE")
+            set_meta(self.conn, "journal_position", f"{self.generation}:0")
+            self.conn.execute("COMMIT")
+            path = self._journal_file(self.generation)
         if os.path.exists(path):
             with open(path, "rb") as file:
                 file.seek(self.folded)

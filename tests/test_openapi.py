@@ -182,7 +182,7 @@ def test_an_optional_parameter_sent_empty_is_read_as_absent_and_documented_so(wi
 def test_a_lower_case_currency_code_is_read_and_documented(widgets):
     server, public_token, _admin = widgets
     url = f"/track/transaction/T-eur/checkout?products[]=p:1:2&currency_code=eur&auth_token={public_token}"
-    assert server.client.get(url + "&analytics_id=visitor-1").status_int == 200
+    assert server.client.get(url + "&analytics_id=visitor-1", headers={"User-Agent": CHROME}).status_int == 200
     assert server.rows("SELECT transaction_id, currency FROM checkouts") == [
         {"transaction_id": "T-eur", "currency": "EUR"}
     ]
@@ -193,8 +193,9 @@ def test_a_lower_case_currency_code_is_read_and_documented(widgets):
 def test_an_ab_testing_group_is_an_integer_from_0(widgets):
     server, public_token, _admin = widgets
     base = f"/track/widget/home/best/render?pics=1&auth_token={public_token}&analytics_id=visitor-1"
-    assert server.client.get(base + "&ab_testing=-1", expect_errors=True).status_int == 400
-    assert server.client.get(base + "&ab_testing=0").status_int == 200
+    browser = {"User-Agent": CHROME}
+    assert server.client.get(base + "&ab_testing=-1", headers=browser, expect_errors=True).status_int == 400
+    assert server.client.get(base + "&ab_testing=0", headers=browser).status_int == 200
     assert server.rows("SELECT ab_testing FROM widget_events") == [{"ab_testing": 0}]
     assert documented_parameter("/track/widget/{instance_id}/best/{action}", "ab_testing")["schema"]["minimum"] == 0
 
