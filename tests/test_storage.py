@@ -364,9 +364,9 @@ def store_old_visit(conn):
         )
 
 
-@pytest.mark.parametrize("start", ["fresh", "migrated from version 2"])
-def test_the_daily_counts_equal_a_recount_after_every_mixed_batch(tmp_path, start, capsys):
-    db = str(tmp_path / "counts.db")
+def database_with_an_old_visit(db, start):
+    """A database holding store_old_visit's rows: made fresh (counted as the writer counts), or by version 2's
+    triggers and then migrated."""
     if start == "fresh":
         prisme_lite.open_database(db)
         with sqlite3.connect(db) as conn:
@@ -375,6 +375,12 @@ def test_the_daily_counts_equal_a_recount_after_every_mixed_batch(tmp_path, star
     else:
         version_2_database(db)
         prisme_lite.open_database(db)
+
+
+@pytest.mark.parametrize("start", ["fresh", "migrated from version 2"])
+def test_the_daily_counts_equal_a_recount_after_every_mixed_batch(tmp_path, start, capsys):
+    db = str(tmp_path / "counts.db")
+    database_with_an_old_visit(db, start)
     conn = prisme_lite.connect(db)
     assert conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%\\_counted'"
                         " ESCAPE '\\'").fetchall() == []  # fmt: skip
@@ -408,14 +414,7 @@ def test_fresh_and_migrated_databases_count_the_same(tmp_path):
     results = []
     for name in ("fresh.db", "migrated.db"):
         db = str(tmp_path / name)
-        if name == "fresh.db":
-            prisme_lite.open_database(db)
-            with sqlite3.connect(db) as conn:
-                store_old_visit(conn)
-                prisme_lite.count_stored_rows(conn, 0, 0)
-        else:
-            version_2_database(db)
-            prisme_lite.open_database(db)
+        database_with_an_old_visit(db, "fresh" if name == "fresh.db" else "migrated from version 2")
         config = make_config(tmp_path, db=db)
         ctx = prisme_lite.Context(config)
         for batch in mixed_batches(yesterday_evening()):
