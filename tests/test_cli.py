@@ -102,7 +102,7 @@ DEFAULTS = {
     "country_header": "none", "geoip_db": "none", "admin_token": "none", "open_registration": "false",
     "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
     "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
-    "threads": "2", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
+    "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
 }  # fmt: skip
 
 
