@@ -9,6 +9,7 @@ the events of all concurrent requests together. `prisme-lite serve` starts a dem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import errno
@@ -100,6 +101,7 @@ MAINTENANCE_INTERVAL = 60.0  # seconds between the writer's clean-ups (expired c
 ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
 THREADS_DEFAULT = 4  # Python threads under granian: ingest with the dashboard read kept 0.77 of its rate, 2 kept 0.34
 LISTEN_BACKLOG = 1024
+STOP_GRACE = 5.0  # seconds a stop waits for requests in progress before the writer closes
 MAX_CONNECTIONS = 10_000  # open connections at once (granian); the file limit is raised to match at start
 URL_CACHE_SIZE = 2048  # page URLs parsed and origins' hosts: a site's pageviews repeat a few hundred pages
 UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
@@ -510,6 +512,8 @@ class Writer:
         line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.ensure_running()
         with self.append_lock:
+            if self.fd < 0:
+                raise Unavailable("the server is stopping")
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
             written = 0
@@ -552,10 +556,11 @@ class Writer:
         if self.thread.is_alive():
             self.jobs.put(STOP)
             self.thread.join()
-        if self.fd >= 0:
-            os.close(self.fd)
-            os.close(self.fd_read)
-            self.fd = self.fd_read = -1
+        with self.append_lock:  # an append racing the stop gets 503 (ensure_running), never a closed descriptor
+            if self.fd >= 0:
+                os.close(self.fd)
+                os.close(self.fd_read)
+                self.fd = self.fd_read = -1
 
     def _run(self) -> None:
         stopping = False
@@ -610,6 +615,8 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._reset_appliers()
+            for task in self.maintenance:  # what a task found done was rolled back too
+                getattr(task, "reset", lambda: None)()
             if self.failure is None:
                 log.error("database write failed, will retry: %s", error)
             self.failure = str(error)
@@ -724,7 +731,8 @@ class Writer:
             log.warning(
                 "journal: %s is shorter than the database's position; starting journal %d", path, self.generation + 1
             )
-            self.generation, self.folded = self.generation + 1, 0
+            self.generation = max([self.generation, *journal_generations(self.db_path)]) + 1  # a file of its own
+            self.folded = 0
             self.conn.execute("BEGIN IMMEDIATE")
             set_meta(self.conn, "journal_position", f"{self.generation}:0")
             self.conn.execute("COMMIT")
@@ -3379,6 +3387,10 @@ class Retention:
         self.deleted += deleted
         return deleted > 0  # True: more may remain, run again at the next commit
 
+    def reset(self) -> None:
+        """Forget which tables were found clean: the transaction that found it was rolled back."""
+        self.cutoff, self.done = None, set()
+
 
 class ForgetSaltedVisitors:
     """Writer maintenance: a day-salted visitor id cannot come back after its day, so its daily_visitors row is not
@@ -3386,6 +3398,9 @@ class ForgetSaltedVisitors:
 
     def __init__(self) -> None:
         self.done_before: int | None = None
+
+    def reset(self) -> None:
+        self.done_before = None  # its delete was rolled back
 
     def __call__(self, conn: sqlite3.Connection, now: int) -> None:
         before = now // DAY_MS - 1
@@ -4542,24 +4557,26 @@ def lock_holder(fd: int, mode: int) -> str | None:
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
         return None
     except BlockingIOError:
-        return os.pread(fd, 20, 0).decode("ascii", "replace").strip() or "unknown"
+        return os.pread(fd, 40, 0).decode("ascii", "replace").strip() or "unknown"
 
 
-def refuse_while_served(db: str, command: str) -> None:
-    """One line instead of `command` changing rows under a running server's writer, which caches and folds them."""
-    try:
-        fd = os.open(os.path.abspath(db) + ".lock", os.O_RDONLY)
-    except OSError:
-        return  # no server ever ran here
+@contextlib.contextmanager
+def no_server_on(db: str, command: str) -> Iterator[None]:
+    """Run `command`'s body while no server runs on `db`, and keep one from starting meanwhile (a shared lock on
+    DB.lock): it would change rows under a server's writer, which caches and folds them."""
+    fd = os.open(os.path.abspath(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         holder = lock_holder(fd, fcntl.LOCK_SH)
+        if holder:
+            raise ConfigError(
+                f"{command}: a server (pid {holder}) is running on {db}; stop it first"
+                " (with retention_days set, the server prunes by itself)"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}, prisme-lite {command}\n".encode(), 0)  # what a server starting now names
+        yield
     finally:
         os.close(fd)
-    if holder:
-        raise ConfigError(
-            f"{command}: a server (pid {holder}) is running on {db}; stop it first"
-            " (with retention_days set, the server prunes by itself)"
-        )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -4578,10 +4595,11 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def granian_callback(app: Callable) -> Callable:
+def granian_callback(app: Callable, running: list) -> Callable:
     """What granian's Rust worker calls per request: the WSGI app, with the environ built from the request alone.
 
     granian's own wrapper copies the whole process environment into every request's environ; this does not.
+    `running[0]` counts the calls in progress, so that a stop can let them finish before the writer closes.
     """
     base = {
         "SCRIPT_NAME": "",
@@ -4596,17 +4614,25 @@ def granian_callback(app: Callable) -> Callable:
 
     from granian.wsgi import ResponseIterWrap
 
+    lock = threading.Lock()
+
     def call(protocol: Any, scope: dict) -> int:
         answer: list = [200, []]
 
         def start_response(status: str, headers: list, exc_info: Any = None) -> None:
             answer[0], answer[1] = int(status[:3]), headers
 
-        body = app(base | scope, start_response)
-        if isinstance(body, list):
-            protocol.response_bytes(answer[0], answer[1], b"".join(body))
-        else:  # a stream (an export): sent as it is produced, never held whole
-            protocol.response_iter(answer[0], answer[1], ResponseIterWrap(body))
+        with lock:
+            running[0] += 1
+        try:
+            body = app(base | scope, start_response)
+            if isinstance(body, list):
+                protocol.response_bytes(answer[0], answer[1], b"".join(body))
+            else:  # a stream (an export): sent as it is produced, never held whole
+                protocol.response_iter(answer[0], answer[1], ResponseIterWrap(body))
+        finally:
+            with lock:
+                running[0] -= 1
         return answer[0]
 
     return call
@@ -4662,8 +4688,9 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
         ),
     )
     loop = loops.get("auto")
+    running = [0]
     try:
-        worker.serve_mtr(_new_cbscheduler(loop, granian_callback(app), impl_asyncio=False), loop, shutdown)
+        worker.serve_mtr(_new_cbscheduler(loop, granian_callback(app, running), impl_asyncio=False), loop, shutdown)
         # The Rust worker serves on threads of its own. A signal may be delivered to any of them, and then Python
         # runs its handler only when this thread next wakes: so it wakes a few times a second.
         while True:
@@ -4671,7 +4698,10 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        shutdown.set()
+        shutdown.set()  # no new connections; then the requests in progress finish, for a few seconds at most
+        deadline = time.monotonic() + STOP_GRACE
+        while running[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def stop_on_signal(signum: int, frame: Any) -> None:
@@ -4713,6 +4743,8 @@ def serve(config: dict) -> int:
     except KeyboardInterrupt:
         pass  # a stop that came before the server loop started: nothing was in flight
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a second Ctrl-C must not cut the writer's last fold short
+            signal.signal(signum, signal.SIG_IGN)
         sock.close()
         ctx.close()  # commits whatever the writer still holds
         if access_log:
@@ -4748,7 +4780,7 @@ WRITES = ("db", "synchronous")
 COMMAND_SETTINGS = {
     "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
-    "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"),
+    "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
 }  # fmt: skip
 
 
@@ -4844,10 +4876,10 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             days = args.older_than if args.older_than is not None else config["retention_days"]
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
-            refuse_while_served(config["db"], "prune")
             pruner, now = Retention(days), now_ms()
-            while pruner(conn, now):  # autocommit: each batch is its own short transaction
-                pass
+            with no_server_on(config["db"], "prune"):
+                while pruner(conn, now):  # autocommit: each batch is its own short transaction
+                    pass
             deleted = pruner.deleted
             print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
         elif args.command == "stats":

@@ -115,7 +115,7 @@ DEFAULTS = {
         (["admin-token"], ["--rotate"], ["db", "synchronous", "admin_token"]),
         (["prune"], ["--older-than"], ["db", "synchronous", "retention_days"]),
         (["export"], ["--format", "--kind", "--from", "--to", "--output"], ["db"]),
-        (["stats"], ["--site", "--days"], ["db"]),
+        (["stats"], ["--site", "--days"], ["db", "origins"]),
         (["origins", "add"], ["HOST"], ["db", "synchronous"]),
         (["origins", "list"], [], ["db", "origins"]),
         (["origins", "remove"], ["HOST"], ["db", "synchronous", "origins"]),

@@ -505,3 +505,31 @@ def test_the_wal_is_truncated_past_its_limit_once_readers_let_go(tmp_path, monke
     assert os.path.getsize(wal) <= 100_000
     assert len(paths(config["db"])) == 3000
     ctx.close()
+
+
+def test_a_copy_without_its_journal_never_appends_to_another_journal_beside_it(tmp_path):
+    """The copy's next generation is past every journal file already there, so no old line is replayed twice."""
+    first = make_config(tmp_path)
+    ctx = prisme_lite.Context(first)
+    for n in range(5):
+        ctx.writer.append("web", web_event(n))
+    ctx.close()
+    stale = first["db"] + ".journal-2"  # a journal of some other run, left beside the file
+    with open(stale, "w") as file:
+        file.write(json.dumps(["web", web_event(99)]) + "\n")
+    os.remove(first["db"] + ".journal-1")  # as if the database alone had been copied here
+    ctx = prisme_lite.Context(first)
+    ctx.writer.append("web", web_event(5))
+    ctx.close()
+    assert paths(first["db"]) == [f"/{n}" for n in range(6)]
+
+
+def test_a_server_cannot_start_while_prune_runs(tmp_path):
+    db = str(tmp_path / "prisme.db")
+    prisme_lite.open_database(db)
+    with prisme_lite.no_server_on(db, "prune"), pytest.raises(prisme_lite.ConfigError) as refused:
+        prisme_lite.lock_database(db)
+    assert str(refused.value) == (
+        f"{db} is in use by another prisme-lite server (pid {os.getpid()}, prisme-lite prune): stop it first"
+    )
+    os.close(prisme_lite.lock_database(db))  # and once prune is done, it can
