@@ -1901,8 +1901,11 @@ TOKEN_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]  # all required
 CLAIM_WINDOW_MS = 15 * 60_000  # a token counts once per action and page in this long
 
 
-def json_object(environ: dict, limit: int) -> dict:
+def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
+    """The body as a JSON object; an empty body is {}, or a 400 saying `missing` where a body is required."""
     body = read_body(environ, limit)
+    if missing and not body.strip():
+        raise Rejected(400, missing)
     value = parse_json(body) if body.strip() else {}
     if not isinstance(value, dict):
         raise Rejected(400, "body must be a JSON object")
@@ -2151,12 +2154,8 @@ def issue_counter_token(ctx: Context) -> dict:
 @api("json", rate_limited=True)
 def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
     # The seed: 400 for a missing body, 401 for a body without a (valid) token.
-    raw = read_body(request.environ, ctx.config["max_body_bytes"])
-    if not raw.strip():
-        raise Rejected(400, 'body is missing: send {"token": "<a token from /api/v1/token>"}')
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise Rejected(400, "body must be a JSON object")
+    missing = 'body is missing: send {"token": "<a token from /api/v1/token>"}'
+    body = json_object(request.environ, ctx.config["max_body_bytes"], missing)
     token = body.get("token")
     if token is not None and not isinstance(token, str):
         raise Rejected(400, "token must be a string")
