@@ -18,6 +18,7 @@ import functools
 import gzip
 import hashlib
 import hmac
+import importlib.resources
 import io
 import ipaddress
 import itertools
@@ -324,16 +325,8 @@ class Unavailable(Exception):
 
 
 def schema_text() -> str:
-    """schema.sql: beside this module in a checkout, or in <prefix>/share/prisme_lite once installed."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (
-        os.path.join(here, "schema.sql"),
-        os.path.join(sys.prefix, "share", "prisme_lite", "schema.sql"),
-    ):
-        if os.path.exists(candidate):
-            with open(candidate, encoding="utf-8") as file:
-                return file.read()
-    raise FileNotFoundError("schema.sql not found beside prisme_lite.py nor in share/prisme_lite")
+    """static/schema.sql, found by asset() in every install layout."""
+    return asset("schema.sql").decode("utf-8")
 
 
 def rollup_schema() -> str:
@@ -3412,333 +3405,32 @@ class ForgetSaltedVisitors:
 # Dashboard and static files ##################################################
 ###############################################################################
 
-# The tracking script, written from scratch to Prisme's public contract (SPEC §3.5); at most 2 KiB gzipped.
-TRACKER_JS = r"""
-/* prisme_lite tracking script: pageviews (single-page apps too), outbound links, downloads, custom events */
-(function () {
-  "use strict";
-  var script = document.currentScript;
-  function option(name) { return script && script.getAttribute("data-" + name); }
-  var base = (option("prisme-url") || new URL(script.src).origin).replace(/\/+$/, "");
-  var downloads = new RegExp("\\.(pdf|zip|gz|tgz|bz2|xz|7z|rar|dmg|exe|msi|deb|rpm|apk|iso|csv|xlsx?|docx?|" +
-    "pptx?|odt|ods|mp3|mp4|mov|avi|mkv|epub)$", "i");
-  var lastPage = null;
 
-  function enabled() {
-    try { return localStorage.getItem("prismeAnalytics.tracking.enable") !== "false"; } catch (e) { return true; }
-  }
-
-  function pageUrl(options) {
-    var url = new URL(location.href);
-    var domain = (options && options.domain) || option("domain");
-    if (domain) url.host = domain;
-    url.pathname = (options && options.path) || option("path") || url.pathname;
-    url.hash = "";
-    return url.href;
-  }
-
-  function send(route, headers, body, options) {
-    if (!enabled()) return Promise.resolve();
-    options = options || {};
-    headers["X-Prisme-Referrer"] = pageUrl(options);
-    var visitor = options.visitorId || option("visitor-id");
-    if (visitor) headers["X-Prisme-Visitor-Id"] = visitor;
-    return fetch(base + "/api/v1/events/" + route, {
-      method: "POST", headers: headers, body: body, credentials: "omit", keepalive: options.keepalive !== false
-    }).catch(function () {});
-  }
-
-  function pageview(options) {
-    options = options || {};
-    var headers = {};
-    var referrer = options.referrer != null ? options.referrer : lastPage || document.referrer;
-    if (referrer) headers["X-Prisme-Document-Referrer"] = referrer;
-    var status = options.status || option("status");
-    if (status) headers["X-Prisme-Status"] = String(status);
-    lastPage = pageUrl(options);
-    return send("pageviews", headers, null, options);
-  }
-
-  function trigger(name, props, options) {
-    var headers = {"Content-Type": "application/json"};
-    return send("custom/" + encodeURIComponent(name), headers, JSON.stringify(props || {}), options);
-  }
-
-  document.addEventListener("click", function (event) {
-    var link = event.target && event.target.closest && event.target.closest("a[href]");
-    if (!link) return;
-    var url;
-    try { url = new URL(link.href, location.href); } catch (e) { return; }
-    if (!/^https?:$/.test(url.protocol)) return;
-    var target = url.origin + url.pathname; // never the query string: it may hold personal data
-    if ((link.hasAttribute("download") || downloads.test(url.pathname)) && option("file-downloads") !== "false") {
-      send("file-downloads", {"Content-Type": "text/plain"}, target);
-    } else if (url.host !== location.host && option("outbound-links") !== "false") {
-      send("outbound-links", {"Content-Type": "text/plain"}, target);
-    }
-  }, true);
-
-  var manual = option("manual");
-  if (manual === null || manual === "false") {
-    var pushState = history.pushState;
-    history.pushState = function () {
-      var result = pushState.apply(this, arguments);
-      pageview();
-      return result;
-    };
-    addEventListener("popstate", function () { pageview(); });
-    pageview();
-  }
-  window.prisme = {pageview: pageview, trigger: trigger};
-})();
-"""
-
-DASHBOARD_JS = r"""
-/* prisme_lite dashboard: reads the stats API with the login cookie and draws everything with the DOM
-   (no HTML from data ever: every value goes in as text). */
-"use strict";
-// Whole UTC days (months) that end with today, by the server's clock: "7 days" is today and the six before, so
-// the chart has the same buckets at any hour (28 of 6 hours; 30 days are 30 days). `to` is exclusive.
-const PERIODS = {
-  today: ["now/d", "now/d+1d"], "7d": ["now-6d/d", "now/d+1d"], "30d": ["now-29d/d", "now/d+1d"],
-  "12mo": ["now-11M/M", "now/M+1M"],
-};
-const state = {site: "", period: "7d", from: "", to: ""};
-const $ = (selector) => document.querySelector(selector);
-
-function el(tag, attributes, ...children) {
-  const node = tag.startsWith("svg:")
-    ? document.createElementNS("http://www.w3.org/2000/svg", tag.slice(4)) : document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-async function getJSON(path, params) {
-  const answer = await fetch(path + (params ? "?" + new URLSearchParams(params) : ""), {credentials: "same-origin"});
-  if (answer.status === 401) { location.reload(); throw new Error("logged out"); }
-  const body = await answer.json();
-  if (!answer.ok) throw new Error(body.error || answer.statusText);
-  return body;
-}
-
-function windowParams(extra) {
-  const [from, to] = state.period === "custom" ? [state.from, state.to] : PERIODS[state.period];
-  const params = {from, to, ...(extra || {})};
-  if (state.site) params.site = state.site;
-  return params;
-}
-
-const stat = (metric, extra) => getJSON("/api/v1/stats/" + metric, windowParams(extra));
-
-const nextDay = (date) => new Date(Date.parse(date + "T00:00:00Z") + 86400000).toISOString().slice(0, 10);
-
-function day(ms, withTime) {
-  const date = new Date(ms);
-  const text = date.toISOString().slice(5, 10);
-  return withTime ? text + " " + date.toISOString().slice(11, 16) : text;
-}
-
-function chart(pageviews, visitors) {
-  const width = 720, height = 220, pad = 28, count = pageviews.keys.length;
-  const top = Math.max(1, ...pageviews.values, ...visitors.values);
-  const step = (width - 2 * pad) / Math.max(1, count);
-  const y = (value) => height - pad - (value / top) * (height - 2 * pad);
-  const label = "visitors and pageviews";
-  const svg = el("svg:svg", {viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, id: "chart"});
-  svg.append(el("svg:line", {x1: pad, x2: width - pad, y1: height - pad, y2: height - pad, class: "axis"}));
-  svg.append(el("svg:text", {x: 2, y: pad, class: "label"}, String(top)));
-  const hours = pageviews.keys.length > 1 && pageviews.keys[1] - pageviews.keys[0] < 86400000;
-  pageviews.keys.forEach((key, n) => {
-    const bar = el("svg:rect", {x: pad + n * step + 1, y: y(pageviews.values[n]), width: Math.max(1, step - 2),
-      height: height - pad - y(pageviews.values[n]), class: "bar"});
-    const tip = `${day(key, hours)}: ${pageviews.values[n]} pageviews, ${visitors.values[n]} visitors`;
-    bar.append(el("svg:title", {}, tip));
-    svg.append(bar);
-    if (n % Math.ceil(count / 8) === 0) {
-      svg.append(el("svg:text", {x: pad + n * step, y: height - 8, class: "label"}, day(key, hours)));
-    }
-  });
-  const points = visitors.values.map((value, n) => `${pad + n * step + step / 2},${y(value)}`).join(" ");
-  svg.append(el("svg:polyline", {points, class: "line"}));
-  return svg;
-}
-
-const cell = (value) => el("td", {}, value === null ? "-" : String(value));
-
-function table(title, data, columns) {
-  const section = el("section", {class: "panel"}, el("h2", {}, title));
-  if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
-  if (!data.keys.length) {
-    section.append(el("p", {class: "empty"}, "Nothing yet in this period."));
-    return section;
-  }
-  const head = el("tr", {}, ...columns.map((column) => el("th", {}, column)));
-  const rows = data.details
-    ? data.details.map((row) => el("tr", {}, ...Object.values(row).map((value) => cell(value))))
-    : data.keys.map((key, n) => el("tr", {}, cell(key), el("td", {class: "n"}, String(data.values[n]))));
-  section.append(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
-  return section;
-}
-
-function number(label, value, id) {
-  const shown = el("span", {class: "value", id}, String(value));
-  return el("div", {class: "number"}, shown, el("span", {class: "name"}, label));
-}
-
-// The render the page shows: a period or site picked while answers are on their way makes them stale.
-let latest = 0;
-
-async function render() {
-  const ticket = ++latest;
-  const main = $("#report");
-  main.replaceChildren(el("p", {class: "loading"}, "Loading…"));
-  try {
-    const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
-    if (ticket !== latest) return;
-    const tops = await Promise.all([
-      ["Top pages", "top-pages", ["Page", "Pageviews"]], ["Referrers", "top-referrers", ["Referrer", "Pageviews"]],
-      ["Entry pages", "top-entry-pages", ["Page", "Sessions"]], ["Exit pages", "top-exit-pages", ["Page", "Sessions"]],
-      ["Countries", "top-countries", ["Country", "Pageviews"]], ["Browsers", "top-browsers", ["Browser", "Pageviews"]],
-      ["Operating systems", "top-operating-systems", ["OS", "Pageviews"]],
-      ["UTM sources", "top-utm-sources", ["Source", "Pageviews"]],
-      ["Custom events", "top-custom-events", ["Event", "Count"]],
-      ["Outbound links", "top-outbound-links", ["Link", "Clicks"]],
-      ["File downloads", "top-file-downloads", ["File", "Downloads"]],
-      ["Counters", "counters", ["Client action page", "Added"]],
-      ["Server events", "top-server-labels", ["Label", "Events"]],
-      ["Widgets", "top-widgets", ["Widget", "Renders", "Interactions", "CTR"]],
-      ["Revenue", "revenue", ["Currency", "Checkouts", "Revenue"]],
-    ].map(async ([title, metric, columns]) => table(title, await stat(metric, {limit: 10}), columns)));
-    if (ticket !== latest) return;
-    const numbers = el("div", {class: "numbers"},
-      number("Visitors", overview.values[0], "visitors-total"),
-      number("Pageviews", overview.values[1], "pageviews-total"),
-      number("Sessions", overview.values[2], "sessions-total"),
-      number("Bounce rate", overview.values[3] + " %", "bounce-rate"),
-      number("Visit duration", overview.values[4] + " s", "visit-duration"));
-    main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors)));
-    if (!overview.values[1]) {
-      main.append(el("section", {class: "panel wide empty-state", id: "empty"},
-        el("h2", {}, "No pageviews yet"),
-        el("p", {}, "Paste this into the pages of your site (its host must be a registered origin):"),
-        el("pre", {}, `<script defer src="${location.origin}/static/wa.js"></script>`)));
-    }
-    main.append(el("div", {class: "grid"}, ...tops));
-  } catch (error) {
-    if (ticket !== latest) return;
-    main.replaceChildren(el("p", {class: "error"}, "Could not load the stats: " + error.message));
-  }
-}
-
-async function start() {
-  const sites = (await getJSON("/api/v1/sites")).sites;
-  const picker = $("#site");
-  const options = sites.map((site) => el("option", {value: site}, site));
-  picker.replaceChildren(el("option", {value: ""}, "All sites"), ...options);
-  picker.addEventListener("change", () => { state.site = picker.value; render(); });
-  for (const button of document.querySelectorAll("[data-period]")) {
-    button.addEventListener("click", () => {
-      state.period = button.dataset.period;
-      document.querySelectorAll("[data-period]").forEach((other) => other.classList.toggle("active", other === button));
-      $("#custom").hidden = state.period !== "custom";
-      if (state.period !== "custom") render();
-    });
-  }
-  $("#custom").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const [from, to] = [$("#from").value, $("#to").value];
-    if (from > to) { // YYYY-MM-DD: text order is date order
-      const sentence = `The start (${from}) is after the end (${to}): pick a start on or before the end.`;
-      latest++; // what was loading is stale
-      $("#report").replaceChildren(el("p", {class: "error", id: "range-error"}, sentence));
-      return;
-    }
-    state.from = from;
-    state.to = nextDay(to); // the whole last day, to its last millisecond: `to` is exclusive
-    render();
-  });
-  render();
-}
-
-start();
-"""
-
-DASHBOARD_CSS = r"""
-:root {
-  --ink: #1d2433;
-  --muted: #667085;
-  --line: #e4e7ec;
-  --accent: #4f46e5;
-  --soft: #eef2ff;
-  font-family: system-ui, sans-serif;
-}
-* { box-sizing: border-box; }
-body { margin: 0; color: var(--ink); background: #f8fafc; }
-header {
-  display: flex;
-  flex-wrap: wrap;
-  gap: .75rem;
-  align-items: center;
-  padding: .75rem 1rem;
-  background: #fff;
-  border-bottom: 1px solid var(--line);
-}
-header h1 { font-size: 1.1rem; margin: 0 auto 0 0; }
-select, button, input {
-  font: inherit;
-  padding: .35rem .6rem;
-  border: 1px solid var(--line);
-  border-radius: .4rem;
-  background: #fff;
-}
-button.active { background: var(--accent); color: #fff; border-color: var(--accent); }
-main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
-.numbers { display: flex; flex-wrap: wrap; gap: 1rem; margin-bottom: 1rem; }
-.number, .panel { background: #fff; border: 1px solid var(--line); border-radius: .6rem; padding: .75rem 1rem; }
-.number { min-width: 8rem; flex: 1; }
-.number .value { display: block; font-size: 1.6rem; font-weight: 600; }
-.number .name { color: var(--muted); font-size: .85rem; }
-.panel { margin-bottom: 1rem; overflow-x: auto; }
-.panel h2 { font-size: 1rem; margin: 0 0 .5rem; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 1rem; }
-table { width: 100%; border-collapse: collapse; font-size: .9rem; }
-th, td { text-align: left; padding: .3rem .25rem; border-bottom: 1px solid var(--line); }
-td { word-break: break-all; }
-th { white-space: nowrap; }
-td.n, th:last-child { text-align: right; }
-#chart { width: 100%; height: auto; }
-#chart .bar { fill: var(--soft); stroke: var(--accent); stroke-width: .5; }
-#chart .line { fill: none; stroke: var(--accent); stroke-width: 2; }
-#chart .axis { stroke: var(--line); }
-#chart .label { fill: var(--muted); font-size: 11px; }
-.empty, .loading, .note { color: var(--muted); }
-.error { color: #b42318; }
-pre { background: var(--soft); padding: .5rem; overflow-x: auto; }
-form.login {
-  max-width: 22rem;
-  margin: 15vh auto;
-  background: #fff;
-  padding: 1.5rem;
-  border: 1px solid var(--line);
-  border-radius: .6rem;
-  display: grid;
-  gap: .75rem;
-}
-@media (max-width: 600px) { header h1 { width: 100%; } .number { min-width: 40%; } }
-"""
+def asset(name: str) -> bytes:
+    """A file of the repository's static/ (the tracker, the dashboard, schema.sql): beside this module in a checkout
+    or an editable install, else the package prisme_lite_static that a wheel, --user and --target install beside it."""
+    checkout = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", name)
+    if os.path.isfile(checkout):
+        with open(checkout, "rb") as file:
+            return file.read()
+    try:
+        return importlib.resources.files("prisme_lite_static").joinpath(name).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise FileNotFoundError(
+            f"{name} is in neither static/ beside prisme_lite.py nor the package prisme_lite_static"
+        ) from None
 
 
-def static_asset(content_type: str, text: str) -> tuple[str, bytes, bytes, str]:
-    """(content type, body, gzipped body, ETag), computed once at import."""
-    body = text.encode("utf-8")
+def static_asset(content_type: str, name: str) -> tuple[str, bytes, bytes, str]:
+    """(content type, body, gzipped body, ETag) of a file of static/, computed once at import."""
+    body = asset(name)
     return content_type, body, gzip.compress(body, 9, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
 STATIC_FILES = {
-    "wa.js": static_asset("application/javascript; charset=utf-8", TRACKER_JS),
-    "dashboard.js": static_asset("application/javascript; charset=utf-8", DASHBOARD_JS),
-    "dashboard.css": static_asset("text/css; charset=utf-8", DASHBOARD_CSS),
+    "wa.js": static_asset("application/javascript; charset=utf-8", "wa.js"),  # at most 2 KiB gzipped
+    "dashboard.js": static_asset("application/javascript; charset=utf-8", "dashboard.js"),
+    "dashboard.css": static_asset("text/css; charset=utf-8", "dashboard.css"),
 }
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400
@@ -3754,47 +3446,8 @@ DASHBOARD_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="stylesheet" href="/static/dashboard.css">
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-LOGIN_BODY = """<form class="login" method="post" action="/dashboard/login">
-<h1>prisme-lite</h1>
-<label for="token">Admin token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
-<p class="error" id="login-error">{error}</p>
-<button type="submit">Log in</button>
-<p class="empty">The token is printed by <code>prisme-lite serve</code> and <code>prisme-lite admin-token</code>.</p>
-</form>"""
-
-APP_BODY = """<header>
-<h1>prisme-lite</h1>
-<select id="site" aria-label="site"></select>
-<nav>
-<button data-period="today">Today</button>
-<button data-period="7d" class="active">7 days</button>
-<button data-period="30d">30 days</button>
-<button data-period="12mo">12 months</button>
-<button data-period="custom">Custom</button>
-</nav>
-<form id="custom" hidden>
-<input id="from" type="date" required aria-label="from"> <input id="to" type="date" required aria-label="to">
-<button type="submit">Show</button>
-</form>
-<form method="post" action="/dashboard/logout"><button type="submit" id="logout">Log out</button></form>
-</header>
-<main id="report"></main>
-<script src="/static/dashboard.js" defer></script>"""
+# The HTML around every page ({title}, {body}), the login form ({error}) and the dashboard's body.
+PAGE, LOGIN_BODY, APP_BODY = (asset(name).decode("utf-8") for name in ("page.html", "login.html", "app.html"))
 
 
 @route("/static/<name>")

@@ -411,11 +411,11 @@ def measure_at_size(args: argparse.Namespace, work: str, db: str) -> dict:
 
 
 def dashboard_paths() -> list[str]:
-    """What the dashboard's page asks the stats API for over 30 days, read from its own script (DASHBOARD_JS)."""
-    script = prisme_lite.DASHBOARD_JS
+    """What the dashboard's page asks the stats API for over 30 days, read from its own script (static/dashboard.js)."""
+    script = prisme_lite.asset("dashboard.js").decode()
     metrics = re.findall(r'stat\("([a-z-]+)"\)', script) + re.findall(r'\["[^"]+", "([a-z-]+)", \[', script)
     if len(metrics) < 10:
-        raise SystemExit("bench: cannot read the dashboard's metrics from prisme_lite.DASHBOARD_JS")
+        raise SystemExit("bench: cannot read the dashboard's metrics from static/dashboard.js")
     return [f"/api/v1/stats/{metric}?from=now-30d%2Fd&to=now&limit=10" for metric in metrics]
 
 
