@@ -19,7 +19,7 @@ function el(tag, attributes, ...children) {
 }
 
 async function getJSON(path, params) {
-  const answer = await fetch(path + (params ? "?" + new URLSearchParams(params) : ""), {credentials: "same-origin"});
+  const answer = await fetch(path + (params ? `?${new URLSearchParams(params)}` : ""), {credentials: "same-origin"});
   if (answer.status === 401) { location.reload(); throw new Error("logged out"); }
   const body = await answer.json();
   if (!answer.ok) throw new Error(body.error || answer.statusText);
@@ -33,14 +33,14 @@ function windowParams(extra) {
   return params;
 }
 
-const stat = (metric, extra) => getJSON("/api/v1/stats/" + metric, windowParams(extra));
+const stat = (metric, extra) => getJSON(`/api/v1/stats/${metric}`, windowParams(extra));
 
-const nextDay = (date) => new Date(Date.parse(date + "T00:00:00Z") + 86400000).toISOString().slice(0, 10);
+const nextDay = (date) => new Date(Date.parse(`${date}T00:00:00Z`) + 86400000).toISOString().slice(0, 10);
 
 function day(ms, withTime) {
   const date = new Date(ms);
   const text = date.toISOString().slice(5, 10);
-  return withTime ? text + " " + date.toISOString().slice(11, 16) : text;
+  return withTime ? `${text} ${date.toISOString().slice(11, 16)}` : text;
 }
 
 function chart(pageviews, visitors) {
@@ -119,8 +119,8 @@ async function render() {
       number("Visitors", overview.values[0], "visitors-total"),
       number("Pageviews", overview.values[1], "pageviews-total"),
       number("Sessions", overview.values[2], "sessions-total"),
-      number("Bounce rate", overview.values[3] + " %", "bounce-rate"),
-      number("Visit duration", overview.values[4] + " s", "visit-duration"));
+      number("Bounce rate", `${overview.values[3]} %`, "bounce-rate"),
+      number("Visit duration", `${overview.values[4]} s`, "visit-duration"));
     main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors)));
     if (!overview.values[1]) {
       main.append(el("section", {class: "panel wide empty-state", id: "empty"},
@@ -131,7 +131,7 @@ async function render() {
     main.append(el("div", {class: "grid"}, ...tops));
   } catch (error) {
     if (ticket !== latest) return;
-    main.replaceChildren(el("p", {class: "error"}, "Could not load the stats: " + error.message));
+    main.replaceChildren(el("p", {class: "error"}, `Could not load the stats: ${error.message}`));
   }
 }
 
@@ -144,7 +144,7 @@ async function start() {
   for (const button of document.querySelectorAll("[data-period]")) {
     button.addEventListener("click", () => {
       state.period = button.dataset.period;
-      document.querySelectorAll("[data-period]").forEach((other) => other.classList.toggle("active", other === button));
+      for (const other of document.querySelectorAll("[data-period]")) other.classList.toggle("active", other === button);
       $("#custom").hidden = state.period !== "custom";
       if (state.period !== "custom") render();
     });

@@ -9,7 +9,7 @@
   var lastPage = null;
 
   function enabled() {
-    try { return localStorage.getItem("prismeAnalytics.tracking.enable") !== "false"; } catch (e) { return true; }
+    try { return localStorage.getItem("prismeAnalytics.tracking.enable") !== "false"; } catch (_e) { return true; }
   }
 
   function pageUrl(options) {
@@ -52,7 +52,7 @@
     var link = event.target && event.target.closest && event.target.closest("a[href]");
     if (!link) return;
     var url;
-    try { url = new URL(link.href, location.href); } catch (e) { return; }
+    try { url = new URL(link.href, location.href); } catch (_e) { return; }
     if (!/^https?:$/.test(url.protocol)) return;
     var target = url.origin + url.pathname; // never the query string: it may hold personal data
     if ((link.hasAttribute("download") || downloads.test(url.pathname)) && option("file-downloads") !== "false") {
@@ -63,8 +63,8 @@
   }, true);
 
   var manual = option("manual");
+  var pushState = history.pushState;
   if (manual === null || manual === "false") {
-    var pushState = history.pushState;
     history.pushState = function () {
       var result = pushState.apply(this, arguments);
       pageview();
