@@ -77,7 +77,9 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
     ),
 }
-DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS  # a UTC day in unix ms: the unit of the daily tables (`day` columns)
 
 MAX_NAME_LENGTH = 128  # custom event name, action id, page id, label
 MAX_PROPERTIES = 50
@@ -351,21 +353,21 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
     """What daily_counts holds, counted again from the raw rows (site, dim, day, value, n), but the visitors."""
     return " UNION ALL ".join(
         [
-            f"SELECT site, 'pageviews' AS dim, ts / 86400000 AS day, '' AS value, count(*) AS n FROM {events}"
+            f"SELECT site, 'pageviews' AS dim, ts / {DAY_MS} AS day, '' AS value, count(*) AS n FROM {events}"
             " WHERE kind = 'pageview' GROUP BY 1, 3",
             *(
-                f"SELECT site, '{column}', ts / 86400000, {column}, count(*) FROM {events}"
+                f"SELECT site, '{column}', ts / {DAY_MS}, {column}, count(*) FROM {events}"
                 f" WHERE kind = 'pageview' AND {column} IS NOT NULL GROUP BY 1, 3, 4"
                 for column in ROLLUP_EVENT_DIMS
             ),
-            f"SELECT site, kind, ts / 86400000, name, count(*) FROM {events}"
+            f"SELECT site, kind, ts / {DAY_MS}, name, count(*) FROM {events}"
             " WHERE kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3, 4",
-            f"SELECT site, 'sessions', started_at / 86400000, '', count(*) FROM {sessions} GROUP BY 1, 3",
-            f"SELECT site, 'bounces', started_at / 86400000, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
-            f"SELECT site, 'duration', started_at / 86400000, '', sum(last_seen - started_at) FROM {sessions}"
+            f"SELECT site, 'sessions', started_at / {DAY_MS}, '', count(*) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'bounces', started_at / {DAY_MS}, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'duration', started_at / {DAY_MS}, '', sum(last_seen - started_at) FROM {sessions}"
             " GROUP BY 1, 3",
-            f"SELECT site, 'entry_path', started_at / 86400000, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
-            f"SELECT site, 'exit_path', started_at / 86400000, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'entry_path', started_at / {DAY_MS}, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'exit_path', started_at / {DAY_MS}, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
         ]
     )
 
@@ -373,7 +375,7 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
 # `check` compares daily_counts with these.
 ROLLUP_RECOUNT = rollup_recount()
 VISITORS_RECOUNT = (
-    "SELECT site, 'visitors' AS dim, ts / 86400000 AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
+    f"SELECT site, 'visitors' AS dim, ts / {DAY_MS} AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
     f" WHERE kind = 'pageview' AND {SALTED_ID.format('visitor_id')} GROUP BY 1, 3"
 )
 
@@ -387,7 +389,7 @@ def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str
     return [
         f"""INSERT INTO daily_counts (site, dim, day, value, n)
         SELECT site, 'visitors', day, '', count(*) FROM (
-            SELECT DISTINCT site, ts / 86400000 AS day, visitor_id FROM {events}
+            SELECT DISTINCT site, ts / {DAY_MS} AS day, visitor_id FROM {events}
             WHERE kind = 'pageview' AND {SALTED_ID.format("visitor_id")}
         ) AS seen
         WHERE NOT EXISTS (SELECT 1 FROM daily_visitors AS d WHERE d.site = seen.site AND d.salted = 1
@@ -395,7 +397,7 @@ def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str
         GROUP BY 1, 3
         ON CONFLICT DO UPDATE SET n = n + excluded.n""",
         f"""INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id)
-        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / 86400000, visitor_id FROM {events}
+        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / {DAY_MS}, visitor_id FROM {events}
         WHERE kind = 'pageview'""",
         f"""INSERT INTO daily_counts (site, dim, day, value, n)
         SELECT * FROM ({rollup_recount(events, sessions)}) WHERE true
@@ -1030,7 +1032,7 @@ class DailySalt:
         self.lock = threading.Lock()
 
     def for_time(self, ms: int) -> bytes:
-        day = ms // 86_400_000
+        day = ms // DAY_MS
         if day != self.day:
             with self.lock:
                 if day != self.day:
@@ -1898,7 +1900,7 @@ MAX_COUNTER_IDS = 10_000
 TOKEN_ISSUER = "prisme-lite"
 TOKEN_LIFETIME = 3600  # seconds; a token is the same for a visitor for the whole clock hour
 TOKEN_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]  # all required on decode
-CLAIM_WINDOW_MS = 15 * 60_000  # a token counts once per action and page in this long
+CLAIM_WINDOW_MS = 15 * MINUTE_MS  # a token counts once per action and page in this long
 
 
 def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
@@ -2007,7 +2009,7 @@ def increment_counter(
     conn.execute(
         "INSERT INTO counter_days (client_id, action_id, page_id, day, count) VALUES (?, ?, ?, ?, 1)"
         " ON CONFLICT DO UPDATE SET count = count + 1",
-        (*key, now // 86_400_000),
+        (*key, now // DAY_MS),
     )
     return conn.execute(
         "INSERT INTO counters (client_id, action_id, page_id, count) VALUES (?, ?, ?, 1)"
@@ -2187,7 +2189,7 @@ def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
 ###############################################################################
 
 MAX_BATCH_EVENTS = 100
-MAX_FUTURE_MS = 86_400_000  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
+MAX_FUTURE_MS = DAY_MS  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
 RELATIONS = {
     "Like": ("like", True),
     "Unlike": ("like", False),
@@ -2585,11 +2587,11 @@ UNIT_DELTAS = {
     "w": datetime.timedelta(weeks=1),
 }  # months and years are calendar steps, see shift_time
 BUCKET_STEPS = [
-    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000,
-    7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000, 91 * 86_400_000,
+    MINUTE_MS, 5 * MINUTE_MS, 15 * MINUTE_MS, 30 * MINUTE_MS, HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, 12 * HOUR_MS, DAY_MS,
+    7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS, 91 * DAY_MS,
 ]  # fmt: skip
 MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
-MAX_WINDOW_MS = 10 * 366 * 86_400_000
+MAX_WINDOW_MS = 10 * 366 * DAY_MS
 DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
 # Filters by name: the column of an event row, and of a session row (None: see session_where).
@@ -2984,7 +2986,7 @@ def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 
 def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
+    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // DAY_MS, (q.end - 1) // DAY_MS]
     if q.site:
         # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
         site_of = q.site_of or (lambda host: host)
@@ -3015,7 +3017,7 @@ def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
     where, params = counter_where(conn, q)
-    return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
+    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
 
 
 def widget_where(q: StatsQuery) -> tuple[str, list]:
@@ -3285,7 +3287,7 @@ def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int
     if kind not in EXPORTS:
         raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
     start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
-    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
+    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + DAY_MS
     if start >= end:
         raise Rejected(400, "from must be before to")
     return fmt, kind, start, end
@@ -4316,7 +4318,7 @@ class Context:
         self.config = config
         open_database(config["db"])
         self.local = threading.local()
-        session_timeout_ms = config["session_timeout"] * 60_000
+        session_timeout_ms = config["session_timeout"] * MINUTE_MS
         appliers = {
             "web": WebEventStore(session_timeout_ms),
             "server": store_server_events,
@@ -4951,7 +4953,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
     if days < 1:
         raise ConfigError("stats: --days must be at least 1")
     now = now_ms()
-    since = now - days * 86_400_000
+    since = now - days * DAY_MS
     day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
     print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
     sites = (
@@ -4994,7 +4996,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         for row in conn.execute(
             "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
             " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
-            (since // 86_400_000,),
+            (since // DAY_MS,),
         )
         if not site or site_of(row[0]) == site
     ][:10]
@@ -5069,7 +5071,7 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     if args.action == "list":
         print_table(["DOMAIN", "CLIENT", "ACTION", "PAGE", "COUNT"], rows)
         return 0
-    today = now_ms() // 86_400_000
+    today = now_ms() // DAY_MS
     for domain, client_id, action_id, page_id, count in rows:
         print(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all")
         days = dict(
