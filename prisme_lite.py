@@ -2206,6 +2206,11 @@ SERVER_EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+def rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time (`Z` or `z` for UTC); ValueError when it is not one, naive when it has no time zone."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+
+
 def event_time(value: Any, field: str, now: int) -> int:
     """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
     if value is None:
@@ -2214,7 +2219,7 @@ def event_time(value: Any, field: str, now: int) -> int:
         raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
     if isinstance(value, str):
         try:
-            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = rfc3339(value)
         except ValueError:
             raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
         if parsed.tzinfo is None:
@@ -2676,7 +2681,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
         if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
         text = UNENCODED_OFFSET.sub(r"\1+\2", text)
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = rfc3339(text)
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
