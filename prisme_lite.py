@@ -1213,8 +1213,14 @@ def check_properties(props: Any) -> str | None:
     return json.dumps(props, ensure_ascii=False, separators=(",", ":")) if props else None
 
 
+def printable(value: Any, most: int = MAX_NAME_LENGTH, least: int = 1) -> bool:
+    """Whether `value` is a string of `least` to `most` characters, none a control character: the one check of
+    names, ids, labels and segments, whatever family they come in."""
+    return isinstance(value, str) and least <= len(value) <= most and not CONTROL_CHARS.search(value)
+
+
 def check_name(name: str, what: str = "event name") -> str:
-    if not name or len(name) > MAX_NAME_LENGTH or CONTROL_CHARS.search(name):
+    if not printable(name):
         raise Rejected(400, f"{what} must be 1 to {MAX_NAME_LENGTH} printable characters")
     return name
 
@@ -1699,7 +1705,7 @@ def record_web_event(
     if status and not PAGE_STATUS.fullmatch(status):
         raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status[:20]!r}")
     page_status = int(status) if status else 200
-    if visitor_id is not None and (len(visitor_id) > MAX_VISITOR_ID_LENGTH or CONTROL_CHARS.search(visitor_id)):
+    if visitor_id is not None and not printable(visitor_id, MAX_VISITOR_ID_LENGTH, least=0):
         raise Rejected(400, f"visitor id must be at most {MAX_VISITOR_ID_LENGTH} printable characters")
     referrer = referrer_host(document_referrer, page.host)
     user_agent, agent = countable_agent(environ)
@@ -1916,7 +1922,7 @@ def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
 
 def text_field(body: dict, name: str, most: int = MAX_NAME_LENGTH) -> str:
     value = body.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > most or CONTROL_CHARS.search(value):
+    if not printable(value, most) or not value.strip():
         raise Rejected(400, f"{name} is required: a string of 1 to {most} printable characters")
     return value.strip()
 
@@ -2241,7 +2247,7 @@ def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH
     value = event.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > most or CONTROL_CHARS.search(value):
+    if not printable(value, most, least=0):
         raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
     return value or None
 
@@ -2253,7 +2259,7 @@ def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str 
     if not isinstance(parent, dict):
         raise Rejected(400, f"{parent_field} is required: an object with an id")
     value = parent.get("id")
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or CONTROL_CHARS.search(value):
+    if not printable(value):
         raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
     return parent, value
 
@@ -2264,7 +2270,7 @@ def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
     if not isinstance(event, dict):
         raise Rejected(400, f"{where or 'body'} must be a JSON object")
     label = event.get("label")
-    if not isinstance(label, str) or not label or len(label) > MAX_NAME_LENGTH or CONTROL_CHARS.search(label):
+    if not printable(label):
         raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
     content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
     _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
@@ -2433,7 +2439,7 @@ def segments_param(query: list[tuple[str, str]]) -> str | None:
         if key not in ("segments[]", "segments", "segment", "segment[]"):
             continue
         name, colon, given = value.partition(":")
-        if not colon or not name or not given or len(name) > 64 or len(given) > 128 or CONTROL_CHARS.search(value):
+        if not colon or not printable(name, 64) or not printable(given, 128):
             raise Rejected(400, f"segment {value[:80]!r} must be key:value (key up to 64, value up to 128 characters)")
         if name in segments:
             raise Rejected(400, f"segment key {name!r} has more than one value")
@@ -2445,7 +2451,7 @@ def segments_param(query: list[tuple[str, str]]) -> str | None:
 
 def analytics_id_param(query: list[tuple[str, str]]) -> str:
     value = query_value(query, "analytics_id")
-    if not value or len(value) > 64 or CONTROL_CHARS.search(value):
+    if not printable(value, 64):
         raise Rejected(400, "analytics_id is required: an opaque string of 1 to 64 characters")
     return value
 
@@ -2543,7 +2549,7 @@ def allowed_redirect(ctx: Context, url: str) -> str:
 
 def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, analytics_id: str) -> Any:
     transaction = found["transaction"]
-    if len(transaction) > MAX_NAME_LENGTH or CONTROL_CHARS.search(transaction):
+    if not printable(transaction):
         raise Rejected(400, f"transaction_id must be 1 to {MAX_NAME_LENGTH} printable characters")
     products = []
     for key, value in query:
