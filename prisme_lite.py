@@ -1225,6 +1225,11 @@ def check_name(name: str, what: str = "event name") -> str:
     return name
 
 
+def over_limit(why: str, wait: int) -> Rejected:
+    """The one 429: why, and in how many seconds to try again (in the message and in Retry-After)."""
+    return Rejected(429, f"{why}: retry in {wait} s", {"Retry-After": str(wait)})
+
+
 def error_body(message: str) -> str:
     return json.dumps({"error": message})
 
@@ -1255,11 +1260,7 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 response.set_header("X-RateLimit-Remaining", str(remaining))
             try:
                 if not allowed:
-                    raise Rejected(
-                        429,
-                        f"over the rate limit of {ctx.config['rate_limit']} events a minute; retry in {retry_after} s",
-                        {"Retry-After": str(retry_after)},
-                    )
+                    raise over_limit(f"over the rate limit of {ctx.config['rate_limit']} events a minute", retry_after)
                 return route(ctx, *args, **kwargs)
             except Dropped as why:
                 response.set_header("X-Prisme-Dropped", str(why))
@@ -1299,10 +1300,7 @@ def refuse_guessing(ctx: Context) -> None:
     """429 for a client IP that sent too many unknown tokens or wrong secrets in the last minute (brute force)."""
     wait = ctx.auth_failures.wait(client_ip(request.environ, ctx.config))
     if wait:
-        raise Rejected(
-            429, f"too many unknown tokens or wrong secrets from this address: retry in {wait} s",
-            {"Retry-After": str(wait)},
-        )  # fmt: skip
+        raise over_limit("too many unknown tokens or wrong secrets from this address", wait)
 
 
 def wrong_credential(ctx: Context) -> None:
@@ -2349,10 +2347,9 @@ def post_server_events(ctx: Context) -> dict:
         events = [check_server_event(given, "", now, token["id"])]
     allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
     if not allowed:
-        raise Rejected(
-            429,
+        raise over_limit(
             f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
-            {"Retry-After": str(retry_after)},
+            retry_after,
         )
     ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
     response.status = 202
@@ -3880,18 +3877,18 @@ def dashboard() -> str:
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
     allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
-    if not allowed:  # the per-IP limit also bounds guessing the token
-        response.set_header("Retry-After", str(retry_after))
-        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many attempts: wait a minute."), 429)
     try:
         form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
     except (Rejected, UnicodeError, ValueError):
         form = {}
     try:
+        if not allowed:  # the per-IP limit also bounds guessing the token
+            raise over_limit("too many attempts from this address", retry_after)
         admin = is_admin(ctx, form.get("token", "").strip())
-    except Rejected as refused:  # too many wrong tokens from this address
+    except Rejected as refused:  # over the limit, or too many wrong tokens from this address (refuse_guessing)
         response.set_header("Retry-After", refused.headers["Retry-After"])
-        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many wrong tokens: wait a minute."), 429)
+        error = f"{refused.message[0].upper()}{refused.message[1:]}."
+        return html_page("prisme-lite: log in", LOGIN_BODY.format(error=error), 429)
     if not admin:
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
     expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
