@@ -1196,6 +1196,27 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     return value
 
 
+def body_text(environ: dict, limit: int) -> str:
+    """The request body as text (read_body's limits); 400 when it is not UTF-8."""
+    try:
+        return read_body(environ, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8") from None
+
+
+def json_body(environ: dict, limit: int, missing: str | None = None, typed: bool = False) -> Any:
+    """The body as JSON (read_body's limits, parse_json's rules): no body is {}, and white space is malformed (as
+    the OpenAPI document says), but where a body is required (`missing`) both are a 400 saying `missing`.
+    `typed`: 415 unless the Content-Type is application/json, once the body is read."""
+    body = read_body(environ, limit)
+    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if typed and content_type != "application/json":
+        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
+    if missing and not body.strip():
+        raise Rejected(400, missing)
+    return parse_json(body) if body else {}
+
+
 def check_properties(props: Any) -> str | None:
     """A custom event's properties as stored JSON text, after the limits of SPEC §2; None when empty."""
     if not isinstance(props, dict):
@@ -1753,11 +1774,7 @@ def post_pageview(ctx: Context) -> str:
 def post_custom_event(ctx: Context, name: str) -> str:
     environ = request.environ
     name = check_name(name, "custom event name")
-    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if content_type != "application/json":
-        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
-    props = check_properties(parse_json(body) if body else {})
+    props = check_properties(json_body(environ, ctx.config["max_body_bytes"], typed=True))
     record_web_event(
         ctx,
         "custom",
@@ -1772,11 +1789,7 @@ def post_custom_event(ctx: Context, name: str) -> str:
 def post_link_event(ctx: Context, kind: str) -> str:
     """A file download or outbound link: the URL in the body, or a browser's `<a ping>` (body PING, Ping-To)."""
     environ = request.environ
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    try:
-        text = body.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise Rejected(400, "body is not valid UTF-8") from None
+    text = body_text(environ, ctx.config["max_body_bytes"]).strip()
     if text == "PING":  # <a ping>: the browser names the page and the link in headers
         page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
     else:
@@ -1908,11 +1921,8 @@ CLAIM_WINDOW_MS = 15 * MINUTE_MS  # a token counts once per action and page in t
 
 
 def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
-    """The body as a JSON object; an empty body is {}, or a 400 saying `missing` where a body is required."""
-    body = read_body(environ, limit)
-    if missing and not body.strip():
-        raise Rejected(400, missing)
-    value = parse_json(body) if body.strip() else {}
+    """The body as a JSON object (json_body)."""
+    value = json_body(environ, limit, missing)
     if not isinstance(value, dict):
         raise Rejected(400, "body must be a JSON object")
     return value
@@ -2334,10 +2344,9 @@ def post_server_events(ctx: Context) -> dict:
     token = authorize(
         ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
     )
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if not body.strip():
-        raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
-    given = parse_json(body)
+    given = json_body(
+        environ, ctx.config["max_body_bytes"], "body is empty: send one event object, or an array of up to 100"
+    )
     now = now_ms()
     if isinstance(given, list):
         if not 1 <= len(given) <= MAX_BATCH_EVENTS:
@@ -3878,8 +3887,8 @@ def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
     allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
     try:
-        form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
-    except (Rejected, UnicodeError, ValueError):
+        form = dict(parse_qsl(body_text(request.environ, 4096), errors="strict"))
+    except (Rejected, ValueError):
         form = {}
     try:
         if not allowed:  # the per-IP limit also bounds guessing the token
