@@ -1845,6 +1845,15 @@ def noscript_custom_event(ctx: Context, name: str) -> bytes:
     return pixel()
 
 
+def redirect_location(url: str | None, what: str, allowed: OriginRegistry | None = None) -> tuple[str, str]:
+    """The one check of a URL we redirect a visitor to: the Location to send and its host. Absolute http(s) by
+    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made."""
+    _parts, host = split_http_url(url, what)
+    if allowed is not None and allowed.site_of(host) is None:
+        raise Rejected(400, f"{what} host {host} is not allowed (see redirect_hosts)")
+    return url.strip(), host
+
+
 def noscript_link(ctx: Context, kind: str) -> Any:
     """Record a link click and redirect to it, but only for a page of a registered site (no open redirector)."""
     query = query_pairs(request.environ)
@@ -1853,8 +1862,7 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     referer_host = host_of(referer) if referer else None
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
-    split_http_url(target, "url parameter")
-    request.environ["prisme.redirect_to"] = target.strip()
+    request.environ["prisme.redirect_to"], _host = redirect_location(target, "url parameter")
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
     return redirect_target()
 
@@ -2529,12 +2537,12 @@ def track(ctx: Context, path: str) -> Any:
     }
     redirect_to = query_value(query, "redirect_url") if widget["action"] == "shop" else None
     if redirect_to:
-        event["redirect_host"] = allowed_redirect(ctx, redirect_to)
+        redirect_to, event["redirect_host"] = redirect_location(redirect_to, "redirect_url", ctx.redirect_hosts)
     countable_agent(environ)
     ctx.writer.append("widget", event)
     if redirect_to:
         response.status = 302
-        response.set_header("Location", redirect_to.strip())
+        response.set_header("Location", redirect_to)
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
     return success(request.environ.get("prisme.answer", "olapic"))
 
@@ -2543,14 +2551,6 @@ def widget_action_exists(widget: re.Match) -> bool:
     if widget["source"] == "not_found":
         return widget["widget"] == "stream" and widget["media"] is None and widget["action"] == "render"
     return widget["action"] in (MEDIA_ACTIONS if widget["media"] is not None else WIDGET_ACTIONS)
-
-
-def allowed_redirect(ctx: Context, url: str) -> str:
-    """The host of a shop click's redirect_url, which must be http(s) on a host of redirect_hosts (or an origin)."""
-    _parts, host = split_http_url(url, "redirect_url")
-    if ctx.redirect_hosts.site_of(host) is None:
-        raise Rejected(400, f"redirect_url host {host} is not allowed (see redirect_hosts)")
-    return host
 
 
 def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, analytics_id: str) -> Any:
