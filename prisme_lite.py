@@ -40,7 +40,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
@@ -2611,7 +2611,7 @@ MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
 MAX_WINDOW_MS = 10 * 366 * DAY_MS
 DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
-# Filters by name: the column of an event row, and of a session row (None: see session_where).
+# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE).
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": ("e.path", None),
@@ -2642,6 +2642,9 @@ class StatsQuery:
     limit: int
     now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
     site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
+    # What the report was asked but its rows cannot answer ("site" or a filter: why), set by window_where and named
+    # in the answer; shared by the copies `replace` makes of the query.
+    unapplied: dict[str, str] = field(default_factory=dict)
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2729,40 +2732,65 @@ def placeholders(values: list) -> str:
     return ", ".join("?" * len(values))
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """What a report reads: its FROM, its time column (in units of `unit` ms), its site and the filters it applies."""
+
+    source: str
+    time: str
+    site: str | Callable | None  # a column, a function (conn, q) -> (condition, params), or None: not stored per site
+    filters: dict[str, str | Callable]  # by name: a column, or a function (q, values) -> (condition, params)
+    note: str = ""  # asked for one site, why these rows answer for every site
+    unit: int = 1
+
+
+def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = None) -> tuple[str, list]:
+    """The one WHERE of every report: q's window on `table`'s time, q's site and q's filters. What the table does not
+    store is not filtered, and q.unapplied says so (the answer names it): no site or filter is dropped silently."""
+    conditions, params = [f"{table.time} >= ?", f"{table.time} < ?"], [q.start // table.unit, -(-q.end // table.unit)]
+    if q.site and table.site is None:
+        q.unapplied["site"] = table.note
+    elif q.site:
+        condition, values = (f"{table.site} = ?", [q.site]) if isinstance(table.site, str) else table.site(conn, q)
+        conditions.insert(0, condition)
+        params[:0] = values
+    for name, values in q.filters.items():
+        applied = table.filters.get(name)
+        if applied is None:
+            q.unapplied[name] = f"{table.source.split()[0]} do not record {name}"
+            continue
+        condition, values = (f"{applied} IN ({placeholders(values)})", values) if isinstance(applied, str) else (
+            applied(q, values)
+        )  # fmt: skip
+        conditions.append(condition)
+        params += values
+    return " AND ".join(conditions), params
+
+
+def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
+    """`path` of a session: it viewed one of these pages."""
+    return (
+        "s.id IN (SELECT session_id FROM events"
+        f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
+        [q.start, *paths],
+    )
+
+
+EVENTS_TABLE = Table("events e", "e.ts", "e.site", {name: columns[0] for name, columns in FILTERS.items()})
+# Sessions started in the window; `path` means the session saw that page.
+SESSIONS_TABLE = Table(
+    "sessions s", "s.started_at", "s.site", {name: columns[1] or session_saw_path for name, columns in FILTERS.items()}
+)
+
+
 def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
     """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
-    conditions, params = ["e.ts >= ?", "e.ts < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "e.site = ?")
-        params.insert(0, q.site)
+    where, params = window_where(q, EVENTS_TABLE)
     if kinds:
-        conditions.append(f"e.kind IN ({placeholders(kinds)})")
+        where += f" AND e.kind IN ({placeholders(kinds)})"
         params += kinds
-    for name, values in q.filters.items():
-        if name in FILTERS:
-            conditions.append(f"{FILTERS[name][0]} IN ({placeholders(values)})")
-            params += values
     joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
-    return joins, " AND ".join(conditions), params
-
-
-def session_where(q: StatsQuery) -> tuple[str, list]:
-    """WHERE for session-based metrics: sessions started in the window; `path` means it saw that page."""
-    conditions, params = ["s.started_at >= ?", "s.started_at < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "s.site = ?")
-        params.insert(0, q.site)
-    for name, values in q.filters.items():
-        if name == "path":
-            conditions.append(
-                "s.id IN (SELECT session_id FROM events"
-                f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(values)}))"
-            )
-            params += [q.start, *values]
-        elif name in FILTERS:
-            conditions.append(f"{FILTERS[name][1]} IN ({placeholders(values)})")
-            params += values
-    return " AND ".join(conditions), params
+    return joins, where, params
 
 
 def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
@@ -2794,7 +2822,7 @@ def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
 
 
 def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("sessions s", *session_where(q))
+    return ("sessions s", *window_where(q, SESSIONS_TABLE))
 
 
 # A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
@@ -2809,18 +2837,20 @@ COUNTED_ONCE = (
 )
 
 
+# Server events carry only the access token they came with, and tokens belong to no site.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+SERVER_EVENTS_TABLE = Table(
+    "server_events x", "x.ts", None,
+    {"label": "x.label", "referrer": "x.referrer", **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if "utm" in f}},
+    SERVER_EVENTS_NOTE,
+)  # fmt: skip
+CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
+
+
 def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
     """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
-    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
-    for name, column in (
-        ("label", "x.label"),
-        ("referrer", "x.referrer"),
-        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
-    ):
-        if q.values(name):
-            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
-            params += q.values(name)
-    return " AND ".join(conditions), params
+    where, params = window_where(q, SERVER_EVENTS_TABLE)
+    return f"{where} AND {COUNTED_ONCE}" if counted else where, params
 
 
 def server_scope(q: StatsQuery) -> tuple[str, str, list]:
@@ -2997,28 +3027,22 @@ def visitors_series(kinds: tuple[str, ...]) -> Callable:
 
 
 def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(
-        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
-    )
+    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.source, *window_where(q, CUSTOMERS_TABLE))
 
 
-def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // DAY_MS, (q.end - 1) // DAY_MS]
-    if q.site:
-        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
-        site_of = q.site_of or (lambda host: host)
-        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
-        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
-        params += ids
-    if q.values("client"):
-        conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
-        params += q.values("client")
-    return " AND ".join(conditions), params
+def counter_site(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
+    """A counter belongs to the site its client's domainName belongs to, by the rule the web events follow."""
+    site_of = q.site_of or (lambda host: host)
+    ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+    return f"d.client_id IN ({placeholders(ids)})" if ids else "0", ids
+
+
+COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "d.client_id"}, unit=DAY_MS)
 
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = counter_where(conn, q)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
     return ranked(
         conn,
         q,
@@ -3033,23 +3057,21 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
-    where, params = counter_where(conn, q)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
     return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
 
 
-def widget_where(q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["w.ts >= ?", "w.ts < ?"], [q.start, q.end]
-    if q.values("instance"):
-        conditions.append(f"w.instance_id IN ({placeholders(q.values('instance'))})")
-        params += q.values("instance")
-    return " AND ".join(conditions), params
+# Widget beacons and checkouts store no page they were sent from.
+WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+WIDGET_EVENTS_TABLE = Table("widget_events w", "w.ts", None, {"instance": "w.instance_id"}, WIDGETS_NOTE)
+CHECKOUTS_TABLE = Table("checkouts c", "c.ts", None, {}, WIDGETS_NOTE)
 
 
 def widget_table(group: str, label: str) -> Callable:
     """Per `group`: renders, interactions (every other action) and click-through rate; values are the renders."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = widget_where(q)
+        where, params = window_where(q, WIDGET_EVENTS_TABLE)
         rows = conn.execute(
             f"SELECT {group} AS k, sum(w.action = 'render'), sum(w.action != 'render') FROM widget_events w"
             f" WHERE {where} AND {group} IS NOT NULL GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
@@ -3065,7 +3087,7 @@ def widget_table(group: str, label: str) -> Callable:
 
 
 def top_media(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    where, params = widget_where(q)
+    where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
         "SELECT w.media_id, sum(w.action = 'view'), sum(w.action = 'click'), sum(w.action = 'shop')"
         " FROM widget_events w"
@@ -3084,10 +3106,10 @@ def decimal_text(amount_e4: int) -> str:
 
 def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts and revenue per currency; values are the revenue as exact decimal strings."""
+    where, params = window_where(q, CHECKOUTS_TABLE)
     rows = conn.execute(
-        "SELECT currency, count(*), sum(total_e4) FROM checkouts WHERE ts >= ? AND ts < ?"
-        " GROUP BY 1 ORDER BY 3 DESC, 1",
-        (q.start, q.end),
+        f"SELECT c.currency, count(*), sum(c.total_e4) FROM checkouts c WHERE {where} GROUP BY 1 ORDER BY 3 DESC, 1",
+        params,
     ).fetchall()
     details = [{"currency": c, "checkouts": n, "revenue": decimal_text(total)} for c, n, total in rows]
     return [row[0] for row in rows], [decimal_text(row[2]) for row in rows], details
@@ -3095,10 +3117,11 @@ def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts, and those whose analytics_id interacted with a widget (any action but render) before them."""
+    where, params = window_where(q, CHECKOUTS_TABLE)
     total, converted = conn.execute(
         "SELECT count(*), sum(EXISTS (SELECT 1 FROM widget_events w WHERE w.analytics_id = c.analytics_id"
-        " AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE c.ts >= ? AND c.ts < ?",
-        (q.start, q.end),
+        f" AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE {where}",
+        params,
     ).fetchone()
     rate = round((converted or 0) / total, 4) if total else None
     return ["checkouts", "after_widget_interaction"], [total, converted or 0], [{"conversion_rate": rate}]
@@ -3106,7 +3129,7 @@ def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Renders and interactions per segment key:value."""
-    where, params = widget_where(q)
+    where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
         "SELECT seg.key || ':' || seg.value AS k, sum(w.action = 'render'), sum(w.action != 'render')"
         f" FROM widget_events w, json_each(w.segments) seg WHERE {where} AND w.segments IS NOT NULL"
@@ -3179,10 +3202,10 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "top-server-utm-sources": top(server_scope, "x.utm_source"),
     # Widgets
     "widget-renders": lambda conn, q: bucketed(
-        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
+        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *window_where(q, WIDGET_EVENTS_TABLE)
     ),
     "checkouts": lambda conn, q: bucketed(
-        conn, q, "c.ts", "count(*)", "checkouts c", "c.ts >= ? AND c.ts < ?", [q.start, q.end]
+        conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.source, *window_where(q, CHECKOUTS_TABLE)
     ),
     "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
     "top-media": top_media,
@@ -3192,23 +3215,6 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
 }
 LIVE_WINDOW = "now-30m"
-# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
-# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
-# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
-WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
-NOT_PER_SITE = {
-    **dict.fromkeys(
-        ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
-         "top-server-utm-sources"),
-        SERVER_EVENTS_NOTE,
-    ),
-    **dict.fromkeys(
-        ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion", "widget-segments",
-         "widget-ab-groups"),
-        WIDGETS_NOTE,
-    ),
-}  # fmt: skip
 
 
 def require_reader(ctx: Context) -> None:
@@ -3237,9 +3243,24 @@ def stats(ctx: Context, metric: str) -> dict:
     answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         answer["details"] = details[0]
-    if q.site and metric in NOT_PER_SITE:
-        answer.update(per_site=False, note=NOT_PER_SITE[metric])
+    say_unapplied(answer, q.unapplied)
     return answer
+
+
+def say_unapplied(answer: dict, unapplied: dict[str, str]) -> None:
+    """What is not stored with a report's rows cannot filter it: asked for one site, or for a filter its rows do not
+    record, a report answers without it and says so (`per_site: false`, `unfiltered`, and a note the dashboard shows
+    on the panel)."""
+    notes = []
+    if "site" in unapplied:
+        answer["per_site"] = False
+        notes.append(unapplied["site"])
+    unfiltered = [name for name in unapplied if name != "site"]
+    if unfiltered:
+        answer["unfiltered"] = unfiltered
+        notes.append(f"Not filtered by {', '.join(unfiltered)}: {'; '.join(unapplied[name] for name in unfiltered)}.")
+    if notes:
+        answer["note"] = " ".join(notes)
 
 
 ###############################################################################
@@ -4283,7 +4304,8 @@ def openapi_document() -> dict:
                            "required": ["status"]},
                 "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
                     "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}, "per_site": {"type": "boolean"}, "note": text}},
+                    "details": {}, "per_site": {"type": "boolean"}, "note": text,
+                    "unfiltered": {"type": "array", "items": text}}},
                 "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
                 "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
                 "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
