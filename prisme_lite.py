@@ -42,8 +42,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 import bottle
@@ -1520,18 +1520,77 @@ def route(path: str, method: str | list[str] = "GET") -> Callable:
     return record
 
 
-EVENT_COLUMNS = (
-    "ts", "site", "kind", "name", "host", "path", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term",
-    "utm_content", "visitor_id", "session_id", "browser", "os", "device", "country", "status", "props",
-)  # fmt: skip
+class WebEvent(TypedDict):
+    """A web event as record_web_event makes it, the journal keeps it and the writer stores it (EVENT_COLUMNS). A
+    dict, not an object: the journal holds it as JSON, and its row is read out in C (EVENT_ROW)."""
 
-SESSION_COLUMNS = (
-    "id", "site", "visitor_id", "started_at", "last_seen", "entry_path", "exit_path", "pageviews", "host", "referrer",
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
-)  # fmt: skip
+    ts: int
+    site: str
+    kind: str
+    name: str | None
+    host: str
+    path: str
+    referrer: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    visitor_id: str
+    session_id: NotRequired[int | None]  # the writer's to set
+    browser: str
+    os: str
+    device: str
+    country: str | None
+    status: int
+    props: str | None
 
+
+EVENT_COLUMNS = tuple(WebEvent.__annotations__)
+
+
+@dataclass(slots=True)
+class Session:
+    """A row of `sessions` (SESSION_COLUMNS) as a batch proposes it to UPSERT_SESSIONS."""
+
+    id: int
+    site: str
+    visitor_id: str
+    started_at: int
+    last_seen: int
+    entry_path: str
+    exit_path: str
+    pageviews: int  # of this batch: the upsert adds them on
+    host: str
+    referrer: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    browser: str
+    os: str
+    device: str
+    country: str | None
+
+
+SESSION_COLUMNS = tuple(Session.__annotations__)
 EVENT_ROW = itemgetter(*EVENT_COLUMNS)  # an event's row, in C
+SESSION_ROW = attrgetter(*SESSION_COLUMNS)  # a session's row, in C too
 SESSION_EXTRAS = itemgetter(*SESSION_COLUMNS[8:])  # what a session takes from the event that opens it
+
+
+@dataclass(slots=True)
+class LatestSession:
+    """What the writer keeps of a visitor's latest session (LATEST_SESSIONS): enough to extend it and to count what a
+    batch changed."""
+
+    id: int
+    last_seen: int
+    started_at: int
+    pageviews: int
+    exit_path: str
+
 
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
 # `pageviews` of the proposed row is what this batch adds; with none, the exit path stays as it was.
@@ -1599,22 +1658,22 @@ def count_events(counts: Counter, events: list[dict]) -> list[tuple]:
     return [(site, bool(SALTED_VISITOR.fullmatch(visitor)), day, visitor) for site, day, visitor in seen]
 
 
-def count_session(counts: Counter, site: str, before: tuple | None, after: tuple) -> None:
-    """Add to `counts` what a session's batch changed: before and after are (started_at, last_seen, pageviews,
-    exit_path, entry_path), before None for a session this batch opened."""
-    day = after[0] // DAY_MS
+def count_session(counts: Counter, row: Session, before: LatestSession | None, after: LatestSession) -> None:
+    """Add to `counts` what a session's batch changed: it was `before` (None for a session this batch opened) and is
+    `after` now."""
+    site, day = row.site, after.started_at // DAY_MS
     if before is None:
         counts[(site, "sessions", day, "")] += 1
-        counts[(site, "bounces", day, "")] += after[2] == 1
-        counts[(site, "duration", day, "")] += after[1] - after[0]
-        counts[(site, "entry_path", day, after[4])] += 1
-        counts[(site, "exit_path", day, after[3])] += 1
+        counts[(site, "bounces", day, "")] += after.pageviews == 1
+        counts[(site, "duration", day, "")] += after.last_seen - after.started_at
+        counts[(site, "entry_path", day, row.entry_path)] += 1
+        counts[(site, "exit_path", day, after.exit_path)] += 1
         return
-    counts[(site, "bounces", day, "")] += (after[2] == 1) - (before[2] == 1)
-    counts[(site, "duration", day, "")] += after[1] - before[1]
-    if after[3] != before[3]:
-        counts[(site, "exit_path", day, before[3])] -= 1
-        counts[(site, "exit_path", day, after[3])] += 1
+    counts[(site, "bounces", day, "")] += (after.pageviews == 1) - (before.pageviews == 1)
+    counts[(site, "duration", day, "")] += after.last_seen - before.last_seen
+    if after.exit_path != before.exit_path:
+        counts[(site, "exit_path", day, before.exit_path)] -= 1
+        counts[(site, "exit_path", day, after.exit_path)] += 1
 
 
 def upsert_daily_counts(conn: sqlite3.Connection, counts: Counter, new_visitors: list[tuple]) -> None:
@@ -1638,8 +1697,7 @@ class WebEventStore:
     def __init__(self, session_timeout_ms: int, max_cached: int = 20_000):
         self.timeout = session_timeout_ms
         self.max_cached = max_cached
-        # (site, visitor) → its latest session: [id, last_seen, started_at, pageviews, exit_path]
-        self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()
+        self.latest: OrderedDict[tuple[str, str], LatestSession] = OrderedDict()  # by (site, visitor)
         self.next_id: int | None = None
 
     def reset(self) -> None:
@@ -1647,47 +1705,49 @@ class WebEventStore:
         self.latest.clear()
         self.next_id = None
 
-    def __call__(self, conn: sqlite3.Connection, events: list[dict]) -> None:
+    def __call__(self, conn: sqlite3.Connection, events: list[WebEvent]) -> None:
         self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
-        sessions: dict[int, list] = {}  # session id → its row as SESSION_COLUMNS, with this batch's activity
-        # session id → (started_at, last_seen, pageviews, exit_path) before this batch, None if it opened it; and its
-        # cache entry, which follows the row as the upsert leaves it (the visitor's latest may be newer by then)
-        before: dict[int, tuple[tuple | None, list]] = {}
+        sessions: dict[int, Session] = {}  # by id: its row, with this batch's activity
+        # session id → what it was before this batch (None if it opened it), and its cache entry, which follows the
+        # row as the upsert leaves it (the visitor's latest may be newer by then)
+        before: dict[int, tuple[LatestSession | None, LatestSession]] = {}
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
-            is_open = latest is not None and event["ts"] - latest[1] <= self.timeout
+            is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
             if event["kind"] == "pageview" and not is_open:
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
-                latest = self.latest[key] = [self.next_id, event["ts"], event["ts"], 0, event["path"]]
+                latest = self.latest[key] = LatestSession(self.next_id, event["ts"], event["ts"], 0, event["path"])
                 self.next_id += 1
-                sessions[latest[0]] = [latest[0], *key, event["ts"], event["ts"], event["path"], event["path"], 0]
-                sessions[latest[0]] += SESSION_EXTRAS(event)
-                before[latest[0]] = (None, latest)
+                sessions[latest.id] = Session(
+                    latest.id, *key, event["ts"], event["ts"], event["path"], event["path"], 0, *SESSION_EXTRAS(event)
+                )
+                before[latest.id] = (None, latest)
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
                 continue
-            event["session_id"] = latest[0]
+            event["session_id"] = latest.id
             self.latest.move_to_end(key)
-            row = sessions.get(latest[0])
+            row = sessions.get(latest.id)
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
-                row = sessions[latest[0]] = [latest[0], *key, 0, 0, event["path"], event["path"], 0]
-                row += SESSION_EXTRAS(event)
-                before[latest[0]] = ((latest[2], latest[1], latest[3], latest[4]), latest)
-            latest[1] = max(latest[1], event["ts"])
-            row[4] = max(row[4], event["ts"])
+                row = sessions[latest.id] = Session(
+                    latest.id, *key, 0, 0, event["path"], event["path"], 0, *SESSION_EXTRAS(event)
+                )
+                was = LatestSession(latest.id, latest.last_seen, latest.started_at, latest.pageviews, latest.exit_path)
+                before[latest.id] = (was, latest)
+            latest.last_seen = max(latest.last_seen, event["ts"])
+            row.last_seen = max(row.last_seen, event["ts"])
             if event["kind"] == "pageview":
-                latest[3] += 1
-                latest[4] = row[6] = event["path"]
-                row[7] += 1
-        insert_rows(conn, "sessions", SESSION_COLUMNS, list(sessions.values()), UPSERT_SESSIONS)
+                latest.pageviews += 1
+                latest.exit_path = row.exit_path = event["path"]
+                row.pageviews += 1
+        insert_rows(conn, "sessions", SESSION_COLUMNS, list(map(SESSION_ROW, sessions.values())), UPSERT_SESSIONS)
         insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
         counts: Counter = Counter()
         seen = count_events(counts, events)
         for session_id, (was, now) in before.items():
-            row = sessions[session_id]
-            count_session(counts, row[1], was, (now[2], now[1], now[3], now[4], row[5]))
+            count_session(counts, sessions[session_id], was, now)
         upsert_daily_counts(
             conn, counts, insert_rows(conn, "daily_visitors", DAILY_VISITOR_COLUMNS, seen, NEW_DAILY_VISITORS)
         )
@@ -1698,7 +1758,7 @@ class WebEventStore:
         missing = [key for key in keys if key not in self.latest]
         if missing:
             for site, visitor_id, *session in conn.execute(LATEST_SESSIONS, (json.dumps(missing),)):
-                self.latest[(site, visitor_id)] = session
+                self.latest[(site, visitor_id)] = LatestSession(*session)
 
 
 def record_web_event(
@@ -1730,7 +1790,7 @@ def record_web_event(
     user_agent, agent = countable_agent(environ)
     ts = now_ms()
     ip = environ["prisme.client_ip"]
-    event = {
+    event: WebEvent = {
         "ts": ts,
         "site": site,
         "kind": kind,
