@@ -3531,7 +3531,7 @@ def static_asset(content_type: str, name: str) -> tuple[str, bytes, bytes, str]:
 
 
 STATIC_FILES = {
-    "wa.js": static_asset("application/javascript; charset=utf-8", "wa.js"),  # at most 2 KiB gzipped
+    "wa.js": static_asset("application/javascript; charset=utf-8", "wa.js"),  # SPEC §3.5; at most 2 KiB gzipped
     "dashboard.js": static_asset("application/javascript; charset=utf-8", "dashboard.js"),
     "dashboard.css": static_asset("text/css; charset=utf-8", "dashboard.css"),
 }
