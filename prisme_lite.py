@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import bottle
 import jwt
@@ -112,6 +112,8 @@ BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
 BROWSER_PATTERN = re.compile(r"Mozilla/|Opera/")
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
+NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
 
@@ -881,14 +883,56 @@ class OriginRegistry:
         self.loaded_at = time.monotonic()
 
 
-@functools.lru_cache(maxsize=URL_CACHE_SIZE)
-def host_of(url: str) -> str | None:
-    """The lower-cased host of an absolute URL of any scheme, or None."""
+def browser_split(url: str) -> SplitResult:
+    """A URL split where a browser's URL parser (WHATWG) splits it, which urlsplit alone does not: the ends are
+    stripped of controls and spaces, tabs and line breaks dropped, and in an http(s) URL (any special scheme) a
+    backslash before the query is a slash, so `https://evil.example\\@blog.example/` is at evil.example. Where that
+    moves the host, ValueError: other software (a mail client, a proxy) would read the URL another way."""
+    text = url.strip("".join(map(chr, range(33)))).replace("\t", "").replace("\n", "").replace("\r", "")
+    scheme, colon, rest = text.partition(":")
+    if not colon or scheme.lower() not in SPECIAL_SCHEMES or "\\" not in rest:
+        return urlsplit(text)
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    parts = urlsplit(f"{scheme}:{rest[:end].replace(chr(92), '/')}{rest[end:]}")
+    if parts.netloc != urlsplit(text).netloc:
+        raise ValueError("a backslash in its host part, which browsers read as / and other software does not")
+    return parts
+
+
+def browser_host(parts: SplitResult) -> str | None:
+    """The host of a split URL if a browser would go to that same host, else None: no user name or password (a
+    phishing disguise), no percent escapes or non-ASCII (a browser decodes and maps them: `%2E`, `。` become dots),
+    a name or an IP address, and no number where a browser would read an IPv4 address (`0x7f.1`)."""
     try:
-        host = urlsplit(url.strip()).hostname
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
     except ValueError:
         return None
-    return host.rstrip(".") if host else None
+    if not host or "@" in parts.netloc:
+        return None
+    host = host.rstrip(".")
+    if parts.netloc.startswith("["):
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            return None
+    if not host.isascii() or not HOST_PATTERN.match(host) or host.startswith("*."):
+        return None
+    if NUMERIC_LABEL.match(host.rpartition(".")[2]):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            return None
+    return host
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def host_of(url: str) -> str | None:
+    """The lower-cased host of an absolute URL of any scheme as a browser reads it (browser_host), or None."""
+    try:
+        return browser_host(browser_split(url))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -900,21 +944,29 @@ class Page:
     utm: tuple[str | None, ...]
 
 
-def split_http_url(value: str | None, what: str) -> tuple[Any, str]:
-    """The one URL check: absolute http(s), a host, a numeric port, no control characters, not over-long."""
+def split_http_url(value: str | None, what: str) -> tuple[SplitResult, str]:
+    """The one URL check, for every URL stored or redirected to: absolute http(s), split as a browser splits it
+    (`parts.geturl()` is the URL the browser would go to), a host it would go to, a numeric port, no control
+    characters, not over-long."""
     if not value:
         raise Rejected(400, f"{what} is missing")
     if len(value) > MAX_URL_LENGTH or CONTROL_CHARS.search(value):
         raise Rejected(400, f"{what} is not a valid URL (over {MAX_URL_LENGTH} characters, or control characters)")
     try:
-        parts = urlsplit(value.strip())
-        host = parts.hostname
+        parts = browser_split(value)
         parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
-    except ValueError:
-        raise Rejected(400, f"{what} is not a valid URL: {value[:200]!r}") from None
-    if parts.scheme not in ("http", "https") or not host:
+    except ValueError as error:
+        raise Rejected(400, f"{what} is not a valid URL ({error}): {value[:200]!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise Rejected(400, f"{what} must be an absolute http(s) URL with a host, got {value[:200]!r}")
-    return parts, host.rstrip(".")
+    host = browser_host(parts)
+    if host is None:
+        raise Rejected(
+            400,
+            f"{what} is not a valid URL: {value[:200]!r} has no host a browser would go to as written (a user name"
+            " or password, % escapes, or non-ASCII: use the xn-- form)",
+        )
+    return parts, host
 
 
 @functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's visitors see the same pages: most requests hit the cache
@@ -1691,7 +1743,8 @@ def record_web_event(
     page = parse_page_url(page_url)
     site = ctx.site_of_request(environ, page_url)
     if kind in ("outbound", "download"):
-        _parts, target_host = split_http_url(target, "link URL")
+        parts, target_host = split_http_url(target, "link URL")
+        target = parts.geturl()  # as the browser follows it
         if kind == "outbound" and target_host == page.host:
             raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
     if status and not PAGE_STATUS.fullmatch(status):
@@ -1834,8 +1887,8 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     referer_host = host_of(referer) if referer else None
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
-    split_http_url(target, "url parameter")
-    request.environ["prisme.redirect_to"] = target.strip()
+    target = split_http_url(target, "url parameter")[0].geturl()  # what was checked is what the browser gets
+    request.environ["prisme.redirect_to"] = target
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
     return redirect_target()
 
@@ -2510,12 +2563,12 @@ def track(ctx: Context, path: str) -> Any:
     }
     redirect_to = query_value(query, "redirect_url") if widget["action"] == "shop" else None
     if redirect_to:
-        event["redirect_host"] = allowed_redirect(ctx, redirect_to)
+        redirect_to, event["redirect_host"] = allowed_redirect(ctx, redirect_to)
     countable_agent(environ)
     ctx.writer.append("widget", event)
     if redirect_to:
         response.status = 302
-        response.set_header("Location", redirect_to.strip())
+        response.set_header("Location", redirect_to)
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
     return success(request.environ.get("prisme.answer", "olapic"))
 
@@ -2526,12 +2579,13 @@ def widget_action_exists(widget: re.Match) -> bool:
     return widget["action"] in (MEDIA_ACTIONS if widget["media"] is not None else WIDGET_ACTIONS)
 
 
-def allowed_redirect(ctx: Context, url: str) -> str:
-    """The host of a shop click's redirect_url, which must be http(s) on a host of redirect_hosts (or an origin)."""
-    _parts, host = split_http_url(url, "redirect_url")
+def allowed_redirect(ctx: Context, url: str) -> tuple[str, str]:
+    """A shop click's redirect_url as the browser will read it, and its host, which must be http(s) on a host of
+    redirect_hosts (or an origin)."""
+    parts, host = split_http_url(url, "redirect_url")
     if ctx.redirect_hosts.site_of(host) is None:
         raise Rejected(400, f"redirect_url host {host} is not allowed (see redirect_hosts)")
-    return host
+    return parts.geturl(), host
 
 
 def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, analytics_id: str) -> Any:

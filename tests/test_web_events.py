@@ -171,6 +171,8 @@ def test_noscript_link_records_and_redirects(server, client, route, kind):
         ("/relative", "https://blog.example.com/a"),
         ("https%3A%2F%2Fevil.example", "https://blog.example.com/a"),  # still encoded once decoded: no scheme
         ("", "https://blog.example.com/a"),
+        ("https://user:pass@example.org/", "https://blog.example.com/a"),  # userinfo: a phishing link
+        ("https://exa%2Fmple.org/", "https://blog.example.com/a"),  # a host a browser cannot go to
     ],
 )
 def test_noscript_redirect_is_refused_without_a_safe_referer_and_url(server, client, url, referer):
@@ -489,3 +491,47 @@ def test_noscript_query_values_are_utf_8(server, client):
         "/api/v1/noscript/events/custom/visit?prop-name=%ff", headers={"User-Agent": CHROME}, expect_errors=True
     )
     assert invalid.status_int == 400 and invalid.headers["X-Prisme-Error"] == "query string is not valid UTF-8"
+
+
+def test_urls_are_read_as_a_browser_reads_them(server, client):
+    """WHATWG: in an http(s) URL a backslash is a slash, so the page below is at evil.example, not blog.example.com."""
+    refused = client.get(
+        "/api/v1/noscript/events/pageviews",
+        {"referrer": "https://evil.example\\@blog.example.com/a"},
+        headers={"User-Agent": CHROME},
+        status=400,
+    )
+    assert "evil.example" in refused.headers["X-Prisme-Error"]
+    client.get(
+        "/api/v1/noscript/events/pageviews",
+        {
+            "referrer": "https://blog.example.com/posts\\1?utm_source=a\\b",
+            "document-referrer": "https://news.example/x\\y",
+        },
+        headers={"User-Agent": CHROME},
+        status=200,
+    )
+    [row] = server.events()
+    assert (row["host"], row["path"], row["utm_source"], row["referrer"]) == (
+        "blog.example.com", "/posts/1", "a\\b", "news.example"
+    )  # fmt: skip
+    client.get(
+        "/api/v1/noscript/events/pageviews",
+        {"referrer": "https://blog.example.com/", "document-referrer": "https://news.example\\@x.example/"},
+        headers={"User-Agent": CHROME},
+        status=400,
+    )  # urlsplit and a browser would disagree on its host: refused, not guessed
+    redirect = client.get(
+        "/api/v1/noscript/events/outbound-links",
+        {"url": "https://example.org/docs\\a?b\\c"},
+        headers={"User-Agent": CHROME, "Referer": "https://blog.example.com/links"},
+        status=302,
+    )
+    assert redirect.headers["Location"] == "https://example.org/docs/a?b\\c"
+    assert server.events()[-1]["name"] == "https://example.org/docs/a?b\\c"
+    client.get(
+        "/api/v1/noscript/events/outbound-links",
+        {"url": "https://example.org\\@blog.example.com/"},
+        headers={"User-Agent": CHROME, "Referer": "https://blog.example.com/links"},
+        status=400,
+    )
