@@ -3324,11 +3324,14 @@ def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt
 
 
 def csv_line(values: list) -> str:
-    """One CSV record; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    """One CSV record, ending in \n; text that a spreadsheet would run as a formula is quoted with a leading
+    apostrophe, and a cell with a line break in it (a lone CR included) is quoted."""
     buffer = io.StringIO()
     safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
-    csv.writer(buffer, lineterminator="\n").writerow(safe)
-    return buffer.getvalue()
+    # The writer quotes a cell holding any character of its line terminator: with "\r\n" that takes a lone CR too,
+    # which would otherwise end the row in a spreadsheet and start the next one with a formula.
+    csv.writer(buffer, lineterminator="\r\n").writerow(safe)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
