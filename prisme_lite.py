@@ -66,7 +66,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -76,6 +76,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         f"DROP TRIGGER IF EXISTS {name};"
         for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
     ),
+    3: lambda: schema_part("@dashboard_sessions"),  # 4: logins kept on the server, so that they can be ended
 }
 DAY_MS = 86_400_000
 
@@ -336,6 +337,11 @@ def schema_text() -> str:
             with open(candidate, encoding="utf-8") as file:
                 return file.read()
     raise FileNotFoundError("schema.sql not found beside prisme_lite.py nor in share/prisme_lite")
+
+
+def schema_part(marker: str) -> str:
+    """The part of schema.sql after the line of `marker` (what the migration to that part's version adds)."""
+    return schema_text().split(f"-- {marker}", 1)[1].split("\n", 1)[1]
 
 
 def rollup_schema() -> str:
@@ -780,6 +786,7 @@ def admin_token(conn: sqlite3.Connection, rotate: bool = False) -> str:
     if token is None or rotate:
         token = "pla_" + secrets.token_urlsafe(24)
         set_meta(conn, "admin_token", token)
+        end_dashboard_sessions(conn, "token_id", ADMIN_IDENTITY["id"])  # the old token's logins end with it
     return token
 
 
@@ -3799,6 +3806,7 @@ STATIC_FILES = {
 }
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # Nothing external, nothing inline: the dashboard's script and styles are files served from here.
 DASHBOARD_HEADERS = {
     "Content-Security-Policy": (
@@ -3876,18 +3884,49 @@ def static_file(name: str) -> Any:
     return body
 
 
-def dashboard_signature(ctx: Context, expires: int) -> str:
-    # Tied to the admin token: rotating it logs every browser out.
-    message = f"{expires}:{ctx.admin_token()}".encode()
-    return hmac.new(ctx.dashboard_key, message, hashlib.sha256).hexdigest()
+def open_dashboard_session(conn: sqlite3.Connection, session: dict) -> None:
+    conn.execute(
+        "INSERT INTO dashboard_sessions (id_hash, token_id, credential_hash, created_at, expires_at)"
+        " VALUES (:id_hash, :token_id, :credential_hash, :created_at, :expires_at)",
+        session,
+    )
+
+
+def end_dashboard_sessions(conn: sqlite3.Connection, column: str, value: str) -> int:
+    """Writer job or command: end the logins of one cookie (`id_hash`) or of one token (`token_id`)."""
+    assert column in ("id_hash", "token_id")
+    return conn.execute(f"DELETE FROM dashboard_sessions WHERE {column} = ?", (value,)).rowcount
+
+
+def forget_expired_logins(conn: sqlite3.Connection, now: int) -> None:
+    """Writer maintenance: dashboard logins past their 30 days."""
+    conn.execute("DELETE FROM dashboard_sessions WHERE expires_at <= ?", (now,))
+
+
+def dashboard_session_id() -> str | None:
+    """The session id of the request's login cookie, if it has the shape of one (43 URL-safe characters)."""
+    value = request.get_cookie(DASHBOARD_COOKIE) or ""
+    return value if SESSION_ID.fullmatch(value) else None
 
 
 def dashboard_login_valid(ctx: Context) -> bool:
-    value = request.get_cookie(DASHBOARD_COOKIE) or ""
-    expires, _dot, signature = value.partition(".")
-    if not expires.isdigit() or int(expires) < now_ms() // 1000:
+    """The login cookie names a session the server holds, not expired, whose token still logs in."""
+    session_id = dashboard_session_id()
+    if session_id is None:
         return False
-    return hmac.compare_digest(signature.encode(), dashboard_signature(ctx, int(expires)).encode())
+    row = (
+        ctx.read()
+        .execute(
+            "SELECT token_id, credential_hash FROM dashboard_sessions WHERE id_hash = ? AND expires_at > ?",
+            (hash_secret(session_id), now_ms()),
+        )
+        .fetchone()
+    )
+    if row is None:
+        return False
+    if row[0] == ADMIN_IDENTITY["id"]:  # the admin token rotated (or changed in the configuration): logged out
+        return hmac.compare_digest(row[1], hash_secret(ctx.admin_token()))
+    return True  # revoking an access token deletes the sessions it opened
 
 
 def is_https(ctx: Context) -> bool:
@@ -3931,17 +3970,22 @@ def dashboard_login() -> Any:
         form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
     except (Rejected, UnicodeError, ValueError):
         form = {}
+    token = form.get("token", "").strip()
     try:
-        admin = is_admin(ctx, form.get("token", "").strip())
+        identity = token_identity(ctx, token) if token else None
     except Rejected as refused:  # too many wrong tokens from this address
         response.set_header("Retry-After", refused.headers["Retry-After"])
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many wrong tokens: wait a minute."), 429)
-    if not admin:
+    if identity is None or "admin" not in identity["scopes"]:
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
-    expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
+    session_id, now = secrets.token_urlsafe(32), now_ms()
+    session = {"id_hash": hash_secret(session_id), "token_id": identity["id"], "credential_hash": hash_secret(token)}
+    ctx.writer.run(
+        open_dashboard_session, {**session, "created_at": now, "expires_at": now + DASHBOARD_LOGIN_SECONDS * 1000}
+    )
     response.set_cookie(
-        DASHBOARD_COOKIE, f"{expires}.{dashboard_signature(ctx, expires)}", path="/", max_age=DASHBOARD_LOGIN_SECONDS,
-        httponly=True, samesite="Strict", secure=is_https(ctx),
+        DASHBOARD_COOKIE, session_id, path="/", max_age=DASHBOARD_LOGIN_SECONDS, httponly=True, samesite="Strict",
+        secure=is_https(ctx),
     )  # fmt: skip
     response.status = 303
     response.set_header("Location", "/dashboard")
@@ -3951,6 +3995,9 @@ def dashboard_login() -> Any:
 @route("/dashboard/logout", "POST")
 def dashboard_logout() -> str:
     ctx: Context = request.app.ctx
+    session_id = dashboard_session_id()
+    if session_id is not None:  # ended on the server: a copy of the cookie is worth nothing either
+        ctx.writer.run(end_dashboard_sessions, "id_hash", hash_secret(session_id))
     response.delete_cookie(DASHBOARD_COOKIE, path="/", httponly=True, samesite="Strict", secure=is_https(ctx))
     response.status = 303
     response.set_header("Location", "/dashboard")
@@ -4379,11 +4426,15 @@ class Context:
             "server": store_server_events,
             "widget": store_widget_events,
         }
-        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
+        maintenance = (
+            prune_counter_claims,
+            forget_expired_logins,
+            ForgetSaltedVisitors(),
+            Retention(config["retention_days"]),
+        )
         self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
-        self.dashboard_key = bytes.fromhex(self.writer.run(stored_secret, "dashboard_key"))
         self.origins = OriginRegistry(config["origins"], self.read)
         # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
         self.redirect_hosts = (
@@ -5087,7 +5138,8 @@ def manage_tokens(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     elif conn.execute(
         "UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now_ms(), args.token_id)
     ).rowcount:
-        print(f"revoked: {args.token_id}")
+        ended = end_dashboard_sessions(conn, "token_id", args.token_id)
+        print(f"revoked: {args.token_id}" + (f" (ended {ended} dashboard {plural('login', ended)})" if ended else ""))
     else:
         print(f"no active token {args.token_id}", file=sys.stderr)
         return 1
