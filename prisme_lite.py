@@ -32,6 +32,7 @@ import secrets
 import signal
 import socket
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -435,12 +436,35 @@ def check_writable(path: str) -> None:
         raise ConfigError(f"db: {path} is read-only (prisme-lite writes the database, its WAL and its journal)")
 
 
+def private_file(path: str) -> int:
+    """Open `path` for writing, created readable by its owner only (0600, whatever the umask) if it is missing."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+
+
+def make_private(db_path: str) -> None:
+    """The database and the files beside it (WAL, shared memory, journals, lock) readable by their owner only: they
+    hold the JWT key, the salt of the day and the admin token. SQLite gives the WAL and -shm files the database's
+    mode, so a new database is created 0600; files an older prisme_lite left 0644 are tightened, when they are
+    ours and not symlinks (a file someone else put there is left to them)."""
+    directory, base = os.path.split(os.path.abspath(db_path))
+    if not os.path.exists(db_path):
+        os.close(private_file(db_path))
+    for name in os.listdir(directory):
+        if name == base or (
+            name.startswith(base) and name[len(base) :].startswith(("-wal", "-shm", ".journal-", ".lock"))
+        ):
+            info = os.lstat(os.path.join(directory, name))
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+                os.chmod(os.path.join(directory, name), stat.S_IMODE(info.st_mode) & 0o700)
+
+
 def open_database(path: str) -> None:
     """Create the database or bring its schema up to date; refuse one written by a newer prisme_lite."""
     check_writable(path)
     try:
+        make_private(path)
         conn = connect(path)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise ConfigError(f"db: cannot open {path}: {error}") from None
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -764,7 +788,7 @@ class Writer:
                 log.info("journal: replayed %d event(s) into the database", len(records))
                 self.folded += len(complete)
         else:
-            open(path, "ab").close()
+            os.close(private_file(path))
         self.fd_read = os.open(path, os.O_RDONLY)
 
 
@@ -4526,6 +4550,7 @@ def backup(db: str, target: str) -> int:
         raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
+    os.close(private_file(target))  # a copy of the database holds its secrets too: readable by its owner only
     destination = sqlite3.connect(target)
     try:
         source.backup(destination, pages=1024, sleep=0.005)  # in steps: the server's writer keeps writing between
@@ -4536,7 +4561,7 @@ def backup(db: str, target: str) -> int:
             with open(f"{db}.journal-{generation}", "rb") as file:
                 file.seek(offset)
                 tail = file.read(started_end - offset)
-        with open(f"{target}.journal-{generation}", "wb") as file:
+        with open(private_file(f"{target}.journal-{generation}"), "wb") as file:
             file.write(tail)
             file.flush()
             os.fsync(file.fileno())
@@ -5040,7 +5065,11 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     except Rejected as refusal:
         raise ConfigError(f"export: {refusal.message}") from None
     conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
-    output = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    output = (
+        open(private_file(args.output), "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
+        if args.output
+        else sys.stdout
+    )
     try:
         for chunk in export_chunks(conn, kind, start, end, fmt):
             output.write(chunk)

@@ -331,3 +331,50 @@ def test_an_export_streams_through_the_server(run, tmp_path):
         f"/p{n}" for n in range(50)
     )
     assert process.stop() == 0
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask, under which a file created without a mode of its own is world-readable (0644)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def modes(directory):
+    return {path.name: oct(path.stat().st_mode & 0o777) for path in sorted(directory.iterdir()) if path.is_file()}
+
+
+def test_every_file_prisme_lite_creates_is_readable_by_its_owner_only(run, tmp_path, umask_022):
+    """They hold the JWT key, the salt of the day and the admin token (issue 18.4)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "prisme.db"
+    process = run(db=db)
+    conn = process.connection()
+    assert pageview(conn, "/a") == 200
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli("backup", str(out / "copy.db"), db=db).returncode == 0
+    assert cli("export", "-o", str(out / "events.csv"), db=db).returncode == 0
+    created = {**modes(data), **modes(out)}
+    assert {"prisme.db", "prisme.db-wal", "prisme.db-shm", "prisme.db.journal-1", "prisme.db.lock"} <= set(created)
+    assert {"copy.db", "copy.db.journal-1", "events.csv"} <= set(created)
+    del created["prisme.log"]  # the test's own record of the server's standard error
+    assert created == dict.fromkeys(created, "0o600")
+    assert process.stop() == 0
+
+
+def test_files_an_older_prisme_lite_left_readable_are_made_private(run, tmp_path, umask_022):
+    db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    process = run(db=db)
+    assert pageview(process.connection(), "/a") == 200
+    assert process.stop() == 0
+    for path in tmp_path.glob("prisme.db*"):
+        path.chmod(0o644)
+    process = run(db=db)
+    assert {name: mode for name, mode in modes(tmp_path).items() if name.startswith("prisme.db")} == dict.fromkeys(
+        [path.name for path in tmp_path.glob("prisme.db*")], "0o600"
+    )
+    assert process.stop() == 0
