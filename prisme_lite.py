@@ -4534,12 +4534,15 @@ def journal_end(db: str) -> tuple[int, int]:
     return generation, data.rfind(b"\n") + 1
 
 
+NOT_BACKED_UP = ("visitor_salt", "dashboard_key")  # meta keys a restore does not need (dashboard_key: before v4)
+
+
 def backup(db: str, target: str) -> int:
     """Copy the database while the server runs, with every event acknowledged before the copy began.
 
     SQLite's online backup gives a consistent snapshot; events acknowledged but not yet folded into it are
     still in the journal, so their lines are copied beside the backup (TARGET.journal-N), and a server
-    started on the backup replays them.
+    started on the backup replays them. The copy holds no secret a restore does not need (NOT_BACKED_UP).
     """
     if os.path.exists(target):
         raise ConfigError(f"backup: {target} exists; choose a new file")
@@ -4565,6 +4568,12 @@ def backup(db: str, target: str) -> int:
             file.write(tail)
             file.flush()
             os.fsync(file.fileno())
+        # Secrets a restore does not need stay behind, overwritten (secure_delete) before the WAL is folded into the
+        # file: with the day's salt, visitor ids turn back into IP addresses; a restored server starts a new salt.
+        destination.execute("PRAGMA secure_delete = ON")
+        destination.execute(f"DELETE FROM meta WHERE key IN ({placeholders(NOT_BACKED_UP)})", NOT_BACKED_UP)
+        destination.execute("DELETE FROM dashboard_sessions")  # logins belong to the server they were opened on
+        destination.commit()
         destination.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
         set_meta(destination, "journal_position", f"{generation}:0")
         destination.commit()

@@ -210,3 +210,34 @@ def test_the_readme_names_the_dependencies_to_run_from_a_checkout():
     assert words[:2] == ["pip", "install"]
     with open(root / "pyproject.toml", "rb") as file:
         assert words[2 : words.index("&&")] == tomllib.load(file)["project"]["dependencies"]
+
+
+def test_a_backup_holds_no_salt_and_the_restored_server_starts_a_new_one(tmp_path, server, client):
+    """With the salt, a visitor id (a keyed hash of site, IP and UA) turns back into an IP address (issue 18.5)."""
+    from conftest import CHROME, Server
+
+    headers = {"Origin": "http://localhost", "X-Prisme-Referrer": "http://localhost/a", "User-Agent": CHROME}
+    client.post("/api/v1/events/pageviews", headers=headers, status=200)
+    client.post("/dashboard/login", {"token": server.ctx.admin_token()}, status=303)
+    [before] = server.events()
+    copy = tmp_path / "copy.db"
+    assert cli("backup", str(copy), db=server.config["db"]).returncode == 0
+    raw = copy.read_bytes()
+    with sqlite3.connect(server.config["db"]) as conn:
+        salt = conn.execute("SELECT value FROM meta WHERE key = 'visitor_salt'").fetchone()[0].split(":")[1]
+    assert salt.encode() not in raw  # not in a freed page either
+    with sqlite3.connect(copy) as conn:
+        keys = {row[0] for row in conn.execute("SELECT key FROM meta")}
+        assert conn.execute("SELECT count(*) FROM dashboard_sessions").fetchone() == (0,)
+    assert "visitor_salt" not in keys and "dashboard_key" not in keys
+    assert {"admin_token", "jwt_secret"} <= keys  # what the restore needs: scripts' token, counter tokens of the hour
+    checked = cli("check", db=copy)
+    assert checked.returncode == 0, checked.stdout
+    restored = Server(make_config(tmp_path, db=str(copy)))
+    try:
+        restored.client.post("/api/v1/events/pageviews", headers=headers, status=200)
+        again = restored.events()
+    finally:
+        restored.close()
+    assert [row["id"] for row in again[:1]] == [before["id"]]
+    assert again[1]["visitor_id"] != before["visitor_id"]  # a new salt: the same visitor gets a new id
