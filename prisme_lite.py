@@ -493,7 +493,7 @@ def journal_generations(db_path: str) -> list[int]:
     return sorted(
         int(name[len(base) :])
         for name in os.listdir(directory)
-        if name[len(base) :].isdigit() and name.startswith(base)
+        if name[len(base) :].isascii() and name[len(base) :].isdigit() and name.startswith(base)
     )
 
 
@@ -2660,8 +2660,9 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
 ###############################################################################
 
 # A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
-TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
-UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
+TIME_STEP = re.compile(r"([+ -])([0-9]{1,6})([smhdwMy])|/([smhdwMy])")  # ASCII digits: int() reads others too
+# 2026-03-01T10:00:00 02:00 → +02:00
+UNENCODED_OFFSET = re.compile(r"(:[0-9][0-9](?:\.[0-9]+)?) ([0-9][0-9]:?[0-9][0-9])$")
 UNIT_DELTAS = {
     "s": datetime.timedelta(seconds=1),
     "m": datetime.timedelta(minutes=1),
@@ -2756,7 +2757,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
             position = step.end()
         return int(moment.timestamp() * 1000)
     try:
-        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
         text = UNENCODED_OFFSET.sub(r"\1+\2", text)
         moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -2778,7 +2779,8 @@ def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str 
     if not start < end or end - start > MAX_WINDOW_MS:
         raise Rejected(400, "from must be before to, and at most ten years before it")
     limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    # ASCII digits of a bounded length only: isdigit() takes ² (which int() refuses) and 5,000 digits (too many).
+    if not INTEGER_ID.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
     filters = {}
     for name in (*FILTERS, *FAMILY_FILTERS):
