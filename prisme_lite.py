@@ -114,6 +114,7 @@ BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
 BROWSER_PATTERN = re.compile(r"Mozilla/|Opera/")
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+TERMINAL_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what terminal_text escapes: C1 controls too
 SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
 NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -1286,8 +1287,10 @@ def check_properties(props: Any) -> str | None:
     if len(props) > MAX_PROPERTIES:
         raise Rejected(400, f"{len(props)} properties is over the limit of {MAX_PROPERTIES}")
     for key, value in props.items():
-        if not key or len(key) > MAX_PROPERTY_KEY_LENGTH:
-            raise Rejected(400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} characters")
+        if not key or len(key) > MAX_PROPERTY_KEY_LENGTH or CONTROL_CHARS.search(key):
+            raise Rejected(
+                400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} printable characters"
+            )
         size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
         if size > MAX_PROPERTY_VALUE_BYTES:
             raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
@@ -1976,7 +1979,7 @@ def healthcheck() -> Any:
 RESERVED_ACTION_IDS = frozenset(
     {"events", "noscript", "stats", "healthcheck", "register", "configure", "token", "export", "openapi.json"}
 )  # /api/v1/<action-id>/… must never shadow another route
-COUNTER_ID = re.compile(r"^[^\s/?#%\\]{1,128}$")  # one URL path segment
+COUNTER_ID = re.compile(r"^[^\s/?#%\\\x00-\x1f\x7f]{1,128}$")  # one URL path segment, no control characters
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_COUNTER_IDS = 10_000
 TOKEN_ISSUER = "prisme-lite"
@@ -2011,7 +2014,9 @@ def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[st
         raise Rejected(400, f"{name} has {len(values)} ids, over the limit of {MAX_COUNTER_IDS}")
     for value in values:
         if not COUNTER_ID.match(value):
-            raise Rejected(400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, / ? # % or \\")
+            raise Rejected(
+                400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, controls, / ? # % or \\"
+            )
         if value.lower() in reserved:
             raise Rejected(400, f"{name}: {value!r} is reserved (it would shadow the /api/v1/{value} route)")
     return list(dict.fromkeys(values))
@@ -2627,7 +2632,8 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
     for key, value in query:
         if key in ("products[]", "products"):
             product, colon, amount = value.rpartition(":")
-            if not colon or not product or len(product) > MAX_NAME_LENGTH or not AMOUNT.match(amount):
+            bad_id = not product or len(product) > MAX_NAME_LENGTH or CONTROL_CHARS.search(product)
+            if not colon or bad_id or not AMOUNT.match(amount):
                 raise Rejected(400, f"product {value[:80]!r} must be id:amount, like product-123:120.50")
             products.append((product, amount_e4(amount)))
     if not 1 <= len(products) <= MAX_PRODUCTS:
@@ -5109,7 +5115,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
         q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
         _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
-        print(f"\nweb traffic at {name}")
+        print(f"\nweb traffic at {terminal_text(name)}")
         bounces = f"{bounce_rate}%" if sessions else "-"
         print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
               f"{sessions:,} {plural('session', sessions)}, "
@@ -5122,7 +5128,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
                 (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
             ]
             if shown:
-                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in shown[:5]))
+                print(f"  {title}: " + ", ".join(f"{terminal_text(key)} {count:,}" for key, count in shown[:5]))
     if not sites:
         print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
     labels = conn.execute(
@@ -5220,7 +5226,7 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         return 0
     today = now_ms() // 86_400_000
     for domain, client_id, action_id, page_id, count in rows:
-        print(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all")
+        print(terminal_text(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all"))
         days = dict(
             conn.execute(
                 "SELECT day, count FROM counter_days WHERE client_id = ? AND action_id = ? AND page_id = ? AND day > ?",
@@ -5232,10 +5238,17 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
+def terminal_text(value: Any) -> str:
+    """`value` as text safe on a terminal: control characters (C0, DEL, C1) shown as \\xNN, never sent raw, so
+    text stored as sent (or by an older prisme-lite) cannot move the cursor, retitle the window or fake a line."""
+    return TERMINAL_UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02x}", str(value))
+
+
 def print_table(header: list[str], rows: list[tuple]) -> None:
-    widths = [max(len(str(value)) for value in column) for column in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+    rows = [tuple(map(terminal_text, row)) for row in [header, *rows]]
+    widths = [max(len(value) for value in column) for column in zip(*rows, strict=True)]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,3 +241,28 @@ def test_a_backup_holds_no_salt_and_the_restored_server_starts_a_new_one(tmp_pat
         restored.close()
     assert [row["id"] for row in again[:1]] == [before["id"]]
     assert again[1]["visitor_id"] != before["visitor_id"]  # a new salt: the same visitor gets a new id
+
+
+def test_text_from_outside_is_escaped_on_the_terminal(tmp_path, monkeypatch):
+    """A database an older prisme-lite filled (or rows stored as sent) prints no control character raw (issue 18.7)."""
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    db = tmp_path / "prisme.db"
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO counter_clients (id, name, domain, email, secret_hash, created_at, page_ids, action_ids)"
+            " VALUES ('cl_1', 'n', 'blog.example.com', 'a@b.example', 'x', 0, '[\"pg\\u001b]0;PWNED\\u0007\"]', '[\"likes\"]')"
+        )
+        conn.execute("INSERT INTO counters VALUES ('cl_1', 'likes', 'pg\x1b]0;PWNED\x07', 3)")
+        conn.execute(
+            "INSERT INTO events (ts, site, kind, name, host, path, referrer, visitor_id, browser, os, device, country,"
+            " status) VALUES (?, 'localhost', 'pageview', NULL, 'localhost', '/a\x1b[2J', 'evil\x1b[31m.example',"
+            " 'v1', 'Chrome', 'Linux', 'desktop', 'XX', 200)",
+            (prisme_lite.now_ms() - 1000,),
+        )
+        prisme_lite.count_stored_rows(conn, 0, 0)
+    for args in (["counters", "list"], ["counters", "show", "likes", "pg\x1b]0;PWNED\x07"], ["stats"]):
+        printed = cli(*args, db=db)
+        assert printed.returncode == 0, printed.stderr
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", printed.stdout), printed.stdout
+        assert "\\x1b" in printed.stdout

@@ -535,3 +535,32 @@ def test_urls_are_read_as_a_browser_reads_them(server, client):
         headers={"User-Agent": CHROME, "Referer": "https://blog.example.com/links"},
         status=400,
     )
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "a\rb", "a\nb", "\x1b[31mred", "del\x7f"])
+def test_property_names_with_control_characters_are_refused(server, client, key):
+    """A property name is an identifier; a value is free text, stored as sent (issue 18.7)."""
+    refused = client.post(
+        "/api/v1/events/custom/signup",
+        json.dumps({key: 1}),
+        headers={**browser(), "Content-Type": "application/json"},
+        status=400,
+    )
+    assert "property name" in refused.json["error"]
+    client.post(
+        "/api/v1/events/custom/signup",
+        json.dumps({"plan": "x\x1b[31m\r\n"}),
+        headers={**browser(), "Content-Type": "application/json"},
+        status=200,
+    )
+    assert [json.loads(row["props"]) for row in server.events()] == [{"plan": "x\x1b[31m\r\n"}]
+
+
+def test_a_document_referrer_with_control_characters_in_its_host_is_refused(server, client):
+    for referrer in ("https://evil\x1b[31m.example/", "https://a%1b.example/"):
+        client.post(
+            "/api/v1/events/pageviews",
+            headers=browser(**{"X-Prisme-Document-Referrer": referrer}),
+            status=400,
+        )
+    assert server.events() == []
