@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import random
+import re
 import socket
 import sqlite3
 import subprocess
@@ -378,3 +379,23 @@ def test_files_an_older_prisme_lite_left_readable_are_made_private(run, tmp_path
         [path.name for path in tmp_path.glob("prisme.db*")], "0o600"
     )
     assert process.stop() == 0
+
+
+def test_one_request_is_one_access_log_line_whatever_its_path_holds(run, tmp_path):
+    """An encoded line break or escape in a path cannot write a fake log line or colour the terminal (issue 18.8)."""
+    process = run()
+    paths = [
+        "/api/v1/x%0A2026-01-01%2000:00:00%20prisme_lite.access%20GET%20/fake%20200",
+        "/api/v1/y%0D%1B[31mred%1B]0;title%07",
+        "/api/v1/z%C2%85next%E2%80%A8line",  # NEL and LINE SEPARATOR, which some readers break on
+    ]
+    for path in paths:
+        conn = process.connection()
+        conn.request("GET", path)
+        assert conn.getresponse().status == 404
+    assert process.stop() == 0
+    log = (tmp_path / "prisme.log").read_text(encoding="utf-8")
+    lines = [line for line in log.split("\n") if " prisme_lite.access " in line]
+    one_line = re.compile(r"[0-9-]+ [0-9:]+ prisme_lite\.access GET /api/v1/\S+ 404 [0-9.]+ms [0-9a-f]{16}")
+    assert len(lines) == 3 and all(one_line.fullmatch(line) for line in lines), lines
+    assert not any(char in log for char in "\x1b\x07\r\x85\u2028")
