@@ -184,6 +184,13 @@ SETTINGS: dict[str, Setting] = {
     "retention_days": Setting(
         0, "int", "delete raw events older than this many days, in the background; 0 = keep all", 0
     ),
+    "ipv6_prefix": Setting(
+        64,
+        "int",
+        "IPv6 clients share a rate limit per network of this prefix (64: a subscriber; 128: an address)",
+        32,
+        128,
+    ),
     "rate_limit_buckets": Setting(
         100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
     ),
@@ -885,6 +892,21 @@ def client_ip(environ: dict, config: dict) -> str:
         return peer
 
 
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def rate_key(ip: str, ipv6_prefix: int) -> str:
+    """Whom a rate limit or a lockout counts: the IPv4 address, or the IPv6 network of `ipv6_prefix` bits around
+    the address (a subscriber is given a whole /64 and may send from any of its addresses)."""
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return ip
+    if address.ipv4_mapped:  # ::ffff:192.0.2.1 is that IPv4 client
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
+
+
 class OriginRegistry:
     """Answers which registered origin (site) a host belongs to: exact hosts, then `*.` wildcards, longest first."""
 
@@ -1327,7 +1349,9 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
             response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
             ip = client_ip(environ, ctx.config)
             environ["prisme.client_ip"] = ip
-            allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
+            allowed, remaining, retry_after = (
+                ctx.limiter.take(rate_key(ip, ctx.config["ipv6_prefix"])) if rate_limited else (True, 0, 0)
+            )
             if rate_limited and ctx.config["rate_limit"]:
                 response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
                 response.set_header("X-RateLimit-Remaining", str(remaining))
@@ -1373,9 +1397,14 @@ AUTH_FAILURES_PER_MINUTE = 10  # unknown tokens or wrong secrets one client IP m
 ADMIN_IDENTITY = {"id": "admin", "name": "admin token", "scopes": ["admin"]}
 
 
+def client_key(ctx: Context) -> str:
+    """The request's client as the rate limits and the lockout count it (rate_key)."""
+    return rate_key(client_ip(request.environ, ctx.config), ctx.config["ipv6_prefix"])
+
+
 def refuse_guessing(ctx: Context) -> None:
     """429 for a client IP that sent too many unknown tokens or wrong secrets in the last minute (brute force)."""
-    wait = ctx.auth_failures.wait(client_ip(request.environ, ctx.config))
+    wait = ctx.auth_failures.wait(client_key(ctx))
     if wait:
         raise Rejected(
             429, f"too many unknown tokens or wrong secrets from this address: retry in {wait} s",
@@ -1384,7 +1413,7 @@ def refuse_guessing(ctx: Context) -> None:
 
 
 def wrong_credential(ctx: Context) -> None:
-    ctx.auth_failures.take(client_ip(request.environ, ctx.config))
+    ctx.auth_failures.take(client_key(ctx))
 
 
 def token_identity(ctx: Context, token: str) -> dict | None:
@@ -3994,7 +4023,7 @@ def dashboard() -> str:
 @route("/dashboard/login", "POST")
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
-    allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
+    allowed, _left, retry_after = ctx.limiter.take(client_key(ctx))
     if not allowed:  # the per-IP limit also bounds guessing the token
         response.set_header("Retry-After", str(retry_after))
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many attempts: wait a minute."), 429)

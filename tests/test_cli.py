@@ -87,7 +87,7 @@ def help_of(*args):
     )
     assert (result.returncode, result.stderr) == (0, "")
     own, settings = result.stdout.split("\nsettings:\n")
-    flags = re.split(r"\n  (--[a-z-]+) ?", settings)[1:]
+    flags = re.split(r"\n  (--[a-z0-9-]+) ?", settings)[1:]
     return own, {flag: " ".join(text.split()) for flag, text in zip(flags[::2], flags[1::2], strict=True)}
 
 
@@ -101,7 +101,7 @@ DEFAULTS = {
     "redirect_hosts": "none", "trust_proxy": "false", "proxy_header": "X-Forwarded-For", "proxy_hops": "1",
     "country_header": "none", "geoip_db": "none", "admin_token": "none", "open_registration": "false",
     "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
-    "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
+    "ipv6_prefix": "64", "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
     "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
 }  # fmt: skip
 

@@ -225,3 +225,18 @@ def test_the_dashboard_login_counts_wrong_tokens_too(server):
                 extra_environ={"REMOTE_ADDR": "198.51.100.40"}, status=429)  # fmt: skip
     client.post("/dashboard/login", {"token": server.ctx.admin_token()},
                 extra_environ={"REMOTE_ADDR": "198.51.100.41"}, status=303)  # fmt: skip
+
+
+def test_ipv6_clients_are_limited_per_64(server, make_server):
+    """One /64 is one subscriber: 70 of its addresses share one bucket, and one lockout (issue 18.9)."""
+    client = server.client
+    answers = [pageview(client, ip=f"2001:db8:1:2::{n:x}").status_int for n in range(70)]
+    assert answers.count(200) == 60 and answers[60:] == [429] * 10
+    assert pageview(client, ip="2001:db8:1:3::1").status_int == 200  # the next /64 is another subscriber
+    for n in range(prisme_lite.AUTH_FAILURES_PER_MINUTE):
+        client.get("/api/v1/stats/pageviews", headers={"Authorization": f"Bearer pl_guess{n}"},
+                   extra_environ={"REMOTE_ADDR": f"2001:db8:9:9::{n + 1:x}"}, status=401)  # fmt: skip
+    client.get("/api/v1/stats/pageviews", headers={"Authorization": "Bearer pl_guess"},
+               extra_environ={"REMOTE_ADDR": "2001:db8:9:9:ffff::1"}, status=429)  # fmt: skip
+    per_address = make_server(ipv6_prefix=128)  # the setting may say otherwise
+    assert [pageview(per_address.client, ip=f"2001:db8:1:2::{n:x}").status_int for n in range(70)] == [200] * 70
