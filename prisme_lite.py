@@ -884,7 +884,9 @@ def client_ip(environ: dict, config: dict) -> str:
     if config["proxy_header"].lower() == "forwarded":  # RFC 7239: for=192.0.2.60;proto=http
         match = re.search(r'for="?\[?([^\]";]+)', entry, re.IGNORECASE)
         entry = match.group(1) if match else ""
-    if entry.count(":") == 1:  # 203.0.113.7:51234
+    if entry.startswith("["):  # [2001:db8::5]:443
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:  # 203.0.113.7:51234
         entry = entry.split(":", 1)[0]
     try:
         return str(ipaddress.ip_address(entry))

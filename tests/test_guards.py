@@ -240,3 +240,13 @@ def test_ipv6_clients_are_limited_per_64(server, make_server):
                extra_environ={"REMOTE_ADDR": "2001:db8:9:9:ffff::1"}, status=429)  # fmt: skip
     per_address = make_server(ipv6_prefix=128)  # the setting may say otherwise
     assert [pageview(per_address.client, ip=f"2001:db8:1:2::{n:x}").status_int for n in range(70)] == [200] * 70
+
+
+@pytest.mark.parametrize("entry", ["[2001:db8::5]:443", "[2001:db8::5]", "2001:db8::5"])
+def test_a_bracketed_ipv6_address_with_a_port_is_the_client(make_server, entry):
+    """It fell back to the proxy's address, so that every such client shared its bucket (issue 18.10)."""
+    server = make_server(trust_proxy=True)
+    headers = {"X-Forwarded-For": entry}
+    assert [pageview(server.client, ip="10.0.0.1", **headers).status_int for _ in range(61)][-2:] == [200, 429]
+    other = {"X-Forwarded-For": "[2001:db8:0:1::6]:443"}
+    assert pageview(server.client, ip="10.0.0.1", **other).status_int == 200  # another client behind the proxy
