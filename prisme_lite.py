@@ -2246,7 +2246,7 @@ def configure_counters(ctx: Context) -> dict:
 
 
 @route("/api/v1/token", ["GET", "POST"])
-@api("json")
+@api("json", rate_limited=True)  # one bucket with the likes it leads to: a new User-Agent is no new allowance
 def issue_counter_token(ctx: Context) -> dict:
     environ = request.environ
     if request.method == "POST":

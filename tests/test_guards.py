@@ -250,3 +250,19 @@ def test_a_bracketed_ipv6_address_with_a_port_is_the_client(make_server, entry):
     assert [pageview(server.client, ip="10.0.0.1", **headers).status_int for _ in range(61)][-2:] == [200, 429]
     other = {"X-Forwarded-For": "[2001:db8:0:1::6]:443"}
     assert pageview(server.client, ip="10.0.0.1", **other).status_int == 200  # another client behind the proxy
+
+
+def test_token_requests_share_the_per_ip_bucket(server):
+    """Each new User-Agent got a fresh token, so one address added as many likes as it had UAs (issue 18.12)."""
+    client = server.client
+    admin = {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    client.post_json("/api/v1/register", {"clientName": "b", "domainName": "localhost", "emailId": "a@b.example"},
+                     headers=admin, status=201)  # fmt: skip
+    ip = {"REMOTE_ADDR": "198.51.100.60"}
+    for n in range(59):
+        headers = {"Origin": "http://localhost", "User-Agent": CHROME.replace("120.0", f"120.{n}")}
+        assert client.get("/api/v1/token", headers=headers, extra_environ=ip).status_int == 200
+    assert pageview(client, ip=ip["REMOTE_ADDR"]).status_int == 200  # the 60th of the minute
+    refused = client.get("/api/v1/token", headers={"Origin": "http://localhost", "User-Agent": CHROME},
+                         extra_environ=ip, status=429)  # fmt: skip
+    assert int(refused.headers["Retry-After"]) >= 1 and refused.headers["X-RateLimit-Remaining"] == "0"
