@@ -1285,8 +1285,16 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     def no_constants(name: str) -> None:
         raise ValueError(f"{name} is not valid JSON")
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
+            raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
+        return number
+
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite
+        )
         # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeDecodeError:

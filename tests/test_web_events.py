@@ -564,3 +564,29 @@ def test_a_document_referrer_with_control_characters_in_its_host_is_refused(serv
             status=400,
         )
     assert server.events() == []
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999"])
+def test_a_number_out_of_range_is_refused_not_stored_as_infinity(server, client, number):
+    """`{"n": 1e400}` was stored as `{"n":Infinity}`, which is not JSON (issue 18.11)."""
+    refused = client.post(
+        "/api/v1/events/custom/signup",
+        '{"n": ' + number + "}",
+        headers={**browser(), "Content-Type": "application/json"},
+        status=400,
+    )
+    assert "out of range" in refused.json["error"]
+    gif = client.get(
+        f"/api/v1/noscript/events/custom/signup?prop-n={number.replace('+', '%2B')}&referrer={PAGE.split('?')[0]}",
+        headers={"User-Agent": CHROME},
+        status=400,
+    )
+    assert "out of range" in gif.headers["X-Prisme-Error"]
+    client.post(
+        "/api/v1/events/custom/signup",
+        '{"n": 1e300}',
+        headers={**browser(), "Content-Type": "application/json"},
+        status=200,
+    )
+    [row] = server.rows("SELECT props, json_valid(props) AS valid FROM events")
+    assert row == {"props": '{"n":1e+300}', "valid": 1}
