@@ -1366,6 +1366,7 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
                 response.set_header("X-RateLimit-Remaining", str(remaining))
             try:
+                utf8_headers(environ)
                 if not allowed:
                     raise Rejected(
                         429,
@@ -1393,6 +1394,18 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
         return handler
 
     return decorate
+
+
+def utf8_headers(environ: dict) -> None:
+    """Header values as the UTF-8 text they are: WSGI hands their bytes over as Latin-1 text, so `café` would
+    arrive as `cafÃ©`, and a Latin-1 `é` byte would pass as text; one that is not UTF-8 is a 400."""
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and not value.isascii():  # the common request has none: one check a header
+            try:
+                environ[key] = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                name = key[5:].replace("_", "-").title()
+                raise Rejected(400, f"header {name} is not valid UTF-8") from None
 
 
 def bearer_token(environ: dict) -> str | None:

@@ -399,3 +399,27 @@ def test_one_request_is_one_access_log_line_whatever_its_path_holds(run, tmp_pat
     one_line = re.compile(r"[0-9-]+ [0-9:]+ prisme_lite\.access GET /api/v1/\S+ 404 [0-9.]+ms [0-9a-f]{16}")
     assert len(lines) == 3 and all(one_line.fullmatch(line) for line in lines), lines
     assert not any(char in log for char in "\x1b\x07\r\x85\u2028")
+
+
+def test_headers_are_read_as_utf_8_and_other_bytes_are_refused(run, tmp_path):
+    """A Latin-1 byte was stored (`/café`) and real UTF-8 became mojibake (`/utf8-cafÃ©`) (issue 18.13). Under
+    waitress, which hands header bytes to the application as WSGI says (as Latin-1 text); granian drops a header
+    value that is not ASCII before the application sees it, as if it had not been sent."""
+    process = run("--server", "waitress")
+
+    def send(page):
+        conn = process.connection()
+        conn.putrequest("POST", "/api/v1/events/pageviews")
+        for name, value in (("Origin", b"http://localhost"), ("X-Prisme-Referrer", page), ("User-Agent", CHROME.encode()),
+                            ("Content-Length", b"0")):  # fmt: skip
+            conn.putheader(name, value)
+        conn.endheaders()
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+
+    status, body = send(b"http://localhost/caf\xe9")
+    assert status == 400 and "X-Prisme-Referrer is not valid UTF-8" in body["error"]
+    assert send("http://localhost/utf8-café".encode()) == (200, {})
+    assert process.stop() == 0
+    with sqlite3.connect(tmp_path / "prisme.db") as conn:
+        assert conn.execute("SELECT path FROM events").fetchall() == [("/utf8-café",)]
