@@ -77,7 +77,8 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         f"DROP TRIGGER IF EXISTS {name};"
         for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
     ),
-    3: lambda: schema_part("@dashboard_sessions"),  # 4: logins kept on the server, so that they can be ended
+    # 4: logins kept on the server, so that they can be ended; the key that signed the cookies goes
+    3: lambda: schema_part("@dashboard_sessions") + "DELETE FROM meta WHERE key = 'dashboard_key';",
 }
 DAY_MS = 86_400_000
 
@@ -444,9 +445,10 @@ def check_writable(path: str) -> None:
         raise ConfigError(f"db: {path} is read-only (prisme-lite writes the database, its WAL and its journal)")
 
 
-def private_file(path: str) -> int:
-    """Open `path` for writing, created readable by its owner only (0600, whatever the umask) if it is missing."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+def private_file(path: str, truncate: bool = False) -> int:
+    """Open `path` for writing (emptied if `truncate`), created readable by its owner only (0600, whatever the
+    umask) if it is missing."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o600)
 
 
 def make_private(db_path: str) -> None:
@@ -4624,7 +4626,7 @@ def backup(db: str, target: str) -> int:
             with open(f"{db}.journal-{generation}", "rb") as file:
                 file.seek(offset)
                 tail = file.read(started_end - offset)
-        with open(private_file(f"{target}.journal-{generation}"), "wb") as file:
+        with open(private_file(f"{target}.journal-{generation}", truncate=True), "wb") as file:
             file.write(tail)
             file.flush()
             os.fsync(file.fileno())
@@ -5135,7 +5137,7 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         raise ConfigError(f"export: {refusal.message}") from None
     conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
     output = (
-        open(private_file(args.output), "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
+        open(private_file(args.output, truncate=True), "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
         if args.output
         else sys.stdout
     )

@@ -141,11 +141,13 @@ def test_a_version_3_database_gets_the_sessions_table(tmp_path):
     prisme_lite.open_database(str(db))
     with sqlite3.connect(db) as conn:  # what a version 3 database was: no dashboard_sessions
         conn.execute("DROP TABLE dashboard_sessions")
+        conn.execute("INSERT INTO meta VALUES ('dashboard_key', 'ab')")
         conn.execute("PRAGMA user_version = 3")
     checked = cli("check", db=db)
     assert checked.returncode == 0 and f"ok: schema version {prisme_lite.SCHEMA_VERSION}" in checked.stdout
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM dashboard_sessions").fetchone() == (0,)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'dashboard_key'").fetchone() is None
 
 
 def test_login_attempts_are_rate_limited(server, client):

@@ -381,3 +381,12 @@ def test_a_lone_carriage_return_stays_inside_its_cell(server, client):
     assert not any(cell.startswith(prisme_lite.FORMULA_START) for row in rows for cell in row)
     record = dict(zip(rows[0], rows[1], strict=True))
     assert (record["utm_source"], record["utm_medium"]) == ("x\r=1 1", "'\r\n@SUM(A1)")
+
+
+def test_export_to_an_existing_file_replaces_it(server, client, tmp_path):
+    from conftest import cli
+
+    out = tmp_path / "out.csv"
+    out.write_text("x" * 100_000)
+    assert cli("export", "-o", str(out), db=server.config["db"]).returncode == 0
+    assert out.read_text().startswith("time,") and "x" not in out.read_text()
