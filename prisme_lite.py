@@ -538,6 +538,7 @@ class Writer:
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.append_lock = threading.Lock()
+        self.closing = False  # set by close(): the last fold must see every line that was acknowledged
         self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
         self.generation, self.folded = self._position()
@@ -556,7 +557,7 @@ class Writer:
         line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.ensure_running()
         with self.append_lock:
-            if self.fd < 0:
+            if self.closing:
                 raise Unavailable("the server is stopping")
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
@@ -596,11 +597,13 @@ class Writer:
             self.run(lambda conn: None)
 
     def close(self) -> None:
-        """Fold the whole journal and commit every queued job, then stop."""
+        """Refuse new events, fold the whole journal and commit every queued job, then stop."""
+        with self.append_lock:  # an event acknowledged after the last fold would wait in the journal for a restart
+            self.closing = True
         if self.thread.is_alive():
             self.jobs.put(STOP)
             self.thread.join()
-        with self.append_lock:  # an append racing the stop gets 503 (ensure_running), never a closed descriptor
+        with self.append_lock:  # never closed under an append that holds the lock
             if self.fd >= 0:
                 os.close(self.fd)
                 os.close(self.fd_read)
