@@ -4576,8 +4576,7 @@ def backup(db: str, target: str) -> int:
         # left out, since the backup replays the tail (and would keep that line again, at its new offset).
         carried = tail_keys(tail, generation, offset)
         letters = [letter for letter in read_dead_letters(db) if dead_letter_key(letter) not in carried]
-        if letters:
-            keep_dead_letters(dead_letters_file(target), letters)
+        rewrite_dead_letters(dead_letters_file(target), letters)  # over one another backup may have left there
         destination.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
         set_journal_position(destination, generation, 0)
         destination.commit()
@@ -4724,6 +4723,8 @@ def retry_dead_letters(config: dict) -> int:
 def rewrite_dead_letters(path: str, letters: list[dict]) -> None:
     """Replace a dead-letter file with `letters` at once (a new file renamed over it), or remove it when none."""
     if letters:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".new")  # left by a retry cut short
         keep_dead_letters(path + ".new", letters)
         os.replace(path + ".new", path)
     elif os.path.exists(path):

@@ -11,7 +11,8 @@ import time
 
 import pytest
 from conftest import cli, make_config
-from test_storage import paths, web_event, write_unfolded
+from test_operations import restore
+from test_storage import paths, stored_then_killed, web_event, write_unfolded
 
 import prisme_lite
 
@@ -238,3 +239,32 @@ def test_dead_letters_are_read_once_each_and_a_torn_last_entry_is_cut(tmp_path):
     assert prisme_lite.read_dead_letters(db) == [letter]
     assert letter["line"].encode("utf-8", "surrogateescape") == line
     assert prisme_lite.parse_position(letter["position"]) == (3, 120)
+
+
+def test_a_line_kept_before_its_commit_is_one_dead_letter_in_the_database_and_in_a_backup(tmp_path, capsys):
+    """A crash between keeping a line and committing past it: the restart keeps it again, as the same dead letter;
+    a backup taken meanwhile replays that line from its journal tail, so it does not copy the dead letter too."""
+    config = make_config(tmp_path)
+    stored_then_killed(config, range(2), [])
+    write_unfolded(config["db"], [web_event(2), without_status(3)])
+    with open(config["db"] + ".journal-1", "rb") as file:
+        lines = file.read().splitlines(keepends=True)
+    start = sum(len(line) for line in lines[:-1])
+    crashed = prisme_lite.dead_letter(lines[-1].rstrip(b"\n"), f"1:{start}", KeyError("status"))
+    prisme_lite.keep_dead_letters(config["db"] + ".dead-letters", [crashed])  # and then the process died
+    backup = tmp_path / "b" / "backup.db"
+    backup.parent.mkdir()
+    assert prisme_lite.main(["backup", str(backup), "--db", config["db"]]) == 0
+    assert capsys.readouterr().out == (
+        f"backed up {config['db']} to {backup} (+2 events not yet folded, in {backup}.journal-1)\n"
+    )
+    assert not os.path.exists(f"{backup}.dead-letters")
+    prisme_lite.Context(config).close()
+    assert paths(config["db"]) == ["/0", "/1", "/2"]
+    assert prisme_lite.read_dead_letters(config["db"]) == [crashed]
+    restored = tmp_path / "r" / "prisme.db"
+    restored.parent.mkdir()
+    restore(backup, restored)
+    prisme_lite.Context(make_config(restored.parent)).close()
+    assert paths(restored) == ["/0", "/1", "/2"]
+    assert [letter["line"] for letter in prisme_lite.read_dead_letters(str(restored))] == [crashed["line"]]
