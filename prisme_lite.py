@@ -40,10 +40,10 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any
+from operator import attrgetter, itemgetter
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import parse_qsl, urlsplit
 
 import bottle
@@ -77,7 +77,9 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
     ),
 }
-DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS  # a UTC day in unix ms: the unit of the daily tables (`day` columns)
 
 MAX_NAME_LENGTH = 128  # custom event name, action id, page id, label
 MAX_PROPERTIES = 50
@@ -351,21 +353,21 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
     """What daily_counts holds, counted again from the raw rows (site, dim, day, value, n), but the visitors."""
     return " UNION ALL ".join(
         [
-            f"SELECT site, 'pageviews' AS dim, ts / 86400000 AS day, '' AS value, count(*) AS n FROM {events}"
+            f"SELECT site, 'pageviews' AS dim, ts / {DAY_MS} AS day, '' AS value, count(*) AS n FROM {events}"
             " WHERE kind = 'pageview' GROUP BY 1, 3",
             *(
-                f"SELECT site, '{column}', ts / 86400000, {column}, count(*) FROM {events}"
+                f"SELECT site, '{column}', ts / {DAY_MS}, {column}, count(*) FROM {events}"
                 f" WHERE kind = 'pageview' AND {column} IS NOT NULL GROUP BY 1, 3, 4"
                 for column in ROLLUP_EVENT_DIMS
             ),
-            f"SELECT site, kind, ts / 86400000, name, count(*) FROM {events}"
+            f"SELECT site, kind, ts / {DAY_MS}, name, count(*) FROM {events}"
             " WHERE kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3, 4",
-            f"SELECT site, 'sessions', started_at / 86400000, '', count(*) FROM {sessions} GROUP BY 1, 3",
-            f"SELECT site, 'bounces', started_at / 86400000, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
-            f"SELECT site, 'duration', started_at / 86400000, '', sum(last_seen - started_at) FROM {sessions}"
+            f"SELECT site, 'sessions', started_at / {DAY_MS}, '', count(*) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'bounces', started_at / {DAY_MS}, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'duration', started_at / {DAY_MS}, '', sum(last_seen - started_at) FROM {sessions}"
             " GROUP BY 1, 3",
-            f"SELECT site, 'entry_path', started_at / 86400000, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
-            f"SELECT site, 'exit_path', started_at / 86400000, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'entry_path', started_at / {DAY_MS}, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'exit_path', started_at / {DAY_MS}, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
         ]
     )
 
@@ -373,7 +375,7 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
 # `check` compares daily_counts with these.
 ROLLUP_RECOUNT = rollup_recount()
 VISITORS_RECOUNT = (
-    "SELECT site, 'visitors' AS dim, ts / 86400000 AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
+    f"SELECT site, 'visitors' AS dim, ts / {DAY_MS} AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
     f" WHERE kind = 'pageview' AND {SALTED_ID.format('visitor_id')} GROUP BY 1, 3"
 )
 
@@ -387,7 +389,7 @@ def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str
     return [
         f"""INSERT INTO daily_counts (site, dim, day, value, n)
         SELECT site, 'visitors', day, '', count(*) FROM (
-            SELECT DISTINCT site, ts / 86400000 AS day, visitor_id FROM {events}
+            SELECT DISTINCT site, ts / {DAY_MS} AS day, visitor_id FROM {events}
             WHERE kind = 'pageview' AND {SALTED_ID.format("visitor_id")}
         ) AS seen
         WHERE NOT EXISTS (SELECT 1 FROM daily_visitors AS d WHERE d.site = seen.site AND d.salted = 1
@@ -395,7 +397,7 @@ def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str
         GROUP BY 1, 3
         ON CONFLICT DO UPDATE SET n = n + excluded.n""",
         f"""INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id)
-        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / 86400000, visitor_id FROM {events}
+        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / {DAY_MS}, visitor_id FROM {events}
         WHERE kind = 'pageview'""",
         f"""INSERT INTO daily_counts (site, dim, day, value, n)
         SELECT * FROM ({rollup_recount(events, sessions)}) WHERE true
@@ -627,6 +629,7 @@ class Writer:
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.append_lock = threading.Lock()
+        self.closing = False  # set by close(): the last fold must see every line that was acknowledged
         self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
         self.dead_lettered: set[str] = set()  # positions of lines this process kept in the dead-letter file
@@ -646,7 +649,7 @@ class Writer:
         line = journal_line(kind, record)
         self.ensure_running()
         with self.append_lock:
-            if self.fd < 0:
+            if self.closing:
                 raise Unavailable("the server is stopping")
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
@@ -686,11 +689,13 @@ class Writer:
             self.run(lambda conn: None)
 
     def close(self) -> None:
-        """Fold the whole journal and commit every queued job, then stop."""
+        """Refuse new events, fold the whole journal and commit every queued job, then stop."""
+        with self.append_lock:  # an event acknowledged after the last fold would wait in the journal for a restart
+            self.closing = True
         if self.thread.is_alive():
             self.jobs.put(STOP)
             self.thread.join()
-        with self.append_lock:  # an append racing the stop gets 503 (ensure_running), never a closed descriptor
+        with self.append_lock:  # never closed under an append that holds the lock
             if self.fd >= 0:
                 os.close(self.fd)
                 os.close(self.fd_read)
@@ -1159,7 +1164,7 @@ class DailySalt:
         self.lock = threading.Lock()
 
     def for_time(self, ms: int) -> bytes:
-        day = ms // 86_400_000
+        day = ms // DAY_MS
         if day != self.day:
             with self.lock:
                 if day != self.day:
@@ -1323,6 +1328,27 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     return value
 
 
+def body_text(environ: dict, limit: int) -> str:
+    """The request body as text (read_body's limits); 400 when it is not UTF-8."""
+    try:
+        return read_body(environ, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8") from None
+
+
+def json_body(environ: dict, limit: int, missing: str | None = None, typed: bool = False) -> Any:
+    """The body as JSON (read_body's limits, parse_json's rules): no body is {}, and white space is malformed (as
+    the OpenAPI document says), but where a body is required (`missing`) both are a 400 saying `missing`.
+    `typed`: 415 unless the Content-Type is application/json, once the body is read."""
+    body = read_body(environ, limit)
+    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if typed and content_type != "application/json":
+        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
+    if missing and not body.strip():
+        raise Rejected(400, missing)
+    return parse_json(body) if body else {}
+
+
 def check_properties(props: Any) -> str | None:
     """A custom event's properties as stored JSON text, after the limits of SPEC §2; None when empty."""
     if not isinstance(props, dict):
@@ -1340,10 +1366,21 @@ def check_properties(props: Any) -> str | None:
     return json.dumps(props, ensure_ascii=False, separators=(",", ":")) if props else None
 
 
+def printable(value: Any, most: int = MAX_NAME_LENGTH, least: int = 1) -> bool:
+    """Whether `value` is a string of `least` to `most` characters, none a control character: the one check of
+    names, ids, labels and segments, whatever family they come in."""
+    return isinstance(value, str) and least <= len(value) <= most and not CONTROL_CHARS.search(value)
+
+
 def check_name(name: str, what: str = "event name") -> str:
-    if not name or len(name) > MAX_NAME_LENGTH or CONTROL_CHARS.search(name):
+    if not printable(name):
         raise Rejected(400, f"{what} must be 1 to {MAX_NAME_LENGTH} printable characters")
     return name
+
+
+def over_limit(why: str, wait: int) -> Rejected:
+    """The one 429: why, and in how many seconds to try again (in the message and in Retry-After)."""
+    return Rejected(429, f"{why}: retry in {wait} s", {"Retry-After": str(wait)})
 
 
 def error_body(message: str) -> str:
@@ -1376,11 +1413,7 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 response.set_header("X-RateLimit-Remaining", str(remaining))
             try:
                 if not allowed:
-                    raise Rejected(
-                        429,
-                        f"over the rate limit of {ctx.config['rate_limit']} events a minute; retry in {retry_after} s",
-                        {"Retry-After": str(retry_after)},
-                    )
+                    raise over_limit(f"over the rate limit of {ctx.config['rate_limit']} events a minute", retry_after)
                 return route(ctx, *args, **kwargs)
             except Dropped as why:
                 response.set_header("X-Prisme-Dropped", str(why))
@@ -1420,10 +1453,7 @@ def refuse_guessing(ctx: Context) -> None:
     """429 for a client IP that sent too many unknown tokens or wrong secrets in the last minute (brute force)."""
     wait = ctx.auth_failures.wait(client_ip(request.environ, ctx.config))
     if wait:
-        raise Rejected(
-            429, f"too many unknown tokens or wrong secrets from this address: retry in {wait} s",
-            {"Retry-After": str(wait)},
-        )  # fmt: skip
+        raise over_limit("too many unknown tokens or wrong secrets from this address", wait)
 
 
 def wrong_credential(ctx: Context) -> None:
@@ -1622,18 +1652,77 @@ def route(path: str, method: str | list[str] = "GET") -> Callable:
     return record
 
 
-EVENT_COLUMNS = (
-    "ts", "site", "kind", "name", "host", "path", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term",
-    "utm_content", "visitor_id", "session_id", "browser", "os", "device", "country", "status", "props",
-)  # fmt: skip
+class WebEvent(TypedDict):
+    """A web event as record_web_event makes it, the journal keeps it and the writer stores it (EVENT_COLUMNS). A
+    dict, not an object: the journal holds it as JSON, and its row is read out in C (EVENT_ROW)."""
 
-SESSION_COLUMNS = (
-    "id", "site", "visitor_id", "started_at", "last_seen", "entry_path", "exit_path", "pageviews", "host", "referrer",
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
-)  # fmt: skip
+    ts: int
+    site: str
+    kind: str
+    name: str | None
+    host: str
+    path: str
+    referrer: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    visitor_id: str
+    session_id: NotRequired[int | None]  # the writer's to set
+    browser: str
+    os: str
+    device: str
+    country: str | None
+    status: int
+    props: str | None
 
+
+EVENT_COLUMNS = tuple(WebEvent.__annotations__)
+
+
+@dataclass(slots=True)
+class Session:
+    """A row of `sessions` (SESSION_COLUMNS) as a batch proposes it to UPSERT_SESSIONS."""
+
+    id: int
+    site: str
+    visitor_id: str
+    started_at: int
+    last_seen: int
+    entry_path: str
+    exit_path: str
+    pageviews: int  # of this batch: the upsert adds them on
+    host: str
+    referrer: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    browser: str
+    os: str
+    device: str
+    country: str | None
+
+
+SESSION_COLUMNS = tuple(Session.__annotations__)
 EVENT_ROW = itemgetter(*EVENT_COLUMNS)  # an event's row, in C
+SESSION_ROW = attrgetter(*SESSION_COLUMNS)  # a session's row, in C too
 SESSION_EXTRAS = itemgetter(*SESSION_COLUMNS[8:])  # what a session takes from the event that opens it
+
+
+@dataclass(slots=True)
+class LatestSession:
+    """What the writer keeps of a visitor's latest session (LATEST_SESSIONS): enough to extend it and to count what a
+    batch changed."""
+
+    id: int
+    last_seen: int
+    started_at: int
+    pageviews: int
+    exit_path: str
+
 
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
 # `pageviews` of the proposed row is what this batch adds; with none, the exit path stays as it was.
@@ -1701,22 +1790,22 @@ def count_events(counts: Counter, events: list[dict]) -> list[tuple]:
     return [(site, bool(SALTED_VISITOR.fullmatch(visitor)), day, visitor) for site, day, visitor in seen]
 
 
-def count_session(counts: Counter, site: str, before: tuple | None, after: tuple) -> None:
-    """Add to `counts` what a session's batch changed: before and after are (started_at, last_seen, pageviews,
-    exit_path, entry_path), before None for a session this batch opened."""
-    day = after[0] // DAY_MS
+def count_session(counts: Counter, row: Session, before: LatestSession | None, after: LatestSession) -> None:
+    """Add to `counts` what a session's batch changed: it was `before` (None for a session this batch opened) and is
+    `after` now."""
+    site, day = row.site, after.started_at // DAY_MS
     if before is None:
         counts[(site, "sessions", day, "")] += 1
-        counts[(site, "bounces", day, "")] += after[2] == 1
-        counts[(site, "duration", day, "")] += after[1] - after[0]
-        counts[(site, "entry_path", day, after[4])] += 1
-        counts[(site, "exit_path", day, after[3])] += 1
+        counts[(site, "bounces", day, "")] += after.pageviews == 1
+        counts[(site, "duration", day, "")] += after.last_seen - after.started_at
+        counts[(site, "entry_path", day, row.entry_path)] += 1
+        counts[(site, "exit_path", day, after.exit_path)] += 1
         return
-    counts[(site, "bounces", day, "")] += (after[2] == 1) - (before[2] == 1)
-    counts[(site, "duration", day, "")] += after[1] - before[1]
-    if after[3] != before[3]:
-        counts[(site, "exit_path", day, before[3])] -= 1
-        counts[(site, "exit_path", day, after[3])] += 1
+    counts[(site, "bounces", day, "")] += (after.pageviews == 1) - (before.pageviews == 1)
+    counts[(site, "duration", day, "")] += after.last_seen - before.last_seen
+    if after.exit_path != before.exit_path:
+        counts[(site, "exit_path", day, before.exit_path)] -= 1
+        counts[(site, "exit_path", day, after.exit_path)] += 1
 
 
 def upsert_daily_counts(conn: sqlite3.Connection, counts: Counter, new_visitors: list[tuple]) -> None:
@@ -1740,8 +1829,7 @@ class WebEventStore:
     def __init__(self, session_timeout_ms: int, max_cached: int = 20_000):
         self.timeout = session_timeout_ms
         self.max_cached = max_cached
-        # (site, visitor) → its latest session: [id, last_seen, started_at, pageviews, exit_path]
-        self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()
+        self.latest: OrderedDict[tuple[str, str], LatestSession] = OrderedDict()  # by (site, visitor)
         self.next_id: int | None = None
 
     def reset(self) -> None:
@@ -1749,47 +1837,49 @@ class WebEventStore:
         self.latest.clear()
         self.next_id = None
 
-    def __call__(self, conn: sqlite3.Connection, events: list[dict]) -> None:
+    def __call__(self, conn: sqlite3.Connection, events: list[WebEvent]) -> None:
         self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
-        sessions: dict[int, list] = {}  # session id → its row as SESSION_COLUMNS, with this batch's activity
-        # session id → (started_at, last_seen, pageviews, exit_path) before this batch, None if it opened it; and its
-        # cache entry, which follows the row as the upsert leaves it (the visitor's latest may be newer by then)
-        before: dict[int, tuple[tuple | None, list]] = {}
+        sessions: dict[int, Session] = {}  # by id: its row, with this batch's activity
+        # session id → what it was before this batch (None if it opened it), and its cache entry, which follows the
+        # row as the upsert leaves it (the visitor's latest may be newer by then)
+        before: dict[int, tuple[LatestSession | None, LatestSession]] = {}
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
-            is_open = latest is not None and event["ts"] - latest[1] <= self.timeout
+            is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
             if event["kind"] == "pageview" and not is_open:
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
-                latest = self.latest[key] = [self.next_id, event["ts"], event["ts"], 0, event["path"]]
+                latest = self.latest[key] = LatestSession(self.next_id, event["ts"], event["ts"], 0, event["path"])
                 self.next_id += 1
-                sessions[latest[0]] = [latest[0], *key, event["ts"], event["ts"], event["path"], event["path"], 0]
-                sessions[latest[0]] += SESSION_EXTRAS(event)
-                before[latest[0]] = (None, latest)
+                sessions[latest.id] = Session(
+                    latest.id, *key, event["ts"], event["ts"], event["path"], event["path"], 0, *SESSION_EXTRAS(event)
+                )
+                before[latest.id] = (None, latest)
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
                 continue
-            event["session_id"] = latest[0]
+            event["session_id"] = latest.id
             self.latest.move_to_end(key)
-            row = sessions.get(latest[0])
+            row = sessions.get(latest.id)
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
-                row = sessions[latest[0]] = [latest[0], *key, 0, 0, event["path"], event["path"], 0]
-                row += SESSION_EXTRAS(event)
-                before[latest[0]] = ((latest[2], latest[1], latest[3], latest[4]), latest)
-            latest[1] = max(latest[1], event["ts"])
-            row[4] = max(row[4], event["ts"])
+                row = sessions[latest.id] = Session(
+                    latest.id, *key, 0, 0, event["path"], event["path"], 0, *SESSION_EXTRAS(event)
+                )
+                was = LatestSession(latest.id, latest.last_seen, latest.started_at, latest.pageviews, latest.exit_path)
+                before[latest.id] = (was, latest)
+            latest.last_seen = max(latest.last_seen, event["ts"])
+            row.last_seen = max(row.last_seen, event["ts"])
             if event["kind"] == "pageview":
-                latest[3] += 1
-                latest[4] = row[6] = event["path"]
-                row[7] += 1
-        insert_rows(conn, "sessions", SESSION_COLUMNS, list(sessions.values()), UPSERT_SESSIONS)
+                latest.pageviews += 1
+                latest.exit_path = row.exit_path = event["path"]
+                row.pageviews += 1
+        insert_rows(conn, "sessions", SESSION_COLUMNS, list(map(SESSION_ROW, sessions.values())), UPSERT_SESSIONS)
         insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
         counts: Counter = Counter()
         seen = count_events(counts, events)
         for session_id, (was, now) in before.items():
-            row = sessions[session_id]
-            count_session(counts, row[1], was, (now[2], now[1], now[3], now[4], row[5]))
+            count_session(counts, sessions[session_id], was, now)
         upsert_daily_counts(
             conn, counts, insert_rows(conn, "daily_visitors", DAILY_VISITOR_COLUMNS, seen, NEW_DAILY_VISITORS)
         )
@@ -1800,7 +1890,7 @@ class WebEventStore:
         missing = [key for key in keys if key not in self.latest]
         if missing:
             for site, visitor_id, *session in conn.execute(LATEST_SESSIONS, (json.dumps(missing),)):
-                self.latest[(site, visitor_id)] = session
+                self.latest[(site, visitor_id)] = LatestSession(*session)
 
 
 def record_web_event(
@@ -1826,13 +1916,13 @@ def record_web_event(
     if status and not PAGE_STATUS.fullmatch(status):
         raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status[:20]!r}")
     page_status = int(status) if status else 200
-    if visitor_id is not None and (len(visitor_id) > MAX_VISITOR_ID_LENGTH or CONTROL_CHARS.search(visitor_id)):
+    if visitor_id is not None and not printable(visitor_id, MAX_VISITOR_ID_LENGTH, least=0):
         raise Rejected(400, f"visitor id must be at most {MAX_VISITOR_ID_LENGTH} printable characters")
     referrer = referrer_host(document_referrer, page.host)
     user_agent, agent = countable_agent(environ)
     ts = now_ms()
     ip = environ["prisme.client_ip"]
-    event = {
+    event: WebEvent = {
         "ts": ts,
         "site": site,
         "kind": kind,
@@ -1876,11 +1966,7 @@ def post_pageview(ctx: Context) -> str:
 def post_custom_event(ctx: Context, name: str) -> str:
     environ = request.environ
     name = check_name(name, "custom event name")
-    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if content_type != "application/json":
-        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
-    props = check_properties(parse_json(body) if body else {})
+    props = check_properties(json_body(environ, ctx.config["max_body_bytes"], typed=True))
     record_web_event(
         ctx,
         "custom",
@@ -1895,11 +1981,7 @@ def post_custom_event(ctx: Context, name: str) -> str:
 def post_link_event(ctx: Context, kind: str) -> str:
     """A file download or outbound link: the URL in the body, or a browser's `<a ping>` (body PING, Ping-To)."""
     environ = request.environ
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    try:
-        text = body.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise Rejected(400, "body is not valid UTF-8") from None
+    text = body_text(environ, ctx.config["max_body_bytes"]).strip()
     if text == "PING":  # <a ping>: the browser names the page and the link in headers
         page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
     else:
@@ -1955,6 +2037,15 @@ def noscript_custom_event(ctx: Context, name: str) -> bytes:
     return pixel()
 
 
+def redirect_location(url: str | None, what: str, allowed: OriginRegistry | None = None) -> tuple[str, str]:
+    """The one check of a URL we redirect a visitor to: the Location to send and its host. Absolute http(s) by
+    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made."""
+    _parts, host = split_http_url(url, what)
+    if allowed is not None and allowed.site_of(host) is None:
+        raise Rejected(400, f"{what} host {host} is not allowed (see redirect_hosts)")
+    return url.strip(), host
+
+
 def noscript_link(ctx: Context, kind: str) -> Any:
     """Record a link click and redirect to it, but only for a page of a registered site (no open redirector)."""
     query = query_pairs(request.environ)
@@ -1963,8 +2054,7 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     referer_host = host_of(referer) if referer else None
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
-    split_http_url(target, "url parameter")
-    request.environ["prisme.redirect_to"] = target.strip()
+    request.environ["prisme.redirect_to"], _host = redirect_location(target, "url parameter")
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
     return redirect_target()
 
@@ -2027,15 +2117,12 @@ MAX_COUNTER_IDS = 10_000
 TOKEN_ISSUER = "prisme-lite"
 TOKEN_LIFETIME = 3600  # seconds; a token is the same for a visitor for the whole clock hour
 TOKEN_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]  # all required on decode
-CLAIM_WINDOW_MS = 15 * 60_000  # a token counts once per action and page in this long
+CLAIM_WINDOW_MS = 15 * MINUTE_MS  # a token counts once per action and page in this long
 
 
 def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
-    """The body as a JSON object; an empty body is {}, or a 400 saying `missing` where a body is required."""
-    body = read_body(environ, limit)
-    if missing and not body.strip():
-        raise Rejected(400, missing)
-    value = parse_json(body) if body.strip() else {}
+    """The body as a JSON object (json_body)."""
+    value = json_body(environ, limit, missing)
     if not isinstance(value, dict):
         raise Rejected(400, "body must be a JSON object")
     return value
@@ -2043,7 +2130,7 @@ def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
 
 def text_field(body: dict, name: str, most: int = MAX_NAME_LENGTH) -> str:
     value = body.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > most or CONTROL_CHARS.search(value):
+    if not printable(value, most) or not value.strip():
         raise Rejected(400, f"{name} is required: a string of 1 to {most} printable characters")
     return value.strip()
 
@@ -2136,7 +2223,7 @@ def increment_counter(
     conn.execute(
         "INSERT INTO counter_days (client_id, action_id, page_id, day, count) VALUES (?, ?, ?, ?, 1)"
         " ON CONFLICT DO UPDATE SET count = count + 1",
-        (*key, now // 86_400_000),
+        (*key, now // DAY_MS),
     )
     return conn.execute(
         "INSERT INTO counters (client_id, action_id, page_id, count) VALUES (?, ?, ?, 1)"
@@ -2316,7 +2403,7 @@ def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
 ###############################################################################
 
 MAX_BATCH_EVENTS = 100
-MAX_FUTURE_MS = 86_400_000  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
+MAX_FUTURE_MS = DAY_MS  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
 RELATIONS = {
     "Like": ("like", True),
     "Unlike": ("like", False),
@@ -2333,6 +2420,11 @@ SERVER_EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+def rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time (`Z` or `z` for UTC); ValueError when it is not one, naive when it has no time zone."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+
+
 def event_time(value: Any, field: str, now: int) -> int:
     """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
     if value is None:
@@ -2341,7 +2433,7 @@ def event_time(value: Any, field: str, now: int) -> int:
         raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
     if isinstance(value, str):
         try:
-            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = rfc3339(value)
         except ValueError:
             raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
         if parsed.tzinfo is None:
@@ -2363,7 +2455,7 @@ def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH
     value = event.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > most or CONTROL_CHARS.search(value):
+    if not printable(value, most, least=0):
         raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
     return value or None
 
@@ -2375,7 +2467,7 @@ def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str 
     if not isinstance(parent, dict):
         raise Rejected(400, f"{parent_field} is required: an object with an id")
     value = parent.get("id")
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or CONTROL_CHARS.search(value):
+    if not printable(value):
         raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
     return parent, value
 
@@ -2386,7 +2478,7 @@ def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
     if not isinstance(event, dict):
         raise Rejected(400, f"{where or 'body'} must be a JSON object")
     label = event.get("label")
-    if not isinstance(label, str) or not label or len(label) > MAX_NAME_LENGTH or CONTROL_CHARS.search(label):
+    if not printable(label):
         raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
     content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
     _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
@@ -2452,10 +2544,9 @@ def post_server_events(ctx: Context) -> dict:
     token = authorize(
         ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
     )
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if not body.strip():
-        raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
-    given = parse_json(body)
+    given = json_body(
+        environ, ctx.config["max_body_bytes"], "body is empty: send one event object, or an array of up to 100"
+    )
     now = now_ms()
     if isinstance(given, list):
         if not 1 <= len(given) <= MAX_BATCH_EVENTS:
@@ -2465,10 +2556,9 @@ def post_server_events(ctx: Context) -> dict:
         events = [check_server_event(given, "", now, token["id"])]
     allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
     if not allowed:
-        raise Rejected(
-            429,
+        raise over_limit(
             f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
-            {"Retry-After": str(retry_after)},
+            retry_after,
         )
     ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
     response.status = 202
@@ -2555,7 +2645,7 @@ def segments_param(query: list[tuple[str, str]]) -> str | None:
         if key not in ("segments[]", "segments", "segment", "segment[]"):
             continue
         name, colon, given = value.partition(":")
-        if not colon or not name or not given or len(name) > 64 or len(given) > 128 or CONTROL_CHARS.search(value):
+        if not colon or not printable(name, 64) or not printable(given, 128):
             raise Rejected(400, f"segment {value[:80]!r} must be key:value (key up to 64, value up to 128 characters)")
         if name in segments:
             raise Rejected(400, f"segment key {name!r} has more than one value")
@@ -2567,7 +2657,7 @@ def segments_param(query: list[tuple[str, str]]) -> str | None:
 
 def analytics_id_param(query: list[tuple[str, str]]) -> str:
     value = query_value(query, "analytics_id")
-    if not value or len(value) > 64 or CONTROL_CHARS.search(value):
+    if not printable(value, 64):
         raise Rejected(400, "analytics_id is required: an opaque string of 1 to 64 characters")
     return value
 
@@ -2639,12 +2729,12 @@ def track(ctx: Context, path: str) -> Any:
     }
     redirect_to = query_value(query, "redirect_url") if widget["action"] == "shop" else None
     if redirect_to:
-        event["redirect_host"] = allowed_redirect(ctx, redirect_to)
+        redirect_to, event["redirect_host"] = redirect_location(redirect_to, "redirect_url", ctx.redirect_hosts)
     countable_agent(environ)
     ctx.writer.append("widget", event)
     if redirect_to:
         response.status = 302
-        response.set_header("Location", redirect_to.strip())
+        response.set_header("Location", redirect_to)
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
     return success(request.environ.get("prisme.answer", "olapic"))
 
@@ -2655,17 +2745,9 @@ def widget_action_exists(widget: re.Match) -> bool:
     return widget["action"] in (MEDIA_ACTIONS if widget["media"] is not None else WIDGET_ACTIONS)
 
 
-def allowed_redirect(ctx: Context, url: str) -> str:
-    """The host of a shop click's redirect_url, which must be http(s) on a host of redirect_hosts (or an origin)."""
-    _parts, host = split_http_url(url, "redirect_url")
-    if ctx.redirect_hosts.site_of(host) is None:
-        raise Rejected(400, f"redirect_url host {host} is not allowed (see redirect_hosts)")
-    return host
-
-
 def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, analytics_id: str) -> Any:
     transaction = found["transaction"]
-    if len(transaction) > MAX_NAME_LENGTH or CONTROL_CHARS.search(transaction):
+    if not printable(transaction):
         raise Rejected(400, f"transaction_id must be 1 to {MAX_NAME_LENGTH} printable characters")
     products = []
     for key, value in query:
@@ -2714,14 +2796,14 @@ UNIT_DELTAS = {
     "w": datetime.timedelta(weeks=1),
 }  # months and years are calendar steps, see shift_time
 BUCKET_STEPS = [
-    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000,
-    7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000, 91 * 86_400_000,
+    MINUTE_MS, 5 * MINUTE_MS, 15 * MINUTE_MS, 30 * MINUTE_MS, HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, 12 * HOUR_MS, DAY_MS,
+    7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS, 91 * DAY_MS,
 ]  # fmt: skip
 MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
-MAX_WINDOW_MS = 10 * 366 * 86_400_000
+MAX_WINDOW_MS = 10 * 366 * DAY_MS
 DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
-# Filters by name: the column of an event row, and of a session row (None: see session_where).
+# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE).
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": ("e.path", None),
@@ -2752,6 +2834,9 @@ class StatsQuery:
     limit: int
     now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
     site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
+    # What the report was asked but its rows cannot answer ("site" or a filter: why), set by window_where and named
+    # in the answer; shared by the copies `replace` makes of the query.
+    unapplied: dict[str, str] = field(default_factory=dict)
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2803,7 +2888,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
         if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
         text = UNENCODED_OFFSET.sub(r"\1+\2", text)
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = rfc3339(text)
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
@@ -2839,40 +2924,65 @@ def placeholders(values: list) -> str:
     return ", ".join("?" * len(values))
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """What a report reads: its FROM, its time column (in units of `unit` ms), its site and the filters it applies."""
+
+    source: str
+    time: str
+    site: str | Callable | None  # a column, a function (conn, q) -> (condition, params), or None: not stored per site
+    filters: dict[str, str | Callable]  # by name: a column, or a function (q, values) -> (condition, params)
+    note: str = ""  # asked for one site, why these rows answer for every site
+    unit: int = 1
+
+
+def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = None) -> tuple[str, list]:
+    """The one WHERE of every report: q's window on `table`'s time, q's site and q's filters. What the table does not
+    store is not filtered, and q.unapplied says so (the answer names it): no site or filter is dropped silently."""
+    conditions, params = [f"{table.time} >= ?", f"{table.time} < ?"], [q.start // table.unit, -(-q.end // table.unit)]
+    if q.site and table.site is None:
+        q.unapplied["site"] = table.note
+    elif q.site:
+        condition, values = (f"{table.site} = ?", [q.site]) if isinstance(table.site, str) else table.site(conn, q)
+        conditions.insert(0, condition)
+        params[:0] = values
+    for name, values in q.filters.items():
+        applied = table.filters.get(name)
+        if applied is None:
+            q.unapplied[name] = f"{table.source.split()[0]} do not record {name}"
+            continue
+        condition, values = (f"{applied} IN ({placeholders(values)})", values) if isinstance(applied, str) else (
+            applied(q, values)
+        )  # fmt: skip
+        conditions.append(condition)
+        params += values
+    return " AND ".join(conditions), params
+
+
+def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
+    """`path` of a session: it viewed one of these pages."""
+    return (
+        "s.id IN (SELECT session_id FROM events"
+        f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
+        [q.start, *paths],
+    )
+
+
+EVENTS_TABLE = Table("events e", "e.ts", "e.site", {name: columns[0] for name, columns in FILTERS.items()})
+# Sessions started in the window; `path` means the session saw that page.
+SESSIONS_TABLE = Table(
+    "sessions s", "s.started_at", "s.site", {name: columns[1] or session_saw_path for name, columns in FILTERS.items()}
+)
+
+
 def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
     """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
-    conditions, params = ["e.ts >= ?", "e.ts < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "e.site = ?")
-        params.insert(0, q.site)
+    where, params = window_where(q, EVENTS_TABLE)
     if kinds:
-        conditions.append(f"e.kind IN ({placeholders(kinds)})")
+        where += f" AND e.kind IN ({placeholders(kinds)})"
         params += kinds
-    for name, values in q.filters.items():
-        if name in FILTERS:
-            conditions.append(f"{FILTERS[name][0]} IN ({placeholders(values)})")
-            params += values
     joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
-    return joins, " AND ".join(conditions), params
-
-
-def session_where(q: StatsQuery) -> tuple[str, list]:
-    """WHERE for session-based metrics: sessions started in the window; `path` means it saw that page."""
-    conditions, params = ["s.started_at >= ?", "s.started_at < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "s.site = ?")
-        params.insert(0, q.site)
-    for name, values in q.filters.items():
-        if name == "path":
-            conditions.append(
-                "s.id IN (SELECT session_id FROM events"
-                f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(values)}))"
-            )
-            params += [q.start, *values]
-        elif name in FILTERS:
-            conditions.append(f"{FILTERS[name][1]} IN ({placeholders(values)})")
-            params += values
-    return " AND ".join(conditions), params
+    return joins, where, params
 
 
 def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
@@ -2904,7 +3014,7 @@ def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
 
 
 def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("sessions s", *session_where(q))
+    return ("sessions s", *window_where(q, SESSIONS_TABLE))
 
 
 # A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
@@ -2919,18 +3029,20 @@ COUNTED_ONCE = (
 )
 
 
+# Server events carry only the access token they came with, and tokens belong to no site.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+SERVER_EVENTS_TABLE = Table(
+    "server_events x", "x.ts", None,
+    {"label": "x.label", "referrer": "x.referrer", **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if "utm" in f}},
+    SERVER_EVENTS_NOTE,
+)  # fmt: skip
+CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
+
+
 def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
     """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
-    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
-    for name, column in (
-        ("label", "x.label"),
-        ("referrer", "x.referrer"),
-        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
-    ):
-        if q.values(name):
-            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
-            params += q.values(name)
-    return " AND ".join(conditions), params
+    where, params = window_where(q, SERVER_EVENTS_TABLE)
+    return f"{where} AND {COUNTED_ONCE}" if counted else where, params
 
 
 def server_scope(q: StatsQuery) -> tuple[str, str, list]:
@@ -3107,28 +3219,22 @@ def visitors_series(kinds: tuple[str, ...]) -> Callable:
 
 
 def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(
-        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
-    )
+    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.source, *window_where(q, CUSTOMERS_TABLE))
 
 
-def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
-    if q.site:
-        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
-        site_of = q.site_of or (lambda host: host)
-        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
-        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
-        params += ids
-    if q.values("client"):
-        conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
-        params += q.values("client")
-    return " AND ".join(conditions), params
+def counter_site(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
+    """A counter belongs to the site its client's domainName belongs to, by the rule the web events follow."""
+    site_of = q.site_of or (lambda host: host)
+    ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+    return f"d.client_id IN ({placeholders(ids)})" if ids else "0", ids
+
+
+COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "d.client_id"}, unit=DAY_MS)
 
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = counter_where(conn, q)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
     return ranked(
         conn,
         q,
@@ -3143,23 +3249,21 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
-    where, params = counter_where(conn, q)
-    return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
+    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
 
 
-def widget_where(q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["w.ts >= ?", "w.ts < ?"], [q.start, q.end]
-    if q.values("instance"):
-        conditions.append(f"w.instance_id IN ({placeholders(q.values('instance'))})")
-        params += q.values("instance")
-    return " AND ".join(conditions), params
+# Widget beacons and checkouts store no page they were sent from.
+WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+WIDGET_EVENTS_TABLE = Table("widget_events w", "w.ts", None, {"instance": "w.instance_id"}, WIDGETS_NOTE)
+CHECKOUTS_TABLE = Table("checkouts c", "c.ts", None, {}, WIDGETS_NOTE)
 
 
 def widget_table(group: str, label: str) -> Callable:
     """Per `group`: renders, interactions (every other action) and click-through rate; values are the renders."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = widget_where(q)
+        where, params = window_where(q, WIDGET_EVENTS_TABLE)
         rows = conn.execute(
             f"SELECT {group} AS k, sum(w.action = 'render'), sum(w.action != 'render') FROM widget_events w"
             f" WHERE {where} AND {group} IS NOT NULL GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
@@ -3175,7 +3279,7 @@ def widget_table(group: str, label: str) -> Callable:
 
 
 def top_media(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    where, params = widget_where(q)
+    where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
         "SELECT w.media_id, sum(w.action = 'view'), sum(w.action = 'click'), sum(w.action = 'shop')"
         " FROM widget_events w"
@@ -3194,10 +3298,10 @@ def decimal_text(amount_e4: int) -> str:
 
 def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts and revenue per currency; values are the revenue as exact decimal strings."""
+    where, params = window_where(q, CHECKOUTS_TABLE)
     rows = conn.execute(
-        "SELECT currency, count(*), sum(total_e4) FROM checkouts WHERE ts >= ? AND ts < ?"
-        " GROUP BY 1 ORDER BY 3 DESC, 1",
-        (q.start, q.end),
+        f"SELECT c.currency, count(*), sum(c.total_e4) FROM checkouts c WHERE {where} GROUP BY 1 ORDER BY 3 DESC, 1",
+        params,
     ).fetchall()
     details = [{"currency": c, "checkouts": n, "revenue": decimal_text(total)} for c, n, total in rows]
     return [row[0] for row in rows], [decimal_text(row[2]) for row in rows], details
@@ -3205,10 +3309,11 @@ def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts, and those whose analytics_id interacted with a widget (any action but render) before them."""
+    where, params = window_where(q, CHECKOUTS_TABLE)
     total, converted = conn.execute(
         "SELECT count(*), sum(EXISTS (SELECT 1 FROM widget_events w WHERE w.analytics_id = c.analytics_id"
-        " AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE c.ts >= ? AND c.ts < ?",
-        (q.start, q.end),
+        f" AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE {where}",
+        params,
     ).fetchone()
     rate = round((converted or 0) / total, 4) if total else None
     return ["checkouts", "after_widget_interaction"], [total, converted or 0], [{"conversion_rate": rate}]
@@ -3216,7 +3321,7 @@ def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Renders and interactions per segment key:value."""
-    where, params = widget_where(q)
+    where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
         "SELECT seg.key || ':' || seg.value AS k, sum(w.action = 'render'), sum(w.action != 'render')"
         f" FROM widget_events w, json_each(w.segments) seg WHERE {where} AND w.segments IS NOT NULL"
@@ -3289,10 +3394,10 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "top-server-utm-sources": top(server_scope, "x.utm_source"),
     # Widgets
     "widget-renders": lambda conn, q: bucketed(
-        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
+        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *window_where(q, WIDGET_EVENTS_TABLE)
     ),
     "checkouts": lambda conn, q: bucketed(
-        conn, q, "c.ts", "count(*)", "checkouts c", "c.ts >= ? AND c.ts < ?", [q.start, q.end]
+        conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.source, *window_where(q, CHECKOUTS_TABLE)
     ),
     "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
     "top-media": top_media,
@@ -3302,23 +3407,6 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
 }
 LIVE_WINDOW = "now-30m"
-# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
-# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
-# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
-WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
-NOT_PER_SITE = {
-    **dict.fromkeys(
-        ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
-         "top-server-utm-sources"),
-        SERVER_EVENTS_NOTE,
-    ),
-    **dict.fromkeys(
-        ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion", "widget-segments",
-         "widget-ab-groups"),
-        WIDGETS_NOTE,
-    ),
-}  # fmt: skip
 
 
 def require_reader(ctx: Context) -> None:
@@ -3347,9 +3435,24 @@ def stats(ctx: Context, metric: str) -> dict:
     answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         answer["details"] = details[0]
-    if q.site and metric in NOT_PER_SITE:
-        answer.update(per_site=False, note=NOT_PER_SITE[metric])
+    say_unapplied(answer, q.unapplied)
     return answer
+
+
+def say_unapplied(answer: dict, unapplied: dict[str, str]) -> None:
+    """What is not stored with a report's rows cannot filter it: asked for one site, or for a filter its rows do not
+    record, a report answers without it and says so (`per_site: false`, `unfiltered`, and a note the dashboard shows
+    on the panel)."""
+    notes = []
+    if "site" in unapplied:
+        answer["per_site"] = False
+        notes.append(unapplied["site"])
+    unfiltered = [name for name in unapplied if name != "site"]
+    if unfiltered:
+        answer["unfiltered"] = unfiltered
+        notes.append(f"Not filtered by {', '.join(unfiltered)}: {'; '.join(unapplied[name] for name in unfiltered)}.")
+    if notes:
+        answer["note"] = " ".join(notes)
 
 
 ###############################################################################
@@ -3414,7 +3517,7 @@ def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int
     if kind not in EXPORTS:
         raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
     start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
-    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
+    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + DAY_MS
     if start >= end:
         raise Rejected(400, "from must be before to")
     return fmt, kind, start, end
@@ -3996,18 +4099,18 @@ def dashboard() -> str:
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
     allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
-    if not allowed:  # the per-IP limit also bounds guessing the token
-        response.set_header("Retry-After", str(retry_after))
-        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many attempts: wait a minute."), 429)
     try:
-        form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
-    except (Rejected, UnicodeError, ValueError):
+        form = dict(parse_qsl(body_text(request.environ, 4096), errors="strict"))
+    except (Rejected, ValueError):
         form = {}
     try:
+        if not allowed:  # the per-IP limit also bounds guessing the token
+            raise over_limit("too many attempts from this address", retry_after)
         admin = is_admin(ctx, form.get("token", "").strip())
-    except Rejected as refused:  # too many wrong tokens from this address
+    except Rejected as refused:  # over the limit, or too many wrong tokens from this address (refuse_guessing)
         response.set_header("Retry-After", refused.headers["Retry-After"])
-        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many wrong tokens: wait a minute."), 429)
+        error = f"{refused.message[0].upper()}{refused.message[1:]}."
+        return html_page("prisme-lite: log in", LOGIN_BODY.format(error=error), 429)
     if not admin:
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
     expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
@@ -4393,7 +4496,8 @@ def openapi_document() -> dict:
                            "required": ["status"]},
                 "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
                     "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}, "per_site": {"type": "boolean"}, "note": text}},
+                    "details": {}, "per_site": {"type": "boolean"}, "note": text,
+                    "unfiltered": {"type": "array", "items": text}}},
                 "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
                 "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
                 "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
@@ -4441,15 +4545,16 @@ def openapi() -> Any:
 def journal_appliers(config: dict) -> dict[str, Callable[[sqlite3.Connection, list], Any]]:
     """What stores each family's journal records (JOURNAL_VERSION's shapes), by the family named in the line."""
     return {
-        "web": WebEventStore(config["session_timeout"] * 60_000),
+        "web": WebEventStore(config["session_timeout"] * MINUTE_MS),
         "server": store_server_events,
         "widget": store_widget_events,
     }
 
 
-# The journal's line format, as the appliers above take it. A record whose shape changes gets a new version:
-# JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines written by an older
-# prisme-lite (a crash before an upgrade, a backup's FILE.journal-N) replay forever; like MIGRATIONS for the schema.
+# The journal's line format, as the appliers above take it. A record whose shape changes (a key of WebEvent, say)
+# gets a new version: JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines an
+# older prisme-lite wrote (a crash before an upgrade, a backup's FILE.journal-N) replay forever; as MIGRATIONS does
+# for the schema.
 JOURNAL_VERSION = 2
 JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
     1: lambda kind, record: (kind, record),  # 2: the line starts with its version; the records are unchanged
@@ -5192,7 +5297,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
     if days < 1:
         raise ConfigError("stats: --days must be at least 1")
     now = now_ms()
-    since = now - days * 86_400_000
+    since = now - days * DAY_MS
     day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
     print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
     sites = (
@@ -5235,7 +5340,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         for row in conn.execute(
             "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
             " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
-            (since // 86_400_000,),
+            (since // DAY_MS,),
         )
         if not site or site_of(row[0]) == site
     ][:10]
@@ -5310,7 +5415,7 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     if args.action == "list":
         print_table(["DOMAIN", "CLIENT", "ACTION", "PAGE", "COUNT"], rows)
         return 0
-    today = now_ms() // 86_400_000
+    today = now_ms() // DAY_MS
     for domain, client_id, action_id, page_id, count in rows:
         print(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all")
         days = dict(
