@@ -564,7 +564,9 @@ def keep_dead_letters(path: str, entries: list[dict]) -> None:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)
-        os.write(fd, b"".join(json.dumps(entry).encode() + b"\n" for entry in entries))
+        data = b"".join(json.dumps(entry).encode() + b"\n" for entry in entries)
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, f"short write to {path} (disk full?)")
         os.fsync(fd)
     finally:
         os.close(fd)
