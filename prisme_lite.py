@@ -453,6 +453,9 @@ def private_file(path: str, truncate: bool = False) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o600)
 
 
+BESIDE_THE_DATABASE = ("-wal", "-shm", ".journal-", ".lock", ".dead-letters")  # what prisme_lite keeps next to it
+
+
 def make_private(db_path: str) -> None:
     """The database and the files beside it (WAL, shared memory, journals, lock) readable by their owner only: they
     hold the JWT key, the salt of the day and the admin token. SQLite gives the WAL and -shm files the database's
@@ -462,9 +465,7 @@ def make_private(db_path: str) -> None:
     if not os.path.exists(db_path):
         os.close(private_file(db_path))
     for name in os.listdir(directory):
-        if name == base or (
-            name.startswith(base) and name[len(base) :].startswith(("-wal", "-shm", ".journal-", ".lock"))
-        ):
+        if name == base or (name.startswith(base) and name[len(base) :].startswith(BESIDE_THE_DATABASE)):
             info = os.lstat(os.path.join(directory, name))
             if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
                 os.chmod(os.path.join(directory, name), stat.S_IMODE(info.st_mode) & 0o700)
@@ -499,14 +500,150 @@ def open_database(path: str) -> None:
         conn.close()
 
 
+def journal_file(db_path: str, generation: int | str) -> str:
+    """The journal file of one generation beside a database: prisme.db.journal-N."""
+    return f"{db_path}.journal-{generation}"
+
+
 def journal_generations(db_path: str) -> list[int]:
     """The generations of the journal files beside a database (prisme.db.journal-N), oldest first."""
-    directory, base = os.path.split(os.path.abspath(db_path) + ".journal-")
+    directory, base = os.path.split(journal_file(os.path.abspath(db_path), ""))
     return sorted(
         int(name[len(base) :])
         for name in os.listdir(directory)
         if name[len(base) :].isascii() and name[len(base) :].isdigit() and name.startswith(base)
     )
+
+
+def format_position(generation: int, offset: int) -> str:
+    """A journal position as it is stored and shown, `G:O`: the journal file's generation and a byte offset in it."""
+    return f"{generation}:{offset}"
+
+
+def parse_position(value: str | None) -> tuple[int, int]:
+    """(generation, offset) of a `G:O` position; none yet is the start of the first journal."""
+    if value is None:
+        return 1, 0
+    generation, offset = value.split(":")
+    return int(generation), int(offset)
+
+
+def journal_position(conn: sqlite3.Connection) -> tuple[int, int]:
+    """How far the journal is folded into this database (committed with what it folded)."""
+    return parse_position(get_meta(conn, "journal_position"))
+
+
+def set_journal_position(conn: sqlite3.Connection, generation: int, offset: int) -> None:
+    set_meta(conn, "journal_position", format_position(generation, offset))
+
+
+def journal_line(kind: str, record: dict) -> bytes:
+    """One journal line as this version writes it: `[JOURNAL_VERSION, family, record]`, compact JSON, newline."""
+    return (json.dumps([JOURNAL_VERSION, kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def upgraded_line(line: Any) -> list:
+    """A journal line of an older format as this version writes it, through JOURNAL_UPGRADES one version at a time.
+    Version 1 lines carry no number (`[family, record]`); a line newer than this prisme-lite cannot be applied."""
+    if isinstance(line, list) and len(line) == 2 and isinstance(line[0], str):
+        line = [1, *line]
+    if not isinstance(line, list) or len(line) != 3 or type(line[0]) is not int or line[0] < 1:
+        raise ValueError("not a journal line: [version, family, record] expected")
+    version, kind, record = line
+    if version > JOURNAL_VERSION:
+        raise ValueError(f"journal format {version} is newer than this prisme-lite's ({JOURNAL_VERSION}): upgrade it")
+    while version < JOURNAL_VERSION:
+        kind, record = JOURNAL_UPGRADES[version](kind, record)
+        version += 1
+    return [version, kind, record]
+
+
+def apply_journal_lines(conn: sqlite3.Connection, appliers: dict[str, Callable], lines: list[bytes]) -> None:
+    """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
+    batches: dict[str, list[dict]] = {}
+    for line in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
+        if line[0] != JOURNAL_VERSION:  # the one check per line: older lines are upgraded first
+            line = upgraded_line(line)
+        batches.setdefault(line[1], []).append(line[2])
+    for kind, records in batches.items():
+        appliers[kind](conn, records)
+
+
+# What a journal line that cannot be applied raises (a record an applier or SQLite refuses, a format unknown here):
+# the line goes to the dead-letter file. Any other error (disk full, a lock) undoes the commit, which is retried.
+LINE_REFUSALS = (ValueError, KeyError, IndexError, TypeError, AttributeError, sqlite3.IntegrityError)
+
+
+def dead_letters_file(db_path: str) -> str:
+    """Where journal lines that cannot be applied are kept, beside the database: prisme.db.dead-letters."""
+    return db_path + ".dead-letters"
+
+
+def dead_letter(line: bytes, position: str, error: Exception) -> dict:
+    """A dead-letter entry: the line's original bytes (surrogate-escaped, so that they survive JSON exactly), where
+    it was in the journal, when, and why it could not be applied."""
+    return {
+        "at": iso_time(now_ms()),
+        "position": position,
+        "reason": refusal(error),
+        "line": line.decode("utf-8", "surrogateescape"),
+    }
+
+
+def refusal(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def dead_letter_key(entry: dict) -> str:
+    """One line kept twice (its commit was undone, then redone) is one dead letter: the same position and bytes."""
+    return hashlib.sha256(f"{entry['position']}\n{entry['line']}".encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def keep_dead_letters(path: str, entries: list[dict]) -> None:
+    """Append entries to a dead-letter file, durably (fsync) before returning: the journal position passes their
+    lines only afterwards. A torn last entry (a crash while writing it, its position never passed) is cut first."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)
+        data = b"".join(json.dumps(entry).encode() + b"\n" for entry in entries)
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, f"short write to {path} (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not size:
+        sync_directory(path)
+
+
+def sync_directory(path: str) -> None:
+    """Make a file's creation, rename or removal durable: fsync the directory that holds it."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_dead_letters(db_path: str) -> list[dict]:
+    """The dead letters kept beside a database, oldest first, each once; a torn last entry is none."""
+    path = dead_letters_file(db_path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return []
+    kept: dict[str, dict] = {}
+    for number, text in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
+        try:
+            entry = json.loads(text)
+            kept.setdefault(dead_letter_key(entry), entry)
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"dead letters: line {number} of {path} is not a dead letter; repair or move it"
+            ) from None
+    return list(kept.values())
 
 
 class Writer:
@@ -534,16 +671,16 @@ class Writer:
         self.maintenance = maintenance  # run in a transaction of the writer's once a minute, or while behind
         self.maintained_at = -math.inf
         self.maintenance_due = False
-        self.journal_prefix = db_path + ".journal-"
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.append_lock = threading.Lock()
         self.closing = False  # set by close(): the last fold must see every line that was acknowledged
         self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
-        self.generation, self.folded = self._position()
+        self.dead_lettered: set[str] = set()  # positions of lines this process kept in the dead-letter file
+        self.generation, self.folded = journal_position(self.conn)
         self._replay()
-        self.fd = os.open(self._journal_file(self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.fd = os.open(journal_file(db_path, self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.appended = os.fstat(self.fd).st_size
         self.thread = threading.Thread(target=self._run, name="prisme-writer", daemon=True)
         self.thread.start()
@@ -554,7 +691,7 @@ class Writer:
 
     def append(self, kind: str, record: dict) -> None:
         """Make `record` durable in the journal and return; the writer stores it in the database moments later."""
-        line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        line = journal_line(kind, record)
         self.ensure_running()
         with self.append_lock:
             if self.closing:
@@ -642,7 +779,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._fold(records)
-            set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
+            set_journal_position(conn, self.generation, self.folded + cut)
             checkpoint_due = self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL
             if checkpoint_due:
                 # A task that returns True has more to do: it runs again in the next transaction.
@@ -658,7 +795,7 @@ class Writer:
                     outcomes.append((future, False, error))
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:  # OSError: the dead-letter file could not be written
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._reset_appliers()
@@ -686,34 +823,39 @@ class Writer:
             self._checkpoint()
 
     def _fold(self, lines: list[bytes]) -> None:
-        """Apply journal lines; if the batch fails, redo it a line at a time so that only a bad line is skipped."""
+        """Apply journal lines from the folded position on; if the batch fails, redo it a line at a time, and keep a
+        line that still cannot be applied in the dead-letter file (durably, before the position passes it)."""
         conn = self.conn
         try:
             conn.execute("SAVEPOINT fold")
             self._apply(lines)
             conn.execute("RELEASE fold")
             return
-        except (ValueError, KeyError, TypeError, sqlite3.IntegrityError):
+        except LINE_REFUSALS:
             conn.execute("ROLLBACK TO fold")
             conn.execute("RELEASE fold")
             self._reset_appliers()
+        kept, offset = [], self.folded
         for line in lines:
             conn.execute("SAVEPOINT line")
             try:
                 self._apply([line])
-            except (ValueError, KeyError, TypeError, sqlite3.IntegrityError) as error:
+            except LINE_REFUSALS as error:
                 conn.execute("ROLLBACK TO line")
                 self._reset_appliers()
-                log.error("journal line skipped, it cannot be stored (%s): %.300r", error, line)
+                position = format_position(self.generation, offset)
+                if position not in self.dead_lettered:  # kept already, by a commit that was then undone
+                    kept.append(dead_letter(line, position, error))
+                where = dead_letters_file(self.db_path)
+                log.error("journal line skipped, kept in %s to retry (%s): %.300r", where, error, line)
             conn.execute("RELEASE line")
+            offset += len(line) + 1
+        if kept:
+            keep_dead_letters(dead_letters_file(self.db_path), kept)
+            self.dead_lettered.update(entry["position"] for entry in kept)
 
     def _apply(self, lines: list[bytes]) -> None:
-        """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
-        batches: dict[str, list[dict]] = {}
-        for kind, record in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
-            batches.setdefault(kind, []).append(record)
-        for kind, records in batches.items():
-            self.appliers[kind](self.conn, records)
+        apply_journal_lines(self.conn, self.appliers, lines)
 
     def _reset_appliers(self) -> None:
         for applier in self.appliers.values():
@@ -746,31 +888,21 @@ class Writer:
             old = self.generation
             # The new position is committed first: a crash at any point after it finds nothing left to replay.
             self.conn.execute("BEGIN IMMEDIATE")
-            set_meta(self.conn, "journal_position", f"{old + 1}:0")
+            set_journal_position(self.conn, old + 1, 0)
             self.conn.execute("COMMIT")
-            fd = os.open(self._journal_file(old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(journal_file(self.db_path, old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             os.close(self.fd)
             os.close(self.fd_read)
             self.fd, self.generation, self.folded, self.appended = fd, old + 1, 0, 0
-            self.fd_read = os.open(self._journal_file(self.generation), os.O_RDONLY)
-            os.unlink(self._journal_file(old))
-
-    def _journal_file(self, generation: int) -> str:
-        return f"{self.journal_prefix}{generation}"
-
-    def _position(self) -> tuple[int, int]:
-        value = get_meta(self.conn, "journal_position")
-        if value is None:
-            return 1, 0
-        generation, offset = value.split(":")
-        return int(generation), int(offset)
+            self.fd_read = os.open(journal_file(self.db_path, self.generation), os.O_RDONLY)
+            os.unlink(journal_file(self.db_path, old))
 
     def _replay(self) -> None:
         """At start-up: fold what an earlier run acknowledged but had not committed, and drop a torn last line."""
         for generation in journal_generations(self.db_path):
             if generation < self.generation:
-                os.unlink(self._journal_file(generation))  # folded before a rotation finished
-        path = self._journal_file(self.generation)
+                os.unlink(journal_file(self.db_path, generation))  # folded before a rotation finished
+        path = journal_file(self.db_path, self.generation)
         if (os.path.getsize(path) if os.path.exists(path) else 0) < self.folded:
             # The database was copied without its journal (or the journal deleted): everything its position counts
             # is in the database already, and new lines must not start below that position, or they would count as
@@ -781,9 +913,9 @@ class Writer:
             self.generation = max([self.generation, *journal_generations(self.db_path)]) + 1  # a file of its own
             self.folded = 0
             self.conn.execute("BEGIN IMMEDIATE")
-            set_meta(self.conn, "journal_position", f"{self.generation}:0")
+            set_journal_position(self.conn, self.generation, 0)
             self.conn.execute("COMMIT")
-            path = self._journal_file(self.generation)
+            path = journal_file(self.db_path, self.generation)
         if os.path.exists(path):
             with open(path, "rb") as file:
                 file.seek(self.folded)
@@ -798,7 +930,7 @@ class Writer:
                 records = complete.splitlines()
                 self.conn.execute("BEGIN IMMEDIATE")
                 self._fold(records)
-                set_meta(self.conn, "journal_position", f"{self.generation}:{self.folded + len(complete)}")
+                set_journal_position(self.conn, self.generation, self.folded + len(complete))
                 self.conn.execute("COMMIT")
                 log.info("journal: replayed %d event(s) into the database", len(records))
                 self.folded += len(complete)
@@ -4603,6 +4735,25 @@ def openapi() -> Any:
 ###############################################################################
 
 
+def journal_appliers(config: dict) -> dict[str, Callable[[sqlite3.Connection, list], Any]]:
+    """What stores each family's journal records (JOURNAL_VERSION's shapes), by the family named in the line."""
+    return {
+        "web": WebEventStore(config["session_timeout"] * MINUTE_MS),
+        "server": store_server_events,
+        "widget": store_widget_events,
+    }
+
+
+# The journal's line format, as the appliers above take it. A record whose shape changes (a key of WebEvent, say)
+# gets a new version: JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines an
+# older prisme-lite wrote (a crash before an upgrade, a backup's FILE.journal-N) replay forever; as MIGRATIONS does
+# for the schema.
+JOURNAL_VERSION = 2
+JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
+    1: lambda kind, record: (kind, record),  # 2: the line starts with its version; the records are unchanged
+}
+
+
 class Context:
     """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
 
@@ -4610,19 +4761,13 @@ class Context:
         self.config = config
         open_database(config["db"])
         self.local = threading.local()
-        session_timeout_ms = config["session_timeout"] * MINUTE_MS
-        appliers = {
-            "web": WebEventStore(session_timeout_ms),
-            "server": store_server_events,
-            "widget": store_widget_events,
-        }
         maintenance = (
             prune_counter_claims,
             forget_expired_logins,
             ForgetSaltedVisitors(),
             Retention(config["retention_days"]),
         )
-        self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
+        self.writer = Writer(config["db"], config["synchronous"], journal_appliers(config), maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
         self.origins = OriginRegistry(config["origins"], self.read)
@@ -4695,7 +4840,7 @@ def journal_end(db: str) -> tuple[int, int]:
     if not generations:
         return 0, 0
     generation = max(generations)
-    with open(f"{db}.journal-{generation}", "rb") as file:
+    with open(journal_file(db, generation), "rb") as file:
         data = file.read()
     return generation, data.rfind(b"\n") + 1
 
@@ -4708,7 +4853,8 @@ def backup(db: str, target: str) -> int:
 
     SQLite's online backup gives a consistent snapshot; events acknowledged but not yet folded into it are
     still in the journal, so their lines are copied beside the backup (TARGET.journal-N), and a server
-    started on the backup replays them. The copy holds no secret a restore does not need (NOT_BACKED_UP).
+    started on the backup replays them. Dead letters go with it (TARGET.dead-letters), but for those lines. The copy
+    holds no secret a restore does not need (NOT_BACKED_UP).
     """
     if os.path.exists(target):
         raise ConfigError(f"backup: {target} exists; choose a new file")
@@ -4723,17 +4869,21 @@ def backup(db: str, target: str) -> int:
     destination = sqlite3.connect(target)
     try:
         source.backup(destination, pages=1024, sleep=0.005)  # in steps: the server's writer keeps writing between
-        position = get_meta(destination, "journal_position") or "1:0"
-        generation, offset = (int(part) for part in position.split(":"))
+        generation, offset = journal_position(destination)
         tail = b""
         if generation == started_generation and offset < started_end:
-            with open(f"{db}.journal-{generation}", "rb") as file:
+            with open(journal_file(db, generation), "rb") as file:
                 file.seek(offset)
                 tail = file.read(started_end - offset)
-        with open(private_file(f"{target}.journal-{generation}", truncate=True), "wb") as file:
+        with open(private_file(journal_file(target, generation), truncate=True), "wb") as file:
             file.write(tail)
             file.flush()
             os.fsync(file.fileno())
+        # Read after the copy: every line its position passes was kept before that commit. A line of the tail is
+        # left out, since the backup replays the tail (and would keep that line again, at its new offset).
+        carried = tail_keys(tail, generation, offset)
+        letters = [letter for letter in read_dead_letters(db) if dead_letter_key(letter) not in carried]
+        rewrite_dead_letters(dead_letters_file(target), letters)  # over one another backup may have left there
         # Secrets a restore does not need stay behind, overwritten (secure_delete) before the WAL is folded into the
         # file: with the day's salt, visitor ids turn back into IP addresses; a restored server starts a new salt.
         destination.execute("PRAGMA secure_delete = ON")
@@ -4741,17 +4891,29 @@ def backup(db: str, target: str) -> int:
         destination.execute("DELETE FROM dashboard_sessions")  # logins belong to the server they were opened on
         destination.commit()
         destination.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        set_meta(destination, "journal_position", f"{generation}:0")
+        set_journal_position(destination, generation, 0)
         destination.commit()
     finally:
         destination.close()
         source.close()
     lines = tail.count(b"\n")
-    print(
-        f"backed up {db} to {target}"
-        + (f" (+{lines} {plural('event', lines)} not yet folded, in {target}.journal-{generation})" if lines else "")
-    )
+    notes = []
+    if lines:
+        notes.append(f"+{lines} {plural('event', lines)} not yet folded, in {journal_file(target, generation)}")
+    if letters:
+        notes.append(f"+{len(letters)} {plural('dead letter', len(letters))}, in {dead_letters_file(target)}")
+    print(f"backed up {db} to {target}" + "".join(f" ({note})" for note in notes))
     return 0
+
+
+def tail_keys(tail: bytes, generation: int, offset: int) -> set[str]:
+    """The dead-letter keys the lines of a journal tail starting at `offset` would have."""
+    keys = set()
+    for line in tail.splitlines():
+        text = line.decode("utf-8", "surrogateescape")
+        keys.add(dead_letter_key({"position": format_position(generation, offset), "line": text}))
+        offset += len(line) + 1
+    return keys
 
 
 # (name, query returning the rows that break it)
@@ -4795,14 +4957,92 @@ def check(db: str) -> int:
             found = [str(row[0]) for row in conn.execute(sql)]
             problems += bool(found)
             print(f"ok: {name}" if not found else f"problem: {name}: not so for {', '.join(found)}")
-        generation, offset = (int(part) for part in (get_meta(conn, "journal_position") or "1:0").split(":"))
-        path = f"{db}.journal-{generation}"
+        generation, offset = journal_position(conn)
+        path = journal_file(db, generation)
         size = os.path.getsize(path) if os.path.exists(path) else 0
         problems += offset > size
         print(f"{'ok' if offset <= size else 'problem'}: journal {path}: {size - offset} bytes to fold from {offset}")
+        # Kept, not lost, and no flaw of the database: a warning, whose fix is prisme-lite's (often an upgrade).
+        letters = len(read_dead_letters(db))
+        print(
+            f"warning: {letters} journal {plural('line', letters)} could not be stored, kept in"
+            f" {dead_letters_file(db)}: `prisme-lite dead-letters list` says why; fix that, then"
+            " `prisme-lite dead-letters retry`"
+            if letters
+            else "ok: no dead letters (journal lines that could not be stored)"
+        )
     finally:
         conn.close()
     return 1 if problems else 0
+
+
+def list_dead_letters(db: str) -> int:
+    """One line per dead letter: its journal position, when it was kept, why, and the line (escaped)."""
+    letters = read_dead_letters(db)
+    for letter in letters:
+        reason, line = (text.encode("unicode_escape").decode("ascii") for text in (letter["reason"], letter["line"]))
+        print(f"{letter['position']}  {letter['at']}  {reason}  {line}")
+    if not letters:
+        print(f"no dead letters beside {db}")
+    return 0
+
+
+def retry_dead_letters(config: dict) -> int:
+    """Apply each dead letter again, in one transaction; those that now apply leave the file, the others stay.
+
+    The keys of the lines stored are committed with them (meta `dead_letters_stored`) and forgotten only once the
+    file no longer holds them, so a retry cut short between the two never stores a line twice.
+    """
+    db = config["db"]
+    with no_server_on(db, "dead-letters retry", "retry, then start it again"):
+        letters = read_dead_letters(db)
+        if not letters:
+            print(f"no dead letters beside {db}")
+            return 0
+        conn = connect(db, config["synchronous"])
+        try:
+            appliers = journal_appliers(config)
+            conn.execute("BEGIN IMMEDIATE")
+            stored = set(json.loads(get_meta(conn, "dead_letters_stored") or "[]"))  # by a retry cut short
+            left = []
+            for letter in letters:
+                if dead_letter_key(letter) in stored:
+                    continue
+                conn.execute("SAVEPOINT line")
+                try:
+                    apply_journal_lines(conn, appliers, [letter["line"].encode("utf-8", "surrogateescape")])
+                    stored.add(dead_letter_key(letter))
+                except LINE_REFUSALS as error:
+                    conn.execute("ROLLBACK TO line")
+                    for applier in appliers.values():
+                        getattr(applier, "reset", lambda: None)()
+                    left.append(dict(letter, reason=refusal(error)))
+                conn.execute("RELEASE line")
+            set_meta(conn, "dead_letters_stored", json.dumps(sorted(stored)))
+            conn.execute("COMMIT")
+            rewrite_dead_letters(dead_letters_file(db), left)
+            conn.execute("DELETE FROM meta WHERE key = 'dead_letters_stored'")
+        finally:
+            conn.close()
+    done = len(letters) - len(left)
+    print(f"stored {done} of {len(letters)} {plural('dead letter', len(letters))}", end="")
+    if not left:
+        print()
+        return 0
+    print(f"; {len(left)} still cannot be stored (`prisme-lite dead-letters list` says why): {left[0]['reason']}")
+    return 1
+
+
+def rewrite_dead_letters(path: str, letters: list[dict]) -> None:
+    """Replace a dead-letter file with `letters` at once (a new file renamed over it), or remove it when none."""
+    if letters:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".new")  # left by a retry cut short
+        keep_dead_letters(path + ".new", letters)
+        os.replace(path + ".new", path)
+    elif os.path.exists(path):
+        os.unlink(path)
+    sync_directory(path)
 
 
 ###############################################################################
@@ -4868,7 +5108,7 @@ def lock_holder(fd: int, mode: int) -> str | None:
 
 
 @contextlib.contextmanager
-def no_server_on(db: str, command: str) -> Iterator[None]:
+def no_server_on(db: str, command: str, why: str = "") -> Iterator[None]:
     """Run `command`'s body while no server runs on `db`, and keep one from starting meanwhile (a shared lock on
     DB.lock): it would change rows under a server's writer, which caches and folds them."""
     fd = os.open(os.path.abspath(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -4876,8 +5116,7 @@ def no_server_on(db: str, command: str) -> Iterator[None]:
         holder = lock_holder(fd, fcntl.LOCK_SH)
         if holder:
             raise ConfigError(
-                f"{command}: a server (pid {holder}) is running on {db}; stop it first"
-                " (with retention_days set, the server prunes by itself)"
+                f"{command}: a server (pid {holder}) is running on {db}; stop it first" + (f" ({why})" if why else "")
             )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}, prisme-lite {command}\n".encode(), 0)  # what a server starting now names
@@ -5088,6 +5327,7 @@ COMMAND_SETTINGS = {
     "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
+    "dead-letters retry": (*WRITES, "session_timeout"),
 }  # fmt: skip
 
 
@@ -5143,6 +5383,10 @@ def build_parser() -> argparse.ArgumentParser:
         "file", metavar="FILE", help="the new backup file"
     )
     command(commands, "check", "integrity check and prisme-lite's own invariants")
+    letters = commands.add_parser("dead-letters", help="journal lines that could not be stored: why, and retry")
+    letter_actions = letters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(letter_actions, "list", "each kept line: its journal position, when, why it was not stored")
+    command(letter_actions, "retry", "store the lines that now can (with no server running); the others stay")
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -5165,6 +5409,8 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
         return backup(config["db"], args.file)
     if args.command == "check":
         return check(config["db"])
+    if args.command == "dead-letters":
+        return list_dead_letters(config["db"]) if args.action == "list" else retry_dead_letters(config)
     conn = connect(config["db"], config["synchronous"])
     try:
         if args.command == "init":
@@ -5184,7 +5430,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
             pruner, now = Retention(days), now_ms()
-            with no_server_on(config["db"], "prune"):
+            with no_server_on(config["db"], "prune", "with retention_days set, the server prunes by itself"):
                 while pruner(conn, now):  # autocommit: each batch is its own short transaction
                     pass
             deleted = pruner.deleted

@@ -21,7 +21,8 @@ NOT_CREATING = [
     ["admin-token"], ["admin-token", "--rotate"], ["origins", "list"], ["origins", "add", "blog.example.com"],
     ["origins", "remove", "blog.example.com"], ["tokens", "create", "--scope", "admin"], ["tokens", "list"],
     ["tokens", "revoke", "tk_x"], ["counters", "list"], ["counters", "show", "likes", "intro"], ["stats"],
-    ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"],
+    ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"], ["dead-letters", "list"],
+    ["dead-letters", "retry"],
 ]  # fmt: skip
 
 
@@ -122,6 +123,8 @@ DEFAULTS = {
         (["tokens", "create"], ["--scope", "--name"], ["db", "synchronous"]),
         (["tokens", "list"], [], ["db"]),
         (["counters", "show"], ["ACTION", "PAGE", "--client"], ["db"]),
+        (["dead-letters", "list"], [], ["db"]),
+        (["dead-letters", "retry"], [], ["db", "synchronous", "session_timeout"]),
         (["serve"], [], list(DEFAULTS)),
     ],
     ids=" ".join,
