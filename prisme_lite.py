@@ -33,6 +33,7 @@ import secrets
 import signal
 import socket
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, NotRequired, TypedDict
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import bottle
 import jwt
@@ -67,7 +68,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -77,6 +78,8 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         f"DROP TRIGGER IF EXISTS {name};"
         for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
     ),
+    # 4: logins kept on the server, so that they can be ended; the key that signed the cookies goes
+    3: lambda: schema_part("@dashboard_sessions") + "DELETE FROM meta WHERE key = 'dashboard_key';",
 }
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -115,6 +118,9 @@ BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
 BROWSER_PATTERN = re.compile(r"Mozilla/|Opera/")
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+TERMINAL_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what terminal_text escapes: C1 controls too
+SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
+NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
 
@@ -181,6 +187,13 @@ SETTINGS: dict[str, Setting] = {
     "events_rate_limit": Setting(3000, "int", "events per minute per access token on POST /events; 0 = off", 0),
     "retention_days": Setting(
         0, "int", "delete raw events older than this many days, in the background; 0 = keep all", 0
+    ),
+    "ipv6_prefix": Setting(
+        64,
+        "int",
+        "IPv6 clients share a rate limit per network of this prefix (64: a subscriber; 128: an address)",
+        32,
+        128,
     ),
     "rate_limit_buckets": Setting(
         100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
@@ -331,6 +344,11 @@ def schema_text() -> str:
     return asset("schema.sql").decode("utf-8")
 
 
+def schema_part(marker: str) -> str:
+    """The part of schema.sql after the line of `marker` (what the migration to that part's version adds)."""
+    return schema_text().split(f"-- {marker}", 1)[1].split("\n", 1)[1]
+
+
 def rollup_schema() -> str:
     """The part of schema.sql that schema version 2 added: the daily counts and the triggers that take deletes off."""
     return schema_text().split("-- @rollups", 1)[1].split("\n", 1)[1]
@@ -422,12 +440,37 @@ def check_writable(path: str) -> None:
         raise ConfigError(f"db: {path} is read-only (prisme-lite writes the database, its WAL and its journal)")
 
 
+def private_file(path: str, truncate: bool = False) -> int:
+    """Open `path` for writing (emptied if `truncate`), created readable by its owner only (0600, whatever the
+    umask) if it is missing."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o600)
+
+
+BESIDE_THE_DATABASE = ("-wal", "-shm", ".journal-", ".lock", ".dead-letters")  # what prisme_lite keeps next to it
+
+
+def make_private(db_path: str) -> None:
+    """The database and the files beside it (WAL, shared memory, journals, lock) readable by their owner only: they
+    hold the JWT key, the salt of the day and the admin token. SQLite gives the WAL and -shm files the database's
+    mode, so a new database is created 0600; files an older prisme_lite left 0644 are tightened, when they are
+    ours and not symlinks (a file someone else put there is left to them)."""
+    directory, base = os.path.split(os.path.abspath(db_path))
+    if not os.path.exists(db_path):
+        os.close(private_file(db_path))
+    for name in os.listdir(directory):
+        if name == base or (name.startswith(base) and name[len(base) :].startswith(BESIDE_THE_DATABASE)):
+            info = os.lstat(os.path.join(directory, name))
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+                os.chmod(os.path.join(directory, name), stat.S_IMODE(info.st_mode) & 0o700)
+
+
 def open_database(path: str) -> None:
     """Create the database or bring its schema up to date; refuse one written by a newer prisme_lite."""
     check_writable(path)
     try:
+        make_private(path)
         conn = connect(path)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise ConfigError(f"db: cannot open {path}: {error}") from None
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -450,14 +493,150 @@ def open_database(path: str) -> None:
         conn.close()
 
 
+def journal_file(db_path: str, generation: int | str) -> str:
+    """The journal file of one generation beside a database: prisme.db.journal-N."""
+    return f"{db_path}.journal-{generation}"
+
+
 def journal_generations(db_path: str) -> list[int]:
     """The generations of the journal files beside a database (prisme.db.journal-N), oldest first."""
-    directory, base = os.path.split(os.path.abspath(db_path) + ".journal-")
+    directory, base = os.path.split(journal_file(os.path.abspath(db_path), ""))
     return sorted(
         int(name[len(base) :])
         for name in os.listdir(directory)
-        if name[len(base) :].isdigit() and name.startswith(base)
+        if name[len(base) :].isascii() and name[len(base) :].isdigit() and name.startswith(base)
     )
+
+
+def format_position(generation: int, offset: int) -> str:
+    """A journal position as it is stored and shown, `G:O`: the journal file's generation and a byte offset in it."""
+    return f"{generation}:{offset}"
+
+
+def parse_position(value: str | None) -> tuple[int, int]:
+    """(generation, offset) of a `G:O` position; none yet is the start of the first journal."""
+    if value is None:
+        return 1, 0
+    generation, offset = value.split(":")
+    return int(generation), int(offset)
+
+
+def journal_position(conn: sqlite3.Connection) -> tuple[int, int]:
+    """How far the journal is folded into this database (committed with what it folded)."""
+    return parse_position(get_meta(conn, "journal_position"))
+
+
+def set_journal_position(conn: sqlite3.Connection, generation: int, offset: int) -> None:
+    set_meta(conn, "journal_position", format_position(generation, offset))
+
+
+def journal_line(kind: str, record: dict) -> bytes:
+    """One journal line as this version writes it: `[JOURNAL_VERSION, family, record]`, compact JSON, newline."""
+    return (json.dumps([JOURNAL_VERSION, kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def upgraded_line(line: Any) -> list:
+    """A journal line of an older format as this version writes it, through JOURNAL_UPGRADES one version at a time.
+    Version 1 lines carry no number (`[family, record]`); a line newer than this prisme-lite cannot be applied."""
+    if isinstance(line, list) and len(line) == 2 and isinstance(line[0], str):
+        line = [1, *line]
+    if not isinstance(line, list) or len(line) != 3 or type(line[0]) is not int or line[0] < 1:
+        raise ValueError("not a journal line: [version, family, record] expected")
+    version, kind, record = line
+    if version > JOURNAL_VERSION:
+        raise ValueError(f"journal format {version} is newer than this prisme-lite's ({JOURNAL_VERSION}): upgrade it")
+    while version < JOURNAL_VERSION:
+        kind, record = JOURNAL_UPGRADES[version](kind, record)
+        version += 1
+    return [version, kind, record]
+
+
+def apply_journal_lines(conn: sqlite3.Connection, appliers: dict[str, Callable], lines: list[bytes]) -> None:
+    """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
+    batches: dict[str, list[dict]] = {}
+    for line in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
+        if line[0] != JOURNAL_VERSION:  # the one check per line: older lines are upgraded first
+            line = upgraded_line(line)
+        batches.setdefault(line[1], []).append(line[2])
+    for kind, records in batches.items():
+        appliers[kind](conn, records)
+
+
+# What a journal line that cannot be applied raises (a record an applier or SQLite refuses, a format unknown here):
+# the line goes to the dead-letter file. Any other error (disk full, a lock) undoes the commit, which is retried.
+LINE_REFUSALS = (ValueError, KeyError, IndexError, TypeError, AttributeError, sqlite3.IntegrityError)
+
+
+def dead_letters_file(db_path: str) -> str:
+    """Where journal lines that cannot be applied are kept, beside the database: prisme.db.dead-letters."""
+    return db_path + ".dead-letters"
+
+
+def dead_letter(line: bytes, position: str, error: Exception) -> dict:
+    """A dead-letter entry: the line's original bytes (surrogate-escaped, so that they survive JSON exactly), where
+    it was in the journal, when, and why it could not be applied."""
+    return {
+        "at": iso_time(now_ms()),
+        "position": position,
+        "reason": refusal(error),
+        "line": line.decode("utf-8", "surrogateescape"),
+    }
+
+
+def refusal(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def dead_letter_key(entry: dict) -> str:
+    """One line kept twice (its commit was undone, then redone) is one dead letter: the same position and bytes."""
+    return hashlib.sha256(f"{entry['position']}\n{entry['line']}".encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def keep_dead_letters(path: str, entries: list[dict]) -> None:
+    """Append entries to a dead-letter file, durably (fsync) before returning: the journal position passes their
+    lines only afterwards. A torn last entry (a crash while writing it, its position never passed) is cut first."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)
+        data = b"".join(json.dumps(entry).encode() + b"\n" for entry in entries)
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, f"short write to {path} (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not size:
+        sync_directory(path)
+
+
+def sync_directory(path: str) -> None:
+    """Make a file's creation, rename or removal durable: fsync the directory that holds it."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_dead_letters(db_path: str) -> list[dict]:
+    """The dead letters kept beside a database, oldest first, each once; a torn last entry is none."""
+    path = dead_letters_file(db_path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return []
+    kept: dict[str, dict] = {}
+    for number, text in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
+        try:
+            entry = json.loads(text)
+            kept.setdefault(dead_letter_key(entry), entry)
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"dead letters: line {number} of {path} is not a dead letter; repair or move it"
+            ) from None
+    return list(kept.values())
 
 
 class Writer:
@@ -485,16 +664,16 @@ class Writer:
         self.maintenance = maintenance  # run in a transaction of the writer's once a minute, or while behind
         self.maintained_at = -math.inf
         self.maintenance_due = False
-        self.journal_prefix = db_path + ".journal-"
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.append_lock = threading.Lock()
         self.closing = False  # set by close(): the last fold must see every line that was acknowledged
         self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
-        self.generation, self.folded = self._position()
+        self.dead_lettered: set[str] = set()  # positions of lines this process kept in the dead-letter file
+        self.generation, self.folded = journal_position(self.conn)
         self._replay()
-        self.fd = os.open(self._journal_file(self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.fd = os.open(journal_file(db_path, self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.appended = os.fstat(self.fd).st_size
         self.thread = threading.Thread(target=self._run, name="prisme-writer", daemon=True)
         self.thread.start()
@@ -505,7 +684,7 @@ class Writer:
 
     def append(self, kind: str, record: dict) -> None:
         """Make `record` durable in the journal and return; the writer stores it in the database moments later."""
-        line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        line = journal_line(kind, record)
         self.ensure_running()
         with self.append_lock:
             if self.closing:
@@ -593,7 +772,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._fold(records)
-            set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
+            set_journal_position(conn, self.generation, self.folded + cut)
             checkpoint_due = self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL
             if checkpoint_due:
                 # A task that returns True has more to do: it runs again in the next transaction.
@@ -609,7 +788,7 @@ class Writer:
                     outcomes.append((future, False, error))
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:  # OSError: the dead-letter file could not be written
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._reset_appliers()
@@ -637,34 +816,39 @@ class Writer:
             self._checkpoint()
 
     def _fold(self, lines: list[bytes]) -> None:
-        """Apply journal lines; if the batch fails, redo it a line at a time so that only a bad line is skipped."""
+        """Apply journal lines from the folded position on; if the batch fails, redo it a line at a time, and keep a
+        line that still cannot be applied in the dead-letter file (durably, before the position passes it)."""
         conn = self.conn
         try:
             conn.execute("SAVEPOINT fold")
             self._apply(lines)
             conn.execute("RELEASE fold")
             return
-        except (ValueError, KeyError, TypeError, sqlite3.IntegrityError):
+        except LINE_REFUSALS:
             conn.execute("ROLLBACK TO fold")
             conn.execute("RELEASE fold")
             self._reset_appliers()
+        kept, offset = [], self.folded
         for line in lines:
             conn.execute("SAVEPOINT line")
             try:
                 self._apply([line])
-            except (ValueError, KeyError, TypeError, sqlite3.IntegrityError) as error:
+            except LINE_REFUSALS as error:
                 conn.execute("ROLLBACK TO line")
                 self._reset_appliers()
-                log.error("journal line skipped, it cannot be stored (%s): %.300r", error, line)
+                position = format_position(self.generation, offset)
+                if position not in self.dead_lettered:  # kept already, by a commit that was then undone
+                    kept.append(dead_letter(line, position, error))
+                where = dead_letters_file(self.db_path)
+                log.error("journal line skipped, kept in %s to retry (%s): %.300r", where, error, line)
             conn.execute("RELEASE line")
+            offset += len(line) + 1
+        if kept:
+            keep_dead_letters(dead_letters_file(self.db_path), kept)
+            self.dead_lettered.update(entry["position"] for entry in kept)
 
     def _apply(self, lines: list[bytes]) -> None:
-        """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
-        batches: dict[str, list[dict]] = {}
-        for kind, record in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
-            batches.setdefault(kind, []).append(record)
-        for kind, records in batches.items():
-            self.appliers[kind](self.conn, records)
+        apply_journal_lines(self.conn, self.appliers, lines)
 
     def _reset_appliers(self) -> None:
         for applier in self.appliers.values():
@@ -697,31 +881,21 @@ class Writer:
             old = self.generation
             # The new position is committed first: a crash at any point after it finds nothing left to replay.
             self.conn.execute("BEGIN IMMEDIATE")
-            set_meta(self.conn, "journal_position", f"{old + 1}:0")
+            set_journal_position(self.conn, old + 1, 0)
             self.conn.execute("COMMIT")
-            fd = os.open(self._journal_file(old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(journal_file(self.db_path, old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             os.close(self.fd)
             os.close(self.fd_read)
             self.fd, self.generation, self.folded, self.appended = fd, old + 1, 0, 0
-            self.fd_read = os.open(self._journal_file(self.generation), os.O_RDONLY)
-            os.unlink(self._journal_file(old))
-
-    def _journal_file(self, generation: int) -> str:
-        return f"{self.journal_prefix}{generation}"
-
-    def _position(self) -> tuple[int, int]:
-        value = get_meta(self.conn, "journal_position")
-        if value is None:
-            return 1, 0
-        generation, offset = value.split(":")
-        return int(generation), int(offset)
+            self.fd_read = os.open(journal_file(self.db_path, self.generation), os.O_RDONLY)
+            os.unlink(journal_file(self.db_path, old))
 
     def _replay(self) -> None:
         """At start-up: fold what an earlier run acknowledged but had not committed, and drop a torn last line."""
         for generation in journal_generations(self.db_path):
             if generation < self.generation:
-                os.unlink(self._journal_file(generation))  # folded before a rotation finished
-        path = self._journal_file(self.generation)
+                os.unlink(journal_file(self.db_path, generation))  # folded before a rotation finished
+        path = journal_file(self.db_path, self.generation)
         if (os.path.getsize(path) if os.path.exists(path) else 0) < self.folded:
             # The database was copied without its journal (or the journal deleted): everything its position counts
             # is in the database already, and new lines must not start below that position, or they would count as
@@ -732,9 +906,9 @@ class Writer:
             self.generation = max([self.generation, *journal_generations(self.db_path)]) + 1  # a file of its own
             self.folded = 0
             self.conn.execute("BEGIN IMMEDIATE")
-            set_meta(self.conn, "journal_position", f"{self.generation}:0")
+            set_journal_position(self.conn, self.generation, 0)
             self.conn.execute("COMMIT")
-            path = self._journal_file(self.generation)
+            path = journal_file(self.db_path, self.generation)
         if os.path.exists(path):
             with open(path, "rb") as file:
                 file.seek(self.folded)
@@ -749,12 +923,12 @@ class Writer:
                 records = complete.splitlines()
                 self.conn.execute("BEGIN IMMEDIATE")
                 self._fold(records)
-                set_meta(self.conn, "journal_position", f"{self.generation}:{self.folded + len(complete)}")
+                set_journal_position(self.conn, self.generation, self.folded + len(complete))
                 self.conn.execute("COMMIT")
                 log.info("journal: replayed %d event(s) into the database", len(records))
                 self.folded += len(complete)
         else:
-            open(path, "ab").close()
+            os.close(private_file(path))
         self.fd_read = os.open(path, os.O_RDONLY)
 
 
@@ -776,6 +950,7 @@ def admin_token(conn: sqlite3.Connection, rotate: bool = False) -> str:
     if token is None or rotate:
         token = "pla_" + secrets.token_urlsafe(24)
         set_meta(conn, "admin_token", token)
+        end_dashboard_sessions(conn, "token_id", ADMIN_IDENTITY["id"])  # the old token's logins end with it
     return token
 
 
@@ -841,12 +1016,29 @@ def client_ip(environ: dict, config: dict) -> str:
     if config["proxy_header"].lower() == "forwarded":  # RFC 7239: for=192.0.2.60;proto=http
         match = re.search(r'for="?\[?([^\]";]+)', entry, re.IGNORECASE)
         entry = match.group(1) if match else ""
-    if entry.count(":") == 1:  # 203.0.113.7:51234
+    if entry.startswith("["):  # [2001:db8::5]:443
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:  # 203.0.113.7:51234
         entry = entry.split(":", 1)[0]
     try:
         return str(ipaddress.ip_address(entry))
     except ValueError:
         return peer
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def rate_key(ip: str, ipv6_prefix: int) -> str:
+    """Whom a rate limit or a lockout counts: the IPv4 address, or the IPv6 network of `ipv6_prefix` bits around
+    the address (a subscriber is given a whole /64 and may send from any of its addresses)."""
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return ip
+    if address.ipv4_mapped:  # ::ffff:192.0.2.1 is that IPv4 client
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
 
 
 class OriginRegistry:
@@ -879,14 +1071,56 @@ class OriginRegistry:
         self.loaded_at = time.monotonic()
 
 
-@functools.lru_cache(maxsize=URL_CACHE_SIZE)
-def host_of(url: str) -> str | None:
-    """The lower-cased host of an absolute URL of any scheme, or None."""
+def browser_split(url: str) -> SplitResult:
+    """A URL split where a browser's URL parser (WHATWG) splits it, which urlsplit alone does not: the ends are
+    stripped of controls and spaces, tabs and line breaks dropped, and in an http(s) URL (any special scheme) a
+    backslash before the query is a slash, so `https://evil.example\\@blog.example/` is at evil.example. Where that
+    moves the host, ValueError: other software (a mail client, a proxy) would read the URL another way."""
+    text = url.strip("".join(map(chr, range(33)))).replace("\t", "").replace("\n", "").replace("\r", "")
+    scheme, colon, rest = text.partition(":")
+    if not colon or scheme.lower() not in SPECIAL_SCHEMES or "\\" not in rest:
+        return urlsplit(text)
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    parts = urlsplit(f"{scheme}:{rest[:end].replace(chr(92), '/')}{rest[end:]}")
+    if parts.netloc != urlsplit(text).netloc:
+        raise ValueError("a backslash in its host part, which browsers read as / and other software does not")
+    return parts
+
+
+def browser_host(parts: SplitResult) -> str | None:
+    """The host of a split URL if a browser would go to that same host, else None: no user name or password (a
+    phishing disguise), no percent escapes or non-ASCII (a browser decodes and maps them: `%2E`, `。` become dots),
+    a name or an IP address, and no number where a browser would read an IPv4 address (`0x7f.1`)."""
     try:
-        host = urlsplit(url.strip()).hostname
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
     except ValueError:
         return None
-    return host.rstrip(".") if host else None
+    if not host or "@" in parts.netloc:
+        return None
+    host = host.rstrip(".")
+    if parts.netloc.startswith("["):
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            return None
+    if not host.isascii() or not HOST_PATTERN.match(host) or host.startswith("*."):
+        return None
+    if NUMERIC_LABEL.match(host.rpartition(".")[2]):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            return None
+    return host
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def host_of(url: str) -> str | None:
+    """The lower-cased host of an absolute URL of any scheme as a browser reads it (browser_host), or None."""
+    try:
+        return browser_host(browser_split(url))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -898,21 +1132,29 @@ class Page:
     utm: tuple[str | None, ...]
 
 
-def split_http_url(value: str | None, what: str) -> tuple[Any, str]:
-    """The one URL check: absolute http(s), a host, a numeric port, no control characters, not over-long."""
+def split_http_url(value: str | None, what: str) -> tuple[SplitResult, str]:
+    """The one URL check, for every URL stored or redirected to: absolute http(s), split as a browser splits it
+    (`parts.geturl()` is the URL the browser would go to), a host it would go to, a numeric port, no control
+    characters, not over-long."""
     if not value:
         raise Rejected(400, f"{what} is missing")
     if len(value) > MAX_URL_LENGTH or CONTROL_CHARS.search(value):
         raise Rejected(400, f"{what} is not a valid URL (over {MAX_URL_LENGTH} characters, or control characters)")
     try:
-        parts = urlsplit(value.strip())
-        host = parts.hostname
+        parts = browser_split(value)
         parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
-    except ValueError:
-        raise Rejected(400, f"{what} is not a valid URL: {value[:200]!r}") from None
-    if parts.scheme not in ("http", "https") or not host:
+    except ValueError as error:
+        raise Rejected(400, f"{what} is not a valid URL ({error}): {value[:200]!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise Rejected(400, f"{what} must be an absolute http(s) URL with a host, got {value[:200]!r}")
-    return parts, host.rstrip(".")
+    host = browser_host(parts)
+    if host is None:
+        raise Rejected(
+            400,
+            f"{what} is not a valid URL: {value[:200]!r} has no host a browser would go to as written (a user name"
+            " or password, % escapes, or non-ASCII: use the xn-- form)",
+        )
+    return parts, host
 
 
 @functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's visitors see the same pages: most requests hit the cache
@@ -1175,8 +1417,16 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     def no_constants(name: str) -> None:
         raise ValueError(f"{name} is not valid JSON")
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
+            raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
+        return number
+
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite
+        )
         # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeDecodeError:
@@ -1222,8 +1472,10 @@ def check_properties(props: Any) -> str | None:
     if len(props) > MAX_PROPERTIES:
         raise Rejected(400, f"{len(props)} properties is over the limit of {MAX_PROPERTIES}")
     for key, value in props.items():
-        if not key or len(key) > MAX_PROPERTY_KEY_LENGTH:
-            raise Rejected(400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} characters")
+        if not printable(key, MAX_PROPERTY_KEY_LENGTH):
+            raise Rejected(
+                400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} printable characters"
+            )
         size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
         if size > MAX_PROPERTY_VALUE_BYTES:
             raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
@@ -1271,11 +1523,14 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
             response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
             ip = client_ip(environ, ctx.config)
             environ["prisme.client_ip"] = ip
-            allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
+            allowed, remaining, retry_after = (
+                ctx.limiter.take(rate_key(ip, ctx.config["ipv6_prefix"])) if rate_limited else (True, 0, 0)
+            )
             if rate_limited and ctx.config["rate_limit"]:
                 response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
                 response.set_header("X-RateLimit-Remaining", str(remaining))
             try:
+                utf8_headers(environ)
                 if not allowed:
                     raise over_limit(f"over the rate limit of {ctx.config['rate_limit']} events a minute", retry_after)
                 return route(ctx, *args, **kwargs)
@@ -1301,6 +1556,18 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
     return decorate
 
 
+def utf8_headers(environ: dict) -> None:
+    """Header values as the UTF-8 text they are: WSGI hands their bytes over as Latin-1 text, so `café` would
+    arrive as `cafÃ©`, and a Latin-1 `é` byte would pass as text; one that is not UTF-8 is a 400."""
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and not value.isascii():  # the common request has none: one check a header
+            try:
+                environ[key] = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                name = key[5:].replace("_", "-").title()
+                raise Rejected(400, f"header {name} is not valid UTF-8") from None
+
+
 def bearer_token(environ: dict) -> str | None:
     """The token of `Authorization: Bearer <token>` (or, where a route allows it, the bare header value)."""
     value = environ.get("HTTP_AUTHORIZATION", "").strip()
@@ -1313,15 +1580,20 @@ AUTH_FAILURES_PER_MINUTE = 10  # unknown tokens or wrong secrets one client IP m
 ADMIN_IDENTITY = {"id": "admin", "name": "admin token", "scopes": ["admin"]}
 
 
+def client_key(ctx: Context) -> str:
+    """The request's client as the rate limits and the lockout count it (rate_key)."""
+    return rate_key(client_ip(request.environ, ctx.config), ctx.config["ipv6_prefix"])
+
+
 def refuse_guessing(ctx: Context) -> None:
     """429 for a client IP that sent too many unknown tokens or wrong secrets in the last minute (brute force)."""
-    wait = ctx.auth_failures.wait(client_ip(request.environ, ctx.config))
+    wait = ctx.auth_failures.wait(client_key(ctx))
     if wait:
         raise over_limit("too many unknown tokens or wrong secrets from this address", wait)
 
 
 def wrong_credential(ctx: Context) -> None:
-    ctx.auth_failures.take(client_ip(request.environ, ctx.config))
+    ctx.auth_failures.take(client_key(ctx))
 
 
 def token_identity(ctx: Context, token: str) -> dict | None:
@@ -1774,7 +2046,8 @@ def record_web_event(
     page = parse_page_url(page_url)
     site = ctx.site_of_request(environ, page_url)
     if kind in ("outbound", "download"):
-        _parts, target_host = split_http_url(target, "link URL")
+        parts, target_host = split_http_url(target, "link URL")
+        target = parts.geturl()  # as the browser follows it
         if kind == "outbound" and target_host == page.host:
             raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
     if status and not PAGE_STATUS.fullmatch(status):
@@ -1903,11 +2176,12 @@ def noscript_custom_event(ctx: Context, name: str) -> bytes:
 
 def redirect_location(url: str | None, what: str, allowed: OriginRegistry | None = None) -> tuple[str, str]:
     """The one check of a URL we redirect a visitor to: the Location to send and its host. Absolute http(s) by
-    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made."""
-    _parts, host = split_http_url(url, what)
+    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made. The
+    Location is the URL as a browser reads it (browser_split): what was checked is where the browser goes."""
+    parts, host = split_http_url(url, what)
     if allowed is not None and allowed.site_of(host) is None:
         raise Rejected(400, f"{what} host {host} is not allowed (see redirect_hosts)")
-    return url.strip(), host
+    return parts.geturl(), host
 
 
 def noscript_link(ctx: Context, kind: str) -> Any:
@@ -1918,7 +2192,8 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     referer_host = host_of(referer) if referer else None
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
-    request.environ["prisme.redirect_to"], _host = redirect_location(target, "url parameter")
+    target, _host = redirect_location(target, "url parameter")
+    request.environ["prisme.redirect_to"] = target
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
     return redirect_target()
 
@@ -1975,7 +2250,7 @@ def healthcheck() -> Any:
 RESERVED_ACTION_IDS = frozenset(
     {"events", "noscript", "stats", "healthcheck", "register", "configure", "token", "export", "openapi.json"}
 )  # /api/v1/<action-id>/… must never shadow another route
-COUNTER_ID = re.compile(r"^[^\s/?#%\\]{1,128}$")  # one URL path segment
+COUNTER_ID = re.compile(r"^[^\s/?#%\\\x00-\x1f\x7f]{1,128}$")  # one URL path segment, no control characters
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_COUNTER_IDS = 10_000
 TOKEN_ISSUER = "prisme-lite"
@@ -2007,7 +2282,9 @@ def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[st
         raise Rejected(400, f"{name} has {len(values)} ids, over the limit of {MAX_COUNTER_IDS}")
     for value in values:
         if not COUNTER_ID.match(value):
-            raise Rejected(400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, / ? # % or \\")
+            raise Rejected(
+                400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, controls, / ? # % or \\"
+            )
         if value.lower() in reserved:
             raise Rejected(400, f"{name}: {value!r} is reserved (it would shadow the /api/v1/{value} route)")
     return list(dict.fromkeys(values))
@@ -2206,7 +2483,7 @@ def configure_counters(ctx: Context) -> dict:
 
 
 @route("/api/v1/token", ["GET", "POST"])
-@api("json")
+@api("json", rate_limited=True)  # one bucket with the likes it leads to: a new User-Agent is no new allowance
 def issue_counter_token(ctx: Context) -> dict:
     environ = request.environ
     if request.method == "POST":
@@ -2617,7 +2894,7 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
     for key, value in query:
         if key in ("products[]", "products"):
             product, colon, amount = value.rpartition(":")
-            if not colon or not product or len(product) > MAX_NAME_LENGTH or not AMOUNT.match(amount):
+            if not colon or not printable(product) or not AMOUNT.match(amount):
                 raise Rejected(400, f"product {value[:80]!r} must be id:amount, like product-123:120.50")
             products.append((product, amount_e4(amount)))
     if not 1 <= len(products) <= MAX_PRODUCTS:
@@ -2650,8 +2927,9 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
 ###############################################################################
 
 # A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
-TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
-UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
+TIME_STEP = re.compile(r"([+ -])([0-9]{1,6})([smhdwMy])|/([smhdwMy])")  # ASCII digits: int() reads others too
+# 2026-03-01T10:00:00 02:00 → +02:00
+UNENCODED_OFFSET = re.compile(r"(:[0-9][0-9](?:\.[0-9]+)?) ([0-9][0-9]:?[0-9][0-9])$")
 UNIT_DELTAS = {
     "s": datetime.timedelta(seconds=1),
     "m": datetime.timedelta(minutes=1),
@@ -2749,7 +3027,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
             position = step.end()
         return int(moment.timestamp() * 1000)
     try:
-        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
         text = UNENCODED_OFFSET.sub(r"\1+\2", text)
         moment = rfc3339(text)
@@ -2771,7 +3049,8 @@ def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str 
     if not start < end or end - start > MAX_WINDOW_MS:
         raise Rejected(400, "from must be before to, and at most ten years before it")
     limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    # ASCII digits of a bounded length only: isdigit() takes ² (which int() refuses) and 5,000 digits (too many).
+    if not INTEGER_ID.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
     filters = {}
     for name in (*FILTERS, *FAMILY_FILTERS):
@@ -3366,11 +3645,14 @@ def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt
 
 
 def csv_line(values: list) -> str:
-    """One CSV record; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    """One CSV record, ending in \n; text that a spreadsheet would run as a formula is quoted with a leading
+    apostrophe, and a cell with a line break in it (a lone CR included) is quoted."""
     buffer = io.StringIO()
     safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
-    csv.writer(buffer, lineterminator="\n").writerow(safe)
-    return buffer.getvalue()
+    # The writer quotes a cell holding any character of its line terminator: with "\r\n" that takes a lone CR too,
+    # which would otherwise end the row in a spreadsheet and start the next one with a formula.
+    csv.writer(buffer, lineterminator="\r\n").writerow(safe)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
@@ -3537,6 +3819,7 @@ STATIC_FILES = {
 }
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # Nothing external, nothing inline: the dashboard's script and styles are files served from here.
 DASHBOARD_HEADERS = {
     "Content-Security-Policy": (
@@ -3575,18 +3858,49 @@ def static_file(name: str) -> Any:
     return body
 
 
-def dashboard_signature(ctx: Context, expires: int) -> str:
-    # Tied to the admin token: rotating it logs every browser out.
-    message = f"{expires}:{ctx.admin_token()}".encode()
-    return hmac.new(ctx.dashboard_key, message, hashlib.sha256).hexdigest()
+def open_dashboard_session(conn: sqlite3.Connection, session: dict) -> None:
+    conn.execute(
+        "INSERT INTO dashboard_sessions (id_hash, token_id, credential_hash, created_at, expires_at)"
+        " VALUES (:id_hash, :token_id, :credential_hash, :created_at, :expires_at)",
+        session,
+    )
+
+
+def end_dashboard_sessions(conn: sqlite3.Connection, column: str, value: str) -> int:
+    """Writer job or command: end the logins of one cookie (`id_hash`) or of one token (`token_id`)."""
+    assert column in ("id_hash", "token_id")
+    return conn.execute(f"DELETE FROM dashboard_sessions WHERE {column} = ?", (value,)).rowcount
+
+
+def forget_expired_logins(conn: sqlite3.Connection, now: int) -> None:
+    """Writer maintenance: dashboard logins past their 30 days."""
+    conn.execute("DELETE FROM dashboard_sessions WHERE expires_at <= ?", (now,))
+
+
+def dashboard_session_id() -> str | None:
+    """The session id of the request's login cookie, if it has the shape of one (43 URL-safe characters)."""
+    value = request.get_cookie(DASHBOARD_COOKIE) or ""
+    return value if SESSION_ID.fullmatch(value) else None
 
 
 def dashboard_login_valid(ctx: Context) -> bool:
-    value = request.get_cookie(DASHBOARD_COOKIE) or ""
-    expires, _dot, signature = value.partition(".")
-    if not expires.isdigit() or int(expires) < now_ms() // 1000:
+    """The login cookie names a session the server holds, not expired, whose token still logs in."""
+    session_id = dashboard_session_id()
+    if session_id is None:
         return False
-    return hmac.compare_digest(signature.encode(), dashboard_signature(ctx, int(expires)).encode())
+    row = (
+        ctx.read()
+        .execute(
+            "SELECT token_id, credential_hash FROM dashboard_sessions WHERE id_hash = ? AND expires_at > ?",
+            (hash_secret(session_id), now_ms()),
+        )
+        .fetchone()
+    )
+    if row is None:
+        return False
+    if row[0] == ADMIN_IDENTITY["id"]:  # the admin token rotated (or changed in the configuration): logged out
+        return hmac.compare_digest(row[1], hash_secret(ctx.admin_token()))
+    return True  # revoking an access token deletes the sessions it opened
 
 
 def is_https(ctx: Context) -> bool:
@@ -3622,25 +3936,30 @@ def dashboard() -> str:
 @route("/dashboard/login", "POST")
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
-    allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
+    allowed, _left, retry_after = ctx.limiter.take(client_key(ctx))
     try:
         form = dict(parse_qsl(body_text(request.environ, 4096), errors="strict"))
     except (Rejected, ValueError):
         form = {}
+    token = form.get("token", "").strip()
     try:
         if not allowed:  # the per-IP limit also bounds guessing the token
             raise over_limit("too many attempts from this address", retry_after)
-        admin = is_admin(ctx, form.get("token", "").strip())
+        identity = token_identity(ctx, token) if token else None
     except Rejected as refused:  # over the limit, or too many wrong tokens from this address (refuse_guessing)
         response.set_header("Retry-After", refused.headers["Retry-After"])
         error = f"{refused.message[0].upper()}{refused.message[1:]}."
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error=error), 429)
-    if not admin:
+    if identity is None or "admin" not in identity["scopes"]:
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
-    expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
+    session_id, now = secrets.token_urlsafe(32), now_ms()
+    session = {"id_hash": hash_secret(session_id), "token_id": identity["id"], "credential_hash": hash_secret(token)}
+    ctx.writer.run(
+        open_dashboard_session, {**session, "created_at": now, "expires_at": now + DASHBOARD_LOGIN_SECONDS * 1000}
+    )
     response.set_cookie(
-        DASHBOARD_COOKIE, f"{expires}.{dashboard_signature(ctx, expires)}", path="/", max_age=DASHBOARD_LOGIN_SECONDS,
-        httponly=True, samesite="Strict", secure=is_https(ctx),
+        DASHBOARD_COOKIE, session_id, path="/", max_age=DASHBOARD_LOGIN_SECONDS, httponly=True, samesite="Strict",
+        secure=is_https(ctx),
     )  # fmt: skip
     response.status = 303
     response.set_header("Location", "/dashboard")
@@ -3650,6 +3969,9 @@ def dashboard_login() -> Any:
 @route("/dashboard/logout", "POST")
 def dashboard_logout() -> str:
     ctx: Context = request.app.ctx
+    session_id = dashboard_session_id()
+    if session_id is not None:  # ended on the server: a copy of the cookie is worth nothing either
+        ctx.writer.run(end_dashboard_sessions, "id_hash", hash_secret(session_id))
     response.delete_cookie(DASHBOARD_COOKIE, path="/", httponly=True, samesite="Strict", secure=is_https(ctx))
     response.status = 303
     response.set_header("Location", "/dashboard")
@@ -4066,6 +4388,25 @@ def openapi() -> Any:
 ###############################################################################
 
 
+def journal_appliers(config: dict) -> dict[str, Callable[[sqlite3.Connection, list], Any]]:
+    """What stores each family's journal records (JOURNAL_VERSION's shapes), by the family named in the line."""
+    return {
+        "web": WebEventStore(config["session_timeout"] * MINUTE_MS),
+        "server": store_server_events,
+        "widget": store_widget_events,
+    }
+
+
+# The journal's line format, as the appliers above take it. A record whose shape changes (a key of WebEvent, say)
+# gets a new version: JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines an
+# older prisme-lite wrote (a crash before an upgrade, a backup's FILE.journal-N) replay forever; as MIGRATIONS does
+# for the schema.
+JOURNAL_VERSION = 2
+JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
+    1: lambda kind, record: (kind, record),  # 2: the line starts with its version; the records are unchanged
+}
+
+
 class Context:
     """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
 
@@ -4073,17 +4414,15 @@ class Context:
         self.config = config
         open_database(config["db"])
         self.local = threading.local()
-        session_timeout_ms = config["session_timeout"] * MINUTE_MS
-        appliers = {
-            "web": WebEventStore(session_timeout_ms),
-            "server": store_server_events,
-            "widget": store_widget_events,
-        }
-        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
-        self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
+        maintenance = (
+            prune_counter_claims,
+            forget_expired_logins,
+            ForgetSaltedVisitors(),
+            Retention(config["retention_days"]),
+        )
+        self.writer = Writer(config["db"], config["synchronous"], journal_appliers(config), maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
-        self.dashboard_key = bytes.fromhex(self.writer.run(stored_secret, "dashboard_key"))
         self.origins = OriginRegistry(config["origins"], self.read)
         # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
         self.redirect_hosts = (
@@ -4154,9 +4493,12 @@ def journal_end(db: str) -> tuple[int, int]:
     if not generations:
         return 0, 0
     generation = max(generations)
-    with open(f"{db}.journal-{generation}", "rb") as file:
+    with open(journal_file(db, generation), "rb") as file:
         data = file.read()
     return generation, data.rfind(b"\n") + 1
+
+
+NOT_BACKED_UP = ("visitor_salt", "dashboard_key")  # meta keys a restore does not need (dashboard_key: before v4)
 
 
 def backup(db: str, target: str) -> int:
@@ -4164,7 +4506,8 @@ def backup(db: str, target: str) -> int:
 
     SQLite's online backup gives a consistent snapshot; events acknowledged but not yet folded into it are
     still in the journal, so their lines are copied beside the backup (TARGET.journal-N), and a server
-    started on the backup replays them.
+    started on the backup replays them. Dead letters go with it (TARGET.dead-letters), but for those lines. The copy
+    holds no secret a restore does not need (NOT_BACKED_UP).
     """
     if os.path.exists(target):
         raise ConfigError(f"backup: {target} exists; choose a new file")
@@ -4175,32 +4518,55 @@ def backup(db: str, target: str) -> int:
         raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
+    os.close(private_file(target))  # a copy of the database holds its secrets too: readable by its owner only
     destination = sqlite3.connect(target)
     try:
         source.backup(destination, pages=1024, sleep=0.005)  # in steps: the server's writer keeps writing between
-        position = get_meta(destination, "journal_position") or "1:0"
-        generation, offset = (int(part) for part in position.split(":"))
+        generation, offset = journal_position(destination)
         tail = b""
         if generation == started_generation and offset < started_end:
-            with open(f"{db}.journal-{generation}", "rb") as file:
+            with open(journal_file(db, generation), "rb") as file:
                 file.seek(offset)
                 tail = file.read(started_end - offset)
-        with open(f"{target}.journal-{generation}", "wb") as file:
+        with open(private_file(journal_file(target, generation), truncate=True), "wb") as file:
             file.write(tail)
             file.flush()
             os.fsync(file.fileno())
+        # Read after the copy: every line its position passes was kept before that commit. A line of the tail is
+        # left out, since the backup replays the tail (and would keep that line again, at its new offset).
+        carried = tail_keys(tail, generation, offset)
+        letters = [letter for letter in read_dead_letters(db) if dead_letter_key(letter) not in carried]
+        rewrite_dead_letters(dead_letters_file(target), letters)  # over one another backup may have left there
+        # Secrets a restore does not need stay behind, overwritten (secure_delete) before the WAL is folded into the
+        # file: with the day's salt, visitor ids turn back into IP addresses; a restored server starts a new salt.
+        destination.execute("PRAGMA secure_delete = ON")
+        destination.execute(f"DELETE FROM meta WHERE key IN ({placeholders(NOT_BACKED_UP)})", NOT_BACKED_UP)
+        destination.execute("DELETE FROM dashboard_sessions")  # logins belong to the server they were opened on
+        destination.commit()
         destination.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        set_meta(destination, "journal_position", f"{generation}:0")
+        set_journal_position(destination, generation, 0)
         destination.commit()
     finally:
         destination.close()
         source.close()
     lines = tail.count(b"\n")
-    print(
-        f"backed up {db} to {target}"
-        + (f" (+{lines} {plural('event', lines)} not yet folded, in {target}.journal-{generation})" if lines else "")
-    )
+    notes = []
+    if lines:
+        notes.append(f"+{lines} {plural('event', lines)} not yet folded, in {journal_file(target, generation)}")
+    if letters:
+        notes.append(f"+{len(letters)} {plural('dead letter', len(letters))}, in {dead_letters_file(target)}")
+    print(f"backed up {db} to {target}" + "".join(f" ({note})" for note in notes))
     return 0
+
+
+def tail_keys(tail: bytes, generation: int, offset: int) -> set[str]:
+    """The dead-letter keys the lines of a journal tail starting at `offset` would have."""
+    keys = set()
+    for line in tail.splitlines():
+        text = line.decode("utf-8", "surrogateescape")
+        keys.add(dead_letter_key({"position": format_position(generation, offset), "line": text}))
+        offset += len(line) + 1
+    return keys
 
 
 # (name, query returning the rows that break it)
@@ -4244,14 +4610,92 @@ def check(db: str) -> int:
             found = [str(row[0]) for row in conn.execute(sql)]
             problems += bool(found)
             print(f"ok: {name}" if not found else f"problem: {name}: not so for {', '.join(found)}")
-        generation, offset = (int(part) for part in (get_meta(conn, "journal_position") or "1:0").split(":"))
-        path = f"{db}.journal-{generation}"
+        generation, offset = journal_position(conn)
+        path = journal_file(db, generation)
         size = os.path.getsize(path) if os.path.exists(path) else 0
         problems += offset > size
         print(f"{'ok' if offset <= size else 'problem'}: journal {path}: {size - offset} bytes to fold from {offset}")
+        # Kept, not lost, and no flaw of the database: a warning, whose fix is prisme-lite's (often an upgrade).
+        letters = len(read_dead_letters(db))
+        print(
+            f"warning: {letters} journal {plural('line', letters)} could not be stored, kept in"
+            f" {dead_letters_file(db)}: `prisme-lite dead-letters list` says why; fix that, then"
+            " `prisme-lite dead-letters retry`"
+            if letters
+            else "ok: no dead letters (journal lines that could not be stored)"
+        )
     finally:
         conn.close()
     return 1 if problems else 0
+
+
+def list_dead_letters(db: str) -> int:
+    """One line per dead letter: its journal position, when it was kept, why, and the line (escaped)."""
+    letters = read_dead_letters(db)
+    for letter in letters:
+        reason, line = (text.encode("unicode_escape").decode("ascii") for text in (letter["reason"], letter["line"]))
+        print(f"{letter['position']}  {letter['at']}  {reason}  {line}")
+    if not letters:
+        print(f"no dead letters beside {db}")
+    return 0
+
+
+def retry_dead_letters(config: dict) -> int:
+    """Apply each dead letter again, in one transaction; those that now apply leave the file, the others stay.
+
+    The keys of the lines stored are committed with them (meta `dead_letters_stored`) and forgotten only once the
+    file no longer holds them, so a retry cut short between the two never stores a line twice.
+    """
+    db = config["db"]
+    with no_server_on(db, "dead-letters retry", "retry, then start it again"):
+        letters = read_dead_letters(db)
+        if not letters:
+            print(f"no dead letters beside {db}")
+            return 0
+        conn = connect(db, config["synchronous"])
+        try:
+            appliers = journal_appliers(config)
+            conn.execute("BEGIN IMMEDIATE")
+            stored = set(json.loads(get_meta(conn, "dead_letters_stored") or "[]"))  # by a retry cut short
+            left = []
+            for letter in letters:
+                if dead_letter_key(letter) in stored:
+                    continue
+                conn.execute("SAVEPOINT line")
+                try:
+                    apply_journal_lines(conn, appliers, [letter["line"].encode("utf-8", "surrogateescape")])
+                    stored.add(dead_letter_key(letter))
+                except LINE_REFUSALS as error:
+                    conn.execute("ROLLBACK TO line")
+                    for applier in appliers.values():
+                        getattr(applier, "reset", lambda: None)()
+                    left.append(dict(letter, reason=refusal(error)))
+                conn.execute("RELEASE line")
+            set_meta(conn, "dead_letters_stored", json.dumps(sorted(stored)))
+            conn.execute("COMMIT")
+            rewrite_dead_letters(dead_letters_file(db), left)
+            conn.execute("DELETE FROM meta WHERE key = 'dead_letters_stored'")
+        finally:
+            conn.close()
+    done = len(letters) - len(left)
+    print(f"stored {done} of {len(letters)} {plural('dead letter', len(letters))}", end="")
+    if not left:
+        print()
+        return 0
+    print(f"; {len(left)} still cannot be stored (`prisme-lite dead-letters list` says why): {left[0]['reason']}")
+    return 1
+
+
+def rewrite_dead_letters(path: str, letters: list[dict]) -> None:
+    """Replace a dead-letter file with `letters` at once (a new file renamed over it), or remove it when none."""
+    if letters:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".new")  # left by a retry cut short
+        keep_dead_letters(path + ".new", letters)
+        os.replace(path + ".new", path)
+    elif os.path.exists(path):
+        os.unlink(path)
+    sync_directory(path)
 
 
 ###############################################################################
@@ -4317,7 +4761,7 @@ def lock_holder(fd: int, mode: int) -> str | None:
 
 
 @contextlib.contextmanager
-def no_server_on(db: str, command: str) -> Iterator[None]:
+def no_server_on(db: str, command: str, why: str = "") -> Iterator[None]:
     """Run `command`'s body while no server runs on `db`, and keep one from starting meanwhile (a shared lock on
     DB.lock): it would change rows under a server's writer, which caches and folds them."""
     fd = os.open(os.path.abspath(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -4325,8 +4769,7 @@ def no_server_on(db: str, command: str) -> Iterator[None]:
         holder = lock_holder(fd, fcntl.LOCK_SH)
         if holder:
             raise ConfigError(
-                f"{command}: a server (pid {holder}) is running on {db}; stop it first"
-                " (with retention_days set, the server prunes by itself)"
+                f"{command}: a server (pid {holder}) is running on {db}; stop it first" + (f" ({why})" if why else "")
             )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}, prisme-lite {command}\n".encode(), 0)  # what a server starting now names
@@ -4537,6 +4980,7 @@ COMMAND_SETTINGS = {
     "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
+    "dead-letters retry": (*WRITES, "session_timeout"),
 }  # fmt: skip
 
 
@@ -4592,6 +5036,10 @@ def build_parser() -> argparse.ArgumentParser:
         "file", metavar="FILE", help="the new backup file"
     )
     command(commands, "check", "integrity check and prisme-lite's own invariants")
+    letters = commands.add_parser("dead-letters", help="journal lines that could not be stored: why, and retry")
+    letter_actions = letters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(letter_actions, "list", "each kept line: its journal position, when, why it was not stored")
+    command(letter_actions, "retry", "store the lines that now can (with no server running); the others stay")
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -4614,6 +5062,8 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
         return backup(config["db"], args.file)
     if args.command == "check":
         return check(config["db"])
+    if args.command == "dead-letters":
+        return list_dead_letters(config["db"]) if args.action == "list" else retry_dead_letters(config)
     conn = connect(config["db"], config["synchronous"])
     try:
         if args.command == "init":
@@ -4633,7 +5083,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
             pruner, now = Retention(days), now_ms()
-            with no_server_on(config["db"], "prune"):
+            with no_server_on(config["db"], "prune", "with retention_days set, the server prunes by itself"):
                 while pruner(conn, now):  # autocommit: each batch is its own short transaction
                     pass
             deleted = pruner.deleted
@@ -4689,7 +5139,11 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     except Rejected as refusal:
         raise ConfigError(f"export: {refusal.message}") from None
     conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
-    output = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    output = (
+        open(private_file(args.output, truncate=True), "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
+        if args.output
+        else sys.stdout
+    )
     try:
         for chunk in export_chunks(conn, kind, start, end, fmt):
             output.write(chunk)
@@ -4718,7 +5172,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
         q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
         _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
-        print(f"\nweb traffic at {name}")
+        print(f"\nweb traffic at {terminal_text(name)}")
         bounces = f"{bounce_rate}%" if sessions else "-"
         print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
               f"{sessions:,} {plural('session', sessions)}, "
@@ -4731,7 +5185,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
                 (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
             ]
             if shown:
-                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in shown[:5]))
+                print(f"  {title}: " + ", ".join(f"{terminal_text(key)} {count:,}" for key, count in shown[:5]))
     if not sites:
         print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
     labels = conn.execute(
@@ -4787,7 +5241,8 @@ def manage_tokens(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     elif conn.execute(
         "UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now_ms(), args.token_id)
     ).rowcount:
-        print(f"revoked: {args.token_id}")
+        ended = end_dashboard_sessions(conn, "token_id", args.token_id)
+        print(f"revoked: {args.token_id}" + (f" (ended {ended} dashboard {plural('login', ended)})" if ended else ""))
     else:
         print(f"no active token {args.token_id}", file=sys.stderr)
         return 1
@@ -4828,7 +5283,7 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         return 0
     today = now_ms() // DAY_MS
     for domain, client_id, action_id, page_id, count in rows:
-        print(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all")
+        print(terminal_text(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all"))
         days = dict(
             conn.execute(
                 "SELECT day, count FROM counter_days WHERE client_id = ? AND action_id = ? AND page_id = ? AND day > ?",
@@ -4840,10 +5295,17 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
+def terminal_text(value: Any) -> str:
+    """`value` as text safe on a terminal: control characters (C0, DEL, C1) shown as \\xNN, never sent raw, so
+    text stored as sent (or by an older prisme-lite) cannot move the cursor, retitle the window or fake a line."""
+    return TERMINAL_UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02x}", str(value))
+
+
 def print_table(header: list[str], rows: list[tuple]) -> None:
-    widths = [max(len(str(value)) for value in column) for column in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+    rows = [tuple(map(terminal_text, row)) for row in [header, *rows]]
+    widths = [max(len(value) for value in column) for column in zip(*rows, strict=True)]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:
