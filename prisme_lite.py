@@ -315,6 +315,345 @@ def normalise_origin(value: str) -> str:
 
 
 ###############################################################################
+# Application #################################################################
+###############################################################################
+
+
+class Context:
+    """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        open_database(config["db"])
+        self.local = threading.local()
+        session_timeout_ms = config["session_timeout"] * 60_000
+        appliers = {
+            "web": WebEventStore(session_timeout_ms),
+            "server": store_server_events,
+            "widget": store_widget_events,
+        }
+        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
+        self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
+        secret = config["jwt_secret"]
+        self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
+        self.dashboard_key = bytes.fromhex(self.writer.run(stored_secret, "dashboard_key"))
+        self.origins = OriginRegistry(config["origins"], self.read)
+        # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
+        self.redirect_hosts = (
+            OriginRegistry(config["redirect_hosts"], None) if config["redirect_hosts"] else self.origins
+        )
+        self.salt = DailySalt(self.writer)
+        self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
+        self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
+        self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
+        self.country = CountryLookup(config)
+        self.readers: list[sqlite3.Connection] = []
+
+    def read(self) -> sqlite3.Connection:
+        """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = connect(self.config["db"])
+            conn.execute("PRAGMA query_only = ON")
+            self.local.conn = conn
+            self.readers.append(conn)
+        return conn
+
+    def admin_token(self) -> str:
+        """From the configuration, else the database (read each time: `admin-token --rotate` applies at once)."""
+        return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
+
+    def site_of_request(self, environ: dict, page_url: str | None) -> str:
+        """The registered origin the request comes from: its Origin header, else the page's own host."""
+        origin = environ.get("HTTP_ORIGIN")
+        host = host_of(origin) if origin and origin != "null" else None
+        host = host or (host_of(page_url) if page_url else None)
+        site = self.origins.site_of(host) if host else None
+        if site is None:
+            raise Rejected(
+                400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
+            )
+        return site
+
+    def close(self) -> None:
+        self.writer.close()
+        for conn in self.readers:
+            conn.close()
+
+
+def make_app(config: dict) -> bottle.Bottle:
+    """A Bottle application on `config`'s database, with every route; `app.ctx` is its Context."""
+    app = bottle.Bottle(catchall=True, autojson=True)
+    app.ctx = Context(config)
+    app.default_error_handler = json_error_page
+    for path, method, handler in ROUTES:
+        app.route(path, method, handler)
+    return app
+
+
+ROUTES: list[tuple[str, str | list[str], Callable]] = []
+
+
+def route(path: str, method: str | list[str] = "GET") -> Callable:
+    """Record a route; make_app() mounts every recorded route on each application it builds."""
+
+    def record(handler: Callable) -> Callable:
+        ROUTES.append((path, method, handler))
+        return handler
+
+    return record
+
+
+class RequestLog:
+    """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
+
+    def __init__(self, app: Callable, access_log: AccessLog | None):
+        self.app = app
+        self.access_log = access_log
+        # Request ids: a random prefix for this process and a counter, cheaper than 8 random bytes per request.
+        self.ids = map(f"{secrets.randbits(32):08x}{{:08x}}".format, itertools.count())
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        request_id = next(self.ids)
+        environ["prisme.request_id"] = request_id
+        started = time.perf_counter()
+        status_line = ["-"]
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers.append(("X-Request-Id", request_id))
+            status_line[0] = status[:3]
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, start)
+        if self.access_log:
+            self.access_log.write(
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("PATH_INFO", "-"),
+                status_line[0],
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
+        return result
+
+
+class AccessLog:
+    """Access-log lines to standard error, written together a few times a second rather than one write(2) each."""
+
+    FLUSH_INTERVAL = 0.2  # seconds
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.lines: deque[str] = deque()  # appended by request threads, emptied by this one's thread: both atomic
+        self.stamp = (0, "")
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="prisme-access-log", daemon=True)
+        self.thread.start()
+
+    def write(self, method: str, path: str, status: str, ms: float, request_id: str) -> None:
+        second = int(time.time())
+        if self.stamp[0] != second:
+            self.stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        if not path.isprintable() or " " in path:  # one request is one line, whatever its path holds
+            path = path.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+        line = f"{self.stamp[1]} prisme_lite.access {method[:16]} {path[:2048]} {status} {ms:.1f}ms {request_id}\n"
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        lines = [self.lines.popleft() for _ in range(len(self.lines))]
+        if lines:
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # standard error closed: nothing to log to
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.FLUSH_INTERVAL):
+            self.flush()
+
+
+class Rejected(Exception):
+    """A request refused with `status` and a message the sender can act on; nothing of it is stored."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class Dropped(Exception):
+    """A well-formed event that is deliberately not counted (a bot, a prefetch): answered as success, with why."""
+
+
+def api(answer: str = "json", rate_limited: bool = False) -> Callable:
+    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and refusals in the route's shape.
+
+    `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
+    in X-Prisme-Error), `redirect` (JSON: a redirect that cannot be made safely is not made at all), or `olapic`
+    (the widget API's envelope); a route that learns its shape from its path sets environ["prisme.answer"]. Every
+    browser-facing ingest route is `rate_limited`, so one client IP has one bucket across all of them.
+    """
+
+    def decorate(route: Callable) -> Callable:
+        @functools.wraps(route)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            ctx: Context = request.app.ctx
+            environ = request.environ
+            origin = environ.get("HTTP_ORIGIN")
+            response.set_header("Access-Control-Allow-Origin", origin or "*")
+            response.set_header("Vary", "Origin")
+            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
+            ip = client_ip(environ, ctx.config)
+            environ["prisme.client_ip"] = ip
+            allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
+            if rate_limited and ctx.config["rate_limit"]:
+                response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
+                response.set_header("X-RateLimit-Remaining", str(remaining))
+            try:
+                if not allowed:
+                    raise Rejected(
+                        429,
+                        f"over the rate limit of {ctx.config['rate_limit']} events a minute; retry in {retry_after} s",
+                        {"Retry-After": str(retry_after)},
+                    )
+                return route(ctx, *args, **kwargs)
+            except Dropped as why:
+                response.set_header("X-Prisme-Dropped", str(why))
+                return success(environ.get("prisme.answer", answer))
+            except (Rejected, Unavailable) as refusal:
+                status, message = (
+                    (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
+                )
+                response.status = status
+                for name, value in getattr(refusal, "headers", {}).items():
+                    response.set_header(name, value)
+                shape = environ.get("prisme.answer", answer)
+                if shape == "gif":
+                    response.set_header("X-Prisme-Error", message)
+                    return pixel()
+                response.content_type = "application/json"
+                return olapic_error(status, message) if shape == "olapic" else error_body(message)
+
+        return handler
+
+    return decorate
+
+
+def error_body(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def success(answer: str) -> Any:
+    if answer == "gif":
+        return pixel()
+    if answer == "redirect":
+        return redirect_target()
+    if answer == "olapic":
+        return olapic_envelope(200, request.environ.get("prisme.analytics_id", ""))
+    return ""
+
+
+def pixel() -> bytes:
+    for name, value in GIF_HEADERS.items():
+        response.set_header(name, value)
+    return GIF
+
+
+def redirect_target() -> Any:
+    """The validated target of a noscript redirect (set by the route before it could be dropped)."""
+    target = request.environ["prisme.redirect_to"]
+    response.status = 302
+    response.set_header("Location", target)
+    response.set_header("Cache-Control", "no-store")
+    return ""
+
+
+def json_error_page(error: bottle.HTTPError) -> str:
+    """Bottle's error handler: JSON instead of an HTML page; an unexpected failure is logged with its request id."""
+    request_id = request.environ.get("prisme.request_id", "-")
+    response.content_type = "application/json"
+    if error.status_code >= 500:
+        log.error("request %s failed: %s\n%s", request_id, error.exception, error.traceback or "")
+        message = f"internal error; the server log has the details under request id {request_id}"
+        return json.dumps({"error": message, "request_id": request_id})
+    if error.status_code == 405 and response.get_header("Allow") == "OPTIONS":
+        response.status = 404  # only the CORS preflight, which takes any /api/v1/ path, would have matched
+        del response["Allow"]
+    if response.status_code == 404:
+        return error_body(f"no route for {request.method} {request.path}")
+    if error.status_code == 405:
+        return error_body(f"{request.method} is not allowed on {request.path}")
+    return error_body(str(error.body or error.status_line))
+
+
+@route("/api/v1/<path:re:[\\s\\S]+>", "OPTIONS")  # any path, even one with a line break in it
+def preflight(path: str) -> None:
+    """CORS preflight: any origin may call the API; origins and tokens are checked on the request itself."""
+    response.status = 204
+    response.set_header("Access-Control-Allow-Origin", request.environ.get("HTTP_ORIGIN") or "*")
+    response.set_header("Vary", "Origin")
+    for name, value in CORS_HEADERS.items():
+        response.set_header(name, value)
+
+
+def schema_ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
+    return {
+        "name": name, "in": where, "required": required or where == "path", "description": description,
+        "schema": {"type": "string", **schema},  # a value in a path, query or header is text unless told
+    }  # fmt: skip
+
+
+def may_be_empty(query_parameter: dict, meaning: str) -> dict:
+    """An optional query parameter that may be sent empty (`name=`), read as `meaning`."""
+    described = f"{query_parameter['description']}; empty: {meaning}"
+    return {**query_parameter, "description": described, "allowEmptyValue": True}
+
+
+def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
+    """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
+    reasons = {
+        400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
+        409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
+        429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
+    }  # fmt: skip
+    gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
+    result = dict(success)
+    for status in refusals:
+        if shape == "gif":
+            content = gif
+        elif shape == "Error":
+            content = {"application/json": {"schema": schema_ref("Error")}}
+        else:  # a widget's .gif request is refused with the pixel, any other with the envelope
+            content = {"application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")}}
+            content.update(gif)
+        result[str(status)] = {"description": reasons[status], "content": content}
+    return result
+
+
+def ok(description: str, media: str | None = None, schema: dict | None = None, status: int = 200) -> dict:
+    answer: dict = {"description": description}
+    if media:
+        answer["content"] = {media: {"schema": schema or {"type": "string"}}}
+    return {str(status): answer}
+
+
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
+GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
+REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
+INGEST_REFUSALS = (400, 413, 429, 503)
+
+
+###############################################################################
 # Storage #####################################################################
 ###############################################################################
 
@@ -760,6 +1099,27 @@ class Writer:
         self.fd_read = os.open(path, os.O_RDONLY)
 
 
+def insert_rows(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple], tail: str = ""
+) -> list[tuple]:
+    """Insert many rows with few statements: multi-row VALUES in fixed chunk sizes, so each is prepared once.
+    Returns what a RETURNING `tail` returns.
+
+    Few statements matter more than few rows: Python's sqlite3 lets go of the GIL for every statement, and under
+    load each hand-back can wait a whole thread switch interval (5 ms).
+    """
+    most = max(1, min(256, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
+    one_row = "(" + ", ".join("?" * len(columns)) + ")"
+    done = 0
+    returned = []
+    while done < len(rows):
+        size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
+        returned += conn.execute(sql, list(chain.from_iterable(rows[done : done + size]))).fetchall()
+        done += size
+    return returned
+
+
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None
@@ -814,20 +1174,6 @@ def stored_origins(conn: sqlite3.Connection) -> list[str]:
 def now_ms() -> int:
     """The current UTC time in unix milliseconds (tests move it forward)."""
     return time.time_ns() // 1_000_000
-
-
-class Rejected(Exception):
-    """A request refused with `status` and a message the sender can act on; nothing of it is stored."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-class Dropped(Exception):
-    """A well-formed event that is deliberately not counted (a bot, a prefetch): answered as success, with why."""
 
 
 def client_ip(environ: dict, config: dict) -> str:
@@ -1217,64 +1563,6 @@ def check_name(name: str, what: str = "event name") -> str:
     return name
 
 
-def error_body(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-def api(answer: str = "json", rate_limited: bool = False) -> Callable:
-    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and refusals in the route's shape.
-
-    `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
-    in X-Prisme-Error), `redirect` (JSON: a redirect that cannot be made safely is not made at all), or `olapic`
-    (the widget API's envelope); a route that learns its shape from its path sets environ["prisme.answer"]. Every
-    browser-facing ingest route is `rate_limited`, so one client IP has one bucket across all of them.
-    """
-
-    def decorate(route: Callable) -> Callable:
-        @functools.wraps(route)
-        def handler(*args: Any, **kwargs: Any) -> Any:
-            ctx: Context = request.app.ctx
-            environ = request.environ
-            origin = environ.get("HTTP_ORIGIN")
-            response.set_header("Access-Control-Allow-Origin", origin or "*")
-            response.set_header("Vary", "Origin")
-            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
-            ip = client_ip(environ, ctx.config)
-            environ["prisme.client_ip"] = ip
-            allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
-            if rate_limited and ctx.config["rate_limit"]:
-                response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
-                response.set_header("X-RateLimit-Remaining", str(remaining))
-            try:
-                if not allowed:
-                    raise Rejected(
-                        429,
-                        f"over the rate limit of {ctx.config['rate_limit']} events a minute; retry in {retry_after} s",
-                        {"Retry-After": str(retry_after)},
-                    )
-                return route(ctx, *args, **kwargs)
-            except Dropped as why:
-                response.set_header("X-Prisme-Dropped", str(why))
-                return success(environ.get("prisme.answer", answer))
-            except (Rejected, Unavailable) as refusal:
-                status, message = (
-                    (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
-                )
-                response.status = status
-                for name, value in getattr(refusal, "headers", {}).items():
-                    response.set_header(name, value)
-                shape = environ.get("prisme.answer", answer)
-                if shape == "gif":
-                    response.set_header("X-Prisme-Error", message)
-                    return pixel()
-                response.content_type = "application/json"
-                return olapic_error(status, message) if shape == "olapic" else error_body(message)
-
-        return handler
-
-    return decorate
-
-
 def bearer_token(environ: dict) -> str | None:
     """The token of `Authorization: Bearer <token>` (or, where a route allows it, the bare header value)."""
     value = environ.get("HTTP_AUTHORIZATION", "").strip()
@@ -1360,138 +1648,178 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def success(answer: str) -> Any:
-    if answer == "gif":
-        return pixel()
-    if answer == "redirect":
-        return redirect_target()
-    if answer == "olapic":
-        return olapic_envelope(200, request.environ.get("prisme.analytics_id", ""))
-    return ""
+###############################################################################
+# Reports #####################################################################
+###############################################################################
+
+# A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
+TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
+UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
+UNIT_DELTAS = {
+    "s": datetime.timedelta(seconds=1),
+    "m": datetime.timedelta(minutes=1),
+    "h": datetime.timedelta(hours=1),
+    "d": datetime.timedelta(days=1),
+    "w": datetime.timedelta(weeks=1),
+}  # months and years are calendar steps, see shift_time
+BUCKET_STEPS = [
+    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000,
+    7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000, 91 * 86_400_000,
+]  # fmt: skip
+MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
+MAX_WINDOW_MS = 10 * 366 * 86_400_000
+DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
+
+FAMILY_FILTERS = ("label", "client", "instance")  # server-event labels, counter clients, widget instances
 
 
-def pixel() -> bytes:
-    for name, value in GIF_HEADERS.items():
-        response.set_header(name, value)
-    return GIF
+@dataclass
+class StatsQuery:
+    """A stats request: the window [start, end) in unix ms, its bucket step, the site and filters, and `limit`."""
+
+    start: int
+    end: int
+    step: int
+    site: str | None
+    filters: dict[str, list[str]]
+    limit: int
+    now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
+    site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
+
+    def values(self, name: str) -> list[str]:
+        return self.filters.get(name, [])
 
 
-def redirect_target() -> Any:
-    """The validated target of a noscript redirect (set by the route before it could be dropped)."""
-    target = request.environ["prisme.redirect_to"]
-    response.status = 302
-    response.set_header("Location", target)
-    response.set_header("Cache-Control", "no-store")
-    return ""
+def shift_time(moment: datetime.datetime, amount: int, unit: str) -> datetime.datetime:
+    if unit in UNIT_DELTAS:
+        return moment + amount * UNIT_DELTAS[unit]
+    months = moment.year * 12 + moment.month - 1 + amount * (12 if unit == "y" else 1)
+    year, month = divmod(months, 12)
+    last_day = (datetime.date(year + (month == 11), (month + 1) % 12 + 1, 1) - datetime.timedelta(days=1)).day
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, last_day))
 
 
-class RequestLog:
-    """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
-
-    def __init__(self, app: Callable, access_log: AccessLog | None):
-        self.app = app
-        self.access_log = access_log
-        # Request ids: a random prefix for this process and a counter, cheaper than 8 random bytes per request.
-        self.ids = map(f"{secrets.randbits(32):08x}{{:08x}}".format, itertools.count())
-
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
-        request_id = next(self.ids)
-        environ["prisme.request_id"] = request_id
-        started = time.perf_counter()
-        status_line = ["-"]
-
-        def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            headers.append(("X-Request-Id", request_id))
-            status_line[0] = status[:3]
-            return start_response(status, headers, exc_info)
-
-        result = self.app(environ, start)
-        if self.access_log:
-            self.access_log.write(
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("PATH_INFO", "-"),
-                status_line[0],
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
-        return result
+def round_time(moment: datetime.datetime, unit: str) -> datetime.datetime:
+    """Round down to the start of the unit: /d is midnight UTC, /w Monday, /M the 1st, /y the 1st of January."""
+    moment = moment.replace(microsecond=0)
+    fields = {"m": {"second": 0}, "h": {"second": 0, "minute": 0}}.get(unit, {})
+    if unit in ("d", "w", "M", "y"):
+        fields = {"second": 0, "minute": 0, "hour": 0}
+    moment = moment.replace(**fields)
+    if unit == "w":
+        moment -= datetime.timedelta(days=moment.weekday())
+    if unit in ("M", "y"):
+        moment = moment.replace(day=1, month=1 if unit == "y" else moment.month)
+    return moment
 
 
-class AccessLog:
-    """Access-log lines to standard error, written together a few times a second rather than one write(2) each."""
-
-    FLUSH_INTERVAL = 0.2  # seconds
-
-    def __init__(self, stream: Any = None):
-        self.stream = stream or sys.stderr
-        self.lines: deque[str] = deque()  # appended by request threads, emptied by this one's thread: both atomic
-        self.stamp = (0, "")
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="prisme-access-log", daemon=True)
-        self.thread.start()
-
-    def write(self, method: str, path: str, status: str, ms: float, request_id: str) -> None:
-        second = int(time.time())
-        if self.stamp[0] != second:
-            self.stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
-        if not path.isprintable() or " " in path:  # one request is one line, whatever its path holds
-            path = path.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
-        line = f"{self.stamp[1]} prisme_lite.access {method[:16]} {path[:2048]} {status} {ms:.1f}ms {request_id}\n"
-        self.lines.append(line)
-
-    def flush(self) -> None:
-        lines = [self.lines.popleft() for _ in range(len(self.lines))]
-        if lines:
-            try:
-                self.stream.write("".join(lines))
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass  # standard error closed: nothing to log to
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.flush()
-
-    def _run(self) -> None:
-        while not self.stopping.wait(self.FLUSH_INTERVAL):
-            self.flush()
+def parse_time(expression: str, now: int, name: str) -> int:
+    """Prisme's time expressions: now, now-7d, now+1h, now-7d/d, now-1M-2d/h, RFC 3339, or YYYY-MM-DD (UTC)."""
+    text = expression.strip()
+    if text.startswith("now"):
+        moment = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC)
+        position = 3
+        while position < len(text):
+            step = TIME_STEP.match(text, position)
+            if step is None:
+                raise Rejected(400, f"{name}: cannot read {text[position:][:20]!r} in {text[:60]!r} (try now-7d/d)")
+            if step[4]:
+                moment = round_time(moment, step[4])
+            else:
+                try:
+                    moment = shift_time(moment, int(step[2]) * (-1 if step[1] == "-" else 1), step[3])
+                except (OverflowError, ValueError):
+                    raise Rejected(400, f"{name}: {text[:60]!r} is out of range") from None
+            position = step.end()
+        return int(moment.timestamp() * 1000)
+    try:
+        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+            return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        text = UNENCODED_OFFSET.sub(r"\1+\2", text)
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise Rejected(400, f"{name}: {text[:60]!r} is not now[+/-N(s|m|h|d|w|M|y)][/unit], RFC 3339, or YYYY-MM-DD")
+    return int(moment.timestamp() * 1000)
 
 
-def json_error_page(error: bottle.HTTPError) -> str:
-    """Bottle's error handler: JSON instead of an HTML page; an unexpected failure is logged with its request id."""
-    request_id = request.environ.get("prisme.request_id", "-")
-    response.content_type = "application/json"
-    if error.status_code >= 500:
-        log.error("request %s failed: %s\n%s", request_id, error.exception, error.traceback or "")
-        message = f"internal error; the server log has the details under request id {request_id}"
-        return json.dumps({"error": message, "request_id": request_id})
-    if error.status_code == 405 and response.get_header("Allow") == "OPTIONS":
-        response.status = 404  # only the CORS preflight, which takes any /api/v1/ path, would have matched
-        del response["Allow"]
-    if response.status_code == 404:
-        return error_body(f"no route for {request.method} {request.path}")
-    if error.status_code == 405:
-        return error_body(f"{request.method} is not allowed on {request.path}")
-    return error_body(str(error.body or error.status_line))
+def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
+    """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
+    known = {"from", "to", "site", "limit", *FILTERS, *FAMILY_FILTERS}
+    for key, _value in query:
+        if key not in known:
+            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
+    start = parse_time(query_value(query, "from") or default_from, now, "from")
+    end = parse_time(query_value(query, "to") or "now", now, "to")
+    if not start < end or end - start > MAX_WINDOW_MS:
+        raise Rejected(400, "from must be before to, and at most ten years before it")
+    limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
+    filters = {}
+    for name in (*FILTERS, *FAMILY_FILTERS):
+        given = [value.strip() for key, value in query if key == name for value in value.split(",") if value.strip()]
+        if len(given) > MAX_FILTER_VALUES:
+            raise Rejected(400, f"{name} has more than {MAX_FILTER_VALUES} values")
+        if given:
+            filters[name] = given
+    step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
+    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text), now)
+
+
+def placeholders(values: list) -> str:
+    return ", ".join("?" * len(values))
+
+
+def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
+             params: list) -> tuple[list, list]:  # fmt: skip
+    """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
+    sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
+    return bucket_keys(q, dict(conn.execute(sql, [q.step, q.step, *params]).fetchall()))
+
+
+def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
+           params: list) -> tuple[list, list]:  # fmt: skip
+    """A top-N: keys by descending value (ties by key), at most q.limit."""
+    sql = (
+        f"SELECT {key}, {value} AS n FROM {source} WHERE {where} AND {key} IS NOT NULL"
+        " GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?"
+    )
+    rows = conn.execute(sql, [*params, q.limit]).fetchall()
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
+def series(scope: Callable, time_column: str, value: str) -> Callable:
+    """A time-series metric: `value` per bucket of `time_column` over what `scope` selects."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return bucketed(conn, q, time_column, value, *scope(q))
+
+    return metric
+
+
+def top(scope: Callable, column: str) -> Callable:
+    """A top-N metric: rows per `column` over what `scope` selects."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return ranked(conn, q, column, "count(*)", *scope(q))
+
+    return metric
+
+
+def bucket_keys(q: StatsQuery, found: dict) -> tuple[list, list]:
+    keys = list(range(q.start - q.start % q.step, q.end, q.step))
+    return keys, [found.get(key) or 0 for key in keys]
+
+
+def iso_time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 ###############################################################################
 # Web events ##################################################################
 ###############################################################################
-
-ROUTES: list[tuple[str, str | list[str], Callable]] = []
-
-
-def route(path: str, method: str | list[str] = "GET") -> Callable:
-    """Record a route; make_app() mounts every recorded route on each application it builds."""
-
-    def record(handler: Callable) -> Callable:
-        ROUTES.append((path, method, handler))
-        return handler
-
-    return record
-
 
 EVENT_COLUMNS = (
     "ts", "site", "kind", "name", "host", "path", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term",
@@ -1530,27 +1858,6 @@ GROUP BY s.site, s.visitor_id
 UPSERT_DAILY_COUNTS = "ON CONFLICT DO UPDATE SET n = n + excluded.n"
 NEW_DAILY_VISITORS = "ON CONFLICT DO NOTHING RETURNING site, salted, day"
 DAILY_VISITOR_COLUMNS = ("site", "salted", "day", "visitor_id")
-
-
-def insert_rows(
-    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple], tail: str = ""
-) -> list[tuple]:
-    """Insert many rows with few statements: multi-row VALUES in fixed chunk sizes, so each is prepared once.
-    Returns what a RETURNING `tail` returns.
-
-    Few statements matter more than few rows: Python's sqlite3 lets go of the GIL for every statement, and under
-    load each hand-back can wait a whole thread switch interval (5 ms).
-    """
-    most = max(1, min(256, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
-    one_row = "(" + ", ".join("?" * len(columns)) + ")"
-    done = 0
-    returned = []
-    while done < len(rows):
-        size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
-        returned += conn.execute(sql, list(chain.from_iterable(rows[done : done + size]))).fetchall()
-        done += size
-    return returned
 
 
 def count_events(counts: Counter, events: list[dict]) -> list[tuple]:
@@ -1727,6 +2034,34 @@ def page_url_from_headers(environ: dict) -> str | None:
     return environ.get("HTTP_X_PRISME_REFERRER") or environ.get("HTTP_REFERER")
 
 
+STATUS_PATTERN = f"^({PAGE_STATUS.pattern})?$"
+
+
+def page_headers(kind: str) -> list[dict]:
+    """The headers a web-event route reads: the page and visitor for all, the rest for its kind."""
+    headers = [
+        parameter("Origin", "header", "the page's origin; it must be a registered site"),
+        parameter("X-Prisme-Referrer", "header", "the page URL (absolute http(s)); else Referer"),
+        parameter("Referer", "header", "the page URL when X-Prisme-Referrer is absent"),
+        parameter("X-Prisme-Visitor-Id", "header", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
+    ]
+    if kind == "pageview":
+        headers += [
+            parameter("X-Prisme-Document-Referrer", "header", "where the visitor came from"),
+            parameter("X-Prisme-Status", "header", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
+        ]
+    if kind == "link":  # <a ping>: body PING, the page and the link in these
+        headers += [parameter("Ping-From", "header", "the page"), parameter("Ping-To", "header", "the link")]
+    return headers
+
+
+def link_body() -> dict:
+    return {
+        "required": True,
+        "content": {"text/plain": {"schema": {"type": "string", "description": "absolute URL, or PING"}}},
+    }
+
+
 @route("/api/v1/events/pageviews", "POST")
 @api("json", rate_limited=True)
 def post_pageview(ctx: Context) -> str:
@@ -1852,37 +2187,249 @@ def noscript_file_download(ctx: Context) -> Any:
     return noscript_link(ctx, "download")
 
 
-@route("/api/v1/<path:re:[\\s\\S]+>", "OPTIONS")  # any path, even one with a line break in it
-def preflight(path: str) -> None:
-    """CORS preflight: any origin may call the API; origins and tokens are checked on the request itself."""
-    response.status = 204
-    response.set_header("Access-Control-Allow-Origin", request.environ.get("HTTP_ORIGIN") or "*")
-    response.set_header("Vary", "Origin")
-    for name, value in CORS_HEADERS.items():
-        response.set_header(name, value)
+class ForgetSaltedVisitors:
+    """Writer maintenance: a day-salted visitor id cannot come back after its day, so its daily_visitors row is not
+    needed then (the day keeps its count). Yesterday's stay, for events still in the journal across midnight."""
+
+    def __init__(self) -> None:
+        self.done_before: int | None = None
+
+    def reset(self) -> None:
+        self.done_before = None  # its delete was rolled back
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> None:
+        before = now // DAY_MS - 1
+        if before != self.done_before:  # once a day
+            conn.execute("DELETE FROM daily_visitors WHERE salted = 1 AND day < ?", (before,))
+            self.done_before = before
 
 
-HEALTHY_FREE_BYTES = 1 << 20  # less room than this for the database, its WAL and journal: unhealthy
+# Filters by name: the column of an event row, and of a session row (None: see session_where).
+FILTERS = {
+    "domain": ("e.host", "s.host"),
+    "path": ("e.path", None),
+    "entry-path": ("s.entry_path", "s.entry_path"),
+    "exit-path": ("s.exit_path", "s.exit_path"),
+    "referrer": ("e.referrer", "s.referrer"),
+    "os": ("e.os", "s.os"),
+    "browser": ("e.browser", "s.browser"),
+    "country": ("e.country", "s.country"),
+    "utm-source": ("e.utm_source", "s.utm_source"),
+    "utm-medium": ("e.utm_medium", "s.utm_medium"),
+    "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
+    "utm-term": ("e.utm_term", "s.utm_term"),
+    "utm-content": ("e.utm_content", "s.utm_content"),
+}
 
 
-@route("/api/v1/healthcheck", "ANY")
-def healthcheck() -> Any:
-    ctx: Context = request.app.ctx
-    response.content_type = "application/json"
-    try:
-        ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
-        ctx.writer.ensure_running()
-        if ctx.writer.failure:
-            raise Unavailable(f"the database cannot take writes: {ctx.writer.failure}")
-        disk = os.statvfs(os.path.dirname(os.path.abspath(ctx.config["db"])))
-        if disk.f_flag & os.ST_RDONLY:
-            raise Unavailable("the database's file system is read-only")
-        if disk.f_bavail * disk.f_frsize < HEALTHY_FREE_BYTES:
-            raise Unavailable(f"the disk is full: {disk.f_bavail * disk.f_frsize // 1024} KiB left")
-    except (sqlite3.Error, OSError, Unavailable) as error:
-        response.status = 503
-        return json.dumps({"status": "unavailable", "error": str(error)})
-    return json.dumps({"status": "ok"})
+def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
+    """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
+    conditions, params = ["e.ts >= ?", "e.ts < ?"], [q.start, q.end]
+    if q.site:
+        conditions.insert(0, "e.site = ?")
+        params.insert(0, q.site)
+    if kinds:
+        conditions.append(f"e.kind IN ({placeholders(kinds)})")
+        params += kinds
+    for name, values in q.filters.items():
+        if name in FILTERS:
+            conditions.append(f"{FILTERS[name][0]} IN ({placeholders(values)})")
+            params += values
+    joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
+    return joins, " AND ".join(conditions), params
+
+
+def session_where(q: StatsQuery) -> tuple[str, list]:
+    """WHERE for session-based metrics: sessions started in the window; `path` means it saw that page."""
+    conditions, params = ["s.started_at >= ?", "s.started_at < ?"], [q.start, q.end]
+    if q.site:
+        conditions.insert(0, "s.site = ?")
+        params.insert(0, q.site)
+    for name, values in q.filters.items():
+        if name == "path":
+            conditions.append(
+                "s.id IN (SELECT session_id FROM events"
+                f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(values)}))"
+            )
+            params += [q.start, *values]
+        elif name in FILTERS:
+            conditions.append(f"{FILTERS[name][1]} IN ({placeholders(values)})")
+            params += values
+    return " AND ".join(conditions), params
+
+
+def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
+    """What an event metric reads: events of `kinds` (None: all) in the window, with the query's filters."""
+
+    def scope(q: StatsQuery) -> tuple[str, str, list]:
+        joins, where, params = event_where(q, kinds)
+        return "events e" + joins, where, params
+
+    return scope
+
+
+def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("sessions s", *session_where(q))
+
+
+# Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
+# has beyond whole days (a partial first or last day) is read from the raw rows; filters always read raw rows.
+# Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
+ALL_SITES = (
+    "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
+    " UNION ALL SELECT (SELECT min(site) FROM daily_counts WHERE site > s.site) FROM s WHERE s.site IS NOT NULL)"
+    " SELECT site FROM s WHERE site IS NOT NULL"
+)  # every site in daily_counts, one index probe each (a loose index scan)
+
+
+def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
+    """The UTC days [first, last) the daily counts answer for q, or None.
+
+    A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
+    stored later than its arrival, so the rest of today is empty).
+    """
+    if q.filters:
+        return None
+    first = -(-q.start // DAY_MS)
+    last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
+    return (first, last) if first < last else None
+
+
+def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
+    """The windows left to read from raw rows: all of q, or its edges around the days of the daily counts."""
+    if days is None:
+        return [q]
+    edges = ((q.start, days[0] * DAY_MS), (days[1] * DAY_MS, q.end))
+    return [replace(q, start=start, end=end) for start, end in edges if start < end]
+
+
+def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
+    """The condition on a daily table's site: q's site, or every site."""
+    return (f"{alias}.site = ?", [q.site]) if q.site else (f"{alias}.site IN ({ALL_SITES})", [])
+
+
+def bucket_of(q: StatsQuery, time_column: str) -> str:
+    """SQL for the start of the q.step bucket holding `time_column` (unix ms)."""
+    return f"({time_column} / {q.step:d}) * {q.step:d}"
+
+
+def day_bucket_of(q: StatsQuery, alias: str) -> str:
+    """The same bucket for the `day` of a daily table (q.step is then a whole number of days)."""
+    return bucket_of(q, f"{alias}.day * {DAY_MS}")
+
+
+def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
+    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
+    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
+    site, site_params = daily_site(q, "c")
+    sql = (
+        f"SELECT {key} AS k, {values} FROM daily_counts c"
+        f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
+    )
+    return sql, [*dims, *site_params, *dims, *days]
+
+
+def rolled_up(
+    conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
+    raw_values: str, dims: tuple[str, ...], daily_key: str, answer: str, tail: str = "", tail_params: tuple = (),
+) -> list[tuple]:  # fmt: skip
+    """Rows (k, answer) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
+    parts, params = [], []
+    for part in raw_parts(q, days):
+        source, where, where_params = scope(part)
+        parts.append(f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k")
+        params += where_params
+    if days is not None:
+        sql, daily_params = daily_rows(q, days, dims, daily_key)
+        parts.append(sql)
+        params += daily_params
+    sql = f"SELECT k, {answer} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
+    return conn.execute(sql, [*params, *tail_params]).fetchall()
+
+
+def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], answer: str) -> Callable:
+    """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
+        found = rolled_up(
+            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), answer
+        )
+        return bucket_keys(q, dict(found))
+
+    return metric
+
+
+def daily_top(scope: Callable, column: str, dim: str) -> Callable:
+    """A top-N read through the daily counts of `dim`."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        rows = rolled_up(
+            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
+            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
+        )  # fmt: skip
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    return metric
+
+
+def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
+    """Distinct visitors per bucket of q.step (or in the whole window, key 0), {k: n}.
+
+    Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
+    distinct over daily_visitors and the raw rows of the window's edges together.
+    """
+
+    def day_key(alias: str) -> str:
+        return day_bucket_of(q, alias) if per_bucket else "0"
+
+    days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
+    ids, params = [], []
+    for part in raw_parts(q, days):
+        joins, where, where_params = event_where(part, kinds)
+        raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
+        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
+        params += where_params
+    counted = ""
+    if days is not None:
+        site, site_params = daily_site(q, "d")
+        ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
+                   " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
+        params += [*site_params, *days]
+        sql, daily_params = daily_rows(q, days, ("visitors",), day_key("c"))
+        counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
+        params += daily_params
+    sql = (
+        f"SELECT k, sum(n) FROM (SELECT k, count(DISTINCT id) AS n FROM ({' UNION ALL '.join(ids)}) GROUP BY k"
+        f"{counted}) GROUP BY k"
+    )
+    return dict(conn.execute(sql, params).fetchall())
+
+
+def visitors_series(kinds: tuple[str, ...]) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return bucket_keys(q, distinct_visitors(conn, q, kinds, per_bucket=True))
+
+    return metric
+
+
+def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
+    visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
+    days = rollup_days(q)
+    found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
+    pageviews = found[0][1] if found else 0
+    found = rolled_up(
+        conn, q, days, sessions_scope, "0",
+        "count(*) AS v0, sum(s.pageviews = 1) AS v1, sum(s.last_seen - s.started_at) AS v2",
+        ("sessions", "bounces", "duration"), "0", "sum(v0), sum(v1), sum(v2)",
+    )  # fmt: skip
+    sessions, bounces, duration = found[0][1:] if found else (0, 0, 0)
+    bounce_rate = round(100 * bounces / sessions) if sessions else 0
+    return (
+        ["visitors", "pageviews", "sessions", "bounce_rate", "visit_duration"],
+        [visitors, pageviews, sessions, bounce_rate, round(duration / sessions / 1000) if sessions else 0],
+    )
 
 
 ###############################################################################
@@ -2182,6 +2729,41 @@ def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
     return {"count": row[0] if row else 0}
 
 
+def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
+    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
+    if q.site:
+        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
+        site_of = q.site_of or (lambda host: host)
+        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
+        params += ids
+    if q.values("client"):
+        conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
+        params += q.values("client")
+    return " AND ".join(conditions), params
+
+
+def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Increments in the window per client, action and page (`client action page` keys)."""
+    where, params = counter_where(conn, q)
+    return ranked(
+        conn,
+        q,
+        "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
+        "sum(d.count)",
+        "counter_days d",
+        where,
+        params,
+    )
+
+
+def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
+    q = replace(q, step=max(q.step, DAY_MS))
+    where, params = counter_where(conn, q)
+    return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
+
+
 ###############################################################################
 # Server events ###############################################################
 ###############################################################################
@@ -2346,6 +2928,53 @@ def post_server_events(ctx: Context) -> dict:
     return {"accepted": len(events)}
 
 
+# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
+# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
+# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
+COUNTED_ONCE = (
+    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
+    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
+    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
+    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
+    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
+)
+
+
+def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
+    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
+    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
+    for name, column in (
+        ("label", "x.label"),
+        ("referrer", "x.referrer"),
+        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
+    ):
+        if q.values(name):
+            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
+            params += q.values(name)
+    return " AND ".join(conditions), params
+
+
+def server_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("server_events x", *server_where(q))
+
+
+def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
+    """Every server event, a repeated Like too: a customer who sent anything was active."""
+    return ("server_events x", *server_where(q, counted=False))
+
+
+def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    return bucketed(
+        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
+    )
+
+
+# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
+# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
+# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+
+
 ###############################################################################
 # Widget tracking #############################################################
 ###############################################################################
@@ -2473,6 +3102,65 @@ def store_checkout(conn: sqlite3.Connection, checkout: dict, products: list[tupl
     return True
 
 
+def widget_routes() -> dict:
+    """The Olapic paths: each widget kind with its widget and media actions, and the checkout."""
+    token = parameter("auth_token", "query", "a public token (scope track_public)", required=True)
+    common = [
+        token,
+        parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
+        # The seed's own examples send `ab_testing=` when the widget runs no A/B test.
+        may_be_empty(parameter("ab_testing", "query", "A/B group", type="integer", minimum=0), "no group"),
+        parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
+    ]
+    pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
+
+    def actions(names: Iterable[str]) -> dict:
+        return {"type": "string", "enum": sorted(f"{name}{fmt}" for name in names for fmt in ("", ".json", ".gif"))}
+
+    def operation(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
+        path_ids = [
+            parameter(name, "path", "the widget instance", pattern=INSTANCE_ID.pattern)
+            if name == "instance_id"
+            else parameter(name, "path", name.replace("_", " "), type="integer", minimum=0)
+            for name in ids
+        ]
+        envelope = ok("counted", "application/json", schema_ref("OlapicSuccess"))
+        envelope["200"]["content"]["image/gif"] = {"schema": {"type": "string", "format": "binary"}}
+        return {"get": {
+            "tags": ["widgets"], "summary": summary, "security": [],
+            "parameters": [*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
+                           *common, *extra],
+            "responses": answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape="OlapicError"),
+        }}  # fmt: skip
+
+    redirect = parameter("redirect_url", "query", "shop: where to send the visitor (a registered host)")
+    paths = {}
+    for kind, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
+        base = "/track/widget/{instance_id}/" + kind + "".join(f"/{{{name}}}" for name in ids)
+        paths[base + "/{action}"] = operation(f"{kind} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
+        paths[base + "/media/{media_id}/{action}"] = operation(
+            f"{kind} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
+        )
+    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = operation(
+        "a stream that was not found", ["instance_id"], ["render"], []
+    )
+    paths["/track/transaction/{transaction_id}/{action}"] = operation(
+        "a checkout",
+        [],
+        ["checkout"],
+        [
+            parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
+            parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
+            may_be_empty(
+                parameter("currency_code", "query", "ISO 4217, any case (default USD)", pattern="^[A-Za-z]{3}$"),
+                "USD",
+            ),
+            parameter("referrer", "query", "the page of the checkout"),
+        ],
+    )
+    return paths
+
+
 @route("/track/<path:path>", "GET")
 @api("olapic", rate_limited=True)
 def track(ctx: Context, path: str) -> Any:
@@ -2570,454 +3258,6 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
     return success(request.environ.get("prisme.answer", "olapic"))
 
 
-###############################################################################
-# Stats and reports ###########################################################
-###############################################################################
-
-# A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
-TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
-UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
-UNIT_DELTAS = {
-    "s": datetime.timedelta(seconds=1),
-    "m": datetime.timedelta(minutes=1),
-    "h": datetime.timedelta(hours=1),
-    "d": datetime.timedelta(days=1),
-    "w": datetime.timedelta(weeks=1),
-}  # months and years are calendar steps, see shift_time
-BUCKET_STEPS = [
-    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000,
-    7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000, 91 * 86_400_000,
-]  # fmt: skip
-MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
-MAX_WINDOW_MS = 10 * 366 * 86_400_000
-DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
-
-# Filters by name: the column of an event row, and of a session row (None: see session_where).
-FILTERS = {
-    "domain": ("e.host", "s.host"),
-    "path": ("e.path", None),
-    "entry-path": ("s.entry_path", "s.entry_path"),
-    "exit-path": ("s.exit_path", "s.exit_path"),
-    "referrer": ("e.referrer", "s.referrer"),
-    "os": ("e.os", "s.os"),
-    "browser": ("e.browser", "s.browser"),
-    "country": ("e.country", "s.country"),
-    "utm-source": ("e.utm_source", "s.utm_source"),
-    "utm-medium": ("e.utm_medium", "s.utm_medium"),
-    "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
-    "utm-term": ("e.utm_term", "s.utm_term"),
-    "utm-content": ("e.utm_content", "s.utm_content"),
-}
-FAMILY_FILTERS = ("label", "client", "instance")  # server-event labels, counter clients, widget instances
-
-
-@dataclass
-class StatsQuery:
-    """A stats request: the window [start, end) in unix ms, its bucket step, the site and filters, and `limit`."""
-
-    start: int
-    end: int
-    step: int
-    site: str | None
-    filters: dict[str, list[str]]
-    limit: int
-    now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
-    site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
-
-    def values(self, name: str) -> list[str]:
-        return self.filters.get(name, [])
-
-
-def shift_time(moment: datetime.datetime, amount: int, unit: str) -> datetime.datetime:
-    if unit in UNIT_DELTAS:
-        return moment + amount * UNIT_DELTAS[unit]
-    months = moment.year * 12 + moment.month - 1 + amount * (12 if unit == "y" else 1)
-    year, month = divmod(months, 12)
-    last_day = (datetime.date(year + (month == 11), (month + 1) % 12 + 1, 1) - datetime.timedelta(days=1)).day
-    return moment.replace(year=year, month=month + 1, day=min(moment.day, last_day))
-
-
-def round_time(moment: datetime.datetime, unit: str) -> datetime.datetime:
-    """Round down to the start of the unit: /d is midnight UTC, /w Monday, /M the 1st, /y the 1st of January."""
-    moment = moment.replace(microsecond=0)
-    fields = {"m": {"second": 0}, "h": {"second": 0, "minute": 0}}.get(unit, {})
-    if unit in ("d", "w", "M", "y"):
-        fields = {"second": 0, "minute": 0, "hour": 0}
-    moment = moment.replace(**fields)
-    if unit == "w":
-        moment -= datetime.timedelta(days=moment.weekday())
-    if unit in ("M", "y"):
-        moment = moment.replace(day=1, month=1 if unit == "y" else moment.month)
-    return moment
-
-
-def parse_time(expression: str, now: int, name: str) -> int:
-    """Prisme's time expressions: now, now-7d, now+1h, now-7d/d, now-1M-2d/h, RFC 3339, or YYYY-MM-DD (UTC)."""
-    text = expression.strip()
-    if text.startswith("now"):
-        moment = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC)
-        position = 3
-        while position < len(text):
-            step = TIME_STEP.match(text, position)
-            if step is None:
-                raise Rejected(400, f"{name}: cannot read {text[position:][:20]!r} in {text[:60]!r} (try now-7d/d)")
-            if step[4]:
-                moment = round_time(moment, step[4])
-            else:
-                try:
-                    moment = shift_time(moment, int(step[2]) * (-1 if step[1] == "-" else 1), step[3])
-                except (OverflowError, ValueError):
-                    raise Rejected(400, f"{name}: {text[:60]!r} is out of range") from None
-            position = step.end()
-        return int(moment.timestamp() * 1000)
-    try:
-        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
-            return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
-        text = UNENCODED_OFFSET.sub(r"\1+\2", text)
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise Rejected(400, f"{name}: {text[:60]!r} is not now[+/-N(s|m|h|d|w|M|y)][/unit], RFC 3339, or YYYY-MM-DD")
-    return int(moment.timestamp() * 1000)
-
-
-def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
-    """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
-    known = {"from", "to", "site", "limit", *FILTERS, *FAMILY_FILTERS}
-    for key, _value in query:
-        if key not in known:
-            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
-    start = parse_time(query_value(query, "from") or default_from, now, "from")
-    end = parse_time(query_value(query, "to") or "now", now, "to")
-    if not start < end or end - start > MAX_WINDOW_MS:
-        raise Rejected(400, "from must be before to, and at most ten years before it")
-    limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
-    filters = {}
-    for name in (*FILTERS, *FAMILY_FILTERS):
-        given = [value.strip() for key, value in query if key == name for value in value.split(",") if value.strip()]
-        if len(given) > MAX_FILTER_VALUES:
-            raise Rejected(400, f"{name} has more than {MAX_FILTER_VALUES} values")
-        if given:
-            filters[name] = given
-    step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
-    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text), now)
-
-
-def placeholders(values: list) -> str:
-    return ", ".join("?" * len(values))
-
-
-def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
-    """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
-    conditions, params = ["e.ts >= ?", "e.ts < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "e.site = ?")
-        params.insert(0, q.site)
-    if kinds:
-        conditions.append(f"e.kind IN ({placeholders(kinds)})")
-        params += kinds
-    for name, values in q.filters.items():
-        if name in FILTERS:
-            conditions.append(f"{FILTERS[name][0]} IN ({placeholders(values)})")
-            params += values
-    joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
-    return joins, " AND ".join(conditions), params
-
-
-def session_where(q: StatsQuery) -> tuple[str, list]:
-    """WHERE for session-based metrics: sessions started in the window; `path` means it saw that page."""
-    conditions, params = ["s.started_at >= ?", "s.started_at < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "s.site = ?")
-        params.insert(0, q.site)
-    for name, values in q.filters.items():
-        if name == "path":
-            conditions.append(
-                "s.id IN (SELECT session_id FROM events"
-                f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(values)}))"
-            )
-            params += [q.start, *values]
-        elif name in FILTERS:
-            conditions.append(f"{FILTERS[name][1]} IN ({placeholders(values)})")
-            params += values
-    return " AND ".join(conditions), params
-
-
-def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
-             params: list) -> tuple[list, list]:  # fmt: skip
-    """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
-    sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
-    return bucket_keys(q, dict(conn.execute(sql, [q.step, q.step, *params]).fetchall()))
-
-
-def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
-           params: list) -> tuple[list, list]:  # fmt: skip
-    """A top-N: keys by descending value (ties by key), at most q.limit."""
-    sql = (
-        f"SELECT {key}, {value} AS n FROM {source} WHERE {where} AND {key} IS NOT NULL"
-        " GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?"
-    )
-    rows = conn.execute(sql, [*params, q.limit]).fetchall()
-    return [row[0] for row in rows], [row[1] for row in rows]
-
-
-def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
-    """What an event metric reads: events of `kinds` (None: all) in the window, with the query's filters."""
-
-    def scope(q: StatsQuery) -> tuple[str, str, list]:
-        joins, where, params = event_where(q, kinds)
-        return "events e" + joins, where, params
-
-    return scope
-
-
-def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("sessions s", *session_where(q))
-
-
-# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
-# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
-# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
-COUNTED_ONCE = (
-    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
-    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
-    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
-    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
-    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
-)
-
-
-def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
-    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
-    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
-    for name, column in (
-        ("label", "x.label"),
-        ("referrer", "x.referrer"),
-        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
-    ):
-        if q.values(name):
-            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
-            params += q.values(name)
-    return " AND ".join(conditions), params
-
-
-def server_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("server_events x", *server_where(q))
-
-
-def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
-    """Every server event, a repeated Like too: a customer who sent anything was active."""
-    return ("server_events x", *server_where(q, counted=False))
-
-
-def series(scope: Callable, time_column: str, value: str) -> Callable:
-    """A time-series metric: `value` per bucket of `time_column` over what `scope` selects."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return bucketed(conn, q, time_column, value, *scope(q))
-
-    return metric
-
-
-def top(scope: Callable, column: str) -> Callable:
-    """A top-N metric: rows per `column` over what `scope` selects."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return ranked(conn, q, column, "count(*)", *scope(q))
-
-    return metric
-
-
-# Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
-# has beyond whole days (a partial first or last day) is read from the raw rows; filters always read raw rows.
-# Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
-ALL_SITES = (
-    "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
-    " UNION ALL SELECT (SELECT min(site) FROM daily_counts WHERE site > s.site) FROM s WHERE s.site IS NOT NULL)"
-    " SELECT site FROM s WHERE site IS NOT NULL"
-)  # every site in daily_counts, one index probe each (a loose index scan)
-
-
-def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
-    """The UTC days [first, last) the daily counts answer for q, or None.
-
-    A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
-    stored later than its arrival, so the rest of today is empty).
-    """
-    if q.filters:
-        return None
-    first = -(-q.start // DAY_MS)
-    last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
-    return (first, last) if first < last else None
-
-
-def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
-    """The windows left to read from raw rows: all of q, or its edges around the days of the daily counts."""
-    if days is None:
-        return [q]
-    edges = ((q.start, days[0] * DAY_MS), (days[1] * DAY_MS, q.end))
-    return [replace(q, start=start, end=end) for start, end in edges if start < end]
-
-
-def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
-    """The condition on a daily table's site: q's site, or every site."""
-    return (f"{alias}.site = ?", [q.site]) if q.site else (f"{alias}.site IN ({ALL_SITES})", [])
-
-
-def bucket_of(q: StatsQuery, time_column: str) -> str:
-    """SQL for the start of the q.step bucket holding `time_column` (unix ms)."""
-    return f"({time_column} / {q.step:d}) * {q.step:d}"
-
-
-def day_bucket_of(q: StatsQuery, alias: str) -> str:
-    """The same bucket for the `day` of a daily table (q.step is then a whole number of days)."""
-    return bucket_of(q, f"{alias}.day * {DAY_MS}")
-
-
-def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
-    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
-    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
-    site, site_params = daily_site(q, "c")
-    sql = (
-        f"SELECT {key} AS k, {values} FROM daily_counts c"
-        f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
-    )
-    return sql, [*dims, *site_params, *dims, *days]
-
-
-def rolled_up(
-    conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
-    raw_values: str, dims: tuple[str, ...], daily_key: str, answer: str, tail: str = "", tail_params: tuple = (),
-) -> list[tuple]:  # fmt: skip
-    """Rows (k, answer) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
-    parts, params = [], []
-    for part in raw_parts(q, days):
-        source, where, where_params = scope(part)
-        parts.append(f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k")
-        params += where_params
-    if days is not None:
-        sql, daily_params = daily_rows(q, days, dims, daily_key)
-        parts.append(sql)
-        params += daily_params
-    sql = f"SELECT k, {answer} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
-    return conn.execute(sql, [*params, *tail_params]).fetchall()
-
-
-def bucket_keys(q: StatsQuery, found: dict) -> tuple[list, list]:
-    keys = list(range(q.start - q.start % q.step, q.end, q.step))
-    return keys, [found.get(key) or 0 for key in keys]
-
-
-def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], answer: str) -> Callable:
-    """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
-        found = rolled_up(
-            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), answer
-        )
-        return bucket_keys(q, dict(found))
-
-    return metric
-
-
-def daily_top(scope: Callable, column: str, dim: str) -> Callable:
-    """A top-N read through the daily counts of `dim`."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        rows = rolled_up(
-            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
-            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
-        )  # fmt: skip
-        return [row[0] for row in rows], [row[1] for row in rows]
-
-    return metric
-
-
-def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
-    """Distinct visitors per bucket of q.step (or in the whole window, key 0), {k: n}.
-
-    Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
-    distinct over daily_visitors and the raw rows of the window's edges together.
-    """
-
-    def day_key(alias: str) -> str:
-        return day_bucket_of(q, alias) if per_bucket else "0"
-
-    days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
-    ids, params = [], []
-    for part in raw_parts(q, days):
-        joins, where, where_params = event_where(part, kinds)
-        raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
-        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
-        params += where_params
-    counted = ""
-    if days is not None:
-        site, site_params = daily_site(q, "d")
-        ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
-                   " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
-        params += [*site_params, *days]
-        sql, daily_params = daily_rows(q, days, ("visitors",), day_key("c"))
-        counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
-        params += daily_params
-    sql = (
-        f"SELECT k, sum(n) FROM (SELECT k, count(DISTINCT id) AS n FROM ({' UNION ALL '.join(ids)}) GROUP BY k"
-        f"{counted}) GROUP BY k"
-    )
-    return dict(conn.execute(sql, params).fetchall())
-
-
-def visitors_series(kinds: tuple[str, ...]) -> Callable:
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return bucket_keys(q, distinct_visitors(conn, q, kinds, per_bucket=True))
-
-    return metric
-
-
-def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(
-        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
-    )
-
-
-def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
-    if q.site:
-        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
-        site_of = q.site_of or (lambda host: host)
-        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
-        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
-        params += ids
-    if q.values("client"):
-        conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
-        params += q.values("client")
-    return " AND ".join(conditions), params
-
-
-def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = counter_where(conn, q)
-    return ranked(
-        conn,
-        q,
-        "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
-        "sum(d.count)",
-        "counter_days d",
-        where,
-        params,
-    )
-
-
-def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
-    q = replace(q, step=max(q.step, DAY_MS))
-    where, params = counter_where(conn, q)
-    return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
-
-
 def widget_where(q: StatsQuery) -> tuple[str, list]:
     conditions, params = ["w.ts >= ?", "w.ts < ?"], [q.start, q.end]
     if q.values("instance"):
@@ -3100,24 +3340,23 @@ def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     return [row[0] for row in rows], [row[1] for row in rows], details
 
 
-def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
-    visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
-    days = rollup_days(q)
-    found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
-    pageviews = found[0][1] if found else 0
-    found = rolled_up(
-        conn, q, days, sessions_scope, "0",
-        "count(*) AS v0, sum(s.pageviews = 1) AS v1, sum(s.last_seen - s.started_at) AS v2",
-        ("sessions", "bounces", "duration"), "0", "sum(v0), sum(v1), sum(v2)",
-    )  # fmt: skip
-    sessions, bounces, duration = found[0][1:] if found else (0, 0, 0)
-    bounce_rate = round(100 * bounces / sessions) if sessions else 0
-    return (
-        ["visitors", "pageviews", "sessions", "bounce_rate", "visit_duration"],
-        [visitors, pageviews, sessions, bounce_rate, round(duration / sessions / 1000) if sessions else 0],
-    )
+WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
 
+
+###############################################################################
+# Stats and reports ###########################################################
+###############################################################################
+
+STATS_QUERY = [
+    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
+    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
+    parameter("site", "query", "one registered origin (default: all)"),
+    may_be_empty(
+        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+        f"the default, {DEFAULT_LIMIT}",
+    ),
+    *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
+]
 
 METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "overview": overview,
@@ -3173,11 +3412,7 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
 }
 LIVE_WINDOW = "now-30m"
-# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
-# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
-# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
-WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+
 NOT_PER_SITE = {
     **dict.fromkeys(
         ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
@@ -3200,10 +3435,6 @@ def require_reader(ctx: Context) -> None:
     authorize(ctx, "stats_read", token)
 
 
-def iso_time(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 @route("/api/v1/stats/<metric>")
 @api("json")
 def stats(ctx: Context, metric: str) -> dict:
@@ -3221,191 +3452,6 @@ def stats(ctx: Context, metric: str) -> dict:
     if q.site and metric in NOT_PER_SITE:
         answer.update(per_site=False, note=NOT_PER_SITE[metric])
     return answer
-
-
-###############################################################################
-# Export and retention ########################################################
-###############################################################################
-
-# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
-CHECKOUTS_EXPORTED = (
-    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
-    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
-    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
-)
-EXPORTS = {
-    # kind: (table, time column, extra condition, order: the table's own, so that rows stream without a sort)
-    "events": ("events", "ts", "", "rowid"),
-    "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
-    "custom": ("events", "ts", "kind = 'custom'", "rowid"),
-    "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
-    "download": ("events", "ts", "kind = 'download'", "rowid"),
-    "sessions": ("sessions", "started_at", "", "rowid"),
-    "server": ("server_events", "ts", "", "rowid"),
-    "widget": ("widget_events", "ts", "", "rowid"),
-    "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
-}
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
-EXPORT_CHUNK = 1000
-
-
-def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt: str) -> Iterator[str]:
-    """The rows of `kind` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
-    table, time_column, condition, order = EXPORTS[kind]
-    where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
-    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", (start, end))
-    columns = ["time", *(description[0] for description in cursor.description)]
-    if fmt == "csv":
-        yield csv_line(columns)
-    while rows := cursor.fetchmany(EXPORT_CHUNK):
-        lines = []
-        for row in rows:
-            record = [iso_time(row[columns.index(time_column) - 1]), *row]
-            lines.append(
-                csv_line(record)
-                if fmt == "csv"
-                else json.dumps(dict(zip(columns, record, strict=True)), ensure_ascii=False) + "\n"
-            )
-        yield "".join(lines)
-
-
-def csv_line(values: list) -> str:
-    """One CSV record; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
-    buffer = io.StringIO()
-    safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
-    csv.writer(buffer, lineterminator="\n").writerow(safe)
-    return buffer.getvalue()
-
-
-def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
-    fmt = query_value(query, "format") or "csv"
-    kind = query_value(query, "kind") or "events"
-    if fmt not in ("csv", "ndjson"):
-        raise Rejected(400, f"format must be csv or ndjson, got {fmt[:20]!r}")
-    if kind not in EXPORTS:
-        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
-    start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
-    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
-    if start >= end:
-        raise Rejected(400, "from must be before to")
-    return fmt, kind, start, end
-
-
-@route("/api/v1/export")
-@api("json")
-def export(ctx: Context) -> Any:
-    require_admin(ctx)
-    fmt, kind, start, end = export_window(query_pairs(request.environ), now_ms())
-    response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
-    response.set_header("Content-Disposition", f'attachment; filename="prisme-{kind}.{fmt}"')
-    # Its own connection: the export outlives this request's turn on the thread's reader.
-    conn = connect(ctx.config["db"])
-    conn.execute("PRAGMA query_only = ON")
-
-    def stream() -> Iterator[bytes]:
-        try:
-            for chunk in export_chunks(conn, kind, start, end, fmt):
-                yield chunk.encode("utf-8")
-        finally:
-            conn.close()
-
-    return stream()
-
-
-PRUNED_TABLES = (
-    # (table, time column, key, probe, stored in time order): the probe reads the time of the table's oldest row from
-    # one row or one index entry, so a table with nothing to prune costs no scan. Checkout products go with their
-    # checkout, by its transaction id. Web events, sessions and widget beacons are stored as they arrive, so their
-    # first row is their oldest (a session by its start: one still going must not hide the ended ones behind it);
-    # a server event carries the time its sender gives (the README's example is from 2021): its time index.
-    ("events", "ts", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
-    ("sessions", "last_seen", "rowid", "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
-    ("server_events", "ts", "rowid", "SELECT min(ts) FROM server_events", False),
-    ("widget_events", "ts", "rowid", "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
-    ("checkout_products", None, "transaction_id", "SELECT min(ts) FROM checkouts", False),
-    ("checkouts", "ts", "transaction_id", "SELECT min(ts) FROM checkouts", False),
-)
-PRUNE_BATCH = 5000
-
-
-def retention_cutoff(now: int, days: int) -> int:
-    """Where retention cuts: the start of the UTC day `days` days ago, so whole days go (and their daily counts)."""
-    return (now // DAY_MS - days) * DAY_MS
-
-
-def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
-    """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
-
-    Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
-    go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
-    arrive in time order and have nothing older left: later batches do not look at them again.
-    """
-    batch = batch or PRUNE_BATCH
-    done = set() if done is None else done
-    deleted: dict[str, int] = {}
-    for table, column, key, probe, in_order in PRUNED_TABLES:
-        if table in done:
-            continue
-        oldest = (conn.execute(probe).fetchone() or (None,))[0]
-        if oldest is not None and oldest < cutoff:
-            # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
-            source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
-            deleted[table] = conn.execute(
-                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
-            ).rowcount
-        if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
-            done.add(table)
-    # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
-    if "visitors" not in done and (
-        deleted.get("events", 0) < batch
-        or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone()
-    ):
-        day = cutoff // DAY_MS
-        conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
-        conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
-        done.add("visitors")
-    return sum(deleted.values())
-
-
-class Retention:
-    """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
-
-    def __init__(self, days: int):
-        self.days = days
-        self.cutoff: int | None = None
-        self.done: set[str] = set()  # what prune_batch found clean for this cutoff
-        self.deleted = 0
-
-    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
-        if not self.days:
-            return False
-        cutoff = retention_cutoff(now, self.days)
-        if cutoff != self.cutoff:  # a new day: every table is looked at again
-            self.cutoff, self.done = cutoff, set()
-        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
-        self.deleted += deleted
-        return deleted > 0  # True: more may remain, run again at the next commit
-
-    def reset(self) -> None:
-        """Forget which tables were found clean: the transaction that found it was rolled back."""
-        self.cutoff, self.done = None, set()
-
-
-class ForgetSaltedVisitors:
-    """Writer maintenance: a day-salted visitor id cannot come back after its day, so its daily_visitors row is not
-    needed then (the day keeps its count). Yesterday's stay, for events still in the journal across midnight."""
-
-    def __init__(self) -> None:
-        self.done_before: int | None = None
-
-    def reset(self) -> None:
-        self.done_before = None  # its delete was rolled back
-
-    def __call__(self, conn: sqlite3.Connection, now: int) -> None:
-        before = now // DAY_MS - 1
-        if before != self.done_before:  # once a day
-            conn.execute("DELETE FROM daily_visitors WHERE salted = 1 AND day < ?", (before,))
-            self.done_before = before
 
 
 ###############################################################################
@@ -3912,152 +3958,6 @@ def sites(ctx: Context) -> dict:
 ###############################################################################
 
 
-def schema_ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
-    return {
-        "name": name, "in": where, "required": required or where == "path", "description": description,
-        "schema": {"type": "string", **schema},  # a value in a path, query or header is text unless told
-    }  # fmt: skip
-
-
-def may_be_empty(query_parameter: dict, meaning: str) -> dict:
-    """An optional query parameter that may be sent empty (`name=`), read as `meaning`."""
-    described = f"{query_parameter['description']}; empty: {meaning}"
-    return {**query_parameter, "description": described, "allowEmptyValue": True}
-
-
-def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
-    """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
-    reasons = {
-        400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
-        409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
-        429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
-    }  # fmt: skip
-    gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
-    result = dict(success)
-    for status in refusals:
-        if shape == "gif":
-            content = gif
-        elif shape == "Error":
-            content = {"application/json": {"schema": schema_ref("Error")}}
-        else:  # a widget's .gif request is refused with the pixel, any other with the envelope
-            content = {"application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")}}
-            content.update(gif)
-        result[str(status)] = {"description": reasons[status], "content": content}
-    return result
-
-
-def ok(description: str, media: str | None = None, schema: dict | None = None, status: int = 200) -> dict:
-    answer: dict = {"description": description}
-    if media:
-        answer["content"] = {media: {"schema": schema or {"type": "string"}}}
-    return {str(status): answer}
-
-
-STATUS_PATTERN = f"^({PAGE_STATUS.pattern})?$"
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
-GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
-REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
-INGEST_REFUSALS = (400, 413, 429, 503)
-STATS_QUERY = [
-    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
-    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
-    parameter("site", "query", "one registered origin (default: all)"),
-    may_be_empty(
-        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
-        f"the default, {DEFAULT_LIMIT}",
-    ),
-    *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
-]
-
-
-def page_headers(kind: str) -> list[dict]:
-    """The headers a web-event route reads: the page and visitor for all, the rest for its kind."""
-    headers = [
-        parameter("Origin", "header", "the page's origin; it must be a registered site"),
-        parameter("X-Prisme-Referrer", "header", "the page URL (absolute http(s)); else Referer"),
-        parameter("Referer", "header", "the page URL when X-Prisme-Referrer is absent"),
-        parameter("X-Prisme-Visitor-Id", "header", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
-    ]
-    if kind == "pageview":
-        headers += [
-            parameter("X-Prisme-Document-Referrer", "header", "where the visitor came from"),
-            parameter("X-Prisme-Status", "header", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
-        ]
-    if kind == "link":  # <a ping>: body PING, the page and the link in these
-        headers += [parameter("Ping-From", "header", "the page"), parameter("Ping-To", "header", "the link")]
-    return headers
-
-
-def link_body() -> dict:
-    return {
-        "required": True,
-        "content": {"text/plain": {"schema": {"type": "string", "description": "absolute URL, or PING"}}},
-    }
-
-
-def widget_routes() -> dict:
-    """The Olapic paths: each widget kind with its widget and media actions, and the checkout."""
-    token = parameter("auth_token", "query", "a public token (scope track_public)", required=True)
-    common = [
-        token,
-        parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
-        # The seed's own examples send `ab_testing=` when the widget runs no A/B test.
-        may_be_empty(parameter("ab_testing", "query", "A/B group", type="integer", minimum=0), "no group"),
-        parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
-    ]
-    pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
-
-    def actions(names: Iterable[str]) -> dict:
-        return {"type": "string", "enum": sorted(f"{name}{fmt}" for name in names for fmt in ("", ".json", ".gif"))}
-
-    def operation(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
-        path_ids = [
-            parameter(name, "path", "the widget instance", pattern=INSTANCE_ID.pattern)
-            if name == "instance_id"
-            else parameter(name, "path", name.replace("_", " "), type="integer", minimum=0)
-            for name in ids
-        ]
-        envelope = ok("counted", "application/json", schema_ref("OlapicSuccess"))
-        envelope["200"]["content"]["image/gif"] = {"schema": {"type": "string", "format": "binary"}}
-        return {"get": {
-            "tags": ["widgets"], "summary": summary, "security": [],
-            "parameters": [*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
-                           *common, *extra],
-            "responses": answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape="OlapicError"),
-        }}  # fmt: skip
-
-    redirect = parameter("redirect_url", "query", "shop: where to send the visitor (a registered host)")
-    paths = {}
-    for kind, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
-        base = "/track/widget/{instance_id}/" + kind + "".join(f"/{{{name}}}" for name in ids)
-        paths[base + "/{action}"] = operation(f"{kind} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
-        paths[base + "/media/{media_id}/{action}"] = operation(
-            f"{kind} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
-        )
-    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = operation(
-        "a stream that was not found", ["instance_id"], ["render"], []
-    )
-    paths["/track/transaction/{transaction_id}/{action}"] = operation(
-        "a checkout",
-        [],
-        ["checkout"],
-        [
-            parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
-            parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
-            may_be_empty(
-                parameter("currency_code", "query", "ISO 4217, any case (default USD)", pattern="^[A-Za-z]{3}$"),
-                "USD",
-            ),
-            parameter("referrer", "query", "the page of the checkout"),
-        ],
-    )
-    return paths
-
-
 def openapi_document() -> dict:
     """What /api/v1/openapi.json serves: every route, its parameters, answers and credentials (OpenAPI 3.1)."""
     bearer = [{"bearer": []}]
@@ -4305,80 +4205,194 @@ def openapi() -> Any:
 
 
 ###############################################################################
-# Application #################################################################
+# Operations ##################################################################
 ###############################################################################
 
+HEALTHY_FREE_BYTES = 1 << 20  # less room than this for the database, its WAL and journal: unhealthy
 
-class Context:
-    """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
 
-    def __init__(self, config: dict):
-        self.config = config
-        open_database(config["db"])
-        self.local = threading.local()
-        session_timeout_ms = config["session_timeout"] * 60_000
-        appliers = {
-            "web": WebEventStore(session_timeout_ms),
-            "server": store_server_events,
-            "widget": store_widget_events,
-        }
-        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
-        self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
-        secret = config["jwt_secret"]
-        self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
-        self.dashboard_key = bytes.fromhex(self.writer.run(stored_secret, "dashboard_key"))
-        self.origins = OriginRegistry(config["origins"], self.read)
-        # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
-        self.redirect_hosts = (
-            OriginRegistry(config["redirect_hosts"], None) if config["redirect_hosts"] else self.origins
-        )
-        self.salt = DailySalt(self.writer)
-        self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
-        self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
-        self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
-        self.country = CountryLookup(config)
-        self.readers: list[sqlite3.Connection] = []
+@route("/api/v1/healthcheck", "ANY")
+def healthcheck() -> Any:
+    ctx: Context = request.app.ctx
+    response.content_type = "application/json"
+    try:
+        ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        ctx.writer.ensure_running()
+        if ctx.writer.failure:
+            raise Unavailable(f"the database cannot take writes: {ctx.writer.failure}")
+        disk = os.statvfs(os.path.dirname(os.path.abspath(ctx.config["db"])))
+        if disk.f_flag & os.ST_RDONLY:
+            raise Unavailable("the database's file system is read-only")
+        if disk.f_bavail * disk.f_frsize < HEALTHY_FREE_BYTES:
+            raise Unavailable(f"the disk is full: {disk.f_bavail * disk.f_frsize // 1024} KiB left")
+    except (sqlite3.Error, OSError, Unavailable) as error:
+        response.status = 503
+        return json.dumps({"status": "unavailable", "error": str(error)})
+    return json.dumps({"status": "ok"})
 
-    def read(self) -> sqlite3.Connection:
-        """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = connect(self.config["db"])
-            conn.execute("PRAGMA query_only = ON")
-            self.local.conn = conn
-            self.readers.append(conn)
-        return conn
 
-    def admin_token(self) -> str:
-        """From the configuration, else the database (read each time: `admin-token --rotate` applies at once)."""
-        return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
+# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
+CHECKOUTS_EXPORTED = (
+    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
+    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
+    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
+)
+EXPORTS = {
+    # kind: (table, time column, extra condition, order: the table's own, so that rows stream without a sort)
+    "events": ("events", "ts", "", "rowid"),
+    "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
+    "custom": ("events", "ts", "kind = 'custom'", "rowid"),
+    "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
+    "download": ("events", "ts", "kind = 'download'", "rowid"),
+    "sessions": ("sessions", "started_at", "", "rowid"),
+    "server": ("server_events", "ts", "", "rowid"),
+    "widget": ("widget_events", "ts", "", "rowid"),
+    "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
+}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
+EXPORT_CHUNK = 1000
 
-    def site_of_request(self, environ: dict, page_url: str | None) -> str:
-        """The registered origin the request comes from: its Origin header, else the page's own host."""
-        origin = environ.get("HTTP_ORIGIN")
-        host = host_of(origin) if origin and origin != "null" else None
-        host = host or (host_of(page_url) if page_url else None)
-        site = self.origins.site_of(host) if host else None
-        if site is None:
-            raise Rejected(
-                400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
+
+def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt: str) -> Iterator[str]:
+    """The rows of `kind` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
+    table, time_column, condition, order = EXPORTS[kind]
+    where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", (start, end))
+    columns = ["time", *(description[0] for description in cursor.description)]
+    if fmt == "csv":
+        yield csv_line(columns)
+    while rows := cursor.fetchmany(EXPORT_CHUNK):
+        lines = []
+        for row in rows:
+            record = [iso_time(row[columns.index(time_column) - 1]), *row]
+            lines.append(
+                csv_line(record)
+                if fmt == "csv"
+                else json.dumps(dict(zip(columns, record, strict=True)), ensure_ascii=False) + "\n"
             )
-        return site
+        yield "".join(lines)
 
-    def close(self) -> None:
-        self.writer.close()
-        for conn in self.readers:
+
+def csv_line(values: list) -> str:
+    """One CSV record; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    buffer = io.StringIO()
+    safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
+    csv.writer(buffer, lineterminator="\n").writerow(safe)
+    return buffer.getvalue()
+
+
+def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
+    fmt = query_value(query, "format") or "csv"
+    kind = query_value(query, "kind") or "events"
+    if fmt not in ("csv", "ndjson"):
+        raise Rejected(400, f"format must be csv or ndjson, got {fmt[:20]!r}")
+    if kind not in EXPORTS:
+        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
+    start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
+    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
+    if start >= end:
+        raise Rejected(400, "from must be before to")
+    return fmt, kind, start, end
+
+
+@route("/api/v1/export")
+@api("json")
+def export(ctx: Context) -> Any:
+    require_admin(ctx)
+    fmt, kind, start, end = export_window(query_pairs(request.environ), now_ms())
+    response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
+    response.set_header("Content-Disposition", f'attachment; filename="prisme-{kind}.{fmt}"')
+    # Its own connection: the export outlives this request's turn on the thread's reader.
+    conn = connect(ctx.config["db"])
+    conn.execute("PRAGMA query_only = ON")
+
+    def stream() -> Iterator[bytes]:
+        try:
+            for chunk in export_chunks(conn, kind, start, end, fmt):
+                yield chunk.encode("utf-8")
+        finally:
             conn.close()
 
+    return stream()
 
-def make_app(config: dict) -> bottle.Bottle:
-    """A Bottle application on `config`'s database, with every route; `app.ctx` is its Context."""
-    app = bottle.Bottle(catchall=True, autojson=True)
-    app.ctx = Context(config)
-    app.default_error_handler = json_error_page
-    for path, method, handler in ROUTES:
-        app.route(path, method, handler)
-    return app
+
+PRUNED_TABLES = (
+    # (table, time column, key, probe, stored in time order): the probe reads the time of the table's oldest row from
+    # one row or one index entry, so a table with nothing to prune costs no scan. Checkout products go with their
+    # checkout, by its transaction id. Web events, sessions and widget beacons are stored as they arrive, so their
+    # first row is their oldest (a session by its start: one still going must not hide the ended ones behind it);
+    # a server event carries the time its sender gives (the README's example is from 2021): its time index.
+    ("events", "ts", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
+    ("sessions", "last_seen", "rowid", "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
+    ("server_events", "ts", "rowid", "SELECT min(ts) FROM server_events", False),
+    ("widget_events", "ts", "rowid", "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
+    ("checkout_products", None, "transaction_id", "SELECT min(ts) FROM checkouts", False),
+    ("checkouts", "ts", "transaction_id", "SELECT min(ts) FROM checkouts", False),
+)
+PRUNE_BATCH = 5000
+
+
+def retention_cutoff(now: int, days: int) -> int:
+    """Where retention cuts: the start of the UTC day `days` days ago, so whole days go (and their daily counts)."""
+    return (now // DAY_MS - days) * DAY_MS
+
+
+def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
+    """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
+
+    Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
+    go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
+    arrive in time order and have nothing older left: later batches do not look at them again.
+    """
+    batch = batch or PRUNE_BATCH
+    done = set() if done is None else done
+    deleted: dict[str, int] = {}
+    for table, column, key, probe, in_order in PRUNED_TABLES:
+        if table in done:
+            continue
+        oldest = (conn.execute(probe).fetchone() or (None,))[0]
+        if oldest is not None and oldest < cutoff:
+            # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
+            source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
+            deleted[table] = conn.execute(
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
+            ).rowcount
+        if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
+            done.add(table)
+    # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
+    if "visitors" not in done and (
+        deleted.get("events", 0) < batch
+        or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone()
+    ):
+        day = cutoff // DAY_MS
+        conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
+        conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
+        done.add("visitors")
+    return sum(deleted.values())
+
+
+class Retention:
+    """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
+
+    def __init__(self, days: int):
+        self.days = days
+        self.cutoff: int | None = None
+        self.done: set[str] = set()  # what prune_batch found clean for this cutoff
+        self.deleted = 0
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
+        if not self.days:
+            return False
+        cutoff = retention_cutoff(now, self.days)
+        if cutoff != self.cutoff:  # a new day: every table is looked at again
+            self.cutoff, self.done = cutoff, set()
+        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
+        self.deleted += deleted
+        return deleted > 0  # True: more may remain, run again at the next commit
+
+    def reset(self) -> None:
+        """Forget which tables were found clean: the transaction that found it was rolled back."""
+        self.cutoff, self.done = None, set()
 
 
 ###############################################################################
