@@ -2433,6 +2433,217 @@ def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 
 ###############################################################################
+# Server events ###############################################################
+###############################################################################
+
+MAX_BATCH_EVENTS = 100
+MAX_FUTURE_MS = 86_400_000  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
+RELATIONS = {
+    "Like": ("like", True),
+    "Unlike": ("like", False),
+    "Bookmark": ("bookmark", True),
+    "Unbookmark": ("bookmark", False),
+    "Subscribe": ("subscribe", True),
+    "Unsubscribe": ("subscribe", False),
+}  # any other label is a custom label, stored as sent
+SCREEN = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
+SERVER_EVENT_COLUMNS = (
+    "ts", "received_at", "label", "content_id", "locale", "customer_id", "utm_source", "utm_medium", "utm_campaign",
+    "utm_term", "utm_content", "referrer", "screen", "token_id",
+)  # fmt: skip
+
+
+def event_time(value: Any, field: str, now: int) -> int:
+    """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
+    if value is None:
+        return now
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
+        if parsed.tzinfo is None:
+            raise Rejected(400, f"{field} {value[:40]!r} needs a time zone (Z or +01:00)")
+        ms = int(parsed.timestamp() * 1000)
+    elif not math.isfinite(value) or not 0 <= value < 1e12:
+        hint = " (milliseconds? send seconds)" if isinstance(value, (int, float)) and value >= 1e12 else ""
+        raise Rejected(400, f"{field} {value!r} is out of range{hint}")
+    else:
+        ms = int(value * 1000)
+    if ms > now + MAX_FUTURE_MS:
+        raise Rejected(400, f"{field} is more than a day in the future")
+    if ms < 0:
+        raise Rejected(400, f"{field} is before 1970")
+    return ms
+
+
+def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH) -> str | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > most or CONTROL_CHARS.search(value):
+        raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
+    return value or None
+
+
+def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str | None]:
+    """`parent.id` of content_item or customer: an object with a string id of 1 to 128 characters."""
+    if parent is None and not required:
+        return {}, None
+    if not isinstance(parent, dict):
+        raise Rejected(400, f"{parent_field} is required: an object with an id")
+    value = parent.get("id")
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or CONTROL_CHARS.search(value):
+        raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
+    return parent, value
+
+
+def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
+    """One event of a POST /events body as its stored row; 400 naming the field (`events[3].customer.id`)."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(event, dict):
+        raise Rejected(400, f"{where or 'body'} must be a JSON object")
+    label = event.get("label")
+    if not isinstance(label, str) or not label or len(label) > MAX_NAME_LENGTH or CONTROL_CHARS.search(label):
+        raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
+    content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
+    _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
+    locale = optional_text(content, "locale", f"{prefix}content_item.locale", 35)
+    if locale and not LOCALE.match(locale):
+        raise Rejected(400, f"{prefix}content_item.locale {locale!r} is not a locale like en-GB")
+    screen = optional_text(event, "sr", f"{prefix}sr", 11)
+    if screen and not SCREEN.match(screen):
+        raise Rejected(400, f"{prefix}sr {screen!r} is not a screen resolution like 1680x1050")
+    referrer_url = optional_text(event, "rl", f"{prefix}rl", MAX_URL_LENGTH)
+    referrer = host_of(referrer_url) if referrer_url else "direct"
+    if referrer is None:
+        raise Rejected(400, f"{prefix}rl {referrer_url[:100]!r} is not a URL like https://example.com/")
+    row = {
+        "ts": event_time(event.get("timestamp"), f"{prefix}timestamp", now),
+        "received_at": now,
+        "label": label,
+        "content_id": content_id,
+        "locale": locale,
+        "customer_id": customer_id,
+        "referrer": referrer,
+        "screen": screen,
+        "token_id": token_id,
+    }
+    for key in UTM_KEYS:
+        row[key] = optional_text(event, key, prefix + key)
+    return row
+
+
+def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
+    """Writer applier: the events as sent; their customers; likes, bookmarks and subscriptions, in arrival order."""
+    events = [event for batch in requests for event in batch["events"]]
+    insert_rows(
+        conn, "server_events", SERVER_EVENT_COLUMNS, [tuple(e[c] for c in SERVER_EVENT_COLUMNS) for e in events]
+    )
+    customers: dict[str, list] = {}
+    relations: dict[tuple[str, str, str], tuple[bool, int]] = {}  # the last word on each wins
+    for event in events:
+        seen = customers.setdefault(event["customer_id"], [event["customer_id"], event["ts"], event["ts"], 0])
+        seen[1], seen[2], seen[3] = min(seen[1], event["ts"]), max(seen[2], event["ts"]), seen[3] + 1
+        if event["label"] in RELATIONS and event["content_id"] is not None:
+            relation, present = RELATIONS[event["label"]]
+            relations[(event["customer_id"], event["content_id"], relation)] = (present, event["ts"])
+    insert_rows(
+        conn, "customers", ("id", "first_seen", "last_seen", "events"), list(customers.values()),
+        "ON CONFLICT (id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events",
+    )  # fmt: skip
+    added = [(*key, ts) for key, (present, ts) in relations.items() if present]
+    insert_rows(conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
+                "ON CONFLICT DO NOTHING")  # fmt: skip
+    removed = [key for key, (present, _ts) in relations.items() if not present]
+    if removed:
+        conn.executemany(
+            "DELETE FROM customer_relations WHERE customer_id = ? AND content_id = ? AND relation = ?", removed
+        )
+
+
+@route("/events", "POST")
+@api("json")
+def post_server_events(ctx: Context) -> dict:
+    environ = request.environ
+    token = authorize(
+        ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
+    )
+    body = read_body(environ, ctx.config["max_body_bytes"])
+    if not body.strip():
+        raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
+    given = parse_json(body)
+    now = now_ms()
+    if isinstance(given, list):
+        if not 1 <= len(given) <= MAX_BATCH_EVENTS:
+            raise Rejected(400, f"a batch holds 1 to {MAX_BATCH_EVENTS} events, this one {len(given)}")
+        events = [check_server_event(event, f"events[{n}]", now, token["id"]) for n, event in enumerate(given)]
+    else:
+        events = [check_server_event(given, "", now, token["id"])]
+    allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
+    if not allowed:
+        raise Rejected(
+            429,
+            f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
+            {"Retry-After": str(retry_after)},
+        )
+    ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
+    response.status = 202
+    return {"accepted": len(events)}
+
+
+# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
+# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
+# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
+COUNTED_ONCE = (
+    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
+    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
+    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
+    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
+    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
+)
+
+
+def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
+    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
+    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
+    for name, column in (
+        ("label", "x.label"),
+        ("referrer", "x.referrer"),
+        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
+    ):
+        if q.values(name):
+            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
+            params += q.values(name)
+    return " AND ".join(conditions), params
+
+
+def server_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("server_events x", *server_where(q))
+
+
+def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
+    """Every server event, a repeated Like too: a customer who sent anything was active."""
+    return ("server_events x", *server_where(q, counted=False))
+
+
+def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    return bucketed(
+        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
+    )
+
+
+# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
+# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
+# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+
+
+###############################################################################
 # Counters ####################################################################
 ###############################################################################
 
@@ -2762,217 +2973,6 @@ def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     q = replace(q, step=max(q.step, DAY_MS))
     where, params = counter_where(conn, q)
     return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
-
-
-###############################################################################
-# Server events ###############################################################
-###############################################################################
-
-MAX_BATCH_EVENTS = 100
-MAX_FUTURE_MS = 86_400_000  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
-RELATIONS = {
-    "Like": ("like", True),
-    "Unlike": ("like", False),
-    "Bookmark": ("bookmark", True),
-    "Unbookmark": ("bookmark", False),
-    "Subscribe": ("subscribe", True),
-    "Unsubscribe": ("subscribe", False),
-}  # any other label is a custom label, stored as sent
-SCREEN = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
-LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
-SERVER_EVENT_COLUMNS = (
-    "ts", "received_at", "label", "content_id", "locale", "customer_id", "utm_source", "utm_medium", "utm_campaign",
-    "utm_term", "utm_content", "referrer", "screen", "token_id",
-)  # fmt: skip
-
-
-def event_time(value: Any, field: str, now: int) -> int:
-    """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
-    if value is None:
-        return now
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
-    if isinstance(value, str):
-        try:
-            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
-        if parsed.tzinfo is None:
-            raise Rejected(400, f"{field} {value[:40]!r} needs a time zone (Z or +01:00)")
-        ms = int(parsed.timestamp() * 1000)
-    elif not math.isfinite(value) or not 0 <= value < 1e12:
-        hint = " (milliseconds? send seconds)" if isinstance(value, (int, float)) and value >= 1e12 else ""
-        raise Rejected(400, f"{field} {value!r} is out of range{hint}")
-    else:
-        ms = int(value * 1000)
-    if ms > now + MAX_FUTURE_MS:
-        raise Rejected(400, f"{field} is more than a day in the future")
-    if ms < 0:
-        raise Rejected(400, f"{field} is before 1970")
-    return ms
-
-
-def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH) -> str | None:
-    value = event.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > most or CONTROL_CHARS.search(value):
-        raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
-    return value or None
-
-
-def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str | None]:
-    """`parent.id` of content_item or customer: an object with a string id of 1 to 128 characters."""
-    if parent is None and not required:
-        return {}, None
-    if not isinstance(parent, dict):
-        raise Rejected(400, f"{parent_field} is required: an object with an id")
-    value = parent.get("id")
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or CONTROL_CHARS.search(value):
-        raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
-    return parent, value
-
-
-def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
-    """One event of a POST /events body as its stored row; 400 naming the field (`events[3].customer.id`)."""
-    prefix = f"{where}." if where else ""
-    if not isinstance(event, dict):
-        raise Rejected(400, f"{where or 'body'} must be a JSON object")
-    label = event.get("label")
-    if not isinstance(label, str) or not label or len(label) > MAX_NAME_LENGTH or CONTROL_CHARS.search(label):
-        raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
-    content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
-    _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
-    locale = optional_text(content, "locale", f"{prefix}content_item.locale", 35)
-    if locale and not LOCALE.match(locale):
-        raise Rejected(400, f"{prefix}content_item.locale {locale!r} is not a locale like en-GB")
-    screen = optional_text(event, "sr", f"{prefix}sr", 11)
-    if screen and not SCREEN.match(screen):
-        raise Rejected(400, f"{prefix}sr {screen!r} is not a screen resolution like 1680x1050")
-    referrer_url = optional_text(event, "rl", f"{prefix}rl", MAX_URL_LENGTH)
-    referrer = host_of(referrer_url) if referrer_url else "direct"
-    if referrer is None:
-        raise Rejected(400, f"{prefix}rl {referrer_url[:100]!r} is not a URL like https://example.com/")
-    row = {
-        "ts": event_time(event.get("timestamp"), f"{prefix}timestamp", now),
-        "received_at": now,
-        "label": label,
-        "content_id": content_id,
-        "locale": locale,
-        "customer_id": customer_id,
-        "referrer": referrer,
-        "screen": screen,
-        "token_id": token_id,
-    }
-    for key in UTM_KEYS:
-        row[key] = optional_text(event, key, prefix + key)
-    return row
-
-
-def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
-    """Writer applier: the events as sent; their customers; likes, bookmarks and subscriptions, in arrival order."""
-    events = [event for batch in requests for event in batch["events"]]
-    insert_rows(
-        conn, "server_events", SERVER_EVENT_COLUMNS, [tuple(e[c] for c in SERVER_EVENT_COLUMNS) for e in events]
-    )
-    customers: dict[str, list] = {}
-    relations: dict[tuple[str, str, str], tuple[bool, int]] = {}  # the last word on each wins
-    for event in events:
-        seen = customers.setdefault(event["customer_id"], [event["customer_id"], event["ts"], event["ts"], 0])
-        seen[1], seen[2], seen[3] = min(seen[1], event["ts"]), max(seen[2], event["ts"]), seen[3] + 1
-        if event["label"] in RELATIONS and event["content_id"] is not None:
-            relation, present = RELATIONS[event["label"]]
-            relations[(event["customer_id"], event["content_id"], relation)] = (present, event["ts"])
-    insert_rows(
-        conn, "customers", ("id", "first_seen", "last_seen", "events"), list(customers.values()),
-        "ON CONFLICT (id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
-        " last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events",
-    )  # fmt: skip
-    added = [(*key, ts) for key, (present, ts) in relations.items() if present]
-    insert_rows(conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
-                "ON CONFLICT DO NOTHING")  # fmt: skip
-    removed = [key for key, (present, _ts) in relations.items() if not present]
-    if removed:
-        conn.executemany(
-            "DELETE FROM customer_relations WHERE customer_id = ? AND content_id = ? AND relation = ?", removed
-        )
-
-
-@route("/events", "POST")
-@api("json")
-def post_server_events(ctx: Context) -> dict:
-    environ = request.environ
-    token = authorize(
-        ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
-    )
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if not body.strip():
-        raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
-    given = parse_json(body)
-    now = now_ms()
-    if isinstance(given, list):
-        if not 1 <= len(given) <= MAX_BATCH_EVENTS:
-            raise Rejected(400, f"a batch holds 1 to {MAX_BATCH_EVENTS} events, this one {len(given)}")
-        events = [check_server_event(event, f"events[{n}]", now, token["id"]) for n, event in enumerate(given)]
-    else:
-        events = [check_server_event(given, "", now, token["id"])]
-    allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
-    if not allowed:
-        raise Rejected(
-            429,
-            f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
-            {"Retry-After": str(retry_after)},
-        )
-    ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
-    response.status = 202
-    return {"accepted": len(events)}
-
-
-# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
-# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
-# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
-COUNTED_ONCE = (
-    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
-    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
-    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
-    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
-    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
-)
-
-
-def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
-    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
-    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
-    for name, column in (
-        ("label", "x.label"),
-        ("referrer", "x.referrer"),
-        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
-    ):
-        if q.values(name):
-            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
-            params += q.values(name)
-    return " AND ".join(conditions), params
-
-
-def server_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("server_events x", *server_where(q))
-
-
-def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
-    """Every server event, a repeated Like too: a customer who sent anything was active."""
-    return ("server_events x", *server_where(q, counted=False))
-
-
-def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(
-        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
-    )
-
-
-# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
-# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
-# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
 
 
 ###############################################################################
