@@ -40,7 +40,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
@@ -326,13 +326,10 @@ class Context:
         self.config = config
         open_database(config["db"])
         self.local = threading.local()
-        session_timeout_ms = config["session_timeout"] * 60_000
-        appliers = {
-            "web": WebEventStore(session_timeout_ms),
-            "server": store_server_events,
-            "widget": store_widget_events,
-        }
-        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
+        appliers = {family.name: family.applier(config) for family in FAMILIES if family.applier}
+        # Each family's clean-ups, then retention, which prunes the raw rows of them all.
+        maintenance = tuple(task(config) for family in FAMILIES for task in family.maintenance)
+        maintenance += (Retention(config["retention_days"]),)
         self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
@@ -363,18 +360,6 @@ class Context:
         """From the configuration, else the database (read each time: `admin-token --rotate` applies at once)."""
         return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
 
-    def site_of_request(self, environ: dict, page_url: str | None) -> str:
-        """The registered origin the request comes from: its Origin header, else the page's own host."""
-        origin = environ.get("HTTP_ORIGIN")
-        host = host_of(origin) if origin and origin != "null" else None
-        host = host or (host_of(page_url) if page_url else None)
-        site = self.origins.site_of(host) if host else None
-        if site is None:
-            raise Rejected(
-                400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
-            )
-        return site
-
     def close(self) -> None:
         self.writer.close()
         for conn in self.readers:
@@ -386,22 +371,78 @@ def make_app(config: dict) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.ctx = Context(config)
     app.default_error_handler = json_error_page
-    for path, method, handler in ROUTES:
-        app.route(path, method, handler)
+    # Bottle tries routes in the order they are added: here, the order of their precedence, not of the file.
+    for entry in sorted(ROUTES, key=Route.precedence):
+        app.route(entry.path, list(entry.methods), entry.handler)
     return app
 
 
-ROUTES: list[tuple[str, str | list[str], Callable]] = []
+@dataclass(frozen=True)
+class Route:
+    """One line of the route table: Bottle's path and methods, the handler, and the OpenAPI paths it answers."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Callable
+    openapi: dict[str, dict]  # OpenAPI path → its operations by method
+
+    def precedence(self) -> tuple[int, ...]:
+        """Of two routes that match a URL, the one whose path has a fixed segment where the other has a wildcard,
+        at the first place they differ; a wildcard with a filter (it may take several segments) comes last. So
+        /api/v1/events/custom/<name> takes /api/v1/events/custom/increment from /api/v1/<action_id>/<page_id>/…,
+        whose action ids may not be a fixed segment of another route (reserved_action_ids)."""
+        return tuple(0 if "<" not in part else 2 if ":" in part else 1 for part in self.path.split("/"))
 
 
-def route(path: str, method: str | list[str] = "GET") -> Callable:
-    """Record a route; make_app() mounts every recorded route on each application it builds."""
+ROUTES: list[Route] = []  # every family's, and the read side's (make_app mounts them all)
 
-    def record(handler: Callable) -> Callable:
-        ROUTES.append((path, method, handler))
-        return handler
 
-    return record
+def route(path: str, methods: str | tuple[str, ...] = "GET", doc: dict | None = None, paths: dict | None = None):
+    """Make the handler below a Route; `doc` is its OpenAPI operations by method (`{"get": operation(…)}`), and
+    `paths` replaces it for a route that stands for several OpenAPI paths (a catch-all)."""
+
+    def make(handler: Callable) -> Route:
+        openapi = paths if paths is not None else {re.sub(r"<(\w+)>", r"{\1}", path): doc} if doc else {}
+        return Route(path, (methods,) if isinstance(methods, str) else methods, handler, openapi)
+
+    return make
+
+
+@functools.cache
+def reserved_action_ids() -> frozenset[str]:
+    """The fixed first segments of the /api/v1/ routes: /api/v1/<action_id>/… must never shadow another route."""
+    firsts = (entry.path.split("/")[3] for entry in ROUTES if entry.path.startswith("/api/v1/"))
+    return frozenset(first.lower() for first in firsts if "<" not in first)
+
+
+@dataclass(frozen=True)
+class Family:
+    """An API family as its section registers it: everything it adds to the server, its stats, the dashboard and
+    the OpenAPI document, so that nothing outside its section names it."""
+
+    name: str  # also the first field of its journal lines
+    routes: tuple[Route, ...] = ()
+    applier: Callable[[dict], Callable] | None = None  # config → what the writer folds its journal lines with
+    maintenance: tuple[Callable[[dict], Callable], ...] = ()  # config → a task the writer runs once a minute
+    exports: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)  # see EXPORTS
+    pruned: tuple[tuple[str, str, str, str, bool], ...] = ()  # see PRUNED_TABLES
+    invariants: tuple[tuple[str, str], ...] = ()  # (what must hold, a query of the rows that break it)
+    filters: tuple[str, ...] = ()  # the stats parameters it adds
+    metrics: dict[str, Callable] = field(default_factory=dict)  # /api/v1/stats/<metric>
+    site_note: str = ""  # its metrics are not kept per site: what an answer for one site says
+    panels: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # the dashboard's (title, metric, columns)
+    summary: Callable[..., None] | None = None  # its part of `prisme-lite stats` (see print_summary)
+    schemas: dict[str, dict] = field(default_factory=dict)  # OpenAPI components it names
+    security: dict[str, dict] = field(default_factory=dict)  # OpenAPI security schemes it names
+
+
+FAMILIES: list[Family] = []
+
+
+def register(family: Family) -> None:
+    """Add a family: the last line of its section."""
+    FAMILIES.append(family)
+    ROUTES.extend(family.routes)
 
 
 class RequestLog:
@@ -491,13 +532,47 @@ class Dropped(Exception):
     """A well-formed event that is deliberately not counted (a bot, a prefetch): answered as success, with why."""
 
 
-def api(answer: str = "json", rate_limited: bool = False) -> Callable:
-    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and refusals in the route's shape.
+@dataclass(frozen=True)
+class Shape:
+    """How a family's routes answer what they do not store: a dropped event (as a success) and a refusal (after
+    its status and headers are set); and what the OpenAPI document says a refusal's body is."""
 
-    `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
-    in X-Prisme-Error), `redirect` (JSON: a redirect that cannot be made safely is not made at all), or `olapic`
-    (the widget API's envelope); a route that learns its shape from its path sets environ["prisme.answer"]. Every
-    browser-facing ingest route is `rate_limited`, so one client IP has one bucket across all of them.
+    dropped: Callable[[], Any]
+    refused: Callable[[int, str], Any]
+    documented: Callable[[int], dict]
+
+
+def error_body(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def json_refusal(status: int, message: str) -> str:
+    response.content_type = "application/json"
+    return error_body(message)
+
+
+def pixel() -> bytes:
+    for name, value in GIF_HEADERS.items():
+        response.set_header(name, value)
+    return GIF
+
+
+def gif_refusal(status: int, message: str) -> bytes:
+    response.set_header("X-Prisme-Error", message)  # an <img> shows nothing: the reason is for whoever looks
+    return pixel()
+
+
+GIF_CONTENT = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}
+AS_JSON = Shape(lambda: "", json_refusal, lambda status: {"application/json": {"schema": schema_ref("Error")}})
+AS_PIXEL = Shape(pixel, gif_refusal, lambda status: GIF_CONTENT)
+
+
+def api(shape: Shape | Callable[..., Shape] = AS_JSON, rate_limited: bool = False) -> Callable:
+    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and drops and refusals in its `shape`.
+
+    `shape` is a Shape, or a function of the route's URL arguments that picks one (a widget's .gif path is refused
+    with the pixel). Every browser-facing ingest route is `rate_limited`, so one client IP has one bucket across
+    all of them.
     """
 
     def decorate(route: Callable) -> Callable:
@@ -525,7 +600,7 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 return route(ctx, *args, **kwargs)
             except Dropped as why:
                 response.set_header("X-Prisme-Dropped", str(why))
-                return success(environ.get("prisme.answer", answer))
+                return (shape if isinstance(shape, Shape) else shape(**kwargs)).dropped()
             except (Rejected, Unavailable) as refusal:
                 status, message = (
                     (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
@@ -533,41 +608,14 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
                 response.status = status
                 for name, value in getattr(refusal, "headers", {}).items():
                     response.set_header(name, value)
-                shape = environ.get("prisme.answer", answer)
-                if shape == "gif":
-                    response.set_header("X-Prisme-Error", message)
-                    return pixel()
-                response.content_type = "application/json"
-                return olapic_error(status, message) if shape == "olapic" else error_body(message)
+                return (shape if isinstance(shape, Shape) else shape(**kwargs)).refused(status, message)
 
         return handler
 
     return decorate
 
 
-def error_body(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-def success(answer: str) -> Any:
-    if answer == "gif":
-        return pixel()
-    if answer == "redirect":
-        return redirect_target()
-    if answer == "olapic":
-        return olapic_envelope(200, request.environ.get("prisme.analytics_id", ""))
-    return ""
-
-
-def pixel() -> bytes:
-    for name, value in GIF_HEADERS.items():
-        response.set_header(name, value)
-    return GIF
-
-
-def redirect_target() -> Any:
-    """The validated target of a noscript redirect (set by the route before it could be dropped)."""
-    target = request.environ["prisme.redirect_to"]
+def redirect_target(target: str) -> str:
     response.status = 302
     response.set_header("Location", target)
     response.set_header("Cache-Control", "no-store")
@@ -602,8 +650,41 @@ def preflight(path: str) -> None:
         response.set_header(name, value)
 
 
+ROUTES.append(preflight)  # the OpenAPI document gives every /api/v1/ path its OPTIONS (openapi_document)
+
+
+# How a route describes itself in the OpenAPI document (/api/v1/openapi.json), beside its handler.
+BEARER = [{"bearer": []}]
+REFUSALS = {
+    400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
+    409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
+    429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
+}  # fmt: skip
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
+TEXT = {"type": "string"}
+REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
+
+
+def operation(
+    tag: str, summary: str, responses: dict, *, security: Iterable[dict] = (), parameters: Iterable[dict] | None = None,
+    body: dict | None = None,
+) -> dict:  # fmt: skip
+    """One OpenAPI operation; `security` empty means no credential is needed."""
+    described = {"tags": [tag], "summary": summary, "security": list(security), "responses": responses}
+    if parameters is not None:
+        described["parameters"] = list(parameters)
+    if body is not None:
+        described["requestBody"] = body
+    return described
+
+
 def schema_ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_body(schema: dict, required: bool = True) -> dict:
+    """A JSON request body of `schema`."""
+    return {**({"required": True} if required else {}), "content": {"application/json": {"schema": schema}}}
 
 
 def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
@@ -619,38 +700,19 @@ def may_be_empty(query_parameter: dict, meaning: str) -> dict:
     return {**query_parameter, "description": described, "allowEmptyValue": True}
 
 
-def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
-    """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
-    reasons = {
-        400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
-        409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
-        429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
-    }  # fmt: skip
-    gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
+def answers(success: dict, *refusals: int, shape: Shape = AS_JSON) -> dict:
+    """Responses: `success` by status, and each refusal with its body in the route's shape."""
     result = dict(success)
     for status in refusals:
-        if shape == "gif":
-            content = gif
-        elif shape == "Error":
-            content = {"application/json": {"schema": schema_ref("Error")}}
-        else:  # a widget's .gif request is refused with the pixel, any other with the envelope
-            content = {"application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")}}
-            content.update(gif)
-        result[str(status)] = {"description": reasons[status], "content": content}
+        result[str(status)] = {"description": REFUSALS[status], "content": shape.documented(status)}
     return result
 
 
 def ok(description: str, media: str | None = None, schema: dict | None = None, status: int = 200) -> dict:
-    answer: dict = {"description": description}
+    described: dict = {"description": description}
     if media:
-        answer["content"] = {media: {"schema": schema or {"type": "string"}}}
-    return {str(status): answer}
-
-
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
-GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
-REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
-INGEST_REFUSALS = (400, 413, 429, 503)
+        described["content"] = {media: {"schema": schema or {"type": "string"}}}
+    return {str(status): described}
 
 
 ###############################################################################
@@ -1237,6 +1299,19 @@ def host_of(url: str) -> str | None:
     return host.rstrip(".") if host else None
 
 
+def site_of_request(origins: OriginRegistry, environ: dict, page_url: str | None) -> str:
+    """The registered origin the request comes from: its Origin header, else the page's own host."""
+    origin = environ.get("HTTP_ORIGIN")
+    host = host_of(origin) if origin and origin != "null" else None
+    host = host or (host_of(page_url) if page_url else None)
+    site = origins.site_of(host) if host else None
+    if site is None:
+        raise Rejected(
+            400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
+        )
+    return site
+
+
 @dataclass(frozen=True)
 class Page:
     """A page URL as stored: host, normalised path, and the UTM parameters of its query."""
@@ -1670,8 +1745,6 @@ MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
 MAX_WINDOW_MS = 10 * 366 * 86_400_000
 DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
-FAMILY_FILTERS = ("label", "client", "instance")  # server-event labels, counter clients, widget instances
-
 
 @dataclass
 class StatsQuery:
@@ -1746,7 +1819,8 @@ def parse_time(expression: str, now: int, name: str) -> int:
 
 def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
     """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
-    known = {"from", "to", "site", "limit", *FILTERS, *FAMILY_FILTERS}
+    names = stats_filters()
+    known = {"from", "to", "site", "limit", *names}
     for key, _value in query:
         if key not in known:
             raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
@@ -1758,7 +1832,7 @@ def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str 
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
     filters = {}
-    for name in (*FILTERS, *FAMILY_FILTERS):
+    for name in names:
         given = [value.strip() for key, value in query if key == name for value in value.split(",") if value.strip()]
         if len(given) > MAX_FILTER_VALUES:
             raise Rejected(400, f"{name} has more than {MAX_FILTER_VALUES} values")
@@ -1766,6 +1840,11 @@ def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str 
             filters[name] = given
     step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
     return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text), now)
+
+
+def stats_filters() -> list[str]:
+    """The filters every family adds (web events' page, referrer, …, server events' label, …), in their order."""
+    return [name for family in FAMILIES for name in family.filters]
 
 
 def placeholders(values: list) -> str:
@@ -1815,6 +1894,10 @@ def bucket_keys(q: StatsQuery, found: dict) -> tuple[list, list]:
 
 def iso_time(ms: int) -> str:
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utc_date(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
 
 
 ###############################################################################
@@ -1996,7 +2079,7 @@ def record_web_event(
     """Validate one web event from the current request and store it (or drop it, saying why)."""
     environ = request.environ
     page = parse_page_url(page_url)
-    site = ctx.site_of_request(environ, page_url)
+    site = site_of_request(ctx.origins, environ, page_url)
     if kind in ("outbound", "download"):
         _parts, target_host = split_http_url(target, "link URL")
         if kind == "outbound" and target_host == page.host:
@@ -2062,8 +2145,21 @@ def link_body() -> dict:
     }
 
 
-@route("/api/v1/events/pageviews", "POST")
-@api("json", rate_limited=True)
+STORED = ok("stored")
+GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
+INGEST_REFUSALS = (400, 413, 429, 503)
+NAME_PARAMETER = parameter("name", "path", "the event's name", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH)
+PAGE_PARAMETER = parameter("referrer", "query", "the page URL (else the Referer header)")
+LINK_QUERY = [
+    parameter("url", "query", "where the link goes (absolute http(s))", required=True),
+    parameter("referrer", "query", "the page of the link; its Referer must be a registered site too"),
+]
+
+
+@route("/api/v1/events/pageviews", "POST", doc={"post": operation(
+    "web events", "a pageview", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("pageview"),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def post_pageview(ctx: Context) -> str:
     environ = request.environ
     record_web_event(
@@ -2077,8 +2173,11 @@ def post_pageview(ctx: Context) -> str:
     return ""
 
 
-@route("/api/v1/events/custom/<name>", "POST")
-@api("json", rate_limited=True)
+@route("/api/v1/events/custom/<name>", "POST", doc={"post": operation(
+    "web events", "a custom event with properties", answers(STORED, *INGEST_REFUSALS, 415),
+    parameters=[NAME_PARAMETER, *page_headers("custom")], body=json_body({"type": "object"}, required=False),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def post_custom_event(ctx: Context, name: str) -> str:
     environ = request.environ
     name = check_name(name, "custom event name")
@@ -2114,20 +2213,33 @@ def post_link_event(ctx: Context, kind: str) -> str:
     return ""
 
 
-@route("/api/v1/events/file-downloads", "POST")
-@api("json", rate_limited=True)
+@route("/api/v1/events/file-downloads", "POST", doc={"post": operation(
+    "web events", "a file download", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"),
+    body=link_body(),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def post_file_download(ctx: Context) -> str:
     return post_link_event(ctx, "download")
 
 
-@route("/api/v1/events/outbound-links", "POST")
-@api("json", rate_limited=True)
+@route("/api/v1/events/outbound-links", "POST", doc={"post": operation(
+    "web events", "an outbound link", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"),
+    body=link_body(),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def post_outbound_link(ctx: Context) -> str:
     return post_link_event(ctx, "outbound")
 
 
-@route("/api/v1/noscript/events/pageviews")
-@api("gif", rate_limited=True)
+@route("/api/v1/noscript/events/pageviews", doc={"get": operation(
+    "web events", "a pageview from an <img>", answers(GIF_ANSWER, *INGEST_REFUSALS, shape=AS_PIXEL), parameters=[
+        PAGE_PARAMETER,
+        parameter("document-referrer", "query", "where the visitor came from"),
+        parameter("visitor-id", "query", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
+        parameter("status", "query", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
+    ],
+)})  # fmt: skip
+@api(AS_PIXEL, rate_limited=True)
 def noscript_pageview(ctx: Context) -> bytes:
     query = query_pairs(request.environ)
     record_web_event(
@@ -2141,8 +2253,11 @@ def noscript_pageview(ctx: Context) -> bytes:
     return pixel()
 
 
-@route("/api/v1/noscript/events/custom/<name>")
-@api("gif", rate_limited=True)
+@route("/api/v1/noscript/events/custom/<name>", doc={"get": operation(
+    "web events", "a custom event from an <img>; properties as prop-<key>=<JSON value>",
+    answers(GIF_ANSWER, *INGEST_REFUSALS, shape=AS_PIXEL), parameters=[NAME_PARAMETER, PAGE_PARAMETER],
+)})  # fmt: skip
+@api(AS_PIXEL, rate_limited=True)
 def noscript_custom_event(ctx: Context, name: str) -> bytes:
     name = check_name(name, "custom event name")
     query = query_pairs(request.environ)
@@ -2170,19 +2285,33 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
     split_http_url(target, "url parameter")
-    request.environ["prisme.redirect_to"] = target.strip()
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
-    return redirect_target()
+    return redirect_target(target.strip())
 
 
-@route("/api/v1/noscript/events/outbound-links")
-@api("redirect", rate_limited=True)
+def follow_dropped_link() -> str:
+    """A click that is not counted (a bot's) still goes where its link goes: the url checked before any drop."""
+    return redirect_target((query_value(query_pairs(request.environ), "url") or "").strip())
+
+
+# A link that cannot be followed safely is not followed at all: its refusal is JSON, never a redirect.
+AS_REDIRECT = Shape(follow_dropped_link, AS_JSON.refused, AS_JSON.documented)
+
+
+@route("/api/v1/noscript/events/outbound-links", doc={"get": operation(
+    "web events", "count an outbound link, then follow it", answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
+    parameters=LINK_QUERY,
+)})  # fmt: skip
+@api(AS_REDIRECT, rate_limited=True)
 def noscript_outbound_link(ctx: Context) -> Any:
     return noscript_link(ctx, "outbound")
 
 
-@route("/api/v1/noscript/events/file-downloads")
-@api("redirect", rate_limited=True)
+@route("/api/v1/noscript/events/file-downloads", doc={"get": operation(
+    "web events", "count a download, then follow it", answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
+    parameters=LINK_QUERY,
+)})  # fmt: skip
+@api(AS_REDIRECT, rate_limited=True)
 def noscript_file_download(ctx: Context) -> Any:
     return noscript_link(ctx, "download")
 
@@ -2432,6 +2561,105 @@ def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     )
 
 
+def summarise_web_traffic(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
+    """`prisme-lite stats`: each site's visitors, pageviews, sessions and top lists, as the stats API counts them."""
+    since = now - days * DAY_MS
+    sites = (
+        [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
+    )
+    for name in sites:
+        # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
+        q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
+        _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
+        print(f"\nweb traffic at {name}")
+        bounces = f"{bounce_rate}%" if sessions else "-"
+        print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
+              f"{sessions:,} {plural('session', sessions)}, "
+              f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
+        for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
+                              ("custom events", "top-custom-events")):  # fmt: skip
+            keys, values = METRICS[metric](conn, q)
+            # Six fetched, five shown: a referrer list leaves out "direct" (not a referrer), the others keep all.
+            shown = [
+                (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
+            ]
+            if shown:
+                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in shown[:5]))
+    if not sites:
+        print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
+
+
+register(Family(
+    "web",
+    routes=(
+        post_pageview, post_custom_event, post_file_download, post_outbound_link, noscript_pageview,
+        noscript_custom_event, noscript_outbound_link, noscript_file_download,
+    ),
+    applier=lambda config: WebEventStore(config["session_timeout"] * 60_000),
+    maintenance=(lambda config: ForgetSaltedVisitors(),),
+    exports={
+        "events": ("events", "ts", "", "rowid"),
+        "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
+        "custom": ("events", "ts", "kind = 'custom'", "rowid"),
+        "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
+        "download": ("events", "ts", "kind = 'download'", "rowid"),
+        "sessions": ("sessions", "started_at", "", "rowid"),
+    },
+    # Events and sessions are stored as they arrive, so their first row is their oldest (a session by its start:
+    # one still going must not hide the ended ones behind it).
+    pruned=(
+        ("events", "events WHERE ts < ?", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
+        ("sessions", "sessions WHERE last_seen < ?", "rowid",
+         "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
+    ),
+    invariants=(
+        ("every event's session exists", "SELECT id FROM events WHERE session_id IS NOT NULL"
+         " AND session_id NOT IN (SELECT id FROM sessions) LIMIT 5"),
+        ("a session has at least the pageviews stored for it", "SELECT s.id FROM sessions s JOIN"
+         " (SELECT session_id, count(*) n FROM events WHERE kind = 'pageview' GROUP BY session_id) e"
+         " ON e.session_id = s.id WHERE s.pageviews < e.n LIMIT 5"),
+        ("sessions end after they start", "SELECT id FROM sessions WHERE last_seen < started_at LIMIT 5"),
+        ("the daily counts equal the rows they count", "SELECT * FROM (SELECT dim || ' ' || value || ' on day ' || day"
+         f" FROM (SELECT * FROM daily_counts WHERE n != 0 EXCEPT SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL"
+         f" {VISITORS_RECOUNT}) WHERE n != 0) UNION ALL SELECT dim || ' ' || value || ' on day ' || day"
+         f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
+         " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
+    ),
+    filters=tuple(FILTERS),
+    metrics={
+        "overview": overview,
+        # time series
+        "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
+        "visitors": visitors_series(("pageview",)),
+        "live-visitors": visitors_series(()),
+        "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
+        "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
+        "sessions-duration": daily_series(
+            sessions_scope,
+            "s.started_at",
+            "sum(s.last_seen - s.started_at) AS v0, count(*) AS v1",
+            ("duration", "sessions"),
+            "sum(v0) / sum(v1)",
+        ),
+        # top-N
+        "top-pages": daily_top(events_scope(), "e.path", "path"),
+        "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
+        "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
+        "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
+        "top-utm-sources": daily_top(events_scope(), "e.utm_source", "utm_source"),
+        "top-utm-mediums": daily_top(events_scope(), "e.utm_medium", "utm_medium"),
+        "top-utm-campaigns": daily_top(events_scope(), "e.utm_campaign", "utm_campaign"),
+        "top-countries": daily_top(events_scope(), "e.country", "country"),
+        "top-operating-systems": daily_top(events_scope(), "e.os", "os"),
+        "top-browsers": daily_top(events_scope(), "e.browser", "browser"),
+        "top-custom-events": daily_top(events_scope(("custom",)), "e.name", "custom"),
+        "top-outbound-links": daily_top(events_scope(("outbound",)), "e.name", "outbound"),
+        "top-file-downloads": daily_top(events_scope(("download",)), "e.name", "download"),
+    },
+    summary=summarise_web_traffic,
+))  # fmt: skip
+
+
 ###############################################################################
 # Server events ###############################################################
 ###############################################################################
@@ -2566,8 +2794,15 @@ def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
         )
 
 
-@route("/events", "POST")
-@api("json")
+@route("/events", "POST", doc={"post": operation(
+    "server events", "one server event, or an array of up to 100", answers(
+        ok("accepted and durable", "application/json", {"type": "object"}, 202), 400, 401, 403, 413, 429, 503,
+    ), security=[*BEARER, {"accessToken": []}], body=json_body({"oneOf": [
+        schema_ref("ServerEvent"),
+        {"type": "array", "items": schema_ref("ServerEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
+    ]}),
+)})  # fmt: skip
+@api()
 def post_server_events(ctx: Context) -> dict:
     environ = request.environ
     token = authorize(
@@ -2637,19 +2872,63 @@ def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     )
 
 
-# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
-# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
-# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+def summarise_server_events(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
+    """`prisme-lite stats`: server events per label, each like, bookmark or subscription counted once."""
+    labels = conn.execute(
+        "SELECT x.label, count(*), count(DISTINCT x.customer_id), max(x.ts) FROM server_events x"
+        f" WHERE x.ts >= ? AND {COUNTED_ONCE} GROUP BY x.label ORDER BY 2 DESC, 1",
+        (now - days * DAY_MS,),
+    ).fetchall()
+    if labels:
+        print("\nserver events by label" + (" (of every site: they are not recorded per site)" if site else ""))
+        print_table(
+            ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
+            [
+                (f"  {label}", f"{count:,}", f"{customers:,}", utc_date(last))
+                for label, count, customers, last in labels
+            ],
+        )
+
+
+register(Family(
+    "server",
+    routes=(post_server_events,),
+    applier=lambda config: store_server_events,
+    exports={"server": ("server_events", "ts", "", "rowid")},
+    # A server event carries the time its sender gives (the README's example is from 2021): its time index.
+    pruned=(("server_events", "server_events WHERE ts < ?", "rowid", "SELECT min(ts) FROM server_events", False),),
+    invariants=(
+        ("each like, bookmark or subscription has its customer", "SELECT customer_id FROM customer_relations"
+         " WHERE customer_id NOT IN (SELECT id FROM customers) LIMIT 5"),
+    ),
+    filters=("label",),
+    metrics={
+        "server-events": series(server_scope, "x.ts", "count(*)"),
+        "active-customers": series(server_activity_scope, "x.ts", "count(DISTINCT x.customer_id)"),
+        "new-customers": new_customers,
+        "top-server-labels": top(server_scope, "x.label"),
+        "top-content-items": top(server_scope, "x.content_id"),
+        "top-server-utm-sources": top(server_scope, "x.utm_source"),
+    },
+    # Server events carry only the access token they came with, and tokens belong to no site.
+    site_note="Server events are not recorded per site (their access tokens have none): these are every site's.",
+    summary=summarise_server_events,
+    schemas={
+        "ServerEvent": {"type": "object", "required": ["label", "customer"], "properties": {
+            "label": TEXT, "timestamp": {"type": ["integer", "string"]},
+            "content_item": {"type": "object", "properties": {"id": TEXT, "locale": TEXT}},
+            "customer": {"type": "object", "properties": {"id": TEXT}, "required": ["id"]},
+            **{field: TEXT for field in (
+                "utm_medium", "utm_source", "utm_campaign", "utm_term", "utm_content", "rl", "sr")}}},
+    },
+    security={"accessToken": {"type": "apiKey", "in": "query", "name": "access_token"}},
+))  # fmt: skip
 
 
 ###############################################################################
 # Counters ####################################################################
 ###############################################################################
 
-RESERVED_ACTION_IDS = frozenset(
-    {"events", "noscript", "stats", "healthcheck", "register", "configure", "token", "export", "openapi.json"}
-)  # /api/v1/<action-id>/… must never shadow another route
 COUNTER_ID = re.compile(r"^[^\s/?#%\\]{1,128}$")  # one URL path segment
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_COUNTER_IDS = 10_000
@@ -2849,8 +3128,19 @@ def configured_counter(client: dict, action_id: str, page_id: str) -> None:
         raise Rejected(404, f"{page_id} is not a page configured for this client")
 
 
-@route("/api/v1/register", "POST")
-@api("json")
+COUNTER_IDS = [
+    parameter("action_id", "path", "a configured action", pattern=COUNTER_ID.pattern),
+    parameter("page_id", "path", "a configured page", pattern=COUNTER_ID.pattern),
+]
+
+
+@route("/api/v1/register", "POST", doc={"post": operation(
+    "counters", "register a counter client (admin token unless open registration)", answers(
+        ok("registered; the secret is shown once", "application/json", schema_ref("Client"), 201),
+        400, 401, 409, 413, 429, 503,
+    ), security=[*BEARER, {}], body=json_body(schema_ref("Register")),
+)})  # fmt: skip
+@api()
 def register_client(ctx: Context) -> dict:
     if not ctx.config["open_registration"]:
         require_admin(ctx)
@@ -2873,18 +3163,36 @@ def register_client(ctx: Context) -> dict:
     return {"clientId": client_id, "clientSecret": secret}
 
 
-@route("/api/v1/configure", "POST")
-@api("json")
+@route("/api/v1/configure", "POST", doc={"post": operation(
+    "counters", "set a client's pages and actions",
+    answers(ok("the configuration", "application/json", {"type": "object"}), 400, 401, 413, 429, 503),
+    body=json_body(schema_ref("Configure")),
+)})  # fmt: skip
+@api()
 def configure_counters(ctx: Context) -> dict:
     body = json_object(request.environ, ctx.config["max_body_bytes"])
     client = authenticate_client(ctx, body.get("clientId"), body.get("clientSecret"))
     page_ids = id_list(body, "validPageIds")
-    action_ids = id_list(body, "validActionIds", RESERVED_ACTION_IDS)
+    action_ids = id_list(body, "validActionIds", reserved_action_ids())
     return client_answer(ctx.writer.run(configure_client, client["id"], page_ids, action_ids))
 
 
-@route("/api/v1/token", ["GET", "POST"])
-@api("json")
+TOKEN_ANSWERS = answers(
+    ok("a token; for a bot or a client that is no browser, an empty body and X-Prisme-Dropped: bot",
+       "application/json", schema_ref("Token")),
+    400, 401, 413, 429,
+)  # fmt: skip
+
+
+@route("/api/v1/token", ("GET", "POST"), doc={
+    "get": operation("counters", "a counter token for this visitor (one hour)", TOKEN_ANSWERS, parameters=[
+        parameter("clientId", "query", "else the client of the Origin/Referer domain"),
+        parameter("clientSecret", "query", "with clientId"),
+    ]),
+    "post": operation("counters", "a counter token for this visitor (one hour)", TOKEN_ANSWERS, parameters=[],
+                      body=json_body({"type": "object"}, required=False)),
+})  # fmt: skip
+@api()
 def issue_counter_token(ctx: Context) -> dict:
     environ = request.environ
     if request.method == "POST":
@@ -2908,8 +3216,15 @@ def issue_counter_token(ctx: Context) -> dict:
     return {"token": token, "expiresIn": expires_in}
 
 
-@route("/api/v1/<action_id>/<page_id>/increment", "POST")
-@api("json", rate_limited=True)
+@route("/api/v1/<action_id>/<page_id>/increment", "POST", doc={"post": operation(
+    "counters", "count once per token, action and page in 15 minutes", answers(
+        ok("the count; for a bot or a client that is no browser, nothing counted, an empty body and"
+           " X-Prisme-Dropped: bot", "application/json", schema_ref("Count")),
+        400, 401, 404, 413, 429, 503,
+    ), parameters=COUNTER_IDS,
+    body=json_body({"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
     # The seed: 400 for a missing body, 401 for a body without a (valid) token.
     missing = 'body is missing: send {"token": "<a token from /api/v1/token>"}'
@@ -2924,8 +3239,11 @@ def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
     return {"count": count}
 
 
-@route("/api/v1/<action_id>/<page_id>/value", "GET")
-@api("json")
+@route("/api/v1/<action_id>/<page_id>/value", doc={"get": operation(
+    "counters", "the count", answers(ok("the count", "application/json", schema_ref("Count")), 400, 401, 404, 429),
+    security=[{"counterToken": []}], parameters=COUNTER_IDS,
+)})  # fmt: skip
+@api()
 def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
     _claims, client = verify_counter_token(ctx, bearer_token(request.environ))
     configured_counter(client, action_id, page_id)
@@ -2973,6 +3291,52 @@ def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     q = replace(q, step=max(q.step, DAY_MS))
     where, params = counter_where(conn, q)
     return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
+
+
+def summarise_counters(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
+    """`prisme-lite stats`: the counters most added to in these days (with `site`, those of its clients)."""
+    site_of = OriginRegistry(list(origins), lambda: conn).site_of
+    counters = [
+        row
+        for row in conn.execute(
+            "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
+            " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+            ((now - days * DAY_MS) // DAY_MS,),
+        )
+        if not site or site_of(row[0]) == site
+    ][:10]
+    if counters:
+        print("\ncounters (added in these days)")
+        print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
+
+
+register(Family(
+    "counters",
+    routes=(register_client, configure_counters, issue_counter_token, increment_action, action_value),
+    maintenance=(lambda config: prune_counter_claims,),
+    invariants=(
+        ("each counter equals the sum of its days", "SELECT c.client_id || ' ' || c.action_id || ' ' || c.page_id"
+         " FROM counters c"
+         " LEFT JOIN (SELECT client_id, action_id, page_id, sum(count) n FROM counter_days GROUP BY 1, 2, 3) d"
+         " USING (client_id, action_id, page_id) WHERE c.count != coalesce(d.n, 0) LIMIT 5"),
+    ),
+    filters=("client",),
+    metrics={"counters": counter_totals, "counter-increments": counter_series},
+    summary=summarise_counters,
+    schemas={
+        "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
+        "Token": {"type": "object", "properties": {"token": TEXT, "expiresIn": {"type": "integer"}},
+                  "required": ["token", "expiresIn"]},
+        "Register": {"type": "object", "required": ["clientName", "domainName", "emailId"], "properties": {
+            "clientName": TEXT, "domainName": TEXT, "emailId": TEXT}},
+        "Client": {"type": "object", "properties": {"clientId": TEXT, "clientSecret": TEXT},
+                   "required": ["clientId", "clientSecret"]},
+        "Configure": {"type": "object", "required": ["clientId", "clientSecret"], "properties": {
+            "clientId": TEXT, "clientSecret": TEXT, "validPageIds": {"type": "array", "items": TEXT},
+            "validActionIds": {"type": "array", "items": TEXT}}},
+    },
+    security={"counterToken": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+))  # fmt: skip
 
 
 ###############################################################################
@@ -3025,6 +3389,28 @@ def olapic_error(status: int, message: str) -> str:
         return json.dumps([{"error": "Invalid params", "detail": message}])
     metadata = {"code": status, "message": OLAPIC_MESSAGES.get(status, ""), "version": "v1.0"}
     return json.dumps({"metadata": metadata, "error": message})
+
+
+def olapic_refusal(status: int, message: str) -> str:
+    response.content_type = "application/json"
+    return olapic_error(status, message)
+
+
+def olapic_dropped() -> str:
+    """A beacon that is not counted (a bot's) is answered as a counted one, with the analytics_id it sent (checked
+    before anything is dropped)."""
+    return olapic_envelope(200, query_value(query_pairs(request.environ), "analytics_id") or "")
+
+
+def olapic_documented(status: int) -> dict:
+    """A widget's .gif request is refused with the pixel, any other with the envelope."""
+    return {
+        "application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")},
+        **GIF_CONTENT,
+    }
+
+
+AS_OLAPIC = Shape(olapic_dropped, olapic_refusal, olapic_documented)
 
 
 def public_token(ctx: Context, query: list[tuple[str, str]]) -> dict:
@@ -3102,8 +3488,8 @@ def store_checkout(conn: sqlite3.Connection, checkout: dict, products: list[tupl
     return True
 
 
-def widget_routes() -> dict:
-    """The Olapic paths: each widget kind with its widget and media actions, and the checkout."""
+def widget_paths() -> dict:
+    """The Olapic paths the /track/ route answers: each widget with its widget and media actions, and the checkout."""
     token = parameter("auth_token", "query", "a public token (scope track_public)", required=True)
     common = [
         token,
@@ -3117,7 +3503,7 @@ def widget_routes() -> dict:
     def actions(names: Iterable[str]) -> dict:
         return {"type": "string", "enum": sorted(f"{name}{fmt}" for name in names for fmt in ("", ".json", ".gif"))}
 
-    def operation(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
+    def beacon(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
         path_ids = [
             parameter(name, "path", "the widget instance", pattern=INSTANCE_ID.pattern)
             if name == "instance_id"
@@ -3125,26 +3511,25 @@ def widget_routes() -> dict:
             for name in ids
         ]
         envelope = ok("counted", "application/json", schema_ref("OlapicSuccess"))
-        envelope["200"]["content"]["image/gif"] = {"schema": {"type": "string", "format": "binary"}}
-        return {"get": {
-            "tags": ["widgets"], "summary": summary, "security": [],
-            "parameters": [*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
-                           *common, *extra],
-            "responses": answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape="OlapicError"),
-        }}  # fmt: skip
+        envelope["200"]["content"].update(GIF_CONTENT)
+        return {"get": operation(
+            "widgets", summary, answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape=AS_OLAPIC),
+            parameters=[*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
+                        *common, *extra],
+        )}  # fmt: skip
 
     redirect = parameter("redirect_url", "query", "shop: where to send the visitor (a registered host)")
     paths = {}
-    for kind, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
-        base = "/track/widget/{instance_id}/" + kind + "".join(f"/{{{name}}}" for name in ids)
-        paths[base + "/{action}"] = operation(f"{kind} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
-        paths[base + "/media/{media_id}/{action}"] = operation(
-            f"{kind} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
+    for widget, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
+        base = "/track/widget/{instance_id}/" + widget + "".join(f"/{{{name}}}" for name in ids)
+        paths[base + "/{action}"] = beacon(f"{widget} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
+        paths[base + "/media/{media_id}/{action}"] = beacon(
+            f"{widget} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
         )
-    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = operation(
+    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = beacon(
         "a stream that was not found", ["instance_id"], ["render"], []
     )
-    paths["/track/transaction/{transaction_id}/{action}"] = operation(
+    paths["/track/transaction/{transaction_id}/{action}"] = beacon(
         "a checkout",
         [],
         ["checkout"],
@@ -3161,22 +3546,38 @@ def widget_routes() -> dict:
     return paths
 
 
-@route("/track/<path:path>", "GET")
-@api("olapic", rate_limited=True)
+def tracked(path: str) -> re.Match | None:
+    """The widget action or the checkout a /track/ path names; None for a path no tracking route takes."""
+    widget = WIDGET_PATH.match(path)
+    if widget:
+        return widget if widget_action_exists(widget) else None
+    return CHECKOUT_PATH.match(path)
+
+
+def track_shape(path: str) -> Shape:
+    """A tracking route's path ending in .gif is answered with the pixel, even when refused; any other with JSON."""
+    found = tracked(path)
+    return AS_PIXEL if found and found["fmt"] == ".gif" else AS_OLAPIC
+
+
+def counted(found: re.Match, analytics_id: str) -> Any:
+    """What a stored beacon is answered with: the pixel for a .gif path, else the envelope."""
+    return pixel() if found["fmt"] == ".gif" else olapic_envelope(200, analytics_id)
+
+
+@route("/track/<path:path>", paths=widget_paths())
+@api(track_shape, rate_limited=True)
 def track(ctx: Context, path: str) -> Any:
     environ = request.environ
-    widget, checkout = WIDGET_PATH.match(path), CHECKOUT_PATH.match(path)
-    found = widget or checkout
-    if found is None or (widget and not widget_action_exists(widget)):
+    found = tracked(path)
+    if found is None:
         raise Rejected(404, f"no tracking route /track/{path[:200]}")
-    if found["fmt"] == ".gif":
-        environ["prisme.answer"] = "gif"
     query = query_pairs(environ)
     token = public_token(ctx, query)
     analytics_id = analytics_id_param(query)
-    environ["prisme.analytics_id"] = analytics_id
-    if checkout:
-        return track_checkout(ctx, checkout, query, token, analytics_id)
+    if found.re is CHECKOUT_PATH:
+        return track_checkout(ctx, found, query, token, analytics_id)
+    widget = found
     not_found = widget["source"] == "not_found"
     if not INSTANCE_ID.match(widget["instance"]):
         raise Rejected(400, "instance_id must be 1 to 64 letters, digits, or . _ ~ -")
@@ -3205,7 +3606,7 @@ def track(ctx: Context, path: str) -> Any:
         response.status = 302
         response.set_header("Location", redirect_to.strip())
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
-    return success(request.environ.get("prisme.answer", "olapic"))
+    return counted(widget, analytics_id)
 
 
 def widget_action_exists(widget: re.Match) -> bool:
@@ -3238,24 +3639,24 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
     currency = (query_value(query, "currency_code") or "USD").upper()
     if currency not in CURRENCIES:
         raise Rejected(400, f"currency_code {currency[:10]!r} is not an ISO 4217 currency code")
-    referrer = query_value(query, "referrer")
-    if referrer:
-        _parts, host = split_http_url(referrer, "referrer")
-        referrer = host + normalise_path(_parts.path)
+    page = query_value(query, "referrer")  # the page of the checkout, kept as host and path
+    if page:
+        _parts, host = split_http_url(page, "referrer")
+        page = host + normalise_path(_parts.path)
     checkout = {
         "transaction_id": transaction,
         "ts": now_ms(),
         "analytics_id": analytics_id,
         "currency": currency,
         "total_e4": sum(amount for _product, amount in products),
-        "referrer": referrer or None,
+        "referrer": page or None,
         "segments": segments_param(query),
         "token_id": token["id"],
     }
     countable_agent(request.environ)
     if not ctx.writer.run(store_checkout, checkout, products):
         raise Rejected(409, f"transaction {transaction} is already recorded")
-    return success(request.environ.get("prisme.answer", "olapic"))
+    return counted(found, analytics_id)
 
 
 def widget_where(q: StatsQuery) -> tuple[str, list]:
@@ -3340,91 +3741,72 @@ def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     return [row[0] for row in rows], [row[1] for row in rows], details
 
 
-WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
+CHECKOUTS_EXPORTED = (
+    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
+    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
+    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
+)
+
+
+register(Family(
+    "widget",
+    routes=(track,),
+    applier=lambda config: store_widget_events,
+    exports={
+        "widget": ("widget_events", "ts", "", "rowid"),
+        "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
+    },
+    # Beacons are stored as they arrive: the first row is the oldest. Checkout products go with their checkout.
+    pruned=(
+        ("widget_events", "widget_events WHERE ts < ?", "rowid",
+         "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
+        ("checkout_products", "checkouts WHERE ts < ?", "transaction_id", "SELECT min(ts) FROM checkouts", False),
+        ("checkouts", "checkouts WHERE ts < ?", "transaction_id", "SELECT min(ts) FROM checkouts", False),
+    ),
+    invariants=(
+        ("each checkout's total is the sum of its products", "SELECT c.transaction_id FROM checkouts c"
+         " LEFT JOIN (SELECT transaction_id, sum(amount_e4) n FROM checkout_products GROUP BY 1) p"
+         " USING (transaction_id) WHERE c.total_e4 != coalesce(p.n, 0) LIMIT 5"),
+    ),
+    filters=("instance",),
+    metrics={
+        "widget-renders": lambda conn, q: bucketed(
+            conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
+        ),
+        "checkouts": lambda conn, q: bucketed(
+            conn, q, "c.ts", "count(*)", "checkouts c", "c.ts >= ? AND c.ts < ?", [q.start, q.end]
+        ),
+        "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
+        "top-media": top_media,
+        "revenue": revenue,
+        "conversion": conversion,
+        "widget-segments": widget_segments,
+        "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
+    },
+    # Widget beacons and checkouts store no page they were sent from.
+    site_note="Widget beacons and checkouts are not recorded per site: these are every site's.",
+    schemas={
+        "OlapicSuccess": {"type": "object", "required": ["metadata", "data"], "properties": {
+            "metadata": {"type": "object"}, "data": {"type": "object"}}},
+        "OlapicInvalid": {"type": "array", "items": {"type": "object", "properties": {
+            "error": TEXT, "detail": TEXT}}},
+        "OlapicError": {"type": "object", "properties": {"metadata": {"type": "object"}, "error": TEXT}},
+    },
+))  # fmt: skip
 
 
 ###############################################################################
 # Stats and reports ###########################################################
 ###############################################################################
 
-STATS_QUERY = [
-    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
-    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
-    parameter("site", "query", "one registered origin (default: all)"),
-    may_be_empty(
-        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
-        f"the default, {DEFAULT_LIMIT}",
-    ),
-    *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
-]
-
 METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
-    "overview": overview,
-    # Web events (Prisme): time series
-    "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
-    "visitors": visitors_series(("pageview",)),
-    "live-visitors": visitors_series(()),
-    "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
-    "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
-    "sessions-duration": daily_series(
-        sessions_scope,
-        "s.started_at",
-        "sum(s.last_seen - s.started_at) AS v0, count(*) AS v1",
-        ("duration", "sessions"),
-        "sum(v0) / sum(v1)",
-    ),  # fmt: skip
-    # Web events: top-N
-    "top-pages": daily_top(events_scope(), "e.path", "path"),
-    "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
-    "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
-    "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
-    "top-utm-sources": daily_top(events_scope(), "e.utm_source", "utm_source"),
-    "top-utm-mediums": daily_top(events_scope(), "e.utm_medium", "utm_medium"),
-    "top-utm-campaigns": daily_top(events_scope(), "e.utm_campaign", "utm_campaign"),
-    "top-countries": daily_top(events_scope(), "e.country", "country"),
-    "top-operating-systems": daily_top(events_scope(), "e.os", "os"),
-    "top-browsers": daily_top(events_scope(), "e.browser", "browser"),
-    "top-custom-events": daily_top(events_scope(("custom",)), "e.name", "custom"),
-    "top-outbound-links": daily_top(events_scope(("outbound",)), "e.name", "outbound"),
-    "top-file-downloads": daily_top(events_scope(("download",)), "e.name", "download"),
-    # Counters
-    "counters": counter_totals,
-    "counter-increments": counter_series,
-    # Server events
-    "server-events": series(server_scope, "x.ts", "count(*)"),
-    "active-customers": series(server_activity_scope, "x.ts", "count(DISTINCT x.customer_id)"),
-    "new-customers": new_customers,
-    "top-server-labels": top(server_scope, "x.label"),
-    "top-content-items": top(server_scope, "x.content_id"),
-    "top-server-utm-sources": top(server_scope, "x.utm_source"),
-    # Widgets
-    "widget-renders": lambda conn, q: bucketed(
-        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
-    ),
-    "checkouts": lambda conn, q: bucketed(
-        conn, q, "c.ts", "count(*)", "checkouts c", "c.ts >= ? AND c.ts < ?", [q.start, q.end]
-    ),
-    "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
-    "top-media": top_media,
-    "revenue": revenue,
-    "conversion": conversion,
-    "widget-segments": widget_segments,
-    "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
+    name: metric for family in FAMILIES for name, metric in family.metrics.items()
 }
 LIVE_WINDOW = "now-30m"
-
-NOT_PER_SITE = {
-    **dict.fromkeys(
-        ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
-         "top-server-utm-sources"),
-        SERVER_EVENTS_NOTE,
-    ),
-    **dict.fromkeys(
-        ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion", "widget-segments",
-         "widget-ab-groups"),
-        WIDGETS_NOTE,
-    ),
-}  # fmt: skip
+# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
+# say so (`per_site: false` and a note the dashboard shows on the panel).
+NOT_PER_SITE = {name: family.site_note for family in FAMILIES if family.site_note for name in family.metrics}
 
 
 def require_reader(ctx: Context) -> None:
@@ -3435,23 +3817,43 @@ def require_reader(ctx: Context) -> None:
     authorize(ctx, "stats_read", token)
 
 
-@route("/api/v1/stats/<metric>")
-@api("json")
+STATS_QUERY = [
+    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
+    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
+    parameter("site", "query", "one registered origin (default: all)"),
+    may_be_empty(
+        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+        f"the default, {DEFAULT_LIMIT}",
+    ),
+    *(parameter(name, "query", "filter: a comma list of values") for name in stats_filters()),
+]
+
+
+@route("/api/v1/stats/<metric>", doc={"get": operation(
+    "read", "a time series or a top-N list",
+    answers(ok("the series or list", "application/json", schema_ref("Stats")), 400, 401, 403, 404, 429),
+    security=[*BEARER, {"dashboard": []}],
+    parameters=[parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
+)})  # fmt: skip
+@api()
 def stats(ctx: Context, metric: str) -> dict:
     require_reader(ctx)
-    report = METRICS.get(metric)
-    if report is None:
+    measure = METRICS.get(metric)
+    if measure is None:
         raise Rejected(404, f"unknown metric {metric[:60]!r}; metrics: {', '.join(METRICS)}")
     q = parse_stats_query(
         query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
     )
-    keys, values, *details = report(ctx.read(), replace(q, site_of=ctx.origins.site_of))
-    answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
+    keys, values, *details = measure(ctx.read(), replace(q, site_of=ctx.origins.site_of))
+    report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
-        answer["details"] = details[0]
+        report["details"] = details[0]
     if q.site and metric in NOT_PER_SITE:
-        answer.update(per_site=False, note=NOT_PER_SITE[metric])
-    return answer
+        report.update(per_site=False, note=NOT_PER_SITE[metric])
+    return report
+
+
+ROUTES.append(stats)
 
 
 ###############################################################################
@@ -3843,7 +4245,14 @@ APP_BODY = """<header>
 <script src="/static/dashboard.js" defer></script>"""
 
 
-@route("/static/<name>")
+@route("/static/<name>", doc={"get": operation(
+    "read", "the tracking script and the dashboard's files", {
+        "200": {"description": "the file", "content": {
+            media.split(";")[0]: {"schema": {"type": "string"}} for media, *_rest in STATIC_FILES.values()}},
+        "304": {"description": "not modified (If-None-Match)"},
+        "404": {"description": "no such file", "content": {"application/json": {"schema": schema_ref("Error")}}},
+    }, parameters=[parameter("name", "path", "the file", enum=list(STATIC_FILES))],
+)})  # fmt: skip
 def static_file(name: str) -> Any:
     asset = STATIC_FILES.get(name)
     if asset is None:
@@ -3893,7 +4302,9 @@ def html_page(title: str, body: str, status: int = 200) -> str:
     return PAGE.format(title=title, body=body)
 
 
-@route("/")
+@route("/", doc={"get": operation("read", "to the dashboard", {
+    "302": {"description": "to /dashboard", "headers": {"Location": {"schema": {}}}},
+})})  # fmt: skip
 def home() -> str:
     """A person who opens the server's address wants the dashboard."""
     response.status = 302
@@ -3901,7 +4312,7 @@ def home() -> str:
     return ""
 
 
-@route("/dashboard")
+@route("/dashboard", doc={"get": operation("read", "the dashboard, or its login page", ok("a page", "text/html"))})
 def dashboard() -> str:
     ctx: Context = request.app.ctx
     if not dashboard_login_valid(ctx):
@@ -3909,7 +4320,14 @@ def dashboard() -> str:
     return html_page("prisme-lite", APP_BODY)
 
 
-@route("/dashboard/login", "POST")
+@route("/dashboard/login", "POST", doc={"post": operation(
+    "read", "log in with the admin token", {
+        "303": {"description": "logged in; to /dashboard"},
+        **{str(status): {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
+           for status, why in ((401, "wrong token"), (429, "too many tries"))},
+    }, body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
+)})  # fmt: skip
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
     allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
@@ -3937,7 +4355,9 @@ def dashboard_login() -> Any:
     return ""
 
 
-@route("/dashboard/logout", "POST")
+@route("/dashboard/logout", "POST", doc={"post": operation(
+    "read", "log out", {"303": {"description": "logged out; to /dashboard"}},
+)})  # fmt: skip
 def dashboard_logout() -> str:
     ctx: Context = request.app.ctx
     response.delete_cookie(DASHBOARD_COOKIE, path="/", httponly=True, samesite="Strict", secure=is_https(ctx))
@@ -3946,11 +4366,17 @@ def dashboard_logout() -> str:
     return ""
 
 
-@route("/api/v1/sites")
-@api("json")
+@route("/api/v1/sites", doc={"get": operation(
+    "read", "the registered sites", answers(ok("the sites", "application/json", schema_ref("Sites")), 401, 403, 429),
+    security=[*BEARER, {"dashboard": []}],
+)})  # fmt: skip
+@api()
 def sites(ctx: Context) -> dict:
     require_reader(ctx)
     return {"sites": sorted(set(ctx.config["origins"]) | set(stored_origins(ctx.read())))}
+
+
+ROUTES.extend((static_file, home, dashboard, dashboard_login, dashboard_logout, sites))
 
 
 ###############################################################################
@@ -3959,184 +4385,12 @@ def sites(ctx: Context) -> dict:
 
 
 def openapi_document() -> dict:
-    """What /api/v1/openapi.json serves: every route, its parameters, answers and credentials (OpenAPI 3.1)."""
-    bearer = [{"bearer": []}]
-    name = parameter("name", "path", "the event's name", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH)
-    counter_ids = [
-        parameter("action_id", "path", "a configured action", pattern=COUNTER_ID.pattern),
-        parameter("page_id", "path", "a configured page", pattern=COUNTER_ID.pattern),
-    ]
-    link_query = [
-        parameter("url", "query", "where the link goes (absolute http(s))", required=True),
-        parameter("referrer", "query", "the page of the link; its Referer must be a registered site too"),
-    ]
-    pixel_query = [
-        parameter("referrer", "query", "the page URL (else the Referer header)"),
-        parameter("document-referrer", "query", "where the visitor came from"),
-        parameter("visitor-id", "query", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
-        parameter("status", "query", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
-    ]
-    stored = ok("stored")
-    web = {"tags": ["web events"], "security": []}
-    paths: dict[str, dict] = {
-        "/api/v1/events/pageviews": {"post": {
-            **web, "summary": "a pageview", "parameters": page_headers("pageview"),
-            "responses": answers(stored, *INGEST_REFUSALS),
-        }},
-        "/api/v1/events/custom/{name}": {"post": {
-            **web, "summary": "a custom event with properties", "parameters": [name, *page_headers("custom")],
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-            "responses": answers(stored, *INGEST_REFUSALS, 415),
-        }},
-        "/api/v1/events/file-downloads": {"post": {
-            **web, "summary": "a file download", "parameters": page_headers("link"), "requestBody": link_body(),
-            "responses": answers(stored, *INGEST_REFUSALS),
-        }},
-        "/api/v1/events/outbound-links": {"post": {
-            **web, "summary": "an outbound link", "parameters": page_headers("link"), "requestBody": link_body(),
-            "responses": answers(stored, *INGEST_REFUSALS),
-        }},
-        "/api/v1/noscript/events/pageviews": {"get": {
-            **web, "summary": "a pageview from an <img>", "parameters": pixel_query,
-            "responses": answers(GIF_ANSWER, *INGEST_REFUSALS, shape="gif"),
-        }},
-        "/api/v1/noscript/events/custom/{name}": {"get": {
-            **web, "summary": "a custom event from an <img>; properties as prop-<key>=<JSON value>",
-            "parameters": [name, parameter("referrer", "query", "the page URL (else the Referer header)")],
-            "responses": answers(GIF_ANSWER, *INGEST_REFUSALS, shape="gif"),
-        }},
-        "/api/v1/noscript/events/outbound-links": {"get": {
-            **web, "summary": "count an outbound link, then follow it", "parameters": link_query,
-            "responses": answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-        }},
-        "/api/v1/noscript/events/file-downloads": {"get": {
-            **web, "summary": "count a download, then follow it", "parameters": link_query,
-            "responses": answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-        }},
-        "/api/v1/healthcheck": {
-            method: {
-                "tags": ["operations"], "summary": "is the database answering", "security": [],
-                "responses": {**ok("ok", "application/json", schema_ref("Health")),
-                              "503": {"description": "unavailable", "content": {"application/json": {
-                                  "schema": schema_ref("Health")}}}},
-            } for method in ("get", "head")
-        },
-        "/api/v1/register": {"post": {
-            "tags": ["counters"], "summary": "register a counter client (admin token unless open registration)",
-            "security": [*bearer, {}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Register")}}},
-            "responses": answers(
-                ok("registered; the secret is shown once", "application/json", schema_ref("Client"), 201),
-                400, 401, 409, 413, 429, 503,
-            ),
-        }},
-        "/api/v1/configure": {"post": {
-            "tags": ["counters"], "summary": "set a client's pages and actions", "security": [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Configure")}}},
-            "responses": answers(ok("the configuration", "application/json", {"type": "object"}),
-                                 400, 401, 413, 429, 503),
-        }},
-        "/api/v1/token": {
-            method: {
-                "tags": ["counters"], "summary": "a counter token for this visitor (one hour)", "security": [],
-                "parameters": [] if method == "post" else [
-                    parameter("clientId", "query", "else the client of the Origin/Referer domain"),
-                    parameter("clientSecret", "query", "with clientId"),
-                ],
-                **({"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
-                   if method == "post" else {}),
-                "responses": answers(ok("a token; for a bot or a client that is no browser, an empty body and"
-                                        " X-Prisme-Dropped: bot", "application/json", schema_ref("Token")),
-                                     400, 401, 413, 429),
-            } for method in ("get", "post")
-        },
-        "/api/v1/{action_id}/{page_id}/increment": {"post": {
-            "tags": ["counters"], "summary": "count once per token, action and page in 15 minutes",
-            "security": [], "parameters": counter_ids,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
-            "responses": answers(ok("the count; for a bot or a client that is no browser, nothing counted, an empty"
-                                    " body and X-Prisme-Dropped: bot", "application/json", schema_ref("Count")),
-                                 400, 401, 404, 413, 429, 503),
-        }},
-        "/api/v1/{action_id}/{page_id}/value": {"get": {
-            "tags": ["counters"], "summary": "the count", "security": [{"counterToken": []}],
-            "parameters": counter_ids,
-            "responses": answers(ok("the count", "application/json", schema_ref("Count")), 400, 401, 404, 429),
-        }},
-        "/events": {"post": {
-            "tags": ["server events"], "summary": "one server event, or an array of up to 100",
-            "security": [*bearer, {"accessToken": []}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                schema_ref("ServerEvent"),
-                {"type": "array", "items": schema_ref("ServerEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
-            ]}}}},
-            "responses": answers(ok("accepted and durable", "application/json", {"type": "object"}, 202),
-                                 400, 401, 403, 413, 429, 503),
-        }},
-        **widget_routes(),
-        "/api/v1/stats/{metric}": {"get": {
-            "tags": ["read"], "summary": "a time series or a top-N list", "security": [*bearer, {"dashboard": []}],
-            "parameters": [parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
-            "responses": answers(ok("the series or list", "application/json", schema_ref("Stats")),
-                                 400, 401, 403, 404, 429),
-        }},
-        "/api/v1/export": {"get": {
-            "tags": ["read"], "summary": "raw rows, streamed (admin)", "security": bearer,
-            "parameters": [
-                may_be_empty(parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]), "csv"),
-                may_be_empty(parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)), "events"),
-                parameter("from", "query", "start (default: the first row)"),
-                parameter("to", "query", "end (default: tomorrow)"),
-            ],
-            "responses": answers(
-                {"200": {"description": "the rows", "content": {
-                    "text/csv": {"schema": {"type": "string"}},
-                    "application/x-ndjson": {"schema": {"type": "string"}},
-                }}},
-                400, 401, 403, 429,
-            ),
-        }},
-        "/api/v1/sites": {"get": {
-            "tags": ["read"], "summary": "the registered sites", "security": [*bearer, {"dashboard": []}],
-            "responses": answers(ok("the sites", "application/json", schema_ref("Sites")), 401, 403, 429),
-        }},
-        "/api/v1/openapi.json": {"get": {
-            "tags": ["operations"], "summary": "this document", "security": [],
-            "responses": ok("OpenAPI 3.1", "application/json", {"type": "object"}),
-        }},
-        "/static/{name}": {"get": {
-            "tags": ["read"], "summary": "the tracking script and the dashboard's files", "security": [],
-            "parameters": [parameter("name", "path", "the file", enum=list(STATIC_FILES))],
-            "responses": {
-                "200": {"description": "the file", "content": {
-                    media.split(";")[0]: {"schema": {"type": "string"}} for media, *_rest in STATIC_FILES.values()}},
-                "304": {"description": "not modified (If-None-Match)"},
-                "404": {"description": "no such file", "content": {
-                    "application/json": {"schema": schema_ref("Error")}}},
-            },
-        }},
-        "/": {"get": {
-            "tags": ["read"], "summary": "to the dashboard", "security": [],
-            "responses": {"302": {"description": "to /dashboard", "headers": {"Location": {"schema": {}}}}},
-        }},
-        "/dashboard": {"get": {
-            "tags": ["read"], "summary": "the dashboard, or its login page", "security": [],
-            "responses": ok("a page", "text/html"),
-        }},
-        "/dashboard/login": {"post": {
-            "tags": ["read"], "summary": "log in with the admin token", "security": [],
-            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
-                "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
-            "responses": {"303": {"description": "logged in; to /dashboard"},
-                          **{str(status): {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
-                             for status, why in ((401, "wrong token"), (429, "too many tries"))}},
-        }},
-        "/dashboard/logout": {"post": {
-            "tags": ["read"], "summary": "log out", "security": [],
-            "responses": {"303": {"description": "logged out; to /dashboard"}},
-        }},
-    }  # fmt: skip
+    """What /api/v1/openapi.json serves: every route, its parameters, answers and credentials (OpenAPI 3.1), as
+    each route describes itself, with the schemas and credentials the families name."""
+    paths: dict[str, dict] = {}
+    for entry in ROUTES:
+        for path, operations in entry.openapi.items():
+            paths.setdefault(path, {}).update(operations)
     for path, operations in paths.items():  # CORS preflight: any /api/v1 route
         if path.startswith("/api/v1/"):
             operations["options"] = {
@@ -4144,51 +4398,29 @@ def openapi_document() -> dict:
                 "parameters": [parameter(name[1:-1], "path", "as above") for name in re.findall(r"\{\w+\}", path)],
                 "responses": {"204": {"description": "the CORS headers"}},
             }  # fmt: skip
-    text = {"type": "string"}
+    schemes = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "the admin token or an access token"},
+        "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
+    }
+    schemas = {
+        "Error": {"type": "object", "properties": {"error": TEXT}, "required": ["error"]},
+        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT},
+                   "required": ["status"]},
+        "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
+            "from": TEXT, "to": TEXT, "keys": {"type": "array"}, "values": {"type": "array"},
+            "details": {}, "per_site": {"type": "boolean"}, "note": TEXT}},
+        "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": TEXT}}},
+    }  # fmt: skip
+    for family in FAMILIES:
+        schemes.update(family.security)
+        schemas.update(family.schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "prisme-lite", "version": __version__, "description": (
             "Web events (Prisme), action counters (Prefetch), server events (Prepr), widget beacons (Olapic), "
             "and the stats, export and dashboard routes that read them.")},
         "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "the admin token or an access token"},
-                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
-                "counterToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
-                "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
-            },
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": text}, "required": ["error"]},
-                "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": text},
-                           "required": ["status"]},
-                "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
-                    "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}, "per_site": {"type": "boolean"}, "note": text}},
-                "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
-                "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
-                "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
-                          "required": ["token", "expiresIn"]},
-                "Register": {"type": "object", "required": ["clientName", "domainName", "emailId"], "properties": {
-                    "clientName": text, "domainName": text, "emailId": text}},
-                "Client": {"type": "object", "properties": {"clientId": text, "clientSecret": text},
-                           "required": ["clientId", "clientSecret"]},
-                "Configure": {"type": "object", "required": ["clientId", "clientSecret"], "properties": {
-                    "clientId": text, "clientSecret": text, "validPageIds": {"type": "array", "items": text},
-                    "validActionIds": {"type": "array", "items": text}}},
-                "ServerEvent": {"type": "object", "required": ["label", "customer"], "properties": {
-                    "label": text, "timestamp": {"type": ["integer", "string"]},
-                    "content_item": {"type": "object", "properties": {"id": text, "locale": text}},
-                    "customer": {"type": "object", "properties": {"id": text}, "required": ["id"]},
-                    **{field: text for field in (
-                        "utm_medium", "utm_source", "utm_campaign", "utm_term", "utm_content", "rl", "sr")}}},
-                "OlapicSuccess": {"type": "object", "required": ["metadata", "data"], "properties": {
-                    "metadata": {"type": "object"}, "data": {"type": "object"}}},
-                "OlapicInvalid": {"type": "array", "items": {"type": "object", "properties": {
-                    "error": text, "detail": text}}},
-                "OlapicError": {"type": "object", "properties": {"metadata": {"type": "object"}, "error": text}},
-            },
-        },
+        "components": {"securitySchemes": schemes, "schemas": schemas},
     }  # fmt: skip
 
 
@@ -4197,11 +4429,16 @@ def openapi_json() -> str:
     return json.dumps(openapi_document())
 
 
-@route("/api/v1/openapi.json")
+@route("/api/v1/openapi.json", doc={"get": operation(
+    "operations", "this document", ok("OpenAPI 3.1", "application/json", {"type": "object"}),
+)})  # fmt: skip
 def openapi() -> Any:
     response.content_type = "application/json"
     response.set_header("Access-Control-Allow-Origin", "*")
     return openapi_json()  # built on first request: commands that never serve it skip the work
+
+
+ROUTES.append(openapi)
 
 
 ###############################################################################
@@ -4211,7 +4448,12 @@ def openapi() -> Any:
 HEALTHY_FREE_BYTES = 1 << 20  # less room than this for the database, its WAL and journal: unhealthy
 
 
-@route("/api/v1/healthcheck", "ANY")
+@route("/api/v1/healthcheck", "ANY", doc={
+    method: operation("operations", "is the database answering", {
+        **ok("ok", "application/json", schema_ref("Health")),
+        "503": {"description": "unavailable", "content": {"application/json": {"schema": schema_ref("Health")}}},
+    }) for method in ("get", "head")
+})  # fmt: skip
 def healthcheck() -> Any:
     ctx: Context = request.app.ctx
     response.content_type = "application/json"
@@ -4231,31 +4473,16 @@ def healthcheck() -> Any:
     return json.dumps({"status": "ok"})
 
 
-# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
-CHECKOUTS_EXPORTED = (
-    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
-    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
-    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
-)
-EXPORTS = {
-    # kind: (table, time column, extra condition, order: the table's own, so that rows stream without a sort)
-    "events": ("events", "ts", "", "rowid"),
-    "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
-    "custom": ("events", "ts", "kind = 'custom'", "rowid"),
-    "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
-    "download": ("events", "ts", "kind = 'download'", "rowid"),
-    "sessions": ("sessions", "started_at", "", "rowid"),
-    "server": ("server_events", "ts", "", "rowid"),
-    "widget": ("widget_events", "ts", "", "rowid"),
-    "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
-}
+# What can be exported, by the name the `kind` parameter gives it: (table, time column, extra condition, order: the
+# table's own, so that rows stream without a sort).
+EXPORTS = {name: dataset for family in FAMILIES for name, dataset in family.exports.items()}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
 EXPORT_CHUNK = 1000
 
 
-def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt: str) -> Iterator[str]:
-    """The rows of `kind` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
-    table, time_column, condition, order = EXPORTS[kind]
+def export_chunks(conn: sqlite3.Connection, dataset: str, start: int, end: int, fmt: str) -> Iterator[str]:
+    """The rows of `dataset` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
+    table, time_column, condition, order = EXPORTS[dataset]
     where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
     cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", (start, end))
     columns = ["time", *(description[0] for description in cursor.description)]
@@ -4283,32 +4510,45 @@ def csv_line(values: list) -> str:
 
 def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
     fmt = query_value(query, "format") or "csv"
-    kind = query_value(query, "kind") or "events"
+    dataset = query_value(query, "kind") or "events"
     if fmt not in ("csv", "ndjson"):
         raise Rejected(400, f"format must be csv or ndjson, got {fmt[:20]!r}")
-    if kind not in EXPORTS:
-        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
+    if dataset not in EXPORTS:
+        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {dataset[:20]!r}")
     start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
     end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
     if start >= end:
         raise Rejected(400, "from must be before to")
-    return fmt, kind, start, end
+    return fmt, dataset, start, end
 
 
-@route("/api/v1/export")
-@api("json")
+@route("/api/v1/export", doc={"get": operation(
+    "read", "raw rows, streamed (admin)", answers(
+        {"200": {"description": "the rows", "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        }}},
+        400, 401, 403, 429,
+    ), security=BEARER, parameters=[
+        may_be_empty(parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]), "csv"),
+        may_be_empty(parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)), "events"),
+        parameter("from", "query", "start (default: the first row)"),
+        parameter("to", "query", "end (default: tomorrow)"),
+    ],
+)})  # fmt: skip
+@api()
 def export(ctx: Context) -> Any:
     require_admin(ctx)
-    fmt, kind, start, end = export_window(query_pairs(request.environ), now_ms())
+    fmt, dataset, start, end = export_window(query_pairs(request.environ), now_ms())
     response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
-    response.set_header("Content-Disposition", f'attachment; filename="prisme-{kind}.{fmt}"')
+    response.set_header("Content-Disposition", f'attachment; filename="prisme-{dataset}.{fmt}"')
     # Its own connection: the export outlives this request's turn on the thread's reader.
     conn = connect(ctx.config["db"])
     conn.execute("PRAGMA query_only = ON")
 
     def stream() -> Iterator[bytes]:
         try:
-            for chunk in export_chunks(conn, kind, start, end, fmt):
+            for chunk in export_chunks(conn, dataset, start, end, fmt):
                 yield chunk.encode("utf-8")
         finally:
             conn.close()
@@ -4316,19 +4556,13 @@ def export(ctx: Context) -> Any:
     return stream()
 
 
-PRUNED_TABLES = (
-    # (table, time column, key, probe, stored in time order): the probe reads the time of the table's oldest row from
-    # one row or one index entry, so a table with nothing to prune costs no scan. Checkout products go with their
-    # checkout, by its transaction id. Web events, sessions and widget beacons are stored as they arrive, so their
-    # first row is their oldest (a session by its start: one still going must not hide the ended ones behind it);
-    # a server event carries the time its sender gives (the README's example is from 2021): its time index.
-    ("events", "ts", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
-    ("sessions", "last_seen", "rowid", "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
-    ("server_events", "ts", "rowid", "SELECT min(ts) FROM server_events", False),
-    ("widget_events", "ts", "rowid", "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
-    ("checkout_products", None, "transaction_id", "SELECT min(ts) FROM checkouts", False),
-    ("checkouts", "ts", "transaction_id", "SELECT min(ts) FROM checkouts", False),
-)
+ROUTES.extend((healthcheck, export))
+
+
+# Every family's raw tables: (table, its rows older than the cutoff, key, probe, stored in time order). The probe
+# reads the time of the table's oldest row from one row or one index entry, so a table with nothing to prune costs
+# no scan.
+PRUNED_TABLES = tuple(table for family in FAMILIES for table in family.pruned)
 PRUNE_BATCH = 5000
 
 
@@ -4347,15 +4581,14 @@ def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None,
     batch = batch or PRUNE_BATCH
     done = set() if done is None else done
     deleted: dict[str, int] = {}
-    for table, column, key, probe, in_order in PRUNED_TABLES:
+    for table, older, key, probe, in_order in PRUNED_TABLES:
         if table in done:
             continue
         oldest = (conn.execute(probe).fetchone() or (None,))[0]
         if oldest is not None and oldest < cutoff:
             # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
-            source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
             deleted[table] = conn.execute(
-                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {older} LIMIT ?)", (cutoff, batch)
             ).rowcount
         if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
             done.add(table)
@@ -4460,29 +4693,8 @@ def backup(db: str, target: str) -> int:
     return 0
 
 
-# (name, query returning the rows that break it)
-INVARIANTS = (
-    ("every event's session exists", "SELECT id FROM events WHERE session_id IS NOT NULL"
-     " AND session_id NOT IN (SELECT id FROM sessions) LIMIT 5"),
-    ("a session has at least the pageviews stored for it", "SELECT s.id FROM sessions s JOIN"
-     " (SELECT session_id, count(*) n FROM events WHERE kind = 'pageview' GROUP BY session_id) e"
-     " ON e.session_id = s.id WHERE s.pageviews < e.n LIMIT 5"),
-    ("sessions end after they start", "SELECT id FROM sessions WHERE last_seen < started_at LIMIT 5"),
-    ("each counter equals the sum of its days", "SELECT c.client_id || ' ' || c.action_id || ' ' || c.page_id"
-     " FROM counters c"
-     " LEFT JOIN (SELECT client_id, action_id, page_id, sum(count) n FROM counter_days GROUP BY 1, 2, 3) d"
-     " USING (client_id, action_id, page_id) WHERE c.count != coalesce(d.n, 0) LIMIT 5"),
-    ("each checkout's total is the sum of its products", "SELECT c.transaction_id FROM checkouts c"
-     " LEFT JOIN (SELECT transaction_id, sum(amount_e4) n FROM checkout_products GROUP BY 1) p USING (transaction_id)"
-     " WHERE c.total_e4 != coalesce(p.n, 0) LIMIT 5"),
-    ("each like, bookmark or subscription has its customer", "SELECT customer_id FROM customer_relations"
-     " WHERE customer_id NOT IN (SELECT id FROM customers) LIMIT 5"),
-    ("the daily counts equal the rows they count", "SELECT * FROM (SELECT dim || ' ' || value || ' on day ' || day"
-     f" FROM (SELECT * FROM daily_counts WHERE n != 0 EXCEPT SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL"
-     f" {VISITORS_RECOUNT}) WHERE n != 0) UNION ALL SELECT dim || ' ' || value || ' on day ' || day"
-     f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
-     " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
-)  # fmt: skip
+# What must hold of every family's rows: (name, query returning the rows that break it).
+INVARIANTS = tuple(invariant for family in FAMILIES for invariant in family.invariants)
 
 
 def check(db: str) -> int:
@@ -4958,63 +5170,17 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
 
 
 def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins: Iterable[str] = ()) -> int:
-    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`.
-
-    With `site`, the counters are that site's; server events are not recorded per site, and the heading says so.
-    """
+    """`prisme-lite stats`: each family's summary of the last `days` (web traffic per site, counters, server events
+    per label); with `site`, what is recorded per site is that site's, and a family that is not says so."""
     if days < 1:
         raise ConfigError("stats: --days must be at least 1")
     now = now_ms()
-    since = now - days * 86_400_000
-    day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
-    print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
-    sites = (
-        [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
-    )
-    for name in sites:
-        # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
-        q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
-        _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
-        print(f"\nweb traffic at {name}")
-        bounces = f"{bounce_rate}%" if sessions else "-"
-        print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
-              f"{sessions:,} {plural('session', sessions)}, "
-              f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
-        for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
-                              ("custom events", "top-custom-events")):  # fmt: skip
-            keys, values = METRICS[metric](conn, q)
-            # Six fetched, five shown: a referrer list leaves out "direct" (not a referrer), the others keep all.
-            shown = [
-                (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
-            ]
-            if shown:
-                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in shown[:5]))
-    if not sites:
-        print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
-    labels = conn.execute(
-        "SELECT x.label, count(*), count(DISTINCT x.customer_id), max(x.ts) FROM server_events x"
-        f" WHERE x.ts >= ? AND {COUNTED_ONCE} GROUP BY x.label ORDER BY 2 DESC, 1",
-        (since,),
-    ).fetchall()
-    if labels:
-        print("\nserver events by label" + (" (of every site: they are not recorded per site)" if site else ""))
-        print_table(
-            ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
-            [(f"  {label}", f"{count:,}", f"{customers:,}", day(last)) for label, count, customers, last in labels],
-        )
-    site_of = OriginRegistry(list(origins), lambda: conn).site_of
-    counters = [
-        row
-        for row in conn.execute(
-            "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
-            " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
-            (since // 86_400_000,),
-        )
-        if not site or site_of(row[0]) == site
-    ][:10]
-    if counters:
-        print("\ncounters (added in these days)")
-        print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
+    since = now - days * DAY_MS
+    last = "day" if days == 1 else f"{days} days"
+    print(f"prisme-lite stats: the last {last} ({utc_date(since)} to {utc_date(now)}, UTC)")
+    for family in FAMILIES:
+        if family.summary:
+            family.summary(conn, site, days, now, list(origins))
     return 0
 
 
