@@ -138,12 +138,17 @@ class ConfigError(Exception):
     """A setting with a value that is not allowed; the message names the setting and what it may be."""
 
 
+class CommandError(Exception):
+    """A command that cannot do what its arguments ask (a backup file that exists, a server in its way); the message
+    says what to do instead."""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration key: its default, its type and the one line that config.example.toml says about it."""
 
     default: Any
-    kind: str  # str | int | bool | list | choice
+    value_type: str  # str | int | bool | list | choice
     help: str
     minimum: int | None = None
     maximum: int | None = None
@@ -217,17 +222,19 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
     where = f"{key} (from {source})"
     if typed:
         # In a TOML file a value has its own type: port = "8000" is a mistake worth pointing out, not guessing.
-        expected = {"bool": bool, "int": int, "list": list}.get(setting.kind, str)
+        expected = {"bool": bool, "int": int, "list": list}.get(setting.value_type, str)
         if not isinstance(raw, expected) or (expected is int and isinstance(raw, bool)):
-            article = {"bool": "true or false", "int": "an integer", "list": "a list of strings"}.get(setting.kind)
+            article = {"bool": "true or false", "int": "an integer", "list": "a list of strings"}.get(
+                setting.value_type
+            )
             raise ConfigError(f"{where} must be {article or 'a string'}, got {raw!r}")
-    if setting.kind == "bool":
+    if setting.value_type == "bool":
         if isinstance(raw, bool):
             return raw
         if isinstance(raw, str) and raw.strip().lower() in BOOL_WORDS:
             return BOOL_WORDS[raw.strip().lower()]
         raise ConfigError(f"{where} must be true or false, got {raw!r}")
-    if setting.kind == "int":
+    if setting.value_type == "int":
         if isinstance(raw, bool) or not isinstance(raw, (int, str)):
             raise ConfigError(f"{where} must be an integer, got {raw!r}")
         try:
@@ -239,7 +246,7 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
             allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ConfigError(f"{where} must be {allowed}, got {value}")
         return value
-    if setting.kind == "list":
+    if setting.value_type == "list":
         if isinstance(raw, str):
             items = [item.strip() for item in raw.split(",") if item.strip()]
         elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
@@ -254,9 +261,9 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
         return items
     if not isinstance(raw, str):
         raise ConfigError(f"{where} must be a string, got {raw!r}")
-    if setting.kind == "choice" and raw.lower() not in setting.choices:
+    if setting.value_type == "choice" and raw.lower() not in setting.choices:
         raise ConfigError(f"{where} must be one of {', '.join(setting.choices)}, got {raw!r}")
-    return raw.lower() if setting.kind == "choice" else raw
+    return raw.lower() if setting.value_type == "choice" else raw
 
 
 def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -2333,7 +2340,8 @@ class ForgetSaltedVisitors:
             self.done_before = before
 
 
-# Filters by name: the column of an event row, and of a session row (None: see session_where).
+# Filters by name: the column of an event row, and of a session row (None: see session_where). `domain` is the page's
+# host, not its site: the site *.example.com has pages on a.example.com and b.example.com (the `site` parameter).
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": ("e.path", None),
@@ -2460,9 +2468,9 @@ def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key:
 
 def rolled_up(
     conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
-    raw_values: str, dims: tuple[str, ...], daily_key: str, answer: str, tail: str = "", tail_params: tuple = (),
+    raw_values: str, dims: tuple[str, ...], daily_key: str, totals: str, tail: str = "", tail_params: tuple = (),
 ) -> list[tuple]:  # fmt: skip
-    """Rows (k, answer) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
+    """Rows (k, totals) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
     parts, params = [], []
     for part in raw_parts(q, days):
         source, where, where_params = scope(part)
@@ -2472,17 +2480,17 @@ def rolled_up(
         sql, daily_params = daily_rows(q, days, dims, daily_key)
         parts.append(sql)
         params += daily_params
-    sql = f"SELECT k, {answer} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
+    sql = f"SELECT k, {totals} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
     return conn.execute(sql, [*params, *tail_params]).fetchall()
 
 
-def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], answer: str) -> Callable:
+def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], totals: str) -> Callable:
     """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
         found = rolled_up(
-            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), answer
+            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), totals
         )
         return bucket_keys(q, dict(found))
 
@@ -2970,7 +2978,7 @@ def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[st
     return list(dict.fromkeys(values))
 
 
-def client_answer(client: dict) -> dict:
+def client_view(client: dict) -> dict:
     """A client as the API shows it: everything but the secret."""
     return {
         "clientId": client["id"],
@@ -3174,7 +3182,7 @@ def configure_counters(ctx: Context) -> dict:
     client = authenticate_client(ctx, body.get("clientId"), body.get("clientSecret"))
     page_ids = id_list(body, "validPageIds")
     action_ids = id_list(body, "validActionIds", reserved_action_ids())
-    return client_answer(ctx.writer.run(configure_client, client["id"], page_ids, action_ids))
+    return client_view(ctx.writer.run(configure_client, client["id"], page_ids, action_ids))
 
 
 TOKEN_ANSWERS = answers(
@@ -4657,12 +4665,12 @@ def backup(db: str, target: str) -> int:
     started on the backup replays them.
     """
     if os.path.exists(target):
-        raise ConfigError(f"backup: {target} exists; choose a new file")
+        raise CommandError(f"backup: {target} exists; choose a new file")
     directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
-        raise ConfigError(f"backup: directory {directory} does not exist; create it, or choose a FILE in another")
+        raise CommandError(f"backup: directory {directory} does not exist; create it, or choose a FILE in another")
     if not os.access(directory, os.W_OK):
-        raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
+        raise CommandError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
     destination = sqlite3.connect(target)
@@ -4793,7 +4801,7 @@ def no_server_on(db: str, command: str) -> Iterator[None]:
     try:
         holder = lock_holder(fd, fcntl.LOCK_SH)
         if holder:
-            raise ConfigError(
+            raise CommandError(
                 f"{command}: a server (pid {holder}) is running on {db}; stop it first"
                 " (with retention_days set, the server prunes by itself)"
             )
@@ -4842,23 +4850,23 @@ def granian_callback(app: Callable, running: list) -> Callable:
     lock = threading.Lock()
 
     def call(protocol: Any, scope: dict) -> int:
-        answer: list = [200, []]
+        head: list = [200, []]  # the status and headers the application starts its response with
 
         def start_response(status: str, headers: list, exc_info: Any = None) -> None:
-            answer[0], answer[1] = int(status[:3]), headers
+            head[0], head[1] = int(status[:3]), headers
 
         with lock:
             running[0] += 1
         try:
             body = app(base | scope, start_response)
             if isinstance(body, list):
-                protocol.response_bytes(answer[0], answer[1], b"".join(body))
+                protocol.response_bytes(head[0], head[1], b"".join(body))
             else:  # a stream (an export): sent as it is produced, never held whole
-                protocol.response_iter(answer[0], answer[1], ResponseIterWrap(body))
+                protocol.response_iter(head[0], head[1], ResponseIterWrap(body))
         finally:
             with lock:
                 running[0] -= 1
-        return answer[0]
+        return head[0]
 
     return call
 
@@ -4993,7 +5001,7 @@ def add_settings(parser: argparse.ArgumentParser, keys: tuple[str, ...]) -> None
         elif isinstance(default, bool):
             default = str(default).lower()
         text = f"{setting.help} (default: {default if default != '' else 'none'})".replace("%", "%%")
-        if setting.kind == "bool":
+        if setting.value_type == "bool":
             group.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=text)
         else:
             metavar = "FILE" if key.endswith("db") else "|".join(setting.choices) or key.split("_")[-1].upper()
@@ -5069,74 +5077,131 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace, config: dict) -> int:
-    if args.command == "serve":
-        return serve(config)
-    if args.command != "init" and not os.path.exists(config["db"]):
-        # Only serve and init create a database: any other command on a mistyped path, or run from another
-        # directory, would make an empty one and answer from it (a token the running server has never heard of).
+    """Run the command `args` names (COMMANDS), on a database that exists: only serve and init create one."""
+    if args.command not in ("serve", "init") and not os.path.exists(config["db"]):
+        # Any other command on a mistyped path, or run from another directory, would make an empty database and
+        # answer from it (a token the running server has never heard of).
         raise ConfigError(
             f"{args.command}: no database at {os.path.abspath(config['db'])}; point --db (or PRISME_DB) at the"
             f" server's database, or create one with `prisme-lite init --db {config['db']}`"
         )
-    open_database(config["db"])
-    if args.command == "backup":
-        return backup(config["db"], args.file)
-    if args.command == "check":
-        return check(config["db"])
+    if args.command != "serve":  # the server opens it itself (make_app)
+        open_database(config["db"])
+    return COMMANDS[args.command](args, config)
+
+
+@contextlib.contextmanager
+def command_connection(config: dict) -> Iterator[sqlite3.Connection]:
+    """A command's connection to the database, in autocommit mode: each statement is its own transaction."""
     conn = connect(config["db"], config["synchronous"])
     try:
-        if args.command == "init":
-            admin_token(conn)
-            print(f"database ready: {config['db']} (schema version {SCHEMA_VERSION})")
-        elif args.command == "admin-token":
-            if config["admin_token"]:
-                print(config["admin_token"])
-                if args.rotate:
-                    raise ConfigError("admin-token --rotate: the token comes from admin_token in the configuration")
-            else:
-                print(admin_token(conn, rotate=args.rotate))
-        elif args.command == "export":
-            return export_to_file(conn, args)
-        elif args.command == "prune":
-            days = args.older_than if args.older_than is not None else config["retention_days"]
-            if days < 1:
-                raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
-            pruner, now = Retention(days), now_ms()
-            with no_server_on(config["db"], "prune"):
-                while pruner(conn, now):  # autocommit: each batch is its own short transaction
-                    pass
-            deleted = pruner.deleted
-            print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
-        elif args.command == "stats":
-            return print_summary(conn, args.site, args.days, config["origins"])
-        elif args.command == "tokens":
-            return manage_tokens(conn, args)
-        elif args.command == "counters":
-            return show_counters(conn, args)
-        elif args.command == "origins":
-            if args.action == "list":
-                configured = set(config["origins"])
-                for origin in sorted(configured | set(stored_origins(conn))):
-                    print(origin + ("  (from configuration)" if origin in configured else ""))
-                return 0
-            try:
-                hosts = [normalise_origin(host) for host in args.hosts]
-            except ValueError as error:
-                raise ConfigError(f"origins {args.action}: {error}") from None
-            for host in hosts:
-                if args.action == "add":
-                    print(f"{'added' if add_origin(conn, host) else 'already registered'}: {host}")
-                elif remove_origin(conn, host):
-                    print(f"removed: {host}")
-                elif host in config["origins"]:
-                    print(origin_from_setting(host, config["origins"]), file=sys.stderr)
-                    return 1
-                else:
-                    print(f"not registered: {host}", file=sys.stderr)
-                    return 1
+        yield conn
     finally:
         conn.close()
+
+
+def serve_command(args: argparse.Namespace, config: dict) -> int:
+    return serve(config)
+
+
+def init_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        admin_token(conn)
+    print(f"database ready: {config['db']} (schema version {SCHEMA_VERSION})")
     return 0
+
+
+def origins_command(args: argparse.Namespace, config: dict) -> int:
+    """`origins add`, `list` and `remove`: the sites registered in the database, beside the origins setting."""
+    with command_connection(config) as conn:
+        if args.action == "list":
+            configured = set(config["origins"])
+            for origin in sorted(configured | set(stored_origins(conn))):
+                print(origin + ("  (from configuration)" if origin in configured else ""))
+            return 0
+        try:
+            hosts = [normalise_origin(host) for host in args.hosts]
+        except ValueError as error:
+            raise CommandError(f"origins {args.action}: {error}") from None
+        for host in hosts:
+            if args.action == "add":
+                print(f"{'added' if add_origin(conn, host) else 'already registered'}: {host}")
+            elif remove_origin(conn, host):
+                print(f"removed: {host}")
+            elif host in config["origins"]:
+                print(origin_from_setting(host, config["origins"]), file=sys.stderr)
+                return 1
+            else:
+                print(f"not registered: {host}", file=sys.stderr)
+                return 1
+    return 0
+
+
+def counters_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return show_counters(conn, args)
+
+
+def tokens_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return manage_tokens(conn, args)
+
+
+def stats_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return print_summary(conn, args.site, args.days, config["origins"])
+
+
+def export_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return export_to_file(conn, args)
+
+
+def prune_command(args: argparse.Namespace, config: dict) -> int:
+    days = args.older_than if args.older_than is not None else config["retention_days"]
+    if days < 1:
+        raise CommandError("prune: give --older-than DAYS (at least 1), or set retention_days")
+    pruner, now = Retention(days), now_ms()
+    with command_connection(config) as conn, no_server_on(config["db"], "prune"):
+        while pruner(conn, now):  # autocommit: each batch is its own short transaction
+            pass
+    deleted = pruner.deleted
+    print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
+    return 0
+
+
+def backup_command(args: argparse.Namespace, config: dict) -> int:
+    return backup(config["db"], args.file)
+
+
+def check_command(args: argparse.Namespace, config: dict) -> int:
+    return check(config["db"])
+
+
+def admin_token_command(args: argparse.Namespace, config: dict) -> int:
+    if config["admin_token"]:
+        print(config["admin_token"])
+        if args.rotate:
+            raise CommandError("admin-token --rotate: the token comes from admin_token in the configuration")
+        return 0
+    with command_connection(config) as conn:
+        print(admin_token(conn, rotate=args.rotate))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
+    "serve": serve_command,
+    "init": init_command,
+    "origins": origins_command,
+    "counters": counters_command,
+    "tokens": tokens_command,
+    "stats": stats_command,
+    "export": export_command,
+    "prune": prune_command,
+    "backup": backup_command,
+    "check": check_command,
+    "admin-token": admin_token_command,
+}
 
 
 def origin_from_setting(host: str, origins: list[str]) -> str:
@@ -5154,13 +5219,13 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     query = [("format", args.export_format), ("kind", args.kind)]
     query += [(name, value) for name, value in (("from", args.start), ("to", args.end)) if value]
     try:
-        fmt, kind, start, end = export_window(query, now_ms())
+        fmt, dataset, start, end = export_window(query, now_ms())
     except Rejected as refusal:
-        raise ConfigError(f"export: {refusal.message}") from None
+        raise CommandError(f"export: {refusal.message}") from None
     conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
     output = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
     try:
-        for chunk in export_chunks(conn, kind, start, end, fmt):
+        for chunk in export_chunks(conn, dataset, start, end, fmt):
             output.write(chunk)
     finally:
         conn.execute("ROLLBACK")
@@ -5173,7 +5238,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
     """`prisme-lite stats`: each family's summary of the last `days` (web traffic per site, counters, server events
     per label); with `site`, what is recorded per site is that site's, and a family that is not says so."""
     if days < 1:
-        raise ConfigError("stats: --days must be at least 1")
+        raise CommandError("stats: --days must be at least 1")
     now = now_ms()
     since = now - days * DAY_MS
     last = "day" if days == 1 else f"{days} days"
@@ -5192,7 +5257,7 @@ def manage_tokens(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         )
         unknown = [scope for scope in scopes if scope not in SCOPES]
         if unknown or not scopes:
-            raise ConfigError(
+            raise CommandError(
                 f"tokens create: --scope must be one of {', '.join(SCOPES)}, got {', '.join(unknown) or 'none'}"
             )
         token_id, token = create_access_token(conn, scopes, args.name)
@@ -5281,7 +5346,7 @@ def main(argv: list[str] | None = None) -> int:
         # Python's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except ConfigError as error:
+    except (ConfigError, CommandError) as error:
         print(f"prisme-lite: {error}", file=sys.stderr)
         return 2
     except sqlite3.Error as error:
