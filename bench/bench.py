@@ -796,7 +796,13 @@ def profile_pixel(args: argparse.Namespace, work: str, top: int = 12) -> dict:
     leaf: dict[str, int] = {}
     total = 0
     idle = ("wait (threading.py", "select (selectors.py", "poll (selectors.py", "get (queue.py", "_wait_for_tstate")
-    plumbing = ("(threading.py)", "main (prisme_lite.py)", "run_command (prisme_lite.py)", "serve (prisme_lite.py)")
+    plumbing = (
+        "(threading.py)",
+        "main (prisme_lite.py)",
+        "run_command (prisme_lite.py)",
+        "serve_command (prisme_lite.py)",
+        "serve (prisme_lite.py)",
+    )
     with open(raw) as file:
         for line in file:
             stack, _space, samples = line.rstrip("\n").rpartition(" ")

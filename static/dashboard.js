@@ -100,20 +100,9 @@ async function render() {
   try {
     const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
     if (ticket !== latest) return;
-    const tops = await Promise.all([
-      ["Top pages", "top-pages", ["Page", "Pageviews"]], ["Referrers", "top-referrers", ["Referrer", "Pageviews"]],
-      ["Entry pages", "top-entry-pages", ["Page", "Sessions"]], ["Exit pages", "top-exit-pages", ["Page", "Sessions"]],
-      ["Countries", "top-countries", ["Country", "Pageviews"]], ["Browsers", "top-browsers", ["Browser", "Pageviews"]],
-      ["Operating systems", "top-operating-systems", ["OS", "Pageviews"]],
-      ["UTM sources", "top-utm-sources", ["Source", "Pageviews"]],
-      ["Custom events", "top-custom-events", ["Event", "Count"]],
-      ["Outbound links", "top-outbound-links", ["Link", "Clicks"]],
-      ["File downloads", "top-file-downloads", ["File", "Downloads"]],
-      ["Counters", "counters", ["Client action page", "Added"]],
-      ["Server events", "top-server-labels", ["Label", "Events"]],
-      ["Widgets", "top-widgets", ["Widget", "Renders", "Interactions", "CTR"]],
-      ["Revenue", "revenue", ["Currency", "Checkouts", "Revenue"]],
-    ].map(async ([title, metric, columns]) => table(title, await stat(metric, {limit: 10}), columns)));
+    const panels = JSON.parse($("#report").dataset.panels); // each family's tables, from the server
+    const tops = await Promise.all(panels.map(async ([title, metric, columns]) =>
+      table(title, await stat(metric, {limit: 10}), columns)));
     if (ticket !== latest) return;
     const numbers = el("div", {class: "numbers"},
       number("Visitors", overview.values[0], "visitors-total"),
