@@ -9,6 +9,7 @@ the events of all concurrent requests together. `prisme-lite serve` starts a dem
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import csv
 import datetime
@@ -69,7 +70,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -81,8 +82,12 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     ),
     # 4: logins kept on the server, so that they can be ended; the key that signed the cookies goes
     3: lambda: schema_part("@dashboard_sessions") + "DELETE FROM meta WHERE key = 'dashboard_key';",
+    4: lambda: schema_part("@goals"),  # 5: goals (conversions)
 }
 MINUTE_MS = 60_000
+# The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
+# filtered report over a million pageviews (seconds; MEASUREMENTS.md).
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS  # a UTC day in unix ms: the unit of the daily tables (`day` columns)
 
@@ -123,7 +128,7 @@ TERMINAL_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what terminal_text esca
 SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
 NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
+SCOPES = ("capture_publish", "stats_read", "admin", "track_public", "metrics_read")
 
 # The headers the tracking script and Prisme's clients send on a cross-origin POST.
 CORS_HEADERS = {
@@ -371,6 +376,7 @@ class Context:
         self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
         self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
         self.country = CountryLookup(config)
+        self.telemetry = Telemetry()
         self.readers: list[sqlite3.Connection] = []
 
     def read(self) -> sqlite3.Connection:
@@ -456,7 +462,9 @@ class Family:
     invariants: tuple[tuple[str, str], ...] = ()  # (what must hold, a query of the rows that break it)
     filters: tuple[str, ...] = ()  # the stats parameters it adds
     metrics: dict[str, Callable] = field(default_factory=dict)  # /api/v1/stats/<metric>
-    panels: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # the dashboard's tables: (title, metric, columns)
+    metric_schemas: dict[str, str] = field(default_factory=dict)  # a metric → its answer's own OpenAPI schema
+    # The dashboard's tables: (title, metric, columns[, what it says when the list is empty]).
+    panels: tuple[tuple[Any, ...], ...] = ()
     summary: Callable[..., None] | None = None  # its part of `prisme-lite stats` (see print_summary)
     schemas: dict[str, dict] = field(default_factory=dict)  # OpenAPI components it names
     security: dict[str, dict] = field(default_factory=dict)  # OpenAPI security schemes it names
@@ -471,12 +479,44 @@ def register(family: Family) -> None:
     ROUTES.extend(family.routes)
 
 
-class RequestLog:
-    """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
+class Telemetry:
+    """What /metrics reports of the requests: counts that each thread keeps for itself (plain increments, no lock on
+    the way of a request), added up when they are read."""
 
-    def __init__(self, app: Callable, access_log: AccessLog | None):
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.threads: list[Counter] = []
+        self.lock = threading.Lock()  # taken once per thread, at its first count, and to read
+
+    def counts(self) -> Counter:
+        """This thread's counts: by (what, label…) key, such as ("dropped", "bot")."""
+        counts = getattr(self.local, "counts", None)
+        if counts is None:
+            counts = self.local.counts = Counter()
+            with self.lock:
+                self.threads.append(counts)
+        return counts
+
+    def total(self) -> Counter:
+        with self.lock:
+            threads = list(self.threads)
+        total: Counter = Counter()
+        for counts in threads:
+            total.update(dict(counts))  # copied in one C call: its thread may add a key meanwhile
+        return total
+
+
+class RequestLog:
+    """WSGI middleware: an X-Request-Id on every response, one access-log line per request, and its status and
+    duration counted for /metrics by the family of its route (else the route's handler: stats, dashboard, …)."""
+
+    def __init__(self, app: bottle.Bottle, access_log: AccessLog | None):
         self.app = app
         self.access_log = access_log
+        self.telemetry: Telemetry = app.ctx.telemetry
+        self.groups = {entry.handler: family.name for family in FAMILIES for entry in family.routes}
+        for entry in ROUTES:
+            self.groups.setdefault(entry.handler, entry.handler.__name__)
         # Request ids: a random prefix for this process and a counter, cheaper than 8 random bytes per request.
         self.ids = map(f"{secrets.randbits(32):08x}{{:08x}}".format, itertools.count())
 
@@ -492,13 +532,19 @@ class RequestLog:
             return start_response(status, headers, exc_info)
 
         result = self.app(environ, start)
+        seconds = time.perf_counter() - started
+        matched = environ.get("bottle.route")
+        group = self.groups.get(matched.callback, "other") if matched else "none"
+        status = status_line[0]
+        counts = self.telemetry.counts()
+        counts["responses", group, status[0] + "xx"] += 1
+        counts["duration", group, bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        counts["seconds", group] += seconds
+        if status == "429":
+            counts["rate_limited", group] += 1
         if self.access_log:
             self.access_log.write(
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("PATH_INFO", "-"),
-                status_line[0],
-                (time.perf_counter() - started) * 1000,
-                request_id,
+                environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-"), status, seconds * 1000, request_id
             )
         return result
 
@@ -625,6 +671,7 @@ def api(shape: Shape | Callable[..., Shape] = AS_JSON, rate_limited: bool = Fals
                 return route(ctx, *args, **kwargs)
             except Dropped as why:
                 response.set_header("X-Prisme-Dropped", str(why))
+                ctx.telemetry.counts()["dropped", str(why)] += 1
                 return (shape if isinstance(shape, Shape) else shape(**kwargs)).dropped()
             except (Rejected, Unavailable) as refusal:
                 status, message = (
@@ -755,8 +802,8 @@ def schema_text() -> str:
 
 
 def schema_part(marker: str) -> str:
-    """The part of schema.sql after the line of `marker` (what the migration to that part's version adds)."""
-    return schema_text().split(f"-- {marker}", 1)[1].split("\n", 1)[1]
+    """The part of schema.sql after the line of `marker`, to the next part (what the migration to its version adds)."""
+    return schema_text().split(f"-- {marker}", 1)[1].split("\n", 1)[1].split("\n-- @", 1)[0]
 
 
 def rollup_schema() -> str:
@@ -971,8 +1018,9 @@ def upgraded_line(line: Any) -> list:
     return [version, kind, record]
 
 
-def apply_journal_lines(conn: sqlite3.Connection, appliers: dict[str, Callable], lines: list[bytes]) -> None:
-    """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
+def apply_journal_lines(conn: sqlite3.Connection, appliers: dict[str, Callable], lines: list[bytes]) -> Counter:
+    """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows);
+    how many each family's were."""
     batches: dict[str, list[dict]] = {}
     for line in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
         if line[0] != JOURNAL_VERSION:  # the one check per line: older lines are upgraded first
@@ -980,6 +1028,7 @@ def apply_journal_lines(conn: sqlite3.Connection, appliers: dict[str, Callable],
         batches.setdefault(line[1], []).append(line[2])
     for kind, records in batches.items():
         appliers[kind](conn, records)
+    return Counter({kind: len(records) for kind, records in batches.items()})
 
 
 # What a journal line that cannot be applied raises (a record an applier or SQLite refuses, a format unknown here):
@@ -1091,6 +1140,11 @@ class Writer:
         self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
         self.dead_lettered: set[str] = set()  # positions of lines this process kept in the dead-letter file
+        # What /metrics reports: journal records acknowledged (under append_lock) and stored (by this thread), by
+        # family; since when the oldest line not yet folded has waited (at most); when the last commit was.
+        self.acknowledged: Counter = Counter()
+        self.stored: Counter = Counter()
+        self.behind_since = self.committed_at = time.monotonic()
         self.generation, self.folded = journal_position(self.conn)
         self._replay()
         self.fd = os.open(journal_file(db_path, self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -1112,6 +1166,8 @@ class Writer:
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
             written = 0
+            if self.appended == self.folded:  # nothing waits: this line is the oldest that will
+                self.behind_since = time.monotonic()
             try:
                 written = os.write(self.fd, line)
                 if written != len(line):
@@ -1123,6 +1179,7 @@ class Writer:
                     os.ftruncate(self.fd, self.appended)
                 raise Unavailable(f"the journal cannot be written: {error.strerror}") from None
             self.appended += written
+            self.acknowledged[kind] += 1
         # One wake-up at a time, not one per event: jobs waiting for an answer must not queue behind thousands.
         # The writer clears the flag before it reads how far the journal goes, so no append is ever missed.
         if not self.woken:
@@ -1181,8 +1238,13 @@ class Writer:
                 self._commit([])
         self.conn.close()
 
+    def lag(self) -> float:
+        """Seconds the oldest acknowledged event not yet in the database has waited at most (0: none waits)."""
+        return 0.0 if self.folded >= self.appended else time.monotonic() - self.behind_since
+
     def _commit(self, jobs: list) -> None:
         self.woken = False
+        started = time.monotonic()
         end = self.appended  # every byte before this offset belongs to a complete, acknowledged line
         data = os.pread(self.fd_read, min(end - self.folded, JOURNAL_CHUNK), self.folded) if end > self.folded else b""
         cut = data.rfind(b"\n") + 1
@@ -1191,7 +1253,7 @@ class Writer:
         outcomes = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            self._fold(records)
+            stored = self._fold(records)
             set_journal_position(conn, self.generation, self.folded + cut)
             checkpoint_due = self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL
             if checkpoint_due:
@@ -1224,6 +1286,10 @@ class Writer:
         if self.failure is not None:
             log.info("database writes work again")
         self.failure = None
+        self.committed_at = time.monotonic()
+        self.stored.update(stored)
+        if cut and self.folded + cut == end:  # what waits now was appended after this commit started
+            self.behind_since = started
         self.folded += cut
         for future, ok, value in outcomes:
             if ok:
@@ -1235,24 +1301,25 @@ class Writer:
         if checkpoint_due:
             self._checkpoint()
 
-    def _fold(self, lines: list[bytes]) -> None:
+    def _fold(self, lines: list[bytes]) -> Counter:
         """Apply journal lines from the folded position on; if the batch fails, redo it a line at a time, and keep a
-        line that still cannot be applied in the dead-letter file (durably, before the position passes it)."""
+        line that still cannot be applied in the dead-letter file (durably, before the position passes it). How
+        many records of each family it stored."""
         conn = self.conn
         try:
             conn.execute("SAVEPOINT fold")
-            self._apply(lines)
+            stored = self._apply(lines)
             conn.execute("RELEASE fold")
-            return
+            return stored
         except LINE_REFUSALS:
             conn.execute("ROLLBACK TO fold")
             conn.execute("RELEASE fold")
             self._reset_appliers()
-        kept, offset = [], self.folded
+        kept, offset, stored = [], self.folded, Counter()
         for line in lines:
             conn.execute("SAVEPOINT line")
             try:
-                self._apply([line])
+                stored.update(self._apply([line]))
             except LINE_REFUSALS as error:
                 conn.execute("ROLLBACK TO line")
                 self._reset_appliers()
@@ -1266,9 +1333,10 @@ class Writer:
         if kept:
             keep_dead_letters(dead_letters_file(self.db_path), kept)
             self.dead_lettered.update(entry["position"] for entry in kept)
+        return stored
 
-    def _apply(self, lines: list[bytes]) -> None:
-        apply_journal_lines(self.conn, self.appliers, lines)
+    def _apply(self, lines: list[bytes]) -> Counter:
+        return apply_journal_lines(self.conn, self.appliers, lines)
 
     def _reset_appliers(self) -> None:
         for applier in self.appliers.values():
@@ -1342,7 +1410,7 @@ class Writer:
             if complete:
                 records = complete.splitlines()
                 self.conn.execute("BEGIN IMMEDIATE")
-                self._fold(records)
+                self.stored.update(self._fold(records))
                 set_journal_position(self.conn, self.generation, self.folded + len(complete))
                 self.conn.execute("COMMIT")
                 log.info("journal: replayed %d event(s) into the database", len(records))
@@ -3089,6 +3157,105 @@ register(Family(
 
 
 ###############################################################################
+# Goals #######################################################################
+###############################################################################
+
+# A goal's kind → the web events that convert it, and the column that must equal its target.
+GOAL_EVENTS = {"event": ("custom", "e.name"), "path": ("pageview", "e.path")}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One conversion a site counts: a custom event by its name, or a pageview of a path."""
+
+    id: int
+    site: str
+    kind: str  # event | path
+    target: str  # the event's name, or the path
+
+    def label(self, with_site: bool) -> str:
+        """What the dashboard calls it: `signup`, `Visit /thanks`; with the site's name when every site shows."""
+        name = self.target if self.kind == "event" else f"Visit {self.target}"
+        return f"{name} ({self.site})" if with_site else name
+
+
+def goal_target(kind: str, value: str) -> str:
+    """A goal's target as the events store it, or ValueError: an event name as sent, a path as normalised."""
+    if kind == "event":
+        if not printable(value):
+            raise ValueError(f"an event name is 1 to {MAX_NAME_LENGTH} printable characters, got {value[:60]!r}")
+        return value
+    if not value.startswith("/") or not printable(value, MAX_URL_LENGTH):
+        raise ValueError(f"a path starts with / and has no control characters, got {value[:60]!r}")
+    return normalise_path(value.split("?", 1)[0].split("#", 1)[0])  # pageviews are stored without either
+
+
+def add_goal(conn: sqlite3.Connection, site: str, kind: str, target: str) -> Goal | None:
+    """A new goal, or None when the site has it already."""
+    row = conn.execute(
+        "INSERT INTO goals (site, kind, target, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        (site, kind, target, now_ms()),
+    ).fetchone()
+    return Goal(row[0], site, kind, target) if row else None
+
+
+def remove_goal(conn: sqlite3.Connection, goal_id: int) -> bool:
+    return conn.execute("DELETE FROM goals WHERE id = ?", (goal_id,)).rowcount == 1
+
+
+def stored_goals(conn: sqlite3.Connection, site: str | None = None) -> list[Goal]:
+    """The goals of one site, or of every site, in the order they were added."""
+    where, params = ("WHERE site = ?", [site]) if site else ("", [])
+    return [Goal(*row) for row in conn.execute(f"SELECT id, site, kind, target FROM goals {where} ORDER BY id", params)]
+
+
+def goal_conversions(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Each goal's conversions (its events in the window), converting visitors (distinct visitors among them) and
+    conversion rate: converting visitors over the visitors of the goal's site, the stats filters applied to both.
+    Keys are the goals' labels, values their converting visitors, most first."""
+    found, site_visitors = [], {}
+    for goal in stored_goals(conn, q.site):
+        part = q if q.site else replace(q, site=goal.site)
+        kind, column = GOAL_EVENTS[goal.kind]
+        joins, where, params = event_where(part, (kind,))
+        conversions, visitors = conn.execute(
+            f"SELECT count(*), count(DISTINCT e.visitor_id) FROM events e{joins} WHERE {where} AND {column} = ?",
+            [*params, goal.target],
+        ).fetchone()
+        if goal.site not in site_visitors:
+            site_visitors[goal.site] = distinct_visitors(conn, part, ("pageview",), per_bucket=False).get(0, 0)
+        total = site_visitors[goal.site]
+        found.append((goal, conversions, visitors, round(visitors / total, 4) if total else None))
+    found.sort(key=lambda row: (-row[2], -row[1], row[0].id))
+    details = [
+        {"goal": goal.label(not q.site), "conversions": conversions, "visitors": visitors, "conversion_rate": rate,
+         "id": goal.id, "site": goal.site, "kind": goal.kind, "target": goal.target}
+        for goal, conversions, visitors, rate in found[: q.limit]
+    ]  # fmt: skip
+    return [row["goal"] for row in details], [row["visitors"] for row in details], details
+
+
+register(Family(
+    "goals",
+    metrics={"goals": goal_conversions},
+    metric_schemas={"goals": "GoalStats"},
+    panels=(("Goals", "goals", ("Goal", "Conversions", "Visitors", "Conversion rate"),
+             "No goals yet: `prisme-lite goals add --site SITE --event NAME` (or --path PATH) adds one."),),
+    schemas={"GoalStats": {"allOf": [schema_ref("Stats"), {"type": "object", "properties": {
+        "keys": {"type": "array", "items": TEXT, "description": "each goal's label"},
+        "values": {"type": "array", "items": {"type": "integer"}, "description": "its converting visitors"},
+        "details": {"type": "array", "items": {"type": "object", "required": [
+            "goal", "conversions", "visitors", "conversion_rate", "id", "site", "kind", "target"], "properties": {
+            "goal": TEXT, "conversions": {"type": "integer", "description": "its events in the period"},
+            "visitors": {"type": "integer", "description": "distinct visitors among them"},
+            "conversion_rate": {"type": ["number", "null"],
+                                "description": "visitors over the site's visitors (0 to 1); null: no visitors"},
+            "id": {"type": "integer"}, "site": TEXT, "kind": {"enum": ["event", "path"]},
+            "target": {"type": "string", "description": "the event's name, or the path"}}}}}}]}},
+))  # fmt: skip
+
+
+###############################################################################
 # Server events ###############################################################
 ###############################################################################
 
@@ -4240,12 +4407,23 @@ STATS_QUERY = [
 ]
 
 
-@route("/api/v1/stats/<metric>", doc={"get": operation(
-    "read", "a time series or a top-N list",
-    answers(ok("the series or list", "application/json", schema_ref("Stats")), 400, 401, 403, 404, 429),
-    security=[*BEARER, {"dashboard": []}],
-    parameters=[parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
-)})  # fmt: skip
+def stats_operation(summary: str, schema: str, parameters: list[dict]) -> dict:
+    return {"get": operation(
+        "read", summary, answers(ok("the series or list", "application/json", schema_ref(schema)), 400, 401, 403, 404,
+                                 429),
+        security=[*BEARER, {"dashboard": []}], parameters=parameters,
+    )}  # fmt: skip
+
+
+# One route; the metrics whose answer has a shape of its own (goals) are documented at their own path too.
+@route("/api/v1/stats/<metric>", paths={
+    "/api/v1/stats/{metric}": stats_operation(
+        "a time series or a top-N list", "Stats",
+        [parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
+    ),
+    **{f"/api/v1/stats/{metric}": stats_operation(f"the {metric} report", schema, STATS_QUERY)
+       for family in FAMILIES for metric, schema in family.metric_schemas.items()},
+})  # fmt: skip
 @api()
 def stats(ctx: Context, metric: str) -> dict:
     require_reader(ctx)
@@ -4600,6 +4778,95 @@ def healthcheck() -> Any:
         response.status = 503
         return json.dumps({"status": "unavailable", "error": str(error)})
     return json.dumps({"status": "ok"})
+
+
+# /metrics: Prometheus' text exposition format 0.0.4. Counters start at 0 with each server process.
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def label_text(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def exposition(name: str, kind: str, about: str, samples: Iterable[tuple[str, dict, float]]) -> str:
+    """One metric family: its HELP and TYPE lines, then a line per (suffix, labels, value)."""
+    lines = [f"# HELP {name} {about}", f"# TYPE {name} {kind}"]
+    for suffix, labels, value in samples:
+        labelled = ",".join(f'{key}="{label_text(text)}"' for key, text in labels.items())
+        lines.append(f"{name}{suffix}{{{labelled}}} {value}" if labelled else f"{name}{suffix} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def duration_histogram(counts: Counter) -> Iterator[tuple[str, dict, float]]:
+    """The request duration histogram's samples, cumulative per route family, as the format wants them."""
+    for group in sorted({key[1] for key in counts if key[0] == "seconds"}):
+        seen = 0
+        for n, bound in enumerate(DURATION_BUCKETS):
+            seen += counts["duration", group, n]
+            yield "_bucket", {"family": group, "le": repr(bound)}, seen
+        seen += counts["duration", group, len(DURATION_BUCKETS)]
+        yield "_bucket", {"family": group, "le": "+Inf"}, seen
+        yield "_sum", {"family": group}, counts["seconds", group]
+        yield "_count", {"family": group}, seen
+
+
+def labelled(counts: Counter, what: str, *names: str) -> list[tuple[str, dict, float]]:
+    """The samples of the counts keyed (what, label…): one per key, labelled `names`, in order."""
+    keys = sorted(key for key in counts if key[0] == what)
+    return [("", dict(zip(names, key[1:], strict=True)), counts[key]) for key in keys]
+
+
+def by_family(counts: Counter) -> list[tuple[str, dict, float]]:
+    return [("", {"family": family}, n) for family, n in sorted(counts.items())]
+
+
+def metrics_text(ctx: Context) -> str:
+    writer, counts = ctx.writer, ctx.telemetry.total()
+    now = time.monotonic()
+    db = ctx.config["db"]
+    files = {"database": db, "wal": db + "-wal", "journal": journal_file(db, writer.generation)}
+    sizes = [("", {"file": name}, os.path.getsize(path)) for name, path in files.items() if os.path.exists(path)]
+    return "".join((
+        exposition("prisme_events_acknowledged_total", "counter",
+                   "journal records acknowledged (one an event; a server-events batch is one), by family",
+                   by_family(writer.acknowledged)),
+        exposition("prisme_events_stored_total", "counter", "journal records committed to the database, by family",
+                   by_family(writer.stored)),
+        exposition("prisme_events_dropped_total", "counter", "well-formed events not counted, by reason"
+                   " (X-Prisme-Dropped)", labelled(counts, "dropped", "reason")),
+        exposition("prisme_dead_letters_total", "counter", "journal lines the database refused, kept in the"
+                   " dead-letter file", [("", {}, len(writer.dead_lettered))]),
+        exposition("prisme_rate_limited_total", "counter", "requests answered 429, by route family",
+                   labelled(counts, "rate_limited", "family")),
+        exposition("prisme_http_responses_total", "counter", "responses by route family and status class",
+                   labelled(counts, "responses", "family", "code")),
+        exposition("prisme_http_request_duration_seconds", "histogram", "time to answer a request, by route family",
+                   duration_histogram(counts)),
+        exposition("prisme_journal_backlog_bytes", "gauge", "acknowledged journal bytes not yet in the database",
+                   [("", {}, max(0, writer.appended - writer.folded))]),
+        exposition("prisme_writer_lag_seconds", "gauge", "how long the oldest event not yet in the database has"
+                   " waited, at most", [("", {}, round(writer.lag(), 6))]),
+        exposition("prisme_last_commit_age_seconds", "gauge", "seconds since the writer last committed (it does at"
+                   " least once a minute)", [("", {}, round(now - writer.committed_at, 6))]),
+        exposition("prisme_writer_failing", "gauge", "1 while commits fail (disk full, read-only), else 0",
+                   [("", {}, int(writer.failure is not None))]),
+        exposition("prisme_database_bytes", "gauge", "size of the database's files", sizes),
+    ))  # fmt: skip
+
+
+@route("/metrics", doc={"get": operation(
+    "operations", "Prometheus metrics: events, drops, responses, durations, the writer's backlog and lag",
+    answers(ok("the text exposition format 0.0.4", "text/plain"), 401, 403, 429), security=BEARER,
+)})  # fmt: skip
+@api()
+def metrics(ctx: Context) -> str:
+    authorize(ctx, "metrics_read", bearer_token(request.environ))
+    response.content_type = PROMETHEUS_TEXT
+    response.set_header("Cache-Control", "no-store")
+    return metrics_text(ctx)
+
+
+ROUTES.append(metrics)
 
 
 # What can be exported, by the name the `kind` parameter gives it: (table, time column, extra condition, order: the
@@ -5242,7 +5509,7 @@ COMMAND_SETTINGS = {
     "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
-    "dead-letters retry": (*WRITES, "session_timeout"),
+    "dead-letters retry": (*WRITES, "session_timeout"), "goals add": (*WRITES, "origins"), "goals remove": WRITES,
 }  # fmt: skip
 
 
@@ -5302,6 +5569,15 @@ def build_parser() -> argparse.ArgumentParser:
     letter_actions = letters.add_subparsers(dest="action", metavar="ACTION", required=True)
     command(letter_actions, "list", "each kept line: its journal position, when, why it was not stored")
     command(letter_actions, "retry", "store the lines that now can (with no server running); the others stay")
+    goals = commands.add_parser("goals", help="manage the conversions each site counts")
+    goal_actions = goals.add_subparsers(dest="action", metavar="ACTION", required=True)
+    goal_add = command(goal_actions, "add", "count a custom event, or a visit of a page, as a conversion")
+    goal_add.add_argument("--site", required=True, help="a registered origin")
+    goal_target = goal_add.add_mutually_exclusive_group(required=True)
+    goal_target.add_argument("--event", metavar="NAME", help="the custom event's name")
+    goal_target.add_argument("--path", metavar="PATH", help="the page's path, such as /thanks")
+    command(goal_actions, "list", "every goal with its id").add_argument("--site", help="only this site's goals")
+    command(goal_actions, "remove", "remove a goal by its id").add_argument("goal_id", type=int, metavar="ID")
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -5418,6 +5694,39 @@ def dead_letters_command(args: argparse.Namespace, config: dict) -> int:
     return list_dead_letters(config["db"]) if args.action == "list" else retry_dead_letters(config)
 
 
+def goals_command(args: argparse.Namespace, config: dict) -> int:
+    """`goals add`, `list` and `remove`. A running server reads the goals at each request: no restart needed, and
+    nothing of the writer's to change under it (like `origins add`)."""
+    with command_connection(config) as conn:
+        try:
+            site = getattr(args, "site", None) and normalise_origin(args.site)
+        except ValueError as error:
+            raise CommandError(f"goals {args.action}: {error}") from None
+        if args.action == "list":
+            goals = stored_goals(conn, site)
+            if not goals:
+                print("no goals yet: add one with `prisme-lite goals add --site SITE --event NAME`", file=sys.stderr)
+                return 1
+            print_table(["ID", "SITE", "KIND", "TARGET"], [(g.id, g.site, g.kind, g.target) for g in goals])
+            return 0
+        if args.action == "remove":
+            if not remove_goal(conn, args.goal_id):
+                print(f"no goal {args.goal_id} (see `prisme-lite goals list`)", file=sys.stderr)
+                return 1
+            print(f"removed goal {args.goal_id}")
+            return 0
+        kind, value = ("event", args.event) if args.event is not None else ("path", args.path)
+        try:
+            target = goal_target(kind, value)
+        except ValueError as error:
+            raise CommandError(f"goals add: {error}") from None
+        if site not in set(config["origins"]) | set(stored_origins(conn)):
+            raise CommandError(f"goals add: {site} is not a registered origin (`prisme-lite origins list`)")
+        goal = add_goal(conn, site, kind, target)
+        print(f"added goal {goal.id}: {goal.label(True)}" if goal else f"already a goal of {site}: {kind} {target}")
+    return 0
+
+
 def admin_token_command(args: argparse.Namespace, config: dict) -> int:
     if config["admin_token"]:
         print(config["admin_token"])
@@ -5441,6 +5750,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
     "backup": backup_command,
     "check": check_command,
     "dead-letters": dead_letters_command,
+    "goals": goals_command,
     "admin-token": admin_token_command,
 }
 

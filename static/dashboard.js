@@ -69,17 +69,20 @@ function chart(pageviews, visitors) {
 }
 
 const cell = (value) => el("td", {}, value === null ? "-" : String(value));
+// A detail named *_rate is a fraction (0 to 1): shown as a percentage.
+const formatted = (name, value) => (name.endsWith("_rate") && value !== null ? `${+(value * 100).toFixed(1)} %` : value);
 
-function table(title, data, columns) {
+function table(title, data, columns, empty) {
   const section = el("section", {class: "panel"}, el("h2", {}, title));
   if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
   if (!data.keys.length) {
-    section.append(el("p", {class: "empty"}, "Nothing yet in this period."));
+    section.append(el("p", {class: "empty"}, empty || "Nothing yet in this period."));
     return section;
   }
   const head = el("tr", {}, ...columns.map((column) => el("th", {}, column)));
-  const rows = data.details
-    ? data.details.map((row) => el("tr", {}, ...Object.values(row).map((value) => cell(value))))
+  const rows = data.details // the first of each row's details, one per column
+    ? data.details.map((row) => el("tr", {}, ...Object.entries(row).slice(0, columns.length)
+      .map(([name, value]) => cell(formatted(name, value)))))
     : data.keys.map((key, n) => el("tr", {}, cell(key), el("td", {class: "n"}, String(data.values[n]))));
   section.append(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
   return section;
@@ -101,8 +104,8 @@ async function render() {
     const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
     if (ticket !== latest) return;
     const panels = JSON.parse($("#report").dataset.panels); // each family's tables, from the server
-    const tops = await Promise.all(panels.map(async ([title, metric, columns]) =>
-      table(title, await stat(metric, {limit: 10}), columns)));
+    const tops = await Promise.all(panels.map(async ([title, metric, columns, empty]) =>
+      table(title, await stat(metric, {limit: 10}), columns, empty)));
     if (ticket !== latest) return;
     const numbers = el("div", {class: "numbers"},
       number("Visitors", overview.values[0], "visitors-total"),
@@ -124,12 +127,53 @@ async function render() {
   }
 }
 
+// Excluding this browser: the opt-out is kept by the site's own page (wa.js reads it there), so the link opens the
+// site with #prisme-opt-out; wa.js sets it and comes back here with #opted-out=HOST, which this page remembers.
+const EXCLUDED_KEY = "prismeLite.excludedHosts";
+const excludedHosts = () => { try { return JSON.parse(localStorage.getItem(EXCLUDED_KEY)) || {}; } catch { return {}; } };
+const ofSite = (host, site) => host === site || (site.startsWith("*.") && host.endsWith(site.slice(1)));
+
+function rememberOptOut(sites) {
+  const found = /^#opted-(out|in)=(.+)$/.exec(location.hash);
+  if (!found) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const host = decodeURIComponent(found[2]), hosts = excludedHosts();
+  if (found[1] === "out") hosts[host] = true;
+  else delete hosts[host];
+  localStorage.setItem(EXCLUDED_KEY, JSON.stringify(hosts));
+  const site = sites.find((candidate) => ofSite(host, candidate));
+  if (site) state.site = site; // back on the site whose link was followed
+}
+
+function exclusion() {
+  const box = $("#exclusion");
+  if (!state.site) {
+    box.replaceChildren("Pick a site to exclude this browser's visits from it.");
+    return;
+  }
+  const excluded = Object.keys(excludedHosts()).filter((host) => ofSite(host, state.site));
+  const page = state.site.startsWith("*.") ? null : `https://${state.site}/`;
+  const hint = ` (or open any page of ${state.site} with #prisme-opt-${excluded.length ? "in" : "out"} at the end`
+    + " of its address)";
+  if (excluded.length) {
+    box.replaceChildren(el("span", {id: "excluded"}, `This browser is excluded from ${excluded.join(", ")}: its`
+      + " visits are not counted."), " ",
+      ...(page ? [el("a", {href: `${page}#prisme-opt-in`, id: "include"}, "Count it again")] : []), hint);
+  } else {
+    box.replaceChildren(el("span", {id: "counted"}, `This browser's visits to ${state.site} are counted.`), " ",
+      ...(page ? [el("a", {href: `${page}#prisme-opt-out`, id: "exclude"}, "Exclude this browser")] : []), hint);
+  }
+}
+
 async function start() {
   const sites = (await getJSON("/api/v1/sites")).sites;
+  rememberOptOut(sites);
   const picker = $("#site");
   const options = sites.map((site) => el("option", {value: site}, site));
   picker.replaceChildren(el("option", {value: ""}, "All sites"), ...options);
-  picker.addEventListener("change", () => { state.site = picker.value; render(); });
+  picker.value = state.site;
+  picker.addEventListener("change", () => { state.site = picker.value; exclusion(); render(); });
+  exclusion();
   for (const button of document.querySelectorAll("[data-period]")) {
     button.addEventListener("click", () => {
       state.period = button.dataset.period;

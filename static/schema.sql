@@ -274,3 +274,16 @@ CREATE TABLE IF NOT EXISTS dashboard_sessions (
     expires_at      INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dashboard_sessions_token ON dashboard_sessions (token_id);
+
+-- @goals (schema version 5) ---------------------------------------------------------------------------------------
+-- What counts as a conversion on a site (`prisme-lite goals add`): a custom event of this name (kind `event`), or a
+-- pageview of this path (kind `path`). The stats read them at each request, so a goal added applies at once, to the
+-- events already stored too.
+CREATE TABLE IF NOT EXISTS goals (
+    id         INTEGER PRIMARY KEY,
+    site       TEXT NOT NULL,
+    kind       TEXT NOT NULL CHECK (kind IN ('event', 'path')),
+    target     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (site, kind, target)
+);

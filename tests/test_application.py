@@ -50,7 +50,7 @@ def test_the_reserved_action_ids_are_the_first_segments_of_the_other_api_routes(
 def test_each_family_is_in_every_registry_that_reads_the_families():
     """What a family's section registers is what the server, the stats, the checks and the document use: nothing is
     listed a second time elsewhere."""
-    assert [family.name for family in prisme_lite.FAMILIES] == ["web", "server", "counters", "widget"]
+    assert [family.name for family in prisme_lite.FAMILIES] == ["web", "goals", "server", "counters", "widget"]
     document = prisme_lite.openapi_document()
     for family in prisme_lite.FAMILIES:
         for entry in family.routes:
@@ -61,6 +61,9 @@ def test_each_family_is_in_every_registry_that_reads_the_families():
         assert set(family.invariants) <= set(prisme_lite.INVARIANTS)
         assert set(family.filters) <= set(prisme_lite.stats_filters())
         assert family.metrics.items() <= prisme_lite.METRICS.items()
+        for metric, schema in family.metric_schemas.items():  # documented at a path of its own, with its shape
+            assert metric in family.metrics and schema in document["components"]["schemas"]
+            assert f"/api/v1/stats/{metric}" in document["paths"]
         assert family.schemas.items() <= document["components"]["schemas"].items()
         assert family.security.items() <= document["components"]["securitySchemes"].items()
     # ...and only they: the registries hold nothing no family (or the read side) registered.
