@@ -2,6 +2,8 @@
 
 import shutil
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 from conftest import CHROME, cli, make_config
@@ -77,3 +79,101 @@ def test_check_passes_a_healthy_database_and_names_each_broken_invariant(server,
     assert "problem: every event's session exists: not so for 1" in broken
     assert "problem: each counter equals the sum of its days: not so for cl_x likes p" in broken
     assert prisme_lite.main(["check", "--db", str(server.config["db"]) + ".missing"]) == 2
+
+
+def scrape(client, token, status=200):
+    """GET /metrics, parsed by prometheus_client's parser of the text format: {name: {labels (sorted): value}}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = client.get("/metrics", headers={"Authorization": f"Bearer {token}"} if token else {}, status=status)
+    if status != 200:
+        return answer
+    assert answer.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    metrics = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            metrics.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return metrics
+
+
+def test_metrics_count_what_the_server_acknowledged_stored_dropped_and_refused(server, client):
+    page = {"User-Agent": CHROME, "Referer": "http://localhost/a"}
+    for _ in range(3):
+        client.get("/api/v1/noscript/events/pageviews", headers=page)
+    client.get("/api/v1/noscript/events/pageviews", headers={**page, "User-Agent": "Googlebot/2.1"})  # dropped: bot
+    client.get("/api/v1/noscript/events/pageviews", headers={**page, "Sec-Purpose": "prefetch"})  # dropped: prefetch
+    client.post("/api/v1/events/pageviews", headers={**page, "Referer": "http://elsewhere.example/"}, status=400)
+    client.get("/api/v1/stats/overview", status=401)
+    server.ctx.writer.flush()
+    assert scrape(client, None, status=401).json["error"].startswith("access token missing")
+    with sqlite3.connect(server.config["db"]) as conn:
+        stats_token = prisme_lite.create_access_token(conn, ["stats_read"], "dashboards")[1]
+        token = prisme_lite.create_access_token(conn, ["metrics_read"], "prometheus")[1]
+    assert "lacks the metrics_read scope" in scrape(client, stats_token, status=403).json["error"]
+    with sqlite3.connect(server.config["db"]) as conn:
+        stored = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    metrics = scrape(client, token)
+    assert stored == 3
+    assert metrics["prisme_events_acknowledged_total"] == {(("family", "web"),): 3.0}
+    assert metrics["prisme_events_stored_total"] == {(("family", "web"),): 3.0}
+    assert metrics["prisme_events_dropped_total"] == {(("reason", "bot"),): 1.0, (("reason", "prefetch"),): 1.0}
+    responses = metrics["prisme_http_responses_total"]
+    assert responses[(("code", "2xx"), ("family", "web"))] == 5.0
+    assert responses[(("code", "4xx"), ("family", "web"))] == 1.0
+    assert responses[(("code", "4xx"), ("family", "stats"))] == 1.0
+    assert responses[(("code", "4xx"), ("family", "metrics"))] == 2.0  # the two refused scrapes before this one
+    durations = metrics["prisme_http_request_duration_seconds_bucket"]
+    bounds = [*map(repr, prisme_lite.DURATION_BUCKETS), "+Inf"]
+    web = [durations[("family", "web"), ("le", bound)] for bound in bounds]
+    assert web == sorted(web) and web[-1] == 6.0  # cumulative, to every request
+    assert metrics["prisme_http_request_duration_seconds_count"][(("family", "web"),)] == 6.0
+    assert metrics["prisme_http_request_duration_seconds_sum"][(("family", "web"),)] > 0
+    assert metrics["prisme_journal_backlog_bytes"] == {(): 0.0}
+    assert metrics["prisme_writer_lag_seconds"] == {(): 0.0}  # everything acknowledged is stored
+    assert metrics["prisme_writer_failing"] == {(): 0.0}
+    assert metrics["prisme_last_commit_age_seconds"][()] >= 0
+    sizes = metrics["prisme_database_bytes"]
+    assert sizes[(("file", "database"),)] == Path(server.config["db"]).stat().st_size
+    assert metrics["prisme_dead_letters_total"] == {(): 0.0}
+
+
+def test_metrics_count_rate_limited_requests(make_server):
+    server = make_server(rate_limit=2)
+    page = {"User-Agent": CHROME, "Referer": "http://localhost/a"}
+    for status in (200, 200, 429):
+        server.client.get("/api/v1/noscript/events/pageviews", headers=page, status=status)
+    metrics = scrape(server.client, server.ctx.admin_token())
+    assert metrics["prisme_rate_limited_total"] == {(("family", "web"),): 1.0}
+    assert metrics["prisme_events_acknowledged_total"] == {(("family", "web"),): 2.0}
+
+
+def test_the_writer_lag_and_backlog_grow_while_commits_fail_and_fall_back_after(server, client, monkeypatch):
+    """While the database refuses writes, acknowledged events wait in the journal: /metrics says how many bytes,
+    for how long, and that commits fail; once they work again, all of it is stored and the gauges are back at 0."""
+    writer, token = server.ctx.writer, server.ctx.admin_token()  # the admin token is made by the writer: before
+    failing = [True]
+    real_fold = writer._fold
+
+    def fold(lines):
+        if failing[0] and lines:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_fold(lines)
+
+    monkeypatch.setattr(writer, "_fold", fold)
+    client.get("/api/v1/noscript/events/pageviews", headers={"User-Agent": CHROME, "Referer": "http://localhost/a"})
+    deadline = time.monotonic() + 10
+    while writer.failure is None and time.monotonic() < deadline:  # until the writer has tried, and failed
+        time.sleep(0.01)
+    metrics = scrape(client, token)
+    assert metrics["prisme_journal_backlog_bytes"][()] > 0
+    assert metrics["prisme_writer_lag_seconds"][()] > 0
+    assert metrics["prisme_writer_failing"] == {(): 1.0}
+    assert "prisme_events_stored_total" not in metrics  # none yet: the family has no sample
+    failing[0] = False
+    while writer.failure is not None and time.monotonic() < deadline + 10:  # its next retry (once a second) works
+        time.sleep(0.01)
+    writer.flush()
+    metrics = scrape(client, token)
+    assert metrics["prisme_journal_backlog_bytes"] == {(): 0.0} and metrics["prisme_writer_lag_seconds"] == {(): 0.0}
+    assert metrics["prisme_events_stored_total"] == {(("family", "web"),): 1.0}
+    assert metrics["prisme_writer_failing"] == {(): 0.0}
