@@ -48,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, NotRequired, TypedDict
-from urllib.parse import SplitResult, parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 import bottle
 import jwt
@@ -3239,7 +3239,7 @@ register(Family(
     "goals",
     metrics={"goals": goal_conversions},
     metric_schemas={"goals": "GoalStats"},
-    panels=(("Goals", "goals", ("Goal", "Conversions", "Visitors", "Conversion rate"),
+    panels=(("Goals", "goals", ("Goal", "Conversions", "Visitors", "Rate"),
              "No goals yet: `prisme-lite goals add --site SITE --event NAME` (or --path PATH) adds one."),),
     schemas={"GoalStats": {"allOf": [schema_ref("Stats"), {"type": "object", "properties": {
         "keys": {"type": "array", "items": TEXT, "description": "each goal's label"},
@@ -4618,6 +4618,27 @@ def dashboard() -> str:
     return html_page("prisme-lite", APP_BODY.format(panels=DASHBOARD_PANELS))
 
 
+@route("/dashboard/opted", doc={"get": operation(
+    "read", "back from a site's page opened with #prisme-opt-out or #prisme-opt-in (wa.js): on to the dashboard", {
+        **ok("a page that goes on to /dashboard#opted-out=HOST (or -in)", "text/html"),
+        "400": {"description": "neither out nor in names a host", "content": {"text/html": {"schema": TEXT}}}},
+    parameters=[parameter(choice, "query", f"the host this browser opted {choice} on") for choice in ("out", "in")],
+)})  # fmt: skip
+def dashboard_opted() -> str:
+    """A hop of its own, not a redirect: the login cookie (SameSite=Strict) is not sent on the way back from the
+    site, and is on the refresh this page makes. The dashboard's script remembers the choice (static/dashboard.js)."""
+    query = query_pairs(request.environ)
+    for choice in ("out", "in"):
+        host = query_value(query, choice)
+        if host and printable(host, 253):
+            target = html.escape(f"/dashboard#opted-{choice}={quote(host, safe='')}")
+            body = (
+                f'<meta http-equiv="refresh" content="0; url={target}"><p>On to <a href="{target}">the dashboard</a>.'
+            )
+            return html_page("prisme-lite", body + "</p>\n")
+    return html_page("prisme-lite", "<p>Nothing to remember: ?out=HOST or ?in=HOST.</p>\n", 400)
+
+
 @route("/dashboard/login", "POST", doc={"post": operation(
     "read", "log in with the admin token", {
         "303": {"description": "logged in; to /dashboard"},
@@ -4682,7 +4703,7 @@ def sites(ctx: Context) -> dict:
     return {"sites": sorted(set(ctx.config["origins"]) | set(stored_origins(ctx.read())))}
 
 
-ROUTES.extend((static_file, home, dashboard, dashboard_login, dashboard_logout, sites))
+ROUTES.extend((static_file, home, dashboard, dashboard_opted, dashboard_login, dashboard_logout, sites))
 
 
 ###############################################################################

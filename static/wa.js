@@ -14,14 +14,14 @@
   }
 
   // A page opened with #prisme-opt-out (or #prisme-opt-in), as the dashboard's link opens it: this browser stops
-  // (or starts again) counting on this site, then goes back to the dashboard, which remembers it. Only ever to
-  // this script's own server: the fragment names no address to go to.
+  // (or starts again) counting on this site, then goes back to the dashboard (/dashboard/opted), which remembers
+  // it. Only ever to this script's own server: the fragment names no address to go to.
   var opt = /^#prisme-opt-(out|in)$/.exec(location.hash);
   if (opt) {
     try {
       if (opt[1] === "out") localStorage.setItem(OPT_KEY, "false");
       else localStorage.removeItem(OPT_KEY);
-      location.replace(base + "/dashboard#opted-" + opt[1] + "=" + encodeURIComponent(location.hostname));
+      location.replace(base + "/dashboard/opted?" + opt[1] + "=" + encodeURIComponent(location.hostname));
       return;
     } catch (_e) {} // no storage in this browser: nothing to remember the choice in, so it stays counted
   }

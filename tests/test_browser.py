@@ -14,7 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.simple_server import make_server as make_wsgi_server
 
 import pytest
-from conftest import CHROME, cli, new_token
+from conftest import CHROME, IPHONE, cli, new_token
 from test_dashboard import EXPECTED, PINNED, store_edges, utc
 
 import prisme_lite
@@ -592,3 +592,91 @@ def test_a_period_picked_while_another_loads_is_the_one_shown(pinned_dashboard):
         page.evaluate("() => new Promise((done) => setTimeout(done, 0))")
     assert page.text_content("#pageviews-total") == "2"
     assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+
+
+@pytest.fixture
+def chromium_public(chromium):
+    """Chromium that lets a page of a public site (routed here) reach the server on 127.0.0.1, as a real site's pages
+    reach a real server: its local network access checks are off."""
+    browser = chromium.browser_type.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-features=LocalNetworkAccessChecks"]
+    )
+    yield browser
+    browser.close()
+
+
+def test_goals_show_their_rate_and_a_browser_excludes_itself_from_the_dashboard(run, chromium_public, tmp_path):
+    """The site is https://blog.example.com, answered here (context.route) with a page that loads wa.js from the
+    server; a second visitor signs up, the first does not: the goal converts one visitor of two. The dashboard's link
+    opens the site with #prisme-opt-out, which comes back to the dashboard saying this browser is excluded: its next
+    visit sends nothing, until "Count it again"."""
+    db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    assert cli("origins", "add", "blog.example.com", db=db).returncode == 0
+    assert cli("goals", "add", "--site", "blog.example.com", "--event", "signup", db=db).returncode == 0
+    process = run()
+    token = process.banner[2].split(": ", 1)[1].strip()
+    site = (
+        f'<!doctype html><title>blog</title><script defer src="http://127.0.0.1:{process.port}/static/wa.js"></script>'
+        "<script>addEventListener('load', () => location.search === '?signup' && prisme.trigger('signup'))</script>"
+    )
+
+    def visitor(agent=CHROME):  # one IP address here: a visitor is a user agent
+        context = chromium_public.new_context(user_agent=agent, viewport={"width": 1100, "height": 1400})
+        context.route("https://blog.example.com/**", lambda route: route.fulfill(body=site, content_type="text/html"))
+        sent = []
+        context.on("request", lambda request: sent.append(request.url) if "/api/v1/events/" in request.url else None)
+        return context, context.new_page(), sent
+
+    me, page, sent = visitor()
+    page.goto("https://blog.example.com/")
+    other, other_page, _ = visitor(IPHONE)
+    other_page.goto("https://blog.example.com/?signup")
+    assert len(rows_eventually(db, "SELECT id FROM events", 3)) == 3
+    other.close()
+    page.goto(f"http://127.0.0.1:{process.port}/dashboard")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#pageviews-total")
+    assert page.text_content("#exclusion").startswith("Pick a site")
+    page.select_option("#site", "blog.example.com")
+    goals = page.locator("section.panel", has=page.locator("h2", has_text="Goals"))
+    expect(goals.locator("tbody td")).to_have_text(
+        ["signup", "1", "1", "50 %"]
+    )  # conversions, visitors, rate: one of two
+    assert [th.text_content() for th in goals.locator("th").all()] == [
+        "Goal",
+        "Conversions",
+        "Visitors",
+        "Rate",
+    ]
+    assert page.text_content("#counted") == "This browser's visits to blog.example.com are counted."
+    assert page.get_attribute("#exclude", "href") == "https://blog.example.com/#prisme-opt-out"
+    artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / "goals-and-exclusion.png"), full_page=True)
+    sent.clear()
+    page.click("#exclude")  # to the site, where wa.js keeps the opt-out, and back
+    page.wait_for_selector("#excluded")
+    assert page.url == f"http://127.0.0.1:{process.port}/dashboard"  # by /dashboard/opted, whose hash it read
+    assert page.input_value("#site") == "blog.example.com"  # back on the site whose link it followed
+    assert page.text_content("#excluded") == (
+        "This browser is excluded from blog.example.com: its visits are not counted."
+    )
+    assert sent == []  # the page opened to opt out counted nothing
+    page.reload()
+    page.select_option("#site", "blog.example.com")
+    expect(page.locator("#excluded")).to_be_visible()  # remembered by this browser
+    page.goto("https://blog.example.com/?signup")
+    page.wait_for_function("window.prisme !== undefined")
+    page.wait_for_timeout(500)
+    assert sent == []
+    page.goto(f"http://127.0.0.1:{process.port}/dashboard")
+    page.select_option("#site", "blog.example.com")
+    page.click("#include")
+    page.wait_for_selector("#counted")
+    page.goto("https://blog.example.com/")
+    assert len(rows_eventually(db, "SELECT id FROM events", 4)) == 4  # counted again
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE kind = 'custom'").fetchone() == (1,)
+    me.close()

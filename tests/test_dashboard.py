@@ -244,3 +244,15 @@ def test_the_readme_documents_the_dashboard_periods():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for start, end in PERIODS.values():
         assert f"`from={start}&to={end.replace('+', '%2B')}`" in readme, (start, end)
+
+
+def test_the_way_back_from_an_opt_out_goes_on_to_the_dashboard_with_the_host_in_its_hash(client):
+    """wa.js comes back to /dashboard/opted?out=HOST from the site: a page of its own that refreshes to the dashboard
+    (the login cookie, SameSite=Strict, is sent on that refresh); the host goes in escaped, whatever it is."""
+    page = client.get("/dashboard/opted?out=blog.example.com")
+    assert '<meta http-equiv="refresh" content="0; url=/dashboard#opted-out=blog.example.com">' in page.text
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    odd = client.get('/dashboard/opted?in="><script>x</script>').text
+    assert "<script>" not in odd and "url=/dashboard#opted-in=%22%3E%3Cscript%3Ex%3C%2Fscript%3E" in odd
+    assert client.get("/dashboard/opted", status=400).text.count("Nothing to remember") == 1
+    assert client.get("/dashboard/opted?out=a%01b", status=400)

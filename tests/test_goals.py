@@ -209,5 +209,5 @@ def test_a_schema_4_database_gets_the_goals_table(tmp_path):
 def test_the_dashboard_has_a_goals_panel_that_says_how_to_add_one():
     panels = [panel for family in prisme_lite.FAMILIES for panel in family.panels]
     [goals] = [panel for panel in panels if panel[1] == "goals"]
-    assert goals[2] == ("Goal", "Conversions", "Visitors", "Conversion rate")
+    assert goals[2] == ("Goal", "Conversions", "Visitors", "Rate")
     assert "prisme-lite goals add" in goals[3]  # the real dashboard shows it: tests/test_browser.py
