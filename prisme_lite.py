@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import ctypes
 import datetime
 import errno
 import fcntl
@@ -465,6 +466,34 @@ def journal_generations(db_path: str) -> list[int]:
     )
 
 
+def gil_holding_write() -> Callable[[int, bytes], int]:
+    """write(2) that keeps the GIL, for the journal: os.write releases it for the syscall, and a thread that has
+    released it waits for whoever took it meanwhile to give it back (up to the switch interval, 5 ms, if that one
+    runs Python) while holding the journal's lock, so every other request thread queued behind the lock (a convoy:
+    py-spy found half the pixel's samples waiting there). An append to the page cache takes a few µs; keeping the
+    GIL for them costs less than the hand-over. Raises OSError as os.write does (retrying EINTR, as it does);
+    where libc's write cannot be found, it is os.write.
+    """
+    try:
+        write = ctypes.PyDLL(None, use_errno=True).write  # PyDLL: a call that does not release the GIL
+    except (OSError, AttributeError):
+        return os.write
+    write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    write.restype = ctypes.c_ssize_t
+
+    def journal_write(fd: int, data: bytes) -> int:
+        while (written := write(fd, data, len(data))) < 0:
+            code = ctypes.get_errno()
+            if code != errno.EINTR:
+                raise OSError(code, os.strerror(code))
+        return written
+
+    return journal_write
+
+
+journal_write = gil_holding_write()
+
+
 class Writer:
     """The one thread that writes to the database, fed by a journal and by jobs that wait for their answer.
 
@@ -518,7 +547,7 @@ class Writer:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
             written = 0
             try:
-                written = os.write(self.fd, line)
+                written = journal_write(self.fd, line)
                 if written != len(line):
                     raise OSError(errno.ENOSPC, "short write (disk full?)")
                 if self.sync_each:
