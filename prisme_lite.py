@@ -97,6 +97,8 @@ JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (s
 JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
 JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
 WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
+# A journal line's JSON, made once: json.dumps with these options builds a new encoder per call (a third of its time).
+JOURNAL_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 WAL_LIMIT = 64 << 20  # bytes of -wal file before the writer truncates it (see Writer._checkpoint)
 MAINTENANCE_INTERVAL = 60.0  # seconds between the writer's clean-ups (expired counter claims)
 ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
@@ -117,15 +119,20 @@ UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
 
 # The headers the tracking script and Prisme's clients send on a cross-origin POST.
+# What every API answer carries, besides Access-Control-Allow-Origin (the request's own Origin, or *).
+API_HEADERS = {
+    "Vary": "Origin",
+    "Access-Control-Expose-Headers": (
+        "X-Request-Id, X-Prisme-Dropped, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After"
+    ),
+}
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": (
         "Content-Type, Authorization, X-Prisme-Referrer, X-Prisme-Document-Referrer, "
         "X-Prisme-Visitor-Id, X-Prisme-Status"
     ),
-    "Access-Control-Expose-Headers": (
-        "X-Request-Id, X-Prisme-Dropped, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After"
-    ),
+    "Access-Control-Expose-Headers": API_HEADERS["Access-Control-Expose-Headers"],
     "Access-Control-Max-Age": "86400",
 }
 
@@ -538,7 +545,7 @@ class Writer:
 
     def append(self, kind: str, record: dict) -> None:
         """Make `record` durable in the journal and return; the writer stores it in the database moments later."""
-        line = (json.dumps([kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        line = (JOURNAL_ENCODER.encode([kind, record]) + "\n").encode("utf-8")
         self.ensure_running()
         with self.append_lock:
             if self.fd < 0:
@@ -1264,10 +1271,8 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
         def handler(*args: Any, **kwargs: Any) -> Any:
             ctx: Context = request.app.ctx
             environ = request.environ
-            origin = environ.get("HTTP_ORIGIN")
-            response.set_header("Access-Control-Allow-Origin", origin or "*")
-            response.set_header("Vary", "Origin")
-            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
+            response.set_header("Access-Control-Allow-Origin", environ.get("HTTP_ORIGIN") or "*")
+            set_headers(API_HEADERS)
             ip = client_ip(environ, ctx.config)
             environ["prisme.client_ip"] = ip
             allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
@@ -1400,9 +1405,14 @@ def success(answer: str) -> Any:
 
 
 def pixel() -> bytes:
-    for name, value in GIF_HEADERS.items():
-        response.set_header(name, value)
+    set_headers(GIF_HEADERS)
     return GIF
+
+
+def set_headers(headers: dict[str, str]) -> None:
+    """Set constant response headers at once: Bottle's set_header checks and title-cases each name and value on
+    every call, and the pixel sets five. The names must be as Bottle keeps them (title case) and the values safe."""
+    response._headers.update({name: [value] for name, value in headers.items()})
 
 
 def redirect_target() -> Any:
