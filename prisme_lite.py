@@ -33,6 +33,7 @@ import secrets
 import signal
 import socket
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -41,11 +42,11 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
-from operator import itemgetter
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from operator import attrgetter, itemgetter
+from typing import Any, NotRequired, TypedDict
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import bottle
 import jwt
@@ -67,7 +68,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -77,8 +78,12 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         f"DROP TRIGGER IF EXISTS {name};"
         for name in ("pageview_counted", "event_counted", "visitor_counted", "session_counted", "session_recounted")
     ),
+    # 4: logins kept on the server, so that they can be ended; the key that signed the cookies goes
+    3: lambda: schema_part("@dashboard_sessions") + "DELETE FROM meta WHERE key = 'dashboard_key';",
 }
-DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS  # a UTC day in unix ms: the unit of the daily tables (`day` columns)
 
 MAX_NAME_LENGTH = 128  # custom event name, action id, page id, label
 MAX_PROPERTIES = 50
@@ -115,6 +120,9 @@ BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
 BROWSER_PATTERN = re.compile(r"Mozilla/|Opera/")
 HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+TERMINAL_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what terminal_text escapes: C1 controls too
+SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
+NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
 
@@ -186,6 +194,13 @@ SETTINGS: dict[str, Setting] = {
     "events_rate_limit": Setting(3000, "int", "events per minute per access token on POST /events; 0 = off", 0),
     "retention_days": Setting(
         0, "int", "delete raw events older than this many days, in the background; 0 = keep all", 0
+    ),
+    "ipv6_prefix": Setting(
+        64,
+        "int",
+        "IPv6 clients share a rate limit per network of this prefix (64: a subscriber; 128: an address)",
+        32,
+        128,
     ),
     "rate_limit_buckets": Setting(
         100_000, "int", "most client IPs the rate limiter remembers at once (bounds its memory)", 1000
@@ -344,6 +359,11 @@ def schema_text() -> str:
     raise FileNotFoundError("schema.sql not found beside prisme_lite.py nor in share/prisme_lite")
 
 
+def schema_part(marker: str) -> str:
+    """The part of schema.sql after the line of `marker` (what the migration to that part's version adds)."""
+    return schema_text().split(f"-- {marker}", 1)[1].split("\n", 1)[1]
+
+
 def rollup_schema() -> str:
     """The part of schema.sql that schema version 2 added: the daily counts and the triggers that take deletes off."""
     return schema_text().split("-- @rollups", 1)[1].split("\n", 1)[1]
@@ -359,21 +379,21 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
     """What daily_counts holds, counted again from the raw rows (site, dim, day, value, n), but the visitors."""
     return " UNION ALL ".join(
         [
-            f"SELECT site, 'pageviews' AS dim, ts / 86400000 AS day, '' AS value, count(*) AS n FROM {events}"
+            f"SELECT site, 'pageviews' AS dim, ts / {DAY_MS} AS day, '' AS value, count(*) AS n FROM {events}"
             " WHERE kind = 'pageview' GROUP BY 1, 3",
             *(
-                f"SELECT site, '{column}', ts / 86400000, {column}, count(*) FROM {events}"
+                f"SELECT site, '{column}', ts / {DAY_MS}, {column}, count(*) FROM {events}"
                 f" WHERE kind = 'pageview' AND {column} IS NOT NULL GROUP BY 1, 3, 4"
                 for column in ROLLUP_EVENT_DIMS
             ),
-            f"SELECT site, kind, ts / 86400000, name, count(*) FROM {events}"
+            f"SELECT site, kind, ts / {DAY_MS}, name, count(*) FROM {events}"
             " WHERE kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3, 4",
-            f"SELECT site, 'sessions', started_at / 86400000, '', count(*) FROM {sessions} GROUP BY 1, 3",
-            f"SELECT site, 'bounces', started_at / 86400000, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
-            f"SELECT site, 'duration', started_at / 86400000, '', sum(last_seen - started_at) FROM {sessions}"
+            f"SELECT site, 'sessions', started_at / {DAY_MS}, '', count(*) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'bounces', started_at / {DAY_MS}, '', sum(pageviews = 1) FROM {sessions} GROUP BY 1, 3",
+            f"SELECT site, 'duration', started_at / {DAY_MS}, '', sum(last_seen - started_at) FROM {sessions}"
             " GROUP BY 1, 3",
-            f"SELECT site, 'entry_path', started_at / 86400000, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
-            f"SELECT site, 'exit_path', started_at / 86400000, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'entry_path', started_at / {DAY_MS}, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            f"SELECT site, 'exit_path', started_at / {DAY_MS}, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
         ]
     )
 
@@ -381,7 +401,7 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
 # `check` compares daily_counts with these.
 ROLLUP_RECOUNT = rollup_recount()
 VISITORS_RECOUNT = (
-    "SELECT site, 'visitors' AS dim, ts / 86400000 AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
+    f"SELECT site, 'visitors' AS dim, ts / {DAY_MS} AS day, '' AS value, count(DISTINCT visitor_id) AS n FROM events"
     f" WHERE kind = 'pageview' AND {SALTED_ID.format('visitor_id')} GROUP BY 1, 3"
 )
 
@@ -395,7 +415,7 @@ def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str
     return [
         f"""INSERT INTO daily_counts (site, dim, day, value, n)
         SELECT site, 'visitors', day, '', count(*) FROM (
-            SELECT DISTINCT site, ts / 86400000 AS day, visitor_id FROM {events}
+            SELECT DISTINCT site, ts / {DAY_MS} AS day, visitor_id FROM {events}
             WHERE kind = 'pageview' AND {SALTED_ID.format("visitor_id")}
         ) AS seen
         WHERE NOT EXISTS (SELECT 1 FROM daily_visitors AS d WHERE d.site = seen.site AND d.salted = 1
@@ -403,7 +423,7 @@ def rollup_count_sql(events_after: int = 0, sessions_after: int = 0) -> list[str
         GROUP BY 1, 3
         ON CONFLICT DO UPDATE SET n = n + excluded.n""",
         f"""INSERT OR IGNORE INTO daily_visitors (site, salted, day, visitor_id)
-        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / 86400000, visitor_id FROM {events}
+        SELECT DISTINCT site, {SALTED_ID.format("visitor_id")}, ts / {DAY_MS}, visitor_id FROM {events}
         WHERE kind = 'pageview'""",
         f"""INSERT INTO daily_counts (site, dim, day, value, n)
         SELECT * FROM ({rollup_recount(events, sessions)}) WHERE true
@@ -435,12 +455,37 @@ def check_writable(path: str) -> None:
         raise ConfigError(f"db: {path} is read-only (prisme-lite writes the database, its WAL and its journal)")
 
 
+def private_file(path: str, truncate: bool = False) -> int:
+    """Open `path` for writing (emptied if `truncate`), created readable by its owner only (0600, whatever the
+    umask) if it is missing."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o600)
+
+
+BESIDE_THE_DATABASE = ("-wal", "-shm", ".journal-", ".lock", ".dead-letters")  # what prisme_lite keeps next to it
+
+
+def make_private(db_path: str) -> None:
+    """The database and the files beside it (WAL, shared memory, journals, lock) readable by their owner only: they
+    hold the JWT key, the salt of the day and the admin token. SQLite gives the WAL and -shm files the database's
+    mode, so a new database is created 0600; files an older prisme_lite left 0644 are tightened, when they are
+    ours and not symlinks (a file someone else put there is left to them)."""
+    directory, base = os.path.split(os.path.abspath(db_path))
+    if not os.path.exists(db_path):
+        os.close(private_file(db_path))
+    for name in os.listdir(directory):
+        if name == base or (name.startswith(base) and name[len(base) :].startswith(BESIDE_THE_DATABASE)):
+            info = os.lstat(os.path.join(directory, name))
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+                os.chmod(os.path.join(directory, name), stat.S_IMODE(info.st_mode) & 0o700)
+
+
 def open_database(path: str) -> None:
     """Create the database or bring its schema up to date; refuse one written by a newer prisme_lite."""
     check_writable(path)
     try:
+        make_private(path)
         conn = connect(path)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise ConfigError(f"db: cannot open {path}: {error}") from None
     try:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -463,13 +508,18 @@ def open_database(path: str) -> None:
         conn.close()
 
 
+def journal_file(db_path: str, generation: int | str) -> str:
+    """The journal file of one generation beside a database: prisme.db.journal-N."""
+    return f"{db_path}.journal-{generation}"
+
+
 def journal_generations(db_path: str) -> list[int]:
     """The generations of the journal files beside a database (prisme.db.journal-N), oldest first."""
-    directory, base = os.path.split(os.path.abspath(db_path) + ".journal-")
+    directory, base = os.path.split(journal_file(os.path.abspath(db_path), ""))
     return sorted(
         int(name[len(base) :])
         for name in os.listdir(directory)
-        if name[len(base) :].isdigit() and name.startswith(base)
+        if name[len(base) :].isascii() and name[len(base) :].isdigit() and name.startswith(base)
     )
 
 
@@ -501,6 +551,137 @@ def gil_holding_write() -> Callable[[int, bytes], int]:
 journal_write = gil_holding_write()
 
 
+def format_position(generation: int, offset: int) -> str:
+    """A journal position as it is stored and shown, `G:O`: the journal file's generation and a byte offset in it."""
+    return f"{generation}:{offset}"
+
+
+def parse_position(value: str | None) -> tuple[int, int]:
+    """(generation, offset) of a `G:O` position; none yet is the start of the first journal."""
+    if value is None:
+        return 1, 0
+    generation, offset = value.split(":")
+    return int(generation), int(offset)
+
+
+def journal_position(conn: sqlite3.Connection) -> tuple[int, int]:
+    """How far the journal is folded into this database (committed with what it folded)."""
+    return parse_position(get_meta(conn, "journal_position"))
+
+
+def set_journal_position(conn: sqlite3.Connection, generation: int, offset: int) -> None:
+    set_meta(conn, "journal_position", format_position(generation, offset))
+
+
+def journal_line(kind: str, record: dict) -> bytes:
+    """One journal line as this version writes it: `[JOURNAL_VERSION, family, record]`, compact JSON, newline."""
+    return (JOURNAL_ENCODER.encode([JOURNAL_VERSION, kind, record]) + "\n").encode()
+
+
+def upgraded_line(line: Any) -> list:
+    """A journal line of an older format as this version writes it, through JOURNAL_UPGRADES one version at a time.
+    Version 1 lines carry no number (`[family, record]`); a line newer than this prisme-lite cannot be applied."""
+    if isinstance(line, list) and len(line) == 2 and isinstance(line[0], str):
+        line = [1, *line]
+    if not isinstance(line, list) or len(line) != 3 or type(line[0]) is not int or line[0] < 1:
+        raise ValueError("not a journal line: [version, family, record] expected")
+    version, kind, record = line
+    if version > JOURNAL_VERSION:
+        raise ValueError(f"journal format {version} is newer than this prisme-lite's ({JOURNAL_VERSION}): upgrade it")
+    while version < JOURNAL_VERSION:
+        kind, record = JOURNAL_UPGRADES[version](kind, record)
+        version += 1
+    return [version, kind, record]
+
+
+def apply_journal_lines(conn: sqlite3.Connection, appliers: dict[str, Callable], lines: list[bytes]) -> None:
+    """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
+    batches: dict[str, list[dict]] = {}
+    for line in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
+        if line[0] != JOURNAL_VERSION:  # the one check per line: older lines are upgraded first
+            line = upgraded_line(line)
+        batches.setdefault(line[1], []).append(line[2])
+    for kind, records in batches.items():
+        appliers[kind](conn, records)
+
+
+# What a journal line that cannot be applied raises (a record an applier or SQLite refuses, a format unknown here):
+# the line goes to the dead-letter file. Any other error (disk full, a lock) undoes the commit, which is retried.
+LINE_REFUSALS = (ValueError, KeyError, IndexError, TypeError, AttributeError, sqlite3.IntegrityError)
+
+
+def dead_letters_file(db_path: str) -> str:
+    """Where journal lines that cannot be applied are kept, beside the database: prisme.db.dead-letters."""
+    return db_path + ".dead-letters"
+
+
+def dead_letter(line: bytes, position: str, error: Exception) -> dict:
+    """A dead-letter entry: the line's original bytes (surrogate-escaped, so that they survive JSON exactly), where
+    it was in the journal, when, and why it could not be applied."""
+    return {
+        "at": iso_time(now_ms()),
+        "position": position,
+        "reason": refusal(error),
+        "line": line.decode("utf-8", "surrogateescape"),
+    }
+
+
+def refusal(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def dead_letter_key(entry: dict) -> str:
+    """One line kept twice (its commit was undone, then redone) is one dead letter: the same position and bytes."""
+    return hashlib.sha256(f"{entry['position']}\n{entry['line']}".encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def keep_dead_letters(path: str, entries: list[dict]) -> None:
+    """Append entries to a dead-letter file, durably (fsync) before returning: the journal position passes their
+    lines only afterwards. A torn last entry (a crash while writing it, its position never passed) is cut first."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.ftruncate(fd, os.pread(fd, size, 0).rfind(b"\n") + 1)
+        data = b"".join(json.dumps(entry).encode() + b"\n" for entry in entries)
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, f"short write to {path} (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if not size:
+        sync_directory(path)
+
+
+def sync_directory(path: str) -> None:
+    """Make a file's creation, rename or removal durable: fsync the directory that holds it."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_dead_letters(db_path: str) -> list[dict]:
+    """The dead letters kept beside a database, oldest first, each once; a torn last entry is none."""
+    path = dead_letters_file(db_path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError:
+        return []
+    kept: dict[str, dict] = {}
+    for number, text in enumerate(data[: data.rfind(b"\n") + 1].splitlines(), 1):
+        try:
+            entry = json.loads(text)
+            kept.setdefault(dead_letter_key(entry), entry)
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"dead letters: line {number} of {path} is not a dead letter; repair or move it"
+            ) from None
+    return list(kept.values())
+
+
 class Writer:
     """The one thread that writes to the database, fed by a journal and by jobs that wait for their answer.
 
@@ -526,15 +707,16 @@ class Writer:
         self.maintenance = maintenance  # run in a transaction of the writer's once a minute, or while behind
         self.maintained_at = -math.inf
         self.maintenance_due = False
-        self.journal_prefix = db_path + ".journal-"
         self.sync_each = synchronous == "full"
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.append_lock = threading.Lock()
+        self.closing = False  # set by close(): the last fold must see every line that was acknowledged
         self.woken = False  # a WAKE is in the queue and the writer has not read the journal since
         self.failure: str | None = None  # why the last commit failed, until one succeeds
-        self.generation, self.folded = self._position()
+        self.dead_lettered: set[str] = set()  # positions of lines this process kept in the dead-letter file
+        self.generation, self.folded = journal_position(self.conn)
         self._replay()
-        self.fd = os.open(self._journal_file(self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.fd = os.open(journal_file(db_path, self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.appended = os.fstat(self.fd).st_size
         self.thread = threading.Thread(target=self._run, name="prisme-writer", daemon=True)
         self.thread.start()
@@ -545,10 +727,10 @@ class Writer:
 
     def append(self, kind: str, record: dict) -> None:
         """Make `record` durable in the journal and return; the writer stores it in the database moments later."""
-        line = (JOURNAL_ENCODER.encode([kind, record]) + "\n").encode("utf-8")
+        line = journal_line(kind, record)
         self.ensure_running()
         with self.append_lock:
-            if self.fd < 0:
+            if self.closing:
                 raise Unavailable("the server is stopping")
             if self.appended - self.folded > JOURNAL_BACKLOG:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
@@ -588,11 +770,13 @@ class Writer:
             self.run(lambda conn: None)
 
     def close(self) -> None:
-        """Fold the whole journal and commit every queued job, then stop."""
+        """Refuse new events, fold the whole journal and commit every queued job, then stop."""
+        with self.append_lock:  # an event acknowledged after the last fold would wait in the journal for a restart
+            self.closing = True
         if self.thread.is_alive():
             self.jobs.put(STOP)
             self.thread.join()
-        with self.append_lock:  # an append racing the stop gets 503 (ensure_running), never a closed descriptor
+        with self.append_lock:  # never closed under an append that holds the lock
             if self.fd >= 0:
                 os.close(self.fd)
                 os.close(self.fd_read)
@@ -631,7 +815,7 @@ class Writer:
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._fold(records)
-            set_meta(conn, "journal_position", f"{self.generation}:{self.folded + cut}")
+            set_journal_position(conn, self.generation, self.folded + cut)
             checkpoint_due = self.maintenance_due or time.monotonic() - self.maintained_at > MAINTENANCE_INTERVAL
             if checkpoint_due:
                 # A task that returns True has more to do: it runs again in the next transaction.
@@ -647,7 +831,7 @@ class Writer:
                     outcomes.append((future, False, error))
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OSError) as error:  # OSError: the dead-letter file could not be written
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._reset_appliers()
@@ -675,34 +859,39 @@ class Writer:
             self._checkpoint()
 
     def _fold(self, lines: list[bytes]) -> None:
-        """Apply journal lines; if the batch fails, redo it a line at a time so that only a bad line is skipped."""
+        """Apply journal lines from the folded position on; if the batch fails, redo it a line at a time, and keep a
+        line that still cannot be applied in the dead-letter file (durably, before the position passes it)."""
         conn = self.conn
         try:
             conn.execute("SAVEPOINT fold")
             self._apply(lines)
             conn.execute("RELEASE fold")
             return
-        except (ValueError, KeyError, TypeError, sqlite3.IntegrityError):
+        except LINE_REFUSALS:
             conn.execute("ROLLBACK TO fold")
             conn.execute("RELEASE fold")
             self._reset_appliers()
+        kept, offset = [], self.folded
         for line in lines:
             conn.execute("SAVEPOINT line")
             try:
                 self._apply([line])
-            except (ValueError, KeyError, TypeError, sqlite3.IntegrityError) as error:
+            except LINE_REFUSALS as error:
                 conn.execute("ROLLBACK TO line")
                 self._reset_appliers()
-                log.error("journal line skipped, it cannot be stored (%s): %.300r", error, line)
+                position = format_position(self.generation, offset)
+                if position not in self.dead_lettered:  # kept already, by a commit that was then undone
+                    kept.append(dead_letter(line, position, error))
+                where = dead_letters_file(self.db_path)
+                log.error("journal line skipped, kept in %s to retry (%s): %.300r", where, error, line)
             conn.execute("RELEASE line")
+            offset += len(line) + 1
+        if kept:
+            keep_dead_letters(dead_letters_file(self.db_path), kept)
+            self.dead_lettered.update(entry["position"] for entry in kept)
 
     def _apply(self, lines: list[bytes]) -> None:
-        """Hand the records to their family's applier, a whole batch per family (few statements, see insert_rows)."""
-        batches: dict[str, list[dict]] = {}
-        for kind, record in json.loads(b"[" + b",".join(lines) + b"]"):  # one call: half the time of one a line
-            batches.setdefault(kind, []).append(record)
-        for kind, records in batches.items():
-            self.appliers[kind](self.conn, records)
+        apply_journal_lines(self.conn, self.appliers, lines)
 
     def _reset_appliers(self) -> None:
         for applier in self.appliers.values():
@@ -735,31 +924,21 @@ class Writer:
             old = self.generation
             # The new position is committed first: a crash at any point after it finds nothing left to replay.
             self.conn.execute("BEGIN IMMEDIATE")
-            set_meta(self.conn, "journal_position", f"{old + 1}:0")
+            set_journal_position(self.conn, old + 1, 0)
             self.conn.execute("COMMIT")
-            fd = os.open(self._journal_file(old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(journal_file(self.db_path, old + 1), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             os.close(self.fd)
             os.close(self.fd_read)
             self.fd, self.generation, self.folded, self.appended = fd, old + 1, 0, 0
-            self.fd_read = os.open(self._journal_file(self.generation), os.O_RDONLY)
-            os.unlink(self._journal_file(old))
-
-    def _journal_file(self, generation: int) -> str:
-        return f"{self.journal_prefix}{generation}"
-
-    def _position(self) -> tuple[int, int]:
-        value = get_meta(self.conn, "journal_position")
-        if value is None:
-            return 1, 0
-        generation, offset = value.split(":")
-        return int(generation), int(offset)
+            self.fd_read = os.open(journal_file(self.db_path, self.generation), os.O_RDONLY)
+            os.unlink(journal_file(self.db_path, old))
 
     def _replay(self) -> None:
         """At start-up: fold what an earlier run acknowledged but had not committed, and drop a torn last line."""
         for generation in journal_generations(self.db_path):
             if generation < self.generation:
-                os.unlink(self._journal_file(generation))  # folded before a rotation finished
-        path = self._journal_file(self.generation)
+                os.unlink(journal_file(self.db_path, generation))  # folded before a rotation finished
+        path = journal_file(self.db_path, self.generation)
         if (os.path.getsize(path) if os.path.exists(path) else 0) < self.folded:
             # The database was copied without its journal (or the journal deleted): everything its position counts
             # is in the database already, and new lines must not start below that position, or they would count as
@@ -770,9 +949,9 @@ class Writer:
             self.generation = max([self.generation, *journal_generations(self.db_path)]) + 1  # a file of its own
             self.folded = 0
             self.conn.execute("BEGIN IMMEDIATE")
-            set_meta(self.conn, "journal_position", f"{self.generation}:0")
+            set_journal_position(self.conn, self.generation, 0)
             self.conn.execute("COMMIT")
-            path = self._journal_file(self.generation)
+            path = journal_file(self.db_path, self.generation)
         if os.path.exists(path):
             with open(path, "rb") as file:
                 file.seek(self.folded)
@@ -787,12 +966,12 @@ class Writer:
                 records = complete.splitlines()
                 self.conn.execute("BEGIN IMMEDIATE")
                 self._fold(records)
-                set_meta(self.conn, "journal_position", f"{self.generation}:{self.folded + len(complete)}")
+                set_journal_position(self.conn, self.generation, self.folded + len(complete))
                 self.conn.execute("COMMIT")
                 log.info("journal: replayed %d event(s) into the database", len(records))
                 self.folded += len(complete)
         else:
-            open(path, "ab").close()
+            os.close(private_file(path))
         self.fd_read = os.open(path, os.O_RDONLY)
 
 
@@ -814,6 +993,7 @@ def admin_token(conn: sqlite3.Connection, rotate: bool = False) -> str:
     if token is None or rotate:
         token = "pla_" + secrets.token_urlsafe(24)
         set_meta(conn, "admin_token", token)
+        end_dashboard_sessions(conn, "token_id", ADMIN_IDENTITY["id"])  # the old token's logins end with it
     return token
 
 
@@ -879,12 +1059,29 @@ def client_ip(environ: dict, config: dict) -> str:
     if config["proxy_header"].lower() == "forwarded":  # RFC 7239: for=192.0.2.60;proto=http
         match = re.search(r'for="?\[?([^\]";]+)', entry, re.IGNORECASE)
         entry = match.group(1) if match else ""
-    if entry.count(":") == 1:  # 203.0.113.7:51234
+    if entry.startswith("["):  # [2001:db8::5]:443
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:  # 203.0.113.7:51234
         entry = entry.split(":", 1)[0]
     try:
         return str(ipaddress.ip_address(entry))
     except ValueError:
         return peer
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def rate_key(ip: str, ipv6_prefix: int) -> str:
+    """Whom a rate limit or a lockout counts: the IPv4 address, or the IPv6 network of `ipv6_prefix` bits around
+    the address (a subscriber is given a whole /64 and may send from any of its addresses)."""
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return ip
+    if address.ipv4_mapped:  # ::ffff:192.0.2.1 is that IPv4 client
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
 
 
 class OriginRegistry:
@@ -917,14 +1114,56 @@ class OriginRegistry:
         self.loaded_at = time.monotonic()
 
 
-@functools.lru_cache(maxsize=URL_CACHE_SIZE)
-def host_of(url: str) -> str | None:
-    """The lower-cased host of an absolute URL of any scheme, or None."""
+def browser_split(url: str) -> SplitResult:
+    """A URL split where a browser's URL parser (WHATWG) splits it, which urlsplit alone does not: the ends are
+    stripped of controls and spaces, tabs and line breaks dropped, and in an http(s) URL (any special scheme) a
+    backslash before the query is a slash, so `https://evil.example\\@blog.example/` is at evil.example. Where that
+    moves the host, ValueError: other software (a mail client, a proxy) would read the URL another way."""
+    text = url.strip("".join(map(chr, range(33)))).replace("\t", "").replace("\n", "").replace("\r", "")
+    scheme, colon, rest = text.partition(":")
+    if not colon or scheme.lower() not in SPECIAL_SCHEMES or "\\" not in rest:
+        return urlsplit(text)
+    end = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    parts = urlsplit(f"{scheme}:{rest[:end].replace(chr(92), '/')}{rest[end:]}")
+    if parts.netloc != urlsplit(text).netloc:
+        raise ValueError("a backslash in its host part, which browsers read as / and other software does not")
+    return parts
+
+
+def browser_host(parts: SplitResult) -> str | None:
+    """The host of a split URL if a browser would go to that same host, else None: no user name or password (a
+    phishing disguise), no percent escapes or non-ASCII (a browser decodes and maps them: `%2E`, `。` become dots),
+    a name or an IP address, and no number where a browser would read an IPv4 address (`0x7f.1`)."""
     try:
-        host = urlsplit(url.strip()).hostname
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
     except ValueError:
         return None
-    return host.rstrip(".") if host else None
+    if not host or "@" in parts.netloc:
+        return None
+    host = host.rstrip(".")
+    if parts.netloc.startswith("["):
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            return None
+    if not host.isascii() or not HOST_PATTERN.match(host) or host.startswith("*."):
+        return None
+    if NUMERIC_LABEL.match(host.rpartition(".")[2]):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            return None
+    return host
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def host_of(url: str) -> str | None:
+    """The lower-cased host of an absolute URL of any scheme as a browser reads it (browser_host), or None."""
+    try:
+        return browser_host(browser_split(url))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -936,21 +1175,29 @@ class Page:
     utm: tuple[str | None, ...]
 
 
-def split_http_url(value: str | None, what: str) -> tuple[Any, str]:
-    """The one URL check: absolute http(s), a host, a numeric port, no control characters, not over-long."""
+def split_http_url(value: str | None, what: str) -> tuple[SplitResult, str]:
+    """The one URL check, for every URL stored or redirected to: absolute http(s), split as a browser splits it
+    (`parts.geturl()` is the URL the browser would go to), a host it would go to, a numeric port, no control
+    characters, not over-long."""
     if not value:
         raise Rejected(400, f"{what} is missing")
     if len(value) > MAX_URL_LENGTH or CONTROL_CHARS.search(value):
         raise Rejected(400, f"{what} is not a valid URL (over {MAX_URL_LENGTH} characters, or control characters)")
     try:
-        parts = urlsplit(value.strip())
-        host = parts.hostname
+        parts = browser_split(value)
         parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
-    except ValueError:
-        raise Rejected(400, f"{what} is not a valid URL: {value[:200]!r}") from None
-    if parts.scheme not in ("http", "https") or not host:
+    except ValueError as error:
+        raise Rejected(400, f"{what} is not a valid URL ({error}): {value[:200]!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         raise Rejected(400, f"{what} must be an absolute http(s) URL with a host, got {value[:200]!r}")
-    return parts, host.rstrip(".")
+    host = browser_host(parts)
+    if host is None:
+        raise Rejected(
+            400,
+            f"{what} is not a valid URL: {value[:200]!r} has no host a browser would go to as written (a user name"
+            " or password, % escapes, or non-ASCII: use the xn-- form)",
+        )
+    return parts, host
 
 
 @functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's visitors see the same pages: most requests hit the cache
@@ -1066,7 +1313,7 @@ class DailySalt:
         self.lock = threading.Lock()
 
     def for_time(self, ms: int) -> bytes:
-        day = ms // 86_400_000
+        day = ms // DAY_MS
         if day != self.day:
             with self.lock:
                 if day != self.day:
@@ -1213,8 +1460,16 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     def no_constants(name: str) -> None:
         raise ValueError(f"{name} is not valid JSON")
 
+    def finite(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
+            raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
+        return number
+
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        value = json.loads(
+            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite
+        )
         # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeDecodeError:
@@ -1230,6 +1485,27 @@ def parse_json(data: bytes, what: str = "body") -> Any:
     return value
 
 
+def body_text(environ: dict, limit: int) -> str:
+    """The request body as text (read_body's limits); 400 when it is not UTF-8."""
+    try:
+        return read_body(environ, limit).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not valid UTF-8") from None
+
+
+def json_body(environ: dict, limit: int, missing: str | None = None, typed: bool = False) -> Any:
+    """The body as JSON (read_body's limits, parse_json's rules): no body is {}, and white space is malformed (as
+    the OpenAPI document says), but where a body is required (`missing`) both are a 400 saying `missing`.
+    `typed`: 415 unless the Content-Type is application/json, once the body is read."""
+    body = read_body(environ, limit)
+    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    if typed and content_type != "application/json":
+        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
+    if missing and not body.strip():
+        raise Rejected(400, missing)
+    return parse_json(body) if body else {}
+
+
 def check_properties(props: Any) -> str | None:
     """A custom event's properties as stored JSON text, after the limits of SPEC §2; None when empty."""
     if not isinstance(props, dict):
@@ -1239,18 +1515,31 @@ def check_properties(props: Any) -> str | None:
     if len(props) > MAX_PROPERTIES:
         raise Rejected(400, f"{len(props)} properties is over the limit of {MAX_PROPERTIES}")
     for key, value in props.items():
-        if not key or len(key) > MAX_PROPERTY_KEY_LENGTH:
-            raise Rejected(400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} characters")
+        if not printable(key, MAX_PROPERTY_KEY_LENGTH):
+            raise Rejected(
+                400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} printable characters"
+            )
         size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
         if size > MAX_PROPERTY_VALUE_BYTES:
             raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
     return json.dumps(props, ensure_ascii=False, separators=(",", ":")) if props else None
 
 
+def printable(value: Any, most: int = MAX_NAME_LENGTH, least: int = 1) -> bool:
+    """Whether `value` is a string of `least` to `most` characters, none a control character: the one check of
+    names, ids, labels and segments, whatever family they come in."""
+    return isinstance(value, str) and least <= len(value) <= most and not CONTROL_CHARS.search(value)
+
+
 def check_name(name: str, what: str = "event name") -> str:
-    if not name or len(name) > MAX_NAME_LENGTH or CONTROL_CHARS.search(name):
+    if not printable(name):
         raise Rejected(400, f"{what} must be 1 to {MAX_NAME_LENGTH} printable characters")
     return name
+
+
+def over_limit(why: str, wait: int) -> Rejected:
+    """The one 429: why, and in how many seconds to try again (in the message and in Retry-After)."""
+    return Rejected(429, f"{why}: retry in {wait} s", {"Retry-After": str(wait)})
 
 
 def error_body(message: str) -> str:
@@ -1275,17 +1564,16 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
             set_headers(API_HEADERS)
             ip = client_ip(environ, ctx.config)
             environ["prisme.client_ip"] = ip
-            allowed, remaining, retry_after = ctx.limiter.take(ip) if rate_limited else (True, 0, 0)
+            allowed, remaining, retry_after = (
+                ctx.limiter.take(rate_key(ip, ctx.config["ipv6_prefix"])) if rate_limited else (True, 0, 0)
+            )
             if rate_limited and ctx.config["rate_limit"]:
                 response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
                 response.set_header("X-RateLimit-Remaining", str(remaining))
             try:
+                utf8_headers(environ)
                 if not allowed:
-                    raise Rejected(
-                        429,
-                        f"over the rate limit of {ctx.config['rate_limit']} events a minute; retry in {retry_after} s",
-                        {"Retry-After": str(retry_after)},
-                    )
+                    raise over_limit(f"over the rate limit of {ctx.config['rate_limit']} events a minute", retry_after)
                 return route(ctx, *args, **kwargs)
             except Dropped as why:
                 response.set_header("X-Prisme-Dropped", str(why))
@@ -1309,6 +1597,18 @@ def api(answer: str = "json", rate_limited: bool = False) -> Callable:
     return decorate
 
 
+def utf8_headers(environ: dict) -> None:
+    """Header values as the UTF-8 text they are: WSGI hands their bytes over as Latin-1 text, so `café` would
+    arrive as `cafÃ©`, and a Latin-1 `é` byte would pass as text; one that is not UTF-8 is a 400."""
+    for key, value in environ.items():
+        if key.startswith("HTTP_") and not value.isascii():  # the common request has none: one check a header
+            try:
+                environ[key] = value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                name = key[5:].replace("_", "-").title()
+                raise Rejected(400, f"header {name} is not valid UTF-8") from None
+
+
 def bearer_token(environ: dict) -> str | None:
     """The token of `Authorization: Bearer <token>` (or, where a route allows it, the bare header value)."""
     value = environ.get("HTTP_AUTHORIZATION", "").strip()
@@ -1321,18 +1621,20 @@ AUTH_FAILURES_PER_MINUTE = 10  # unknown tokens or wrong secrets one client IP m
 ADMIN_IDENTITY = {"id": "admin", "name": "admin token", "scopes": ["admin"]}
 
 
+def client_key(ctx: Context) -> str:
+    """The request's client as the rate limits and the lockout count it (rate_key)."""
+    return rate_key(client_ip(request.environ, ctx.config), ctx.config["ipv6_prefix"])
+
+
 def refuse_guessing(ctx: Context) -> None:
     """429 for a client IP that sent too many unknown tokens or wrong secrets in the last minute (brute force)."""
-    wait = ctx.auth_failures.wait(client_ip(request.environ, ctx.config))
+    wait = ctx.auth_failures.wait(client_key(ctx))
     if wait:
-        raise Rejected(
-            429, f"too many unknown tokens or wrong secrets from this address: retry in {wait} s",
-            {"Retry-After": str(wait)},
-        )  # fmt: skip
+        raise over_limit("too many unknown tokens or wrong secrets from this address", wait)
 
 
 def wrong_credential(ctx: Context) -> None:
-    ctx.auth_failures.take(client_ip(request.environ, ctx.config))
+    ctx.auth_failures.take(client_key(ctx))
 
 
 def token_identity(ctx: Context, token: str) -> dict | None:
@@ -1532,18 +1834,77 @@ def route(path: str, method: str | list[str] = "GET") -> Callable:
     return record
 
 
-EVENT_COLUMNS = (
-    "ts", "site", "kind", "name", "host", "path", "referrer", "utm_source", "utm_medium", "utm_campaign", "utm_term",
-    "utm_content", "visitor_id", "session_id", "browser", "os", "device", "country", "status", "props",
-)  # fmt: skip
+class WebEvent(TypedDict):
+    """A web event as record_web_event makes it, the journal keeps it and the writer stores it (EVENT_COLUMNS). A
+    dict, not an object: the journal holds it as JSON, and its row is read out in C (EVENT_ROW)."""
 
-SESSION_COLUMNS = (
-    "id", "site", "visitor_id", "started_at", "last_seen", "entry_path", "exit_path", "pageviews", "host", "referrer",
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "browser", "os", "device", "country",
-)  # fmt: skip
+    ts: int
+    site: str
+    kind: str
+    name: str | None
+    host: str
+    path: str
+    referrer: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    visitor_id: str
+    session_id: NotRequired[int | None]  # the writer's to set
+    browser: str
+    os: str
+    device: str
+    country: str | None
+    status: int
+    props: str | None
 
+
+EVENT_COLUMNS = tuple(WebEvent.__annotations__)
+
+
+@dataclass(slots=True)
+class Session:
+    """A row of `sessions` (SESSION_COLUMNS) as a batch proposes it to UPSERT_SESSIONS."""
+
+    id: int
+    site: str
+    visitor_id: str
+    started_at: int
+    last_seen: int
+    entry_path: str
+    exit_path: str
+    pageviews: int  # of this batch: the upsert adds them on
+    host: str
+    referrer: str
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    utm_term: str | None
+    utm_content: str | None
+    browser: str
+    os: str
+    device: str
+    country: str | None
+
+
+SESSION_COLUMNS = tuple(Session.__annotations__)
 EVENT_ROW = itemgetter(*EVENT_COLUMNS)  # an event's row, in C
+SESSION_ROW = attrgetter(*SESSION_COLUMNS)  # a session's row, in C too
 SESSION_EXTRAS = itemgetter(*SESSION_COLUMNS[8:])  # what a session takes from the event that opens it
+
+
+@dataclass(slots=True)
+class LatestSession:
+    """What the writer keeps of a visitor's latest session (LATEST_SESSIONS): enough to extend it and to count what a
+    batch changed."""
+
+    id: int
+    last_seen: int
+    started_at: int
+    pageviews: int
+    exit_path: str
+
 
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
 # `pageviews` of the proposed row is what this batch adds; with none, the exit path stays as it was.
@@ -1611,22 +1972,22 @@ def count_events(counts: Counter, events: list[dict]) -> list[tuple]:
     return [(site, bool(SALTED_VISITOR.fullmatch(visitor)), day, visitor) for site, day, visitor in seen]
 
 
-def count_session(counts: Counter, site: str, before: tuple | None, after: tuple) -> None:
-    """Add to `counts` what a session's batch changed: before and after are (started_at, last_seen, pageviews,
-    exit_path, entry_path), before None for a session this batch opened."""
-    day = after[0] // DAY_MS
+def count_session(counts: Counter, row: Session, before: LatestSession | None, after: LatestSession) -> None:
+    """Add to `counts` what a session's batch changed: it was `before` (None for a session this batch opened) and is
+    `after` now."""
+    site, day = row.site, after.started_at // DAY_MS
     if before is None:
         counts[(site, "sessions", day, "")] += 1
-        counts[(site, "bounces", day, "")] += after[2] == 1
-        counts[(site, "duration", day, "")] += after[1] - after[0]
-        counts[(site, "entry_path", day, after[4])] += 1
-        counts[(site, "exit_path", day, after[3])] += 1
+        counts[(site, "bounces", day, "")] += after.pageviews == 1
+        counts[(site, "duration", day, "")] += after.last_seen - after.started_at
+        counts[(site, "entry_path", day, row.entry_path)] += 1
+        counts[(site, "exit_path", day, after.exit_path)] += 1
         return
-    counts[(site, "bounces", day, "")] += (after[2] == 1) - (before[2] == 1)
-    counts[(site, "duration", day, "")] += after[1] - before[1]
-    if after[3] != before[3]:
-        counts[(site, "exit_path", day, before[3])] -= 1
-        counts[(site, "exit_path", day, after[3])] += 1
+    counts[(site, "bounces", day, "")] += (after.pageviews == 1) - (before.pageviews == 1)
+    counts[(site, "duration", day, "")] += after.last_seen - before.last_seen
+    if after.exit_path != before.exit_path:
+        counts[(site, "exit_path", day, before.exit_path)] -= 1
+        counts[(site, "exit_path", day, after.exit_path)] += 1
 
 
 def upsert_daily_counts(conn: sqlite3.Connection, counts: Counter, new_visitors: list[tuple]) -> None:
@@ -1650,8 +2011,7 @@ class WebEventStore:
     def __init__(self, session_timeout_ms: int, max_cached: int = 20_000):
         self.timeout = session_timeout_ms
         self.max_cached = max_cached
-        # (site, visitor) → its latest session: [id, last_seen, started_at, pageviews, exit_path]
-        self.latest: OrderedDict[tuple[str, str], list] = OrderedDict()
+        self.latest: OrderedDict[tuple[str, str], LatestSession] = OrderedDict()  # by (site, visitor)
         self.next_id: int | None = None
 
     def reset(self) -> None:
@@ -1659,47 +2019,49 @@ class WebEventStore:
         self.latest.clear()
         self.next_id = None
 
-    def __call__(self, conn: sqlite3.Connection, events: list[dict]) -> None:
+    def __call__(self, conn: sqlite3.Connection, events: list[WebEvent]) -> None:
         self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
-        sessions: dict[int, list] = {}  # session id → its row as SESSION_COLUMNS, with this batch's activity
-        # session id → (started_at, last_seen, pageviews, exit_path) before this batch, None if it opened it; and its
-        # cache entry, which follows the row as the upsert leaves it (the visitor's latest may be newer by then)
-        before: dict[int, tuple[tuple | None, list]] = {}
+        sessions: dict[int, Session] = {}  # by id: its row, with this batch's activity
+        # session id → what it was before this batch (None if it opened it), and its cache entry, which follows the
+        # row as the upsert leaves it (the visitor's latest may be newer by then)
+        before: dict[int, tuple[LatestSession | None, LatestSession]] = {}
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
-            is_open = latest is not None and event["ts"] - latest[1] <= self.timeout
+            is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
             if event["kind"] == "pageview" and not is_open:
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
-                latest = self.latest[key] = [self.next_id, event["ts"], event["ts"], 0, event["path"]]
+                latest = self.latest[key] = LatestSession(self.next_id, event["ts"], event["ts"], 0, event["path"])
                 self.next_id += 1
-                sessions[latest[0]] = [latest[0], *key, event["ts"], event["ts"], event["path"], event["path"], 0]
-                sessions[latest[0]] += SESSION_EXTRAS(event)
-                before[latest[0]] = (None, latest)
+                sessions[latest.id] = Session(
+                    latest.id, *key, event["ts"], event["ts"], event["path"], event["path"], 0, *SESSION_EXTRAS(event)
+                )
+                before[latest.id] = (None, latest)
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
                 continue
-            event["session_id"] = latest[0]
+            event["session_id"] = latest.id
             self.latest.move_to_end(key)
-            row = sessions.get(latest[0])
+            row = sessions.get(latest.id)
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
-                row = sessions[latest[0]] = [latest[0], *key, 0, 0, event["path"], event["path"], 0]
-                row += SESSION_EXTRAS(event)
-                before[latest[0]] = ((latest[2], latest[1], latest[3], latest[4]), latest)
-            latest[1] = max(latest[1], event["ts"])
-            row[4] = max(row[4], event["ts"])
+                row = sessions[latest.id] = Session(
+                    latest.id, *key, 0, 0, event["path"], event["path"], 0, *SESSION_EXTRAS(event)
+                )
+                was = LatestSession(latest.id, latest.last_seen, latest.started_at, latest.pageviews, latest.exit_path)
+                before[latest.id] = (was, latest)
+            latest.last_seen = max(latest.last_seen, event["ts"])
+            row.last_seen = max(row.last_seen, event["ts"])
             if event["kind"] == "pageview":
-                latest[3] += 1
-                latest[4] = row[6] = event["path"]
-                row[7] += 1
-        insert_rows(conn, "sessions", SESSION_COLUMNS, list(sessions.values()), UPSERT_SESSIONS)
+                latest.pageviews += 1
+                latest.exit_path = row.exit_path = event["path"]
+                row.pageviews += 1
+        insert_rows(conn, "sessions", SESSION_COLUMNS, list(map(SESSION_ROW, sessions.values())), UPSERT_SESSIONS)
         insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
         counts: Counter = Counter()
         seen = count_events(counts, events)
         for session_id, (was, now) in before.items():
-            row = sessions[session_id]
-            count_session(counts, row[1], was, (now[2], now[1], now[3], now[4], row[5]))
+            count_session(counts, sessions[session_id], was, now)
         upsert_daily_counts(
             conn, counts, insert_rows(conn, "daily_visitors", DAILY_VISITOR_COLUMNS, seen, NEW_DAILY_VISITORS)
         )
@@ -1710,7 +2072,7 @@ class WebEventStore:
         missing = [key for key in keys if key not in self.latest]
         if missing:
             for site, visitor_id, *session in conn.execute(LATEST_SESSIONS, (json.dumps(missing),)):
-                self.latest[(site, visitor_id)] = session
+                self.latest[(site, visitor_id)] = LatestSession(*session)
 
 
 def record_web_event(
@@ -1730,19 +2092,20 @@ def record_web_event(
     page = parse_page_url(page_url)
     site = ctx.site_of_request(environ, page_url)
     if kind in ("outbound", "download"):
-        _parts, target_host = split_http_url(target, "link URL")
+        parts, target_host = split_http_url(target, "link URL")
+        target = parts.geturl()  # as the browser follows it
         if kind == "outbound" and target_host == page.host:
             raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
     if status and not PAGE_STATUS.fullmatch(status):
         raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status[:20]!r}")
     page_status = int(status) if status else 200
-    if visitor_id is not None and (len(visitor_id) > MAX_VISITOR_ID_LENGTH or CONTROL_CHARS.search(visitor_id)):
+    if visitor_id is not None and not printable(visitor_id, MAX_VISITOR_ID_LENGTH, least=0):
         raise Rejected(400, f"visitor id must be at most {MAX_VISITOR_ID_LENGTH} printable characters")
     referrer = referrer_host(document_referrer, page.host)
     user_agent, agent = countable_agent(environ)
     ts = now_ms()
     ip = environ["prisme.client_ip"]
-    event = {
+    event: WebEvent = {
         "ts": ts,
         "site": site,
         "kind": kind,
@@ -1786,11 +2149,7 @@ def post_pageview(ctx: Context) -> str:
 def post_custom_event(ctx: Context, name: str) -> str:
     environ = request.environ
     name = check_name(name, "custom event name")
-    content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if content_type != "application/json":
-        raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
-    props = check_properties(parse_json(body) if body else {})
+    props = check_properties(json_body(environ, ctx.config["max_body_bytes"], typed=True))
     record_web_event(
         ctx,
         "custom",
@@ -1805,11 +2164,7 @@ def post_custom_event(ctx: Context, name: str) -> str:
 def post_link_event(ctx: Context, kind: str) -> str:
     """A file download or outbound link: the URL in the body, or a browser's `<a ping>` (body PING, Ping-To)."""
     environ = request.environ
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    try:
-        text = body.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise Rejected(400, "body is not valid UTF-8") from None
+    text = body_text(environ, ctx.config["max_body_bytes"]).strip()
     if text == "PING":  # <a ping>: the browser names the page and the link in headers
         page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
     else:
@@ -1865,6 +2220,16 @@ def noscript_custom_event(ctx: Context, name: str) -> bytes:
     return pixel()
 
 
+def redirect_location(url: str | None, what: str, allowed: OriginRegistry | None = None) -> tuple[str, str]:
+    """The one check of a URL we redirect a visitor to: the Location to send and its host. Absolute http(s) by
+    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made. The
+    Location is the URL as a browser reads it (browser_split): what was checked is where the browser goes."""
+    parts, host = split_http_url(url, what)
+    if allowed is not None and allowed.site_of(host) is None:
+        raise Rejected(400, f"{what} host {host} is not allowed (see redirect_hosts)")
+    return parts.geturl(), host
+
+
 def noscript_link(ctx: Context, kind: str) -> Any:
     """Record a link click and redirect to it, but only for a page of a registered site (no open redirector)."""
     query = query_pairs(request.environ)
@@ -1873,8 +2238,8 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     referer_host = host_of(referer) if referer else None
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
-    split_http_url(target, "url parameter")
-    request.environ["prisme.redirect_to"] = target.strip()
+    target, _host = redirect_location(target, "url parameter")
+    request.environ["prisme.redirect_to"] = target
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
     return redirect_target()
 
@@ -1931,21 +2296,18 @@ def healthcheck() -> Any:
 RESERVED_ACTION_IDS = frozenset(
     {"events", "noscript", "stats", "healthcheck", "register", "configure", "token", "export", "openapi.json"}
 )  # /api/v1/<action-id>/… must never shadow another route
-COUNTER_ID = re.compile(r"^[^\s/?#%\\]{1,128}$")  # one URL path segment
+COUNTER_ID = re.compile(r"^[^\s/?#%\\\x00-\x1f\x7f]{1,128}$")  # one URL path segment, no control characters
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_COUNTER_IDS = 10_000
 TOKEN_ISSUER = "prisme-lite"
 TOKEN_LIFETIME = 3600  # seconds; a token is the same for a visitor for the whole clock hour
 TOKEN_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]  # all required on decode
-CLAIM_WINDOW_MS = 15 * 60_000  # a token counts once per action and page in this long
+CLAIM_WINDOW_MS = 15 * MINUTE_MS  # a token counts once per action and page in this long
 
 
 def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
-    """The body as a JSON object; an empty body is {}, or a 400 saying `missing` where a body is required."""
-    body = read_body(environ, limit)
-    if missing and not body.strip():
-        raise Rejected(400, missing)
-    value = parse_json(body) if body.strip() else {}
+    """The body as a JSON object (json_body)."""
+    value = json_body(environ, limit, missing)
     if not isinstance(value, dict):
         raise Rejected(400, "body must be a JSON object")
     return value
@@ -1953,7 +2315,7 @@ def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
 
 def text_field(body: dict, name: str, most: int = MAX_NAME_LENGTH) -> str:
     value = body.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > most or CONTROL_CHARS.search(value):
+    if not printable(value, most) or not value.strip():
         raise Rejected(400, f"{name} is required: a string of 1 to {most} printable characters")
     return value.strip()
 
@@ -1966,7 +2328,9 @@ def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[st
         raise Rejected(400, f"{name} has {len(values)} ids, over the limit of {MAX_COUNTER_IDS}")
     for value in values:
         if not COUNTER_ID.match(value):
-            raise Rejected(400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, / ? # % or \\")
+            raise Rejected(
+                400, f"{name}: {value[:140]!r} must be 1 to 128 characters without spaces, controls, / ? # % or \\"
+            )
         if value.lower() in reserved:
             raise Rejected(400, f"{name}: {value!r} is reserved (it would shadow the /api/v1/{value} route)")
     return list(dict.fromkeys(values))
@@ -2046,7 +2410,7 @@ def increment_counter(
     conn.execute(
         "INSERT INTO counter_days (client_id, action_id, page_id, day, count) VALUES (?, ?, ?, ?, 1)"
         " ON CONFLICT DO UPDATE SET count = count + 1",
-        (*key, now // 86_400_000),
+        (*key, now // DAY_MS),
     )
     return conn.execute(
         "INSERT INTO counters (client_id, action_id, page_id, count) VALUES (?, ?, ?, 1)"
@@ -2165,7 +2529,7 @@ def configure_counters(ctx: Context) -> dict:
 
 
 @route("/api/v1/token", ["GET", "POST"])
-@api("json")
+@api("json", rate_limited=True)  # one bucket with the likes it leads to: a new User-Agent is no new allowance
 def issue_counter_token(ctx: Context) -> dict:
     environ = request.environ
     if request.method == "POST":
@@ -2226,7 +2590,7 @@ def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
 ###############################################################################
 
 MAX_BATCH_EVENTS = 100
-MAX_FUTURE_MS = 86_400_000  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
+MAX_FUTURE_MS = DAY_MS  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
 RELATIONS = {
     "Like": ("like", True),
     "Unlike": ("like", False),
@@ -2243,6 +2607,11 @@ SERVER_EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+def rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time (`Z` or `z` for UTC); ValueError when it is not one, naive when it has no time zone."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+
+
 def event_time(value: Any, field: str, now: int) -> int:
     """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
     if value is None:
@@ -2251,7 +2620,7 @@ def event_time(value: Any, field: str, now: int) -> int:
         raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
     if isinstance(value, str):
         try:
-            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            parsed = rfc3339(value)
         except ValueError:
             raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
         if parsed.tzinfo is None:
@@ -2273,7 +2642,7 @@ def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH
     value = event.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > most or CONTROL_CHARS.search(value):
+    if not printable(value, most, least=0):
         raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
     return value or None
 
@@ -2285,7 +2654,7 @@ def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str 
     if not isinstance(parent, dict):
         raise Rejected(400, f"{parent_field} is required: an object with an id")
     value = parent.get("id")
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH or CONTROL_CHARS.search(value):
+    if not printable(value):
         raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
     return parent, value
 
@@ -2296,7 +2665,7 @@ def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
     if not isinstance(event, dict):
         raise Rejected(400, f"{where or 'body'} must be a JSON object")
     label = event.get("label")
-    if not isinstance(label, str) or not label or len(label) > MAX_NAME_LENGTH or CONTROL_CHARS.search(label):
+    if not printable(label):
         raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
     content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
     _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
@@ -2362,10 +2731,9 @@ def post_server_events(ctx: Context) -> dict:
     token = authorize(
         ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
     )
-    body = read_body(environ, ctx.config["max_body_bytes"])
-    if not body.strip():
-        raise Rejected(400, "body is empty: send one event object, or an array of up to 100")
-    given = parse_json(body)
+    given = json_body(
+        environ, ctx.config["max_body_bytes"], "body is empty: send one event object, or an array of up to 100"
+    )
     now = now_ms()
     if isinstance(given, list):
         if not 1 <= len(given) <= MAX_BATCH_EVENTS:
@@ -2375,10 +2743,9 @@ def post_server_events(ctx: Context) -> dict:
         events = [check_server_event(given, "", now, token["id"])]
     allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
     if not allowed:
-        raise Rejected(
-            429,
+        raise over_limit(
             f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
-            {"Retry-After": str(retry_after)},
+            retry_after,
         )
     ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
     response.status = 202
@@ -2465,7 +2832,7 @@ def segments_param(query: list[tuple[str, str]]) -> str | None:
         if key not in ("segments[]", "segments", "segment", "segment[]"):
             continue
         name, colon, given = value.partition(":")
-        if not colon or not name or not given or len(name) > 64 or len(given) > 128 or CONTROL_CHARS.search(value):
+        if not colon or not printable(name, 64) or not printable(given, 128):
             raise Rejected(400, f"segment {value[:80]!r} must be key:value (key up to 64, value up to 128 characters)")
         if name in segments:
             raise Rejected(400, f"segment key {name!r} has more than one value")
@@ -2477,7 +2844,7 @@ def segments_param(query: list[tuple[str, str]]) -> str | None:
 
 def analytics_id_param(query: list[tuple[str, str]]) -> str:
     value = query_value(query, "analytics_id")
-    if not value or len(value) > 64 or CONTROL_CHARS.search(value):
+    if not printable(value, 64):
         raise Rejected(400, "analytics_id is required: an opaque string of 1 to 64 characters")
     return value
 
@@ -2549,12 +2916,12 @@ def track(ctx: Context, path: str) -> Any:
     }
     redirect_to = query_value(query, "redirect_url") if widget["action"] == "shop" else None
     if redirect_to:
-        event["redirect_host"] = allowed_redirect(ctx, redirect_to)
+        redirect_to, event["redirect_host"] = redirect_location(redirect_to, "redirect_url", ctx.redirect_hosts)
     countable_agent(environ)
     ctx.writer.append("widget", event)
     if redirect_to:
         response.status = 302
-        response.set_header("Location", redirect_to.strip())
+        response.set_header("Location", redirect_to)
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
     return success(request.environ.get("prisme.answer", "olapic"))
 
@@ -2565,23 +2932,15 @@ def widget_action_exists(widget: re.Match) -> bool:
     return widget["action"] in (MEDIA_ACTIONS if widget["media"] is not None else WIDGET_ACTIONS)
 
 
-def allowed_redirect(ctx: Context, url: str) -> str:
-    """The host of a shop click's redirect_url, which must be http(s) on a host of redirect_hosts (or an origin)."""
-    _parts, host = split_http_url(url, "redirect_url")
-    if ctx.redirect_hosts.site_of(host) is None:
-        raise Rejected(400, f"redirect_url host {host} is not allowed (see redirect_hosts)")
-    return host
-
-
 def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, analytics_id: str) -> Any:
     transaction = found["transaction"]
-    if len(transaction) > MAX_NAME_LENGTH or CONTROL_CHARS.search(transaction):
+    if not printable(transaction):
         raise Rejected(400, f"transaction_id must be 1 to {MAX_NAME_LENGTH} printable characters")
     products = []
     for key, value in query:
         if key in ("products[]", "products"):
             product, colon, amount = value.rpartition(":")
-            if not colon or not product or len(product) > MAX_NAME_LENGTH or not AMOUNT.match(amount):
+            if not colon or not printable(product) or not AMOUNT.match(amount):
                 raise Rejected(400, f"product {value[:80]!r} must be id:amount, like product-123:120.50")
             products.append((product, amount_e4(amount)))
     if not 1 <= len(products) <= MAX_PRODUCTS:
@@ -2614,8 +2973,9 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
 ###############################################################################
 
 # A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
-TIME_STEP = re.compile(r"([+ -])(\d{1,6})([smhdwMy])|/([smhdwMy])")
-UNENCODED_OFFSET = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d:?\d\d)$")  # 2026-03-01T10:00:00 02:00 → +02:00
+TIME_STEP = re.compile(r"([+ -])([0-9]{1,6})([smhdwMy])|/([smhdwMy])")  # ASCII digits: int() reads others too
+# 2026-03-01T10:00:00 02:00 → +02:00
+UNENCODED_OFFSET = re.compile(r"(:[0-9][0-9](?:\.[0-9]+)?) ([0-9][0-9]:?[0-9][0-9])$")
 UNIT_DELTAS = {
     "s": datetime.timedelta(seconds=1),
     "m": datetime.timedelta(minutes=1),
@@ -2624,14 +2984,14 @@ UNIT_DELTAS = {
     "w": datetime.timedelta(weeks=1),
 }  # months and years are calendar steps, see shift_time
 BUCKET_STEPS = [
-    60_000, 300_000, 900_000, 1_800_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000,
-    7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000, 91 * 86_400_000,
+    MINUTE_MS, 5 * MINUTE_MS, 15 * MINUTE_MS, 30 * MINUTE_MS, HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, 12 * HOUR_MS, DAY_MS,
+    7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS, 91 * DAY_MS,
 ]  # fmt: skip
 MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
-MAX_WINDOW_MS = 10 * 366 * 86_400_000
+MAX_WINDOW_MS = 10 * 366 * DAY_MS
 DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
-# Filters by name: the column of an event row, and of a session row (None: see session_where).
+# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE).
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": ("e.path", None),
@@ -2662,6 +3022,9 @@ class StatsQuery:
     limit: int
     now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
     site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
+    # What the report was asked but its rows cannot answer ("site" or a filter: why), set by window_where and named
+    # in the answer; shared by the copies `replace` makes of the query.
+    unapplied: dict[str, str] = field(default_factory=dict)
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2710,10 +3073,10 @@ def parse_time(expression: str, now: int, name: str) -> int:
             position = step.end()
         return int(moment.timestamp() * 1000)
     try:
-        if re.fullmatch(r"\d{4}-\d\d-\d\d", text):
+        if re.fullmatch(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]", text):
             return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
         text = UNENCODED_OFFSET.sub(r"\1+\2", text)
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = rfc3339(text)
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
@@ -2732,7 +3095,8 @@ def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str 
     if not start < end or end - start > MAX_WINDOW_MS:
         raise Rejected(400, "from must be before to, and at most ten years before it")
     limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+    # ASCII digits of a bounded length only: isdigit() takes ² (which int() refuses) and 5,000 digits (too many).
+    if not INTEGER_ID.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
         raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
     filters = {}
     for name in (*FILTERS, *FAMILY_FILTERS):
@@ -2749,40 +3113,65 @@ def placeholders(values: list) -> str:
     return ", ".join("?" * len(values))
 
 
+@dataclass(frozen=True, slots=True)
+class Table:
+    """What a report reads: its FROM, its time column (in units of `unit` ms), its site and the filters it applies."""
+
+    source: str
+    time: str
+    site: str | Callable | None  # a column, a function (conn, q) -> (condition, params), or None: not stored per site
+    filters: dict[str, str | Callable]  # by name: a column, or a function (q, values) -> (condition, params)
+    note: str = ""  # asked for one site, why these rows answer for every site
+    unit: int = 1
+
+
+def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = None) -> tuple[str, list]:
+    """The one WHERE of every report: q's window on `table`'s time, q's site and q's filters. What the table does not
+    store is not filtered, and q.unapplied says so (the answer names it): no site or filter is dropped silently."""
+    conditions, params = [f"{table.time} >= ?", f"{table.time} < ?"], [q.start // table.unit, -(-q.end // table.unit)]
+    if q.site and table.site is None:
+        q.unapplied["site"] = table.note
+    elif q.site:
+        condition, values = (f"{table.site} = ?", [q.site]) if isinstance(table.site, str) else table.site(conn, q)
+        conditions.insert(0, condition)
+        params[:0] = values
+    for name, values in q.filters.items():
+        applied = table.filters.get(name)
+        if applied is None:
+            q.unapplied[name] = f"{table.source.split()[0]} do not record {name}"
+            continue
+        condition, values = (f"{applied} IN ({placeholders(values)})", values) if isinstance(applied, str) else (
+            applied(q, values)
+        )  # fmt: skip
+        conditions.append(condition)
+        params += values
+    return " AND ".join(conditions), params
+
+
+def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
+    """`path` of a session: it viewed one of these pages."""
+    return (
+        "s.id IN (SELECT session_id FROM events"
+        f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
+        [q.start, *paths],
+    )
+
+
+EVENTS_TABLE = Table("events e", "e.ts", "e.site", {name: columns[0] for name, columns in FILTERS.items()})
+# Sessions started in the window; `path` means the session saw that page.
+SESSIONS_TABLE = Table(
+    "sessions s", "s.started_at", "s.site", {name: columns[1] or session_saw_path for name, columns in FILTERS.items()}
+)
+
+
 def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
     """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
-    conditions, params = ["e.ts >= ?", "e.ts < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "e.site = ?")
-        params.insert(0, q.site)
+    where, params = window_where(q, EVENTS_TABLE)
     if kinds:
-        conditions.append(f"e.kind IN ({placeholders(kinds)})")
+        where += f" AND e.kind IN ({placeholders(kinds)})"
         params += kinds
-    for name, values in q.filters.items():
-        if name in FILTERS:
-            conditions.append(f"{FILTERS[name][0]} IN ({placeholders(values)})")
-            params += values
     joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
-    return joins, " AND ".join(conditions), params
-
-
-def session_where(q: StatsQuery) -> tuple[str, list]:
-    """WHERE for session-based metrics: sessions started in the window; `path` means it saw that page."""
-    conditions, params = ["s.started_at >= ?", "s.started_at < ?"], [q.start, q.end]
-    if q.site:
-        conditions.insert(0, "s.site = ?")
-        params.insert(0, q.site)
-    for name, values in q.filters.items():
-        if name == "path":
-            conditions.append(
-                "s.id IN (SELECT session_id FROM events"
-                f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(values)}))"
-            )
-            params += [q.start, *values]
-        elif name in FILTERS:
-            conditions.append(f"{FILTERS[name][1]} IN ({placeholders(values)})")
-            params += values
-    return " AND ".join(conditions), params
+    return joins, where, params
 
 
 def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
@@ -2814,7 +3203,7 @@ def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
 
 
 def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("sessions s", *session_where(q))
+    return ("sessions s", *window_where(q, SESSIONS_TABLE))
 
 
 # A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
@@ -2829,18 +3218,20 @@ COUNTED_ONCE = (
 )
 
 
+# Server events carry only the access token they came with, and tokens belong to no site.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+SERVER_EVENTS_TABLE = Table(
+    "server_events x", "x.ts", None,
+    {"label": "x.label", "referrer": "x.referrer", **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if "utm" in f}},
+    SERVER_EVENTS_NOTE,
+)  # fmt: skip
+CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
+
+
 def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
     """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
-    conditions, params = ["x.ts >= ?", "x.ts < ?", *([COUNTED_ONCE] if counted else [])], [q.start, q.end]
-    for name, column in (
-        ("label", "x.label"),
-        ("referrer", "x.referrer"),
-        *((f, f"x.{FILTERS[f][0][2:]}") for f in FILTERS if f.startswith("utm-")),
-    ):
-        if q.values(name):
-            conditions.append(f"{column} IN ({placeholders(q.values(name))})")
-            params += q.values(name)
-    return " AND ".join(conditions), params
+    where, params = window_where(q, SERVER_EVENTS_TABLE)
+    return f"{where} AND {COUNTED_ONCE}" if counted else where, params
 
 
 def server_scope(q: StatsQuery) -> tuple[str, str, list]:
@@ -3017,28 +3408,22 @@ def visitors_series(kinds: tuple[str, ...]) -> Callable:
 
 
 def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(
-        conn, q, "c.first_seen", "count(*)", "customers c", "c.first_seen >= ? AND c.first_seen < ?", [q.start, q.end]
-    )
+    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.source, *window_where(q, CUSTOMERS_TABLE))
 
 
-def counter_where(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["d.day >= ?", "d.day <= ?"], [q.start // 86_400_000, (q.end - 1) // 86_400_000]
-    if q.site:
-        # A counter belongs to the site its client's domainName belongs to, by the rule the web events follow.
-        site_of = q.site_of or (lambda host: host)
-        ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
-        conditions.append(f"d.client_id IN ({placeholders(ids)})" if ids else "0")
-        params += ids
-    if q.values("client"):
-        conditions.append(f"d.client_id IN ({placeholders(q.values('client'))})")
-        params += q.values("client")
-    return " AND ".join(conditions), params
+def counter_site(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
+    """A counter belongs to the site its client's domainName belongs to, by the rule the web events follow."""
+    site_of = q.site_of or (lambda host: host)
+    ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+    return f"d.client_id IN ({placeholders(ids)})" if ids else "0", ids
+
+
+COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "d.client_id"}, unit=DAY_MS)
 
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = counter_where(conn, q)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
     return ranked(
         conn,
         q,
@@ -3053,23 +3438,21 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
-    where, params = counter_where(conn, q)
-    return bucketed(conn, q, "(d.day * 86400000)", "sum(d.count)", "counter_days d", where, params)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
+    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
 
 
-def widget_where(q: StatsQuery) -> tuple[str, list]:
-    conditions, params = ["w.ts >= ?", "w.ts < ?"], [q.start, q.end]
-    if q.values("instance"):
-        conditions.append(f"w.instance_id IN ({placeholders(q.values('instance'))})")
-        params += q.values("instance")
-    return " AND ".join(conditions), params
+# Widget beacons and checkouts store no page they were sent from.
+WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
+WIDGET_EVENTS_TABLE = Table("widget_events w", "w.ts", None, {"instance": "w.instance_id"}, WIDGETS_NOTE)
+CHECKOUTS_TABLE = Table("checkouts c", "c.ts", None, {}, WIDGETS_NOTE)
 
 
 def widget_table(group: str, label: str) -> Callable:
     """Per `group`: renders, interactions (every other action) and click-through rate; values are the renders."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        where, params = widget_where(q)
+        where, params = window_where(q, WIDGET_EVENTS_TABLE)
         rows = conn.execute(
             f"SELECT {group} AS k, sum(w.action = 'render'), sum(w.action != 'render') FROM widget_events w"
             f" WHERE {where} AND {group} IS NOT NULL GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
@@ -3085,7 +3468,7 @@ def widget_table(group: str, label: str) -> Callable:
 
 
 def top_media(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    where, params = widget_where(q)
+    where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
         "SELECT w.media_id, sum(w.action = 'view'), sum(w.action = 'click'), sum(w.action = 'shop')"
         " FROM widget_events w"
@@ -3104,10 +3487,10 @@ def decimal_text(amount_e4: int) -> str:
 
 def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts and revenue per currency; values are the revenue as exact decimal strings."""
+    where, params = window_where(q, CHECKOUTS_TABLE)
     rows = conn.execute(
-        "SELECT currency, count(*), sum(total_e4) FROM checkouts WHERE ts >= ? AND ts < ?"
-        " GROUP BY 1 ORDER BY 3 DESC, 1",
-        (q.start, q.end),
+        f"SELECT c.currency, count(*), sum(c.total_e4) FROM checkouts c WHERE {where} GROUP BY 1 ORDER BY 3 DESC, 1",
+        params,
     ).fetchall()
     details = [{"currency": c, "checkouts": n, "revenue": decimal_text(total)} for c, n, total in rows]
     return [row[0] for row in rows], [decimal_text(row[2]) for row in rows], details
@@ -3115,10 +3498,11 @@ def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts, and those whose analytics_id interacted with a widget (any action but render) before them."""
+    where, params = window_where(q, CHECKOUTS_TABLE)
     total, converted = conn.execute(
         "SELECT count(*), sum(EXISTS (SELECT 1 FROM widget_events w WHERE w.analytics_id = c.analytics_id"
-        " AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE c.ts >= ? AND c.ts < ?",
-        (q.start, q.end),
+        f" AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE {where}",
+        params,
     ).fetchone()
     rate = round((converted or 0) / total, 4) if total else None
     return ["checkouts", "after_widget_interaction"], [total, converted or 0], [{"conversion_rate": rate}]
@@ -3126,7 +3510,7 @@ def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Renders and interactions per segment key:value."""
-    where, params = widget_where(q)
+    where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
         "SELECT seg.key || ':' || seg.value AS k, sum(w.action = 'render'), sum(w.action != 'render')"
         f" FROM widget_events w, json_each(w.segments) seg WHERE {where} AND w.segments IS NOT NULL"
@@ -3199,10 +3583,10 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "top-server-utm-sources": top(server_scope, "x.utm_source"),
     # Widgets
     "widget-renders": lambda conn, q: bucketed(
-        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *widget_where(q)
+        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *window_where(q, WIDGET_EVENTS_TABLE)
     ),
     "checkouts": lambda conn, q: bucketed(
-        conn, q, "c.ts", "count(*)", "checkouts c", "c.ts >= ? AND c.ts < ?", [q.start, q.end]
+        conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.source, *window_where(q, CHECKOUTS_TABLE)
     ),
     "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
     "top-media": top_media,
@@ -3212,23 +3596,6 @@ METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
     "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
 }
 LIVE_WINDOW = "now-30m"
-# What is not stored per site cannot be shown per site: asked for one site, these reports answer for every site and
-# say so (`per_site: false` and a note the dashboard shows on the panel). Server events carry only the access token
-# they came with, and tokens belong to no site; widget beacons and checkouts store no page they were sent from.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
-WIDGETS_NOTE = "Widget beacons and checkouts are not recorded per site: these are every site's."
-NOT_PER_SITE = {
-    **dict.fromkeys(
-        ("server-events", "active-customers", "new-customers", "top-server-labels", "top-content-items",
-         "top-server-utm-sources"),
-        SERVER_EVENTS_NOTE,
-    ),
-    **dict.fromkeys(
-        ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion", "widget-segments",
-         "widget-ab-groups"),
-        WIDGETS_NOTE,
-    ),
-}  # fmt: skip
 
 
 def require_reader(ctx: Context) -> None:
@@ -3257,9 +3624,24 @@ def stats(ctx: Context, metric: str) -> dict:
     answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         answer["details"] = details[0]
-    if q.site and metric in NOT_PER_SITE:
-        answer.update(per_site=False, note=NOT_PER_SITE[metric])
+    say_unapplied(answer, q.unapplied)
     return answer
+
+
+def say_unapplied(answer: dict, unapplied: dict[str, str]) -> None:
+    """What is not stored with a report's rows cannot filter it: asked for one site, or for a filter its rows do not
+    record, a report answers without it and says so (`per_site: false`, `unfiltered`, and a note the dashboard shows
+    on the panel)."""
+    notes = []
+    if "site" in unapplied:
+        answer["per_site"] = False
+        notes.append(unapplied["site"])
+    unfiltered = [name for name in unapplied if name != "site"]
+    if unfiltered:
+        answer["unfiltered"] = unfiltered
+        notes.append(f"Not filtered by {', '.join(unfiltered)}: {'; '.join(unapplied[name] for name in unfiltered)}.")
+    if notes:
+        answer["note"] = " ".join(notes)
 
 
 ###############################################################################
@@ -3309,11 +3691,14 @@ def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt
 
 
 def csv_line(values: list) -> str:
-    """One CSV record; text that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
+    """One CSV record, ending in \n; text that a spreadsheet would run as a formula is quoted with a leading
+    apostrophe, and a cell with a line break in it (a lone CR included) is quoted."""
     buffer = io.StringIO()
     safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
-    csv.writer(buffer, lineterminator="\n").writerow(safe)
-    return buffer.getvalue()
+    # The writer quotes a cell holding any character of its line terminator: with "\r\n" that takes a lone CR too,
+    # which would otherwise end the row in a spreadsheet and start the next one with a formula.
+    csv.writer(buffer, lineterminator="\r\n").writerow(safe)
+    return buffer.getvalue()[:-2] + "\n"
 
 
 def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
@@ -3324,7 +3709,7 @@ def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int
     if kind not in EXPORTS:
         raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
     start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
-    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + 86_400_000
+    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + DAY_MS
     if start >= end:
         raise Rejected(400, "from must be before to")
     return fmt, kind, start, end
@@ -3781,6 +4166,7 @@ STATIC_FILES = {
 }
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 # Nothing external, nothing inline: the dashboard's script and styles are files served from here.
 DASHBOARD_HEADERS = {
     "Content-Security-Policy": (
@@ -3858,18 +4244,49 @@ def static_file(name: str) -> Any:
     return body
 
 
-def dashboard_signature(ctx: Context, expires: int) -> str:
-    # Tied to the admin token: rotating it logs every browser out.
-    message = f"{expires}:{ctx.admin_token()}".encode()
-    return hmac.new(ctx.dashboard_key, message, hashlib.sha256).hexdigest()
+def open_dashboard_session(conn: sqlite3.Connection, session: dict) -> None:
+    conn.execute(
+        "INSERT INTO dashboard_sessions (id_hash, token_id, credential_hash, created_at, expires_at)"
+        " VALUES (:id_hash, :token_id, :credential_hash, :created_at, :expires_at)",
+        session,
+    )
+
+
+def end_dashboard_sessions(conn: sqlite3.Connection, column: str, value: str) -> int:
+    """Writer job or command: end the logins of one cookie (`id_hash`) or of one token (`token_id`)."""
+    assert column in ("id_hash", "token_id")
+    return conn.execute(f"DELETE FROM dashboard_sessions WHERE {column} = ?", (value,)).rowcount
+
+
+def forget_expired_logins(conn: sqlite3.Connection, now: int) -> None:
+    """Writer maintenance: dashboard logins past their 30 days."""
+    conn.execute("DELETE FROM dashboard_sessions WHERE expires_at <= ?", (now,))
+
+
+def dashboard_session_id() -> str | None:
+    """The session id of the request's login cookie, if it has the shape of one (43 URL-safe characters)."""
+    value = request.get_cookie(DASHBOARD_COOKIE) or ""
+    return value if SESSION_ID.fullmatch(value) else None
 
 
 def dashboard_login_valid(ctx: Context) -> bool:
-    value = request.get_cookie(DASHBOARD_COOKIE) or ""
-    expires, _dot, signature = value.partition(".")
-    if not expires.isdigit() or int(expires) < now_ms() // 1000:
+    """The login cookie names a session the server holds, not expired, whose token still logs in."""
+    session_id = dashboard_session_id()
+    if session_id is None:
         return False
-    return hmac.compare_digest(signature.encode(), dashboard_signature(ctx, int(expires)).encode())
+    row = (
+        ctx.read()
+        .execute(
+            "SELECT token_id, credential_hash FROM dashboard_sessions WHERE id_hash = ? AND expires_at > ?",
+            (hash_secret(session_id), now_ms()),
+        )
+        .fetchone()
+    )
+    if row is None:
+        return False
+    if row[0] == ADMIN_IDENTITY["id"]:  # the admin token rotated (or changed in the configuration): logged out
+        return hmac.compare_digest(row[1], hash_secret(ctx.admin_token()))
+    return True  # revoking an access token deletes the sessions it opened
 
 
 def is_https(ctx: Context) -> bool:
@@ -3905,25 +4322,30 @@ def dashboard() -> str:
 @route("/dashboard/login", "POST")
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
-    allowed, _left, retry_after = ctx.limiter.take(client_ip(request.environ, ctx.config))
-    if not allowed:  # the per-IP limit also bounds guessing the token
-        response.set_header("Retry-After", str(retry_after))
-        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many attempts: wait a minute."), 429)
+    allowed, _left, retry_after = ctx.limiter.take(client_key(ctx))
     try:
-        form = dict(parse_qsl(read_body(request.environ, 4096).decode("utf-8"), errors="strict"))
-    except (Rejected, UnicodeError, ValueError):
+        form = dict(parse_qsl(body_text(request.environ, 4096), errors="strict"))
+    except (Rejected, ValueError):
         form = {}
+    token = form.get("token", "").strip()
     try:
-        admin = is_admin(ctx, form.get("token", "").strip())
-    except Rejected as refused:  # too many wrong tokens from this address
+        if not allowed:  # the per-IP limit also bounds guessing the token
+            raise over_limit("too many attempts from this address", retry_after)
+        identity = token_identity(ctx, token) if token else None
+    except Rejected as refused:  # over the limit, or too many wrong tokens from this address (refuse_guessing)
         response.set_header("Retry-After", refused.headers["Retry-After"])
-        return html_page("prisme-lite: log in", LOGIN_BODY.format(error="Too many wrong tokens: wait a minute."), 429)
-    if not admin:
+        error = f"{refused.message[0].upper()}{refused.message[1:]}."
+        return html_page("prisme-lite: log in", LOGIN_BODY.format(error=error), 429)
+    if identity is None or "admin" not in identity["scopes"]:
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error="That is not the admin token."), 401)
-    expires = now_ms() // 1000 + DASHBOARD_LOGIN_SECONDS
+    session_id, now = secrets.token_urlsafe(32), now_ms()
+    session = {"id_hash": hash_secret(session_id), "token_id": identity["id"], "credential_hash": hash_secret(token)}
+    ctx.writer.run(
+        open_dashboard_session, {**session, "created_at": now, "expires_at": now + DASHBOARD_LOGIN_SECONDS * 1000}
+    )
     response.set_cookie(
-        DASHBOARD_COOKIE, f"{expires}.{dashboard_signature(ctx, expires)}", path="/", max_age=DASHBOARD_LOGIN_SECONDS,
-        httponly=True, samesite="Strict", secure=is_https(ctx),
+        DASHBOARD_COOKIE, session_id, path="/", max_age=DASHBOARD_LOGIN_SECONDS, httponly=True, samesite="Strict",
+        secure=is_https(ctx),
     )  # fmt: skip
     response.status = 303
     response.set_header("Location", "/dashboard")
@@ -3933,6 +4355,9 @@ def dashboard_login() -> Any:
 @route("/dashboard/logout", "POST")
 def dashboard_logout() -> str:
     ctx: Context = request.app.ctx
+    session_id = dashboard_session_id()
+    if session_id is not None:  # ended on the server: a copy of the cookie is worth nothing either
+        ctx.writer.run(end_dashboard_sessions, "id_hash", hash_secret(session_id))
     response.delete_cookie(DASHBOARD_COOKIE, path="/", httponly=True, samesite="Strict", secure=is_https(ctx))
     response.status = 303
     response.set_header("Location", "/dashboard")
@@ -4303,7 +4728,8 @@ def openapi_document() -> dict:
                            "required": ["status"]},
                 "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
                     "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}, "per_site": {"type": "boolean"}, "note": text}},
+                    "details": {}, "per_site": {"type": "boolean"}, "note": text,
+                    "unfiltered": {"type": "array", "items": text}}},
                 "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
                 "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
                 "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
@@ -4348,6 +4774,25 @@ def openapi() -> Any:
 ###############################################################################
 
 
+def journal_appliers(config: dict) -> dict[str, Callable[[sqlite3.Connection, list], Any]]:
+    """What stores each family's journal records (JOURNAL_VERSION's shapes), by the family named in the line."""
+    return {
+        "web": WebEventStore(config["session_timeout"] * MINUTE_MS),
+        "server": store_server_events,
+        "widget": store_widget_events,
+    }
+
+
+# The journal's line format, as the appliers above take it. A record whose shape changes (a key of WebEvent, say)
+# gets a new version: JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines an
+# older prisme-lite wrote (a crash before an upgrade, a backup's FILE.journal-N) replay forever; as MIGRATIONS does
+# for the schema.
+JOURNAL_VERSION = 2
+JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
+    1: lambda kind, record: (kind, record),  # 2: the line starts with its version; the records are unchanged
+}
+
+
 class Context:
     """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
 
@@ -4355,17 +4800,15 @@ class Context:
         self.config = config
         open_database(config["db"])
         self.local = threading.local()
-        session_timeout_ms = config["session_timeout"] * 60_000
-        appliers = {
-            "web": WebEventStore(session_timeout_ms),
-            "server": store_server_events,
-            "widget": store_widget_events,
-        }
-        maintenance = (prune_counter_claims, ForgetSaltedVisitors(), Retention(config["retention_days"]))
-        self.writer = Writer(config["db"], config["synchronous"], appliers, maintenance)
+        maintenance = (
+            prune_counter_claims,
+            forget_expired_logins,
+            ForgetSaltedVisitors(),
+            Retention(config["retention_days"]),
+        )
+        self.writer = Writer(config["db"], config["synchronous"], journal_appliers(config), maintenance)
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
-        self.dashboard_key = bytes.fromhex(self.writer.run(stored_secret, "dashboard_key"))
         self.origins = OriginRegistry(config["origins"], self.read)
         # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
         self.redirect_hosts = (
@@ -4436,9 +4879,12 @@ def journal_end(db: str) -> tuple[int, int]:
     if not generations:
         return 0, 0
     generation = max(generations)
-    with open(f"{db}.journal-{generation}", "rb") as file:
+    with open(journal_file(db, generation), "rb") as file:
         data = file.read()
     return generation, data.rfind(b"\n") + 1
+
+
+NOT_BACKED_UP = ("visitor_salt", "dashboard_key")  # meta keys a restore does not need (dashboard_key: before v4)
 
 
 def backup(db: str, target: str) -> int:
@@ -4446,7 +4892,8 @@ def backup(db: str, target: str) -> int:
 
     SQLite's online backup gives a consistent snapshot; events acknowledged but not yet folded into it are
     still in the journal, so their lines are copied beside the backup (TARGET.journal-N), and a server
-    started on the backup replays them.
+    started on the backup replays them. Dead letters go with it (TARGET.dead-letters), but for those lines. The copy
+    holds no secret a restore does not need (NOT_BACKED_UP).
     """
     if os.path.exists(target):
         raise ConfigError(f"backup: {target} exists; choose a new file")
@@ -4457,32 +4904,55 @@ def backup(db: str, target: str) -> int:
         raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
+    os.close(private_file(target))  # a copy of the database holds its secrets too: readable by its owner only
     destination = sqlite3.connect(target)
     try:
         source.backup(destination, pages=1024, sleep=0.005)  # in steps: the server's writer keeps writing between
-        position = get_meta(destination, "journal_position") or "1:0"
-        generation, offset = (int(part) for part in position.split(":"))
+        generation, offset = journal_position(destination)
         tail = b""
         if generation == started_generation and offset < started_end:
-            with open(f"{db}.journal-{generation}", "rb") as file:
+            with open(journal_file(db, generation), "rb") as file:
                 file.seek(offset)
                 tail = file.read(started_end - offset)
-        with open(f"{target}.journal-{generation}", "wb") as file:
+        with open(private_file(journal_file(target, generation), truncate=True), "wb") as file:
             file.write(tail)
             file.flush()
             os.fsync(file.fileno())
+        # Read after the copy: every line its position passes was kept before that commit. A line of the tail is
+        # left out, since the backup replays the tail (and would keep that line again, at its new offset).
+        carried = tail_keys(tail, generation, offset)
+        letters = [letter for letter in read_dead_letters(db) if dead_letter_key(letter) not in carried]
+        rewrite_dead_letters(dead_letters_file(target), letters)  # over one another backup may have left there
+        # Secrets a restore does not need stay behind, overwritten (secure_delete) before the WAL is folded into the
+        # file: with the day's salt, visitor ids turn back into IP addresses; a restored server starts a new salt.
+        destination.execute("PRAGMA secure_delete = ON")
+        destination.execute(f"DELETE FROM meta WHERE key IN ({placeholders(NOT_BACKED_UP)})", NOT_BACKED_UP)
+        destination.execute("DELETE FROM dashboard_sessions")  # logins belong to the server they were opened on
+        destination.commit()
         destination.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-        set_meta(destination, "journal_position", f"{generation}:0")
+        set_journal_position(destination, generation, 0)
         destination.commit()
     finally:
         destination.close()
         source.close()
     lines = tail.count(b"\n")
-    print(
-        f"backed up {db} to {target}"
-        + (f" (+{lines} {plural('event', lines)} not yet folded, in {target}.journal-{generation})" if lines else "")
-    )
+    notes = []
+    if lines:
+        notes.append(f"+{lines} {plural('event', lines)} not yet folded, in {journal_file(target, generation)}")
+    if letters:
+        notes.append(f"+{len(letters)} {plural('dead letter', len(letters))}, in {dead_letters_file(target)}")
+    print(f"backed up {db} to {target}" + "".join(f" ({note})" for note in notes))
     return 0
+
+
+def tail_keys(tail: bytes, generation: int, offset: int) -> set[str]:
+    """The dead-letter keys the lines of a journal tail starting at `offset` would have."""
+    keys = set()
+    for line in tail.splitlines():
+        text = line.decode("utf-8", "surrogateescape")
+        keys.add(dead_letter_key({"position": format_position(generation, offset), "line": text}))
+        offset += len(line) + 1
+    return keys
 
 
 # (name, query returning the rows that break it)
@@ -4526,14 +4996,92 @@ def check(db: str) -> int:
             found = [str(row[0]) for row in conn.execute(sql)]
             problems += bool(found)
             print(f"ok: {name}" if not found else f"problem: {name}: not so for {', '.join(found)}")
-        generation, offset = (int(part) for part in (get_meta(conn, "journal_position") or "1:0").split(":"))
-        path = f"{db}.journal-{generation}"
+        generation, offset = journal_position(conn)
+        path = journal_file(db, generation)
         size = os.path.getsize(path) if os.path.exists(path) else 0
         problems += offset > size
         print(f"{'ok' if offset <= size else 'problem'}: journal {path}: {size - offset} bytes to fold from {offset}")
+        # Kept, not lost, and no flaw of the database: a warning, whose fix is prisme-lite's (often an upgrade).
+        letters = len(read_dead_letters(db))
+        print(
+            f"warning: {letters} journal {plural('line', letters)} could not be stored, kept in"
+            f" {dead_letters_file(db)}: `prisme-lite dead-letters list` says why; fix that, then"
+            " `prisme-lite dead-letters retry`"
+            if letters
+            else "ok: no dead letters (journal lines that could not be stored)"
+        )
     finally:
         conn.close()
     return 1 if problems else 0
+
+
+def list_dead_letters(db: str) -> int:
+    """One line per dead letter: its journal position, when it was kept, why, and the line (escaped)."""
+    letters = read_dead_letters(db)
+    for letter in letters:
+        reason, line = (text.encode("unicode_escape").decode("ascii") for text in (letter["reason"], letter["line"]))
+        print(f"{letter['position']}  {letter['at']}  {reason}  {line}")
+    if not letters:
+        print(f"no dead letters beside {db}")
+    return 0
+
+
+def retry_dead_letters(config: dict) -> int:
+    """Apply each dead letter again, in one transaction; those that now apply leave the file, the others stay.
+
+    The keys of the lines stored are committed with them (meta `dead_letters_stored`) and forgotten only once the
+    file no longer holds them, so a retry cut short between the two never stores a line twice.
+    """
+    db = config["db"]
+    with no_server_on(db, "dead-letters retry", "retry, then start it again"):
+        letters = read_dead_letters(db)
+        if not letters:
+            print(f"no dead letters beside {db}")
+            return 0
+        conn = connect(db, config["synchronous"])
+        try:
+            appliers = journal_appliers(config)
+            conn.execute("BEGIN IMMEDIATE")
+            stored = set(json.loads(get_meta(conn, "dead_letters_stored") or "[]"))  # by a retry cut short
+            left = []
+            for letter in letters:
+                if dead_letter_key(letter) in stored:
+                    continue
+                conn.execute("SAVEPOINT line")
+                try:
+                    apply_journal_lines(conn, appliers, [letter["line"].encode("utf-8", "surrogateescape")])
+                    stored.add(dead_letter_key(letter))
+                except LINE_REFUSALS as error:
+                    conn.execute("ROLLBACK TO line")
+                    for applier in appliers.values():
+                        getattr(applier, "reset", lambda: None)()
+                    left.append(dict(letter, reason=refusal(error)))
+                conn.execute("RELEASE line")
+            set_meta(conn, "dead_letters_stored", json.dumps(sorted(stored)))
+            conn.execute("COMMIT")
+            rewrite_dead_letters(dead_letters_file(db), left)
+            conn.execute("DELETE FROM meta WHERE key = 'dead_letters_stored'")
+        finally:
+            conn.close()
+    done = len(letters) - len(left)
+    print(f"stored {done} of {len(letters)} {plural('dead letter', len(letters))}", end="")
+    if not left:
+        print()
+        return 0
+    print(f"; {len(left)} still cannot be stored (`prisme-lite dead-letters list` says why): {left[0]['reason']}")
+    return 1
+
+
+def rewrite_dead_letters(path: str, letters: list[dict]) -> None:
+    """Replace a dead-letter file with `letters` at once (a new file renamed over it), or remove it when none."""
+    if letters:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path + ".new")  # left by a retry cut short
+        keep_dead_letters(path + ".new", letters)
+        os.replace(path + ".new", path)
+    elif os.path.exists(path):
+        os.unlink(path)
+    sync_directory(path)
 
 
 ###############################################################################
@@ -4599,7 +5147,7 @@ def lock_holder(fd: int, mode: int) -> str | None:
 
 
 @contextlib.contextmanager
-def no_server_on(db: str, command: str) -> Iterator[None]:
+def no_server_on(db: str, command: str, why: str = "") -> Iterator[None]:
     """Run `command`'s body while no server runs on `db`, and keep one from starting meanwhile (a shared lock on
     DB.lock): it would change rows under a server's writer, which caches and folds them."""
     fd = os.open(os.path.abspath(db) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -4607,8 +5155,7 @@ def no_server_on(db: str, command: str) -> Iterator[None]:
         holder = lock_holder(fd, fcntl.LOCK_SH)
         if holder:
             raise ConfigError(
-                f"{command}: a server (pid {holder}) is running on {db}; stop it first"
-                " (with retention_days set, the server prunes by itself)"
+                f"{command}: a server (pid {holder}) is running on {db}; stop it first" + (f" ({why})" if why else "")
             )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}, prisme-lite {command}\n".encode(), 0)  # what a server starting now names
@@ -4819,6 +5366,7 @@ COMMAND_SETTINGS = {
     "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
+    "dead-letters retry": (*WRITES, "session_timeout"),
 }  # fmt: skip
 
 
@@ -4874,6 +5422,10 @@ def build_parser() -> argparse.ArgumentParser:
         "file", metavar="FILE", help="the new backup file"
     )
     command(commands, "check", "integrity check and prisme-lite's own invariants")
+    letters = commands.add_parser("dead-letters", help="journal lines that could not be stored: why, and retry")
+    letter_actions = letters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(letter_actions, "list", "each kept line: its journal position, when, why it was not stored")
+    command(letter_actions, "retry", "store the lines that now can (with no server running); the others stay")
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -4896,6 +5448,8 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
         return backup(config["db"], args.file)
     if args.command == "check":
         return check(config["db"])
+    if args.command == "dead-letters":
+        return list_dead_letters(config["db"]) if args.action == "list" else retry_dead_letters(config)
     conn = connect(config["db"], config["synchronous"])
     try:
         if args.command == "init":
@@ -4915,7 +5469,7 @@ def run_command(args: argparse.Namespace, config: dict) -> int:
             if days < 1:
                 raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
             pruner, now = Retention(days), now_ms()
-            with no_server_on(config["db"], "prune"):
+            with no_server_on(config["db"], "prune", "with retention_days set, the server prunes by itself"):
                 while pruner(conn, now):  # autocommit: each batch is its own short transaction
                     pass
             deleted = pruner.deleted
@@ -4971,7 +5525,11 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     except Rejected as refusal:
         raise ConfigError(f"export: {refusal.message}") from None
     conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
-    output = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout  # noqa: SIM115
+    output = (
+        open(private_file(args.output, truncate=True), "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
+        if args.output
+        else sys.stdout
+    )
     try:
         for chunk in export_chunks(conn, kind, start, end, fmt):
             output.write(chunk)
@@ -4990,7 +5548,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
     if days < 1:
         raise ConfigError("stats: --days must be at least 1")
     now = now_ms()
-    since = now - days * 86_400_000
+    since = now - days * DAY_MS
     day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
     print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
     sites = (
@@ -5000,7 +5558,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
         q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
         _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
-        print(f"\nweb traffic at {name}")
+        print(f"\nweb traffic at {terminal_text(name)}")
         bounces = f"{bounce_rate}%" if sessions else "-"
         print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
               f"{sessions:,} {plural('session', sessions)}, "
@@ -5013,7 +5571,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
                 (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
             ]
             if shown:
-                print(f"  {title}: " + ", ".join(f"{key} {count:,}" for key, count in shown[:5]))
+                print(f"  {title}: " + ", ".join(f"{terminal_text(key)} {count:,}" for key, count in shown[:5]))
     if not sites:
         print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
     labels = conn.execute(
@@ -5033,7 +5591,7 @@ def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins
         for row in conn.execute(
             "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
             " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
-            (since // 86_400_000,),
+            (since // DAY_MS,),
         )
         if not site or site_of(row[0]) == site
     ][:10]
@@ -5069,7 +5627,8 @@ def manage_tokens(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     elif conn.execute(
         "UPDATE access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now_ms(), args.token_id)
     ).rowcount:
-        print(f"revoked: {args.token_id}")
+        ended = end_dashboard_sessions(conn, "token_id", args.token_id)
+        print(f"revoked: {args.token_id}" + (f" (ended {ended} dashboard {plural('login', ended)})" if ended else ""))
     else:
         print(f"no active token {args.token_id}", file=sys.stderr)
         return 1
@@ -5108,9 +5667,9 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     if args.action == "list":
         print_table(["DOMAIN", "CLIENT", "ACTION", "PAGE", "COUNT"], rows)
         return 0
-    today = now_ms() // 86_400_000
+    today = now_ms() // DAY_MS
     for domain, client_id, action_id, page_id, count in rows:
-        print(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all")
+        print(terminal_text(f"{action_id} on {page_id} at {domain} ({client_id}): {count} in all"))
         days = dict(
             conn.execute(
                 "SELECT day, count FROM counter_days WHERE client_id = ? AND action_id = ? AND page_id = ? AND day > ?",
@@ -5122,10 +5681,17 @@ def show_counters(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     return 0
 
 
+def terminal_text(value: Any) -> str:
+    """`value` as text safe on a terminal: control characters (C0, DEL, C1) shown as \\xNN, never sent raw, so
+    text stored as sent (or by an older prisme-lite) cannot move the cursor, retitle the window or fake a line."""
+    return TERMINAL_UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02x}", str(value))
+
+
 def print_table(header: list[str], rows: list[tuple]) -> None:
-    widths = [max(len(str(value)) for value in column) for column in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
+    rows = [tuple(map(terminal_text, row)) for row in [header, *rows]]
+    widths = [max(len(value) for value in column) for column in zip(*rows, strict=True)]
+    for row in rows:
+        print("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip())
 
 
 def main(argv: list[str] | None = None) -> int:

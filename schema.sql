@@ -261,3 +261,16 @@ CREATE TRIGGER IF NOT EXISTS session_uncounted AFTER DELETE ON sessions BEGIN
     ) WHERE true
     ON CONFLICT DO UPDATE SET n = n + excluded.n;
 END;
+
+-- @dashboard_sessions (schema version 4) ---------------------------------------------------------------------------
+-- Dashboard logins. The cookie holds a random id, kept here as its SHA-256; token_id is `admin` for the admin token
+-- (credential_hash: the SHA-256 of that token, so a rotated one ends its logins) or the access token's id. Logout
+-- deletes its row, revoking a token deletes the rows it opened; expired rows go in the writer's maintenance.
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    id_hash         TEXT PRIMARY KEY,
+    token_id        TEXT NOT NULL,
+    credential_hash TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dashboard_sessions_token ON dashboard_sessions (token_id);

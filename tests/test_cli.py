@@ -21,7 +21,8 @@ NOT_CREATING = [
     ["admin-token"], ["admin-token", "--rotate"], ["origins", "list"], ["origins", "add", "blog.example.com"],
     ["origins", "remove", "blog.example.com"], ["tokens", "create", "--scope", "admin"], ["tokens", "list"],
     ["tokens", "revoke", "tk_x"], ["counters", "list"], ["counters", "show", "likes", "intro"], ["stats"],
-    ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"],
+    ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"], ["dead-letters", "list"],
+    ["dead-letters", "retry"],
 ]  # fmt: skip
 
 
@@ -87,7 +88,7 @@ def help_of(*args):
     )
     assert (result.returncode, result.stderr) == (0, "")
     own, settings = result.stdout.split("\nsettings:\n")
-    flags = re.split(r"\n  (--[a-z-]+) ?", settings)[1:]
+    flags = re.split(r"\n  (--[a-z0-9-]+) ?", settings)[1:]
     return own, {flag: " ".join(text.split()) for flag, text in zip(flags[::2], flags[1::2], strict=True)}
 
 
@@ -101,7 +102,7 @@ DEFAULTS = {
     "redirect_hosts": "none", "trust_proxy": "false", "proxy_header": "X-Forwarded-For", "proxy_hops": "1",
     "country_header": "none", "geoip_db": "none", "admin_token": "none", "open_registration": "false",
     "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
-    "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
+    "ipv6_prefix": "64", "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
     "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
 }  # fmt: skip
 
@@ -122,6 +123,8 @@ DEFAULTS = {
         (["tokens", "create"], ["--scope", "--name"], ["db", "synchronous"]),
         (["tokens", "list"], [], ["db"]),
         (["counters", "show"], ["ACTION", "PAGE", "--client"], ["db"]),
+        (["dead-letters", "list"], [], ["db"]),
+        (["dead-letters", "retry"], [], ["db", "synchronous", "session_timeout"]),
         (["serve"], [], list(DEFAULTS)),
     ],
     ids=" ".join,
@@ -210,3 +213,59 @@ def test_the_readme_names_the_dependencies_to_run_from_a_checkout():
     assert words[:2] == ["pip", "install"]
     with open(root / "pyproject.toml", "rb") as file:
         assert words[2 : words.index("&&")] == tomllib.load(file)["project"]["dependencies"]
+
+
+def test_a_backup_holds_no_salt_and_the_restored_server_starts_a_new_one(tmp_path, server, client):
+    """With the salt, a visitor id (a keyed hash of site, IP and UA) turns back into an IP address (issue 18.5)."""
+    from conftest import CHROME, Server
+
+    headers = {"Origin": "http://localhost", "X-Prisme-Referrer": "http://localhost/a", "User-Agent": CHROME}
+    client.post("/api/v1/events/pageviews", headers=headers, status=200)
+    client.post("/dashboard/login", {"token": server.ctx.admin_token()}, status=303)
+    [before] = server.events()
+    copy = tmp_path / "copy.db"
+    assert cli("backup", str(copy), db=server.config["db"]).returncode == 0
+    raw = copy.read_bytes()
+    with sqlite3.connect(server.config["db"]) as conn:
+        salt = conn.execute("SELECT value FROM meta WHERE key = 'visitor_salt'").fetchone()[0].split(":")[1]
+    assert salt.encode() not in raw  # not in a freed page either
+    with sqlite3.connect(copy) as conn:
+        keys = {row[0] for row in conn.execute("SELECT key FROM meta")}
+        assert conn.execute("SELECT count(*) FROM dashboard_sessions").fetchone() == (0,)
+    assert "visitor_salt" not in keys and "dashboard_key" not in keys
+    assert {"admin_token", "jwt_secret"} <= keys  # what the restore needs: scripts' token, counter tokens of the hour
+    checked = cli("check", db=copy)
+    assert checked.returncode == 0, checked.stdout
+    restored = Server(make_config(tmp_path, db=str(copy)))
+    try:
+        restored.client.post("/api/v1/events/pageviews", headers=headers, status=200)
+        again = restored.events()
+    finally:
+        restored.close()
+    assert [row["id"] for row in again[:1]] == [before["id"]]
+    assert again[1]["visitor_id"] != before["visitor_id"]  # a new salt: the same visitor gets a new id
+
+
+def test_text_from_outside_is_escaped_on_the_terminal(tmp_path, monkeypatch):
+    """A database an older prisme-lite filled (or rows stored as sent) prints no control character raw (issue 18.7)."""
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    db = tmp_path / "prisme.db"
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO counter_clients (id, name, domain, email, secret_hash, created_at, page_ids, action_ids)"
+            " VALUES ('cl_1', 'n', 'blog.example.com', 'a@b.example', 'x', 0, '[\"pg\\u001b]0;PWNED\\u0007\"]', '[\"likes\"]')"
+        )
+        conn.execute("INSERT INTO counters VALUES ('cl_1', 'likes', 'pg\x1b]0;PWNED\x07', 3)")
+        conn.execute(
+            "INSERT INTO events (ts, site, kind, name, host, path, referrer, visitor_id, browser, os, device, country,"
+            " status) VALUES (?, 'localhost', 'pageview', NULL, 'localhost', '/a\x1b[2J', 'evil\x1b[31m.example',"
+            " 'v1', 'Chrome', 'Linux', 'desktop', 'XX', 200)",
+            (prisme_lite.now_ms() - 1000,),
+        )
+        prisme_lite.count_stored_rows(conn, 0, 0)
+    for args in (["counters", "list"], ["counters", "show", "likes", "pg\x1b]0;PWNED\x07"], ["stats"]):
+        printed = cli(*args, db=db)
+        assert printed.returncode == 0, printed.stderr
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", printed.stdout), printed.stdout
+        assert "\\x1b" in printed.stdout

@@ -414,3 +414,13 @@ def test_a_configured_counter_never_incremented_shows_0(server, client, register
     for args in (["likes", "outro"], ["shares", "guide"], ["likes", "guide", "--client", "cl_nobody"]):
         assert prisme_lite.main(["counters", "show", *args, "--db", db]) == 1
         assert capsys.readouterr().err == "no counters match\n"
+
+
+def test_ids_with_control_characters_are_refused(server, client, admin):
+    """`pg\x1b]0;PWNED\x07` would retitle the terminal of whoever runs `counters list` (issue 18.7)."""
+    answer = register(client, admin).json
+    for field, ids in (("validPageIds", ["pg\x1b]0;PWNED\x07"]), ("validActionIds", ["like\x00s"])):
+        body = {**answer, "validPageIds": ["intro"], "validActionIds": ["likes"], field: ids}
+        refused = client.post_json("/api/v1/configure", body, status=400).json["error"]
+        assert refused.startswith(field)
+    assert server.rows("SELECT page_ids, action_ids FROM counter_clients") == [{"page_ids": "[]", "action_ids": "[]"}]

@@ -88,12 +88,66 @@ def test_logout_and_a_rotated_admin_token_end_the_login(server, client):
     assert 'name="token"' in client.get("/dashboard").text
 
 
-def test_a_forged_or_expired_cookie_is_refused(server, client):
+def test_a_forged_or_expired_cookie_is_refused(server, client, monkeypatch):
     client.set_cookie("prisme_dashboard", "9999999999.deadbeef")
     client.get("/api/v1/stats/overview", status=401)
-    expired = 1000
-    client.set_cookie("prisme_dashboard", f"{expired}.{prisme_lite.dashboard_signature(server.ctx, expired)}")
+    client.set_cookie("prisme_dashboard", "9" * 5000)  # a number too long to parse was a 500 (issue 18.6)
     client.get("/api/v1/stats/overview", status=401)
+    assert 'name="token"' in client.get("/dashboard").text
+    login(client, server.ctx.admin_token())
+    client.get("/api/v1/stats/overview", status=200)
+    later = prisme_lite.now_ms() + prisme_lite.DASHBOARD_LOGIN_SECONDS * 1000 + 1000
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: later)
+    client.get("/api/v1/stats/overview", status=401)
+
+
+def cookie_of(answer):
+    return answer.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+
+
+def test_logout_ends_the_session_on_the_server(server, client):
+    """A copy of the cookie taken before logout no longer reads anything (issue 18.3)."""
+    copy = cookie_of(login(client, server.ctx.admin_token()))
+    other = webtest.TestApp(server.app)
+    other.set_cookie("prisme_dashboard", copy)
+    other.get("/api/v1/stats/overview", status=200)
+    client.post("/dashboard/logout", status=303)
+    other.get("/api/v1/stats/overview", status=401)
+    assert 'name="token"' in other.get("/dashboard").text
+    assert server.rows("SELECT * FROM dashboard_sessions") == []
+
+
+def test_revoking_an_admin_access_token_ends_the_sessions_it_opened(server, client, tmp_path):
+    from conftest import cli
+
+    db = server.config["db"]
+    with sqlite3.connect(db) as conn:
+        token_id, token = prisme_lite.create_access_token(conn, ["admin"], "ops")
+        other_id, other = prisme_lite.create_access_token(conn, ["admin"], "backup ops")
+    login(client, token)
+    client.get("/api/v1/stats/overview", status=200)
+    second = webtest.TestApp(server.app)
+    login(second, other)
+    assert cli("tokens", "revoke", token_id, db=db).returncode == 0
+    client.get("/api/v1/stats/overview", status=401)
+    second.get("/api/v1/stats/overview", status=200)  # another token's session goes on
+    assert [row["token_id"] for row in server.rows("SELECT token_id FROM dashboard_sessions")] == [other_id]
+
+
+def test_a_version_3_database_gets_the_sessions_table(tmp_path):
+    from conftest import cli
+
+    db = tmp_path / "old.db"
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:  # what a version 3 database was: no dashboard_sessions
+        conn.execute("DROP TABLE dashboard_sessions")
+        conn.execute("INSERT INTO meta VALUES ('dashboard_key', 'ab')")
+        conn.execute("PRAGMA user_version = 3")
+    checked = cli("check", db=db)
+    assert checked.returncode == 0 and f"ok: schema version {prisme_lite.SCHEMA_VERSION}" in checked.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM dashboard_sessions").fetchone() == (0,)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'dashboard_key'").fetchone() is None
 
 
 def test_login_attempts_are_rate_limited(server, client):

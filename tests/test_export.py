@@ -361,3 +361,32 @@ def test_a_session_still_going_does_not_keep_the_ended_ones_behind_it(tmp_path):
         pass
     assert [row[0] for row in conn.execute("SELECT visitor_id FROM sessions")] == ["still-here"]
     assert retention.deleted == 1
+
+
+def test_a_lone_carriage_return_stays_inside_its_cell(server, client):
+    """`utm_source=x%0D=1+1`: unquoted, the CR ends the row and the next one starts with a formula (issue 18.2)."""
+    client.post(
+        "/api/v1/events/pageviews",
+        headers={
+            "Origin": "https://blog.example.com",
+            "X-Prisme-Referrer": "https://blog.example.com/a?utm_source=x%0D=1+1&utm_medium=%0D%0A@SUM(A1)",
+            "User-Agent": CHROME,
+        },
+        status=200,
+    )
+    admin = {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    text = client.get("/api/v1/export?format=csv&kind=pageview", headers=admin).text
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert len(rows) == 2  # the header and the pageview, however a reader splits lines
+    assert not any(cell.startswith(prisme_lite.FORMULA_START) for row in rows for cell in row)
+    record = dict(zip(rows[0], rows[1], strict=True))
+    assert (record["utm_source"], record["utm_medium"]) == ("x\r=1 1", "'\r\n@SUM(A1)")
+
+
+def test_export_to_an_existing_file_replaces_it(server, client, tmp_path):
+    from conftest import cli
+
+    out = tmp_path / "out.csv"
+    out.write_text("x" * 100_000)
+    assert cli("export", "-o", str(out), db=server.config["db"]).returncode == 0
+    assert out.read_text().startswith("time,") and "x" not in out.read_text()

@@ -225,3 +225,44 @@ def test_the_dashboard_login_counts_wrong_tokens_too(server):
                 extra_environ={"REMOTE_ADDR": "198.51.100.40"}, status=429)  # fmt: skip
     client.post("/dashboard/login", {"token": server.ctx.admin_token()},
                 extra_environ={"REMOTE_ADDR": "198.51.100.41"}, status=303)  # fmt: skip
+
+
+def test_ipv6_clients_are_limited_per_64(server, make_server):
+    """One /64 is one subscriber: 70 of its addresses share one bucket, and one lockout (issue 18.9)."""
+    client = server.client
+    answers = [pageview(client, ip=f"2001:db8:1:2::{n:x}").status_int for n in range(70)]
+    assert answers.count(200) == 60 and answers[60:] == [429] * 10
+    assert pageview(client, ip="2001:db8:1:3::1").status_int == 200  # the next /64 is another subscriber
+    for n in range(prisme_lite.AUTH_FAILURES_PER_MINUTE):
+        client.get("/api/v1/stats/pageviews", headers={"Authorization": f"Bearer pl_guess{n}"},
+                   extra_environ={"REMOTE_ADDR": f"2001:db8:9:9::{n + 1:x}"}, status=401)  # fmt: skip
+    client.get("/api/v1/stats/pageviews", headers={"Authorization": "Bearer pl_guess"},
+               extra_environ={"REMOTE_ADDR": "2001:db8:9:9:ffff::1"}, status=429)  # fmt: skip
+    per_address = make_server(ipv6_prefix=128)  # the setting may say otherwise
+    assert [pageview(per_address.client, ip=f"2001:db8:1:2::{n:x}").status_int for n in range(70)] == [200] * 70
+
+
+@pytest.mark.parametrize("entry", ["[2001:db8::5]:443", "[2001:db8::5]", "2001:db8::5"])
+def test_a_bracketed_ipv6_address_with_a_port_is_the_client(make_server, entry):
+    """It fell back to the proxy's address, so that every such client shared its bucket (issue 18.10)."""
+    server = make_server(trust_proxy=True)
+    headers = {"X-Forwarded-For": entry}
+    assert [pageview(server.client, ip="10.0.0.1", **headers).status_int for _ in range(61)][-2:] == [200, 429]
+    other = {"X-Forwarded-For": "[2001:db8:0:1::6]:443"}
+    assert pageview(server.client, ip="10.0.0.1", **other).status_int == 200  # another client behind the proxy
+
+
+def test_token_requests_share_the_per_ip_bucket(server):
+    """Each new User-Agent got a fresh token, so one address added as many likes as it had UAs (issue 18.12)."""
+    client = server.client
+    admin = {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    client.post_json("/api/v1/register", {"clientName": "b", "domainName": "localhost", "emailId": "a@b.example"},
+                     headers=admin, status=201)  # fmt: skip
+    ip = {"REMOTE_ADDR": "198.51.100.60"}
+    for n in range(59):
+        headers = {"Origin": "http://localhost", "User-Agent": CHROME.replace("120.0", f"120.{n}")}
+        assert client.get("/api/v1/token", headers=headers, extra_environ=ip).status_int == 200
+    assert pageview(client, ip=ip["REMOTE_ADDR"]).status_int == 200  # the 60th of the minute
+    refused = client.get("/api/v1/token", headers={"Origin": "http://localhost", "User-Agent": CHROME},
+                         extra_environ=ip, status=429)  # fmt: skip
+    assert int(refused.headers["Retry-After"]) >= 1 and refused.headers["X-RateLimit-Remaining"] == "0"

@@ -12,10 +12,10 @@ import prisme_lite
 
 
 def restore(backup, db):
-    """What the README says: put the backup and its journal file where the database goes."""
+    """What the README says: put the backup and its journal (and dead-letter) file where the database goes."""
     shutil.copy(backup, db)
-    for journal in backup.parent.glob(backup.name + ".journal-*"):
-        shutil.copy(journal, str(db) + journal.name[len(backup.name) :])
+    for beside in [*backup.parent.glob(backup.name + ".journal-*"), *backup.parent.glob(backup.name + ".dead-letters")]:
+        shutil.copy(beside, str(db) + beside.name[len(backup.name) :])
 
 
 @pytest.mark.server

@@ -120,6 +120,44 @@ def test_widget_reports(server, reports):
     assert sum(reports("checkouts")["values"]) == 3
 
 
+WIDGET_METRICS = ("widget-renders", "checkouts", "top-widgets", "top-media", "revenue", "conversion",
+                  "widget-segments", "widget-ab-groups")  # fmt: skip
+
+
+def test_widget_reports_say_what_they_cannot_filter_by_and_answer_for_everything(server, reports):
+    """Widget beacons and checkouts store no page: asked for one site they answer for every site, asked for a filter
+    their rows do not record (path, country, a checkout's widget instance) they answer without it, and say both."""
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_access_token(conn, ["track_public"], "s")[1]
+    for path, params in (
+        ("widget/home/category/1/render", "analytics_id=u1&pics=6&ab_testing=1&segments[]=country:US"),
+        ("widget/home/category/1/media/77/view", "analytics_id=u1&pics=6"),
+        ("widget/side/best/render", "analytics_id=u2&pics=3"),
+        ("transaction/T1/checkout", "analytics_id=u1&products[]=p:10.50"),
+    ):
+        server.client.get(f"/track/{path}?auth_token={token}&{params}", headers={"User-Agent": CHROME}, status=200)
+    server.ctx.writer.flush()
+    week = {"from": "now-7d"}
+    for metric in WIDGET_METRICS:
+        every = reports(metric, **week)
+        assert {"per_site", "unfiltered", "note"}.isdisjoint(every), metric  # nothing asked that they cannot answer
+        one = reports(metric, site="localhost", path="/pricing", country="US", **week)
+        assert (one["keys"], one["values"]) == (every["keys"], every["values"]), metric  # every site's, unfiltered
+        assert one["per_site"] is False and one["unfiltered"] == ["path", "country"], metric
+        assert one["note"].startswith("Widget beacons and checkouts are not recorded per site"), metric
+        assert "Not filtered by path, country" in one["note"], metric
+    # The instance filter is what widget beacons record: it filters them, and only the checkouts say they are not.
+    home = reports("top-widgets", instance="home", **week)
+    assert (home["keys"], "unfiltered" in home) == (["home (category)"], False)
+    assert sum(reports("widget-renders", instance="side", **week)["values"]) == 1
+    revenue = reports("revenue", instance="home", **week)
+    assert (revenue["values"], revenue["unfiltered"]) == (["10.50"], ["instance"])
+    assert "checkouts do not record instance" in revenue["note"] and "per_site" not in revenue
+    # Web reports store their site and page, but no widget instance: the same rule, the other way round.
+    pages = reports("top-pages", site="localhost", instance="home", **week)
+    assert (pages["unfiltered"], "per_site" in pages) == (["instance"], False)
+
+
 @pytest.mark.parametrize(
     ("amount", "text"), [(1_205_000, "120.50"), (1_000, "0.10"), (199_999, "19.9999"), (0, "0.00"), (50_000, "5.00")]
 )

@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import random
+import re
 import socket
 import sqlite3
 import subprocess
@@ -331,3 +332,94 @@ def test_an_export_streams_through_the_server(run, tmp_path):
         f"/p{n}" for n in range(50)
     )
     assert process.stop() == 0
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask, under which a file created without a mode of its own is world-readable (0644)."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def modes(directory):
+    return {path.name: oct(path.stat().st_mode & 0o777) for path in sorted(directory.iterdir()) if path.is_file()}
+
+
+def test_every_file_prisme_lite_creates_is_readable_by_its_owner_only(run, tmp_path, umask_022):
+    """They hold the JWT key, the salt of the day and the admin token (issue 18.4)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "prisme.db"
+    process = run(db=db)
+    conn = process.connection()
+    assert pageview(conn, "/a") == 200
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli("backup", str(out / "copy.db"), db=db).returncode == 0
+    assert cli("export", "-o", str(out / "events.csv"), db=db).returncode == 0
+    created = {**modes(data), **modes(out)}
+    assert {"prisme.db", "prisme.db-wal", "prisme.db-shm", "prisme.db.journal-1", "prisme.db.lock"} <= set(created)
+    assert {"copy.db", "copy.db.journal-1", "events.csv"} <= set(created)
+    del created["prisme.log"]  # the test's own record of the server's standard error
+    assert created == dict.fromkeys(created, "0o600")
+    assert process.stop() == 0
+
+
+def test_files_an_older_prisme_lite_left_readable_are_made_private(run, tmp_path, umask_022):
+    db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    process = run(db=db)
+    assert pageview(process.connection(), "/a") == 200
+    assert process.stop() == 0
+    for path in tmp_path.glob("prisme.db*"):
+        path.chmod(0o644)
+    process = run(db=db)
+    assert {name: mode for name, mode in modes(tmp_path).items() if name.startswith("prisme.db")} == dict.fromkeys(
+        [path.name for path in tmp_path.glob("prisme.db*")], "0o600"
+    )
+    assert process.stop() == 0
+
+
+def test_one_request_is_one_access_log_line_whatever_its_path_holds(run, tmp_path):
+    """An encoded line break or escape in a path cannot write a fake log line or colour the terminal (issue 18.8)."""
+    process = run()
+    paths = [
+        "/api/v1/x%0A2026-01-01%2000:00:00%20prisme_lite.access%20GET%20/fake%20200",
+        "/api/v1/y%0D%1B[31mred%1B]0;title%07",
+        "/api/v1/z%C2%85next%E2%80%A8line",  # NEL and LINE SEPARATOR, which some readers break on
+    ]
+    for path in paths:
+        conn = process.connection()
+        conn.request("GET", path)
+        assert conn.getresponse().status == 404
+    assert process.stop() == 0
+    log = (tmp_path / "prisme.log").read_text(encoding="utf-8")
+    lines = [line for line in log.split("\n") if " prisme_lite.access " in line]
+    one_line = re.compile(r"[0-9-]+ [0-9:]+ prisme_lite\.access GET /api/v1/\S+ 404 [0-9.]+ms [0-9a-f]{16}")
+    assert len(lines) == 3 and all(one_line.fullmatch(line) for line in lines), lines
+    assert not any(char in log for char in "\x1b\x07\r\x85\u2028")
+
+
+def test_headers_are_read_as_utf_8_and_other_bytes_are_refused(run, tmp_path):
+    """A Latin-1 byte was stored (`/café`) and real UTF-8 became mojibake (`/utf8-cafÃ©`) (issue 18.13). Under
+    waitress, which hands header bytes to the application as WSGI says (as Latin-1 text); granian drops a header
+    value that is not ASCII before the application sees it, as if it had not been sent."""
+    process = run("--server", "waitress")
+
+    def send(page):
+        conn = process.connection()
+        conn.putrequest("POST", "/api/v1/events/pageviews")
+        for name, value in (("Origin", b"http://localhost"), ("X-Prisme-Referrer", page), ("User-Agent", CHROME.encode()),
+                            ("Content-Length", b"0")):  # fmt: skip
+            conn.putheader(name, value)
+        conn.endheaders()
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+
+    status, body = send(b"http://localhost/caf\xe9")
+    assert status == 400 and "X-Prisme-Referrer is not valid UTF-8" in body["error"]
+    assert send("http://localhost/utf8-café".encode()) == (200, {})
+    assert process.stop() == 0
+    with sqlite3.connect(tmp_path / "prisme.db") as conn:
+        assert conn.execute("SELECT path FROM events").fetchall() == [("/utf8-café",)]

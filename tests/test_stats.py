@@ -292,6 +292,11 @@ def test_month_arithmetic_clamps_the_day():
         ("pageviews", {"from": "now-11y"}, "at most ten years"),
         ("top-pages", {"limit": "0"}, "limit must be an integer from 1 to 1000"),
         ("top-pages", {"limit": "many"}, "limit must be"),
+        # Numbers are ASCII digits of a bounded length (issue 18.6): these were 500s, or read as numbers.
+        ("top-pages", {"limit": "\u00b2"}, "limit must be"),  # isdigit() is true, int() fails
+        ("top-pages", {"limit": "9" * 5000}, "limit must be"),  # over int()'s 4,300 digits
+        ("top-pages", {"limit": "\u0663"}, "limit must be"),  # ARABIC-INDIC DIGIT THREE, which int() reads as 3
+        ("pageviews", {"from": "now-\u0663d"}, "from: cannot read"),
         ("top-pages", {"colour": "red"}, "unknown parameter 'colour'"),
     ],
 )

@@ -81,9 +81,9 @@ def test_journal_lines_not_yet_folded_are_replayed_once_at_start_up(tmp_path):
         ctx = prisme_lite.Context(config)
         ctx.close()
     assert paths(config["db"]) == [f"/{n}" for n in range(15)]
-    assert os.path.getsize(journal) == sum(
-        len(json.dumps(["web", web_event(n)], separators=(",", ":"))) + 1 for n in range(10)
-    ) + sum(len(json.dumps(["web", web_event(n)])) + 1 for n in range(10, 15))
+    assert os.path.getsize(journal) == sum(len(prisme_lite.journal_line("web", web_event(n))) for n in range(10)) + sum(
+        len(json.dumps(["web", web_event(n)])) + 1 for n in range(10, 15)
+    )
 
 
 def test_a_database_copied_without_its_journal_stores_what_it_acknowledges_next(tmp_path):
@@ -206,7 +206,7 @@ def test_a_short_journal_write_acknowledges_nothing_and_leaves_no_torn_line(tmp_
     ctx = prisme_lite.Context(config)
     ctx.writer.append("web", web_event(1))
     ctx.writer.flush()  # the writer is idle: nothing else of this process writes while the limit is low
-    journal = f"{config['db']}.journal-{ctx.writer.generation}"
+    journal = prisme_lite.journal_file(config["db"], ctx.writer.generation)
     size = os.path.getsize(journal)
     limits = resource.getrlimit(resource.RLIMIT_FSIZE)
     ignored = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of EFBIG
@@ -222,7 +222,41 @@ def test_a_short_journal_write_acknowledges_nothing_and_leaves_no_torn_line(tmp_
     ctx.close()
     assert paths(config["db"]) == ["/1", "/3"]
     with open(journal, "rb") as file:
-        assert [json.loads(line)[1]["path"] for line in file] == ["/1", "/3"]
+        assert [json.loads(line)[2]["path"] for line in file] == ["/1", "/3"]
+
+
+class ConnectionClosedLate:
+    """The writer's connection, but its close() first runs `before_close`: the moment the last fold is done."""
+
+    def __init__(self, conn, before_close):
+        self.conn, self.before_close = conn, before_close
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+    def close(self):
+        self.before_close()
+        self.conn.close()
+
+
+def test_an_event_that_arrives_while_the_writer_stops_is_stored_or_refused_never_left_behind(tmp_path):
+    """A stop under load: a request that reaches the journal after the writer's last fold was answered 200 and
+    stayed out of the database until a restart. From the moment close() begins, appends are refused (503)."""
+    ctx = prisme_lite.Context(make_config(tmp_path))
+    ctx.writer.append("web", web_event(1))
+    late = []
+
+    def append_late():
+        try:
+            ctx.writer.append("web", web_event(2))
+            late.append("acknowledged")
+        except prisme_lite.Unavailable as error:
+            late.append(str(error))
+
+    ctx.writer.conn = ConnectionClosedLate(ctx.writer.conn, append_late)
+    ctx.close()
+    assert late == ["the server is stopping"]
+    assert paths(ctx.config["db"]) == ["/1"]
 
 
 def test_schema_version_is_recorded_and_a_newer_database_is_refused(tmp_path):

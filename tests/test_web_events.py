@@ -171,6 +171,8 @@ def test_noscript_link_records_and_redirects(server, client, route, kind):
         ("/relative", "https://blog.example.com/a"),
         ("https%3A%2F%2Fevil.example", "https://blog.example.com/a"),  # still encoded once decoded: no scheme
         ("", "https://blog.example.com/a"),
+        ("https://user:pass@example.org/", "https://blog.example.com/a"),  # userinfo: a phishing link
+        ("https://exa%2Fmple.org/", "https://blog.example.com/a"),  # a host a browser cannot go to
     ],
 )
 def test_noscript_redirect_is_refused_without_a_safe_referer_and_url(server, client, url, referer):
@@ -489,3 +491,102 @@ def test_noscript_query_values_are_utf_8(server, client):
         "/api/v1/noscript/events/custom/visit?prop-name=%ff", headers={"User-Agent": CHROME}, expect_errors=True
     )
     assert invalid.status_int == 400 and invalid.headers["X-Prisme-Error"] == "query string is not valid UTF-8"
+
+
+def test_urls_are_read_as_a_browser_reads_them(server, client):
+    """WHATWG: in an http(s) URL a backslash is a slash, so the page below is at evil.example, not blog.example.com."""
+    refused = client.get(
+        "/api/v1/noscript/events/pageviews",
+        {"referrer": "https://evil.example\\@blog.example.com/a"},
+        headers={"User-Agent": CHROME},
+        status=400,
+    )
+    assert "evil.example" in refused.headers["X-Prisme-Error"]
+    client.get(
+        "/api/v1/noscript/events/pageviews",
+        {
+            "referrer": "https://blog.example.com/posts\\1?utm_source=a\\b",
+            "document-referrer": "https://news.example/x\\y",
+        },
+        headers={"User-Agent": CHROME},
+        status=200,
+    )
+    [row] = server.events()
+    assert (row["host"], row["path"], row["utm_source"], row["referrer"]) == (
+        "blog.example.com", "/posts/1", "a\\b", "news.example"
+    )  # fmt: skip
+    client.get(
+        "/api/v1/noscript/events/pageviews",
+        {"referrer": "https://blog.example.com/", "document-referrer": "https://news.example\\@x.example/"},
+        headers={"User-Agent": CHROME},
+        status=400,
+    )  # urlsplit and a browser would disagree on its host: refused, not guessed
+    redirect = client.get(
+        "/api/v1/noscript/events/outbound-links",
+        {"url": "https://example.org/docs\\a?b\\c"},
+        headers={"User-Agent": CHROME, "Referer": "https://blog.example.com/links"},
+        status=302,
+    )
+    assert redirect.headers["Location"] == "https://example.org/docs/a?b\\c"
+    assert server.events()[-1]["name"] == "https://example.org/docs/a?b\\c"
+    client.get(
+        "/api/v1/noscript/events/outbound-links",
+        {"url": "https://example.org\\@blog.example.com/"},
+        headers={"User-Agent": CHROME, "Referer": "https://blog.example.com/links"},
+        status=400,
+    )
+
+
+@pytest.mark.parametrize("key", ["a\x00b", "a\rb", "a\nb", "\x1b[31mred", "del\x7f"])
+def test_property_names_with_control_characters_are_refused(server, client, key):
+    """A property name is an identifier; a value is free text, stored as sent (issue 18.7)."""
+    refused = client.post(
+        "/api/v1/events/custom/signup",
+        json.dumps({key: 1}),
+        headers={**browser(), "Content-Type": "application/json"},
+        status=400,
+    )
+    assert "property name" in refused.json["error"]
+    client.post(
+        "/api/v1/events/custom/signup",
+        json.dumps({"plan": "x\x1b[31m\r\n"}),
+        headers={**browser(), "Content-Type": "application/json"},
+        status=200,
+    )
+    assert [json.loads(row["props"]) for row in server.events()] == [{"plan": "x\x1b[31m\r\n"}]
+
+
+def test_a_document_referrer_with_control_characters_in_its_host_is_refused(server, client):
+    for referrer in ("https://evil\x1b[31m.example/", "https://a%1b.example/"):
+        client.post(
+            "/api/v1/events/pageviews",
+            headers=browser(**{"X-Prisme-Document-Referrer": referrer}),
+            status=400,
+        )
+    assert server.events() == []
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1E+999"])
+def test_a_number_out_of_range_is_refused_not_stored_as_infinity(server, client, number):
+    """`{"n": 1e400}` was stored as `{"n":Infinity}`, which is not JSON (issue 18.11)."""
+    refused = client.post(
+        "/api/v1/events/custom/signup",
+        '{"n": ' + number + "}",
+        headers={**browser(), "Content-Type": "application/json"},
+        status=400,
+    )
+    assert "out of range" in refused.json["error"]
+    gif = client.get(
+        f"/api/v1/noscript/events/custom/signup?prop-n={number.replace('+', '%2B')}&referrer={PAGE.split('?')[0]}",
+        headers={"User-Agent": CHROME},
+        status=400,
+    )
+    assert "out of range" in gif.headers["X-Prisme-Error"]
+    client.post(
+        "/api/v1/events/custom/signup",
+        '{"n": 1e300}',
+        headers={**browser(), "Content-Type": "application/json"},
+        status=200,
+    )
+    [row] = server.rows("SELECT props, json_valid(props) AS valid FROM events")
+    assert row == {"props": '{"n":1e+300}', "valid": 1}

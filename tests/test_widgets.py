@@ -123,6 +123,15 @@ def test_a_shop_click_redirects_to_a_registered_origin(server, client, token):
         "https://blog.example.com\\@evil.example/",
         "data:text/html,<script>alert(1)</script>",
         "https://shop.example/",  # the apex of the *.shop.example wildcard
+        # A browser reads a backslash as a slash in an http(s) URL (WHATWG): these go to evil.example.
+        "https://evil.example\\@blog.example.com/",
+        "https://evil.example\\.a.shop.example/",
+        "https:\\\\evil.example\\blog.example.com",
+        "https://blog.example.com@evil.example/",  # userinfo: the host is evil.example
+        "https://blog.example.com:x@a.shop.example/",  # userinfo at an allowed host: refused too (phishing)
+        "https://evil%2Eexample%2F.a.shop.example/",  # a browser decodes the host
+        "https://a.shop.example%E3%80%82evil.example/",  # a browser maps an ideographic full stop to a dot
+        "https://a.shop.。evil.example/",
     ],
 )
 def test_open_redirect_attempts_get_400_and_no_redirect(server, client, token, target):
@@ -131,6 +140,14 @@ def test_open_redirect_attempts_get_400_and_no_redirect(server, client, token, t
     assert "Location" not in answer.headers
     assert answer.json[0]["error"] == "Invalid params" and "redirect_url" in answer.json[0]["detail"]
     assert widget_rows(server) == []
+
+
+def test_a_redirect_sends_the_url_as_a_browser_reads_it(server, client, token):
+    """What was checked is what the browser gets: a backslash in the path is a slash (WHATWG), kept in the query."""
+    answer = get(client, "/track/widget/i/best/media/5/shop", token, status=302, analytics_id="a", pics=1,
+                 redirect_url="https://blog.example.com/products\\42?q=a\\b")  # fmt: skip
+    assert answer.headers["Location"] == "https://blog.example.com/products/42?q=a\\b"
+    assert [row["redirect_host"] for row in widget_rows(server)] == ["blog.example.com"]
 
 
 def test_redirect_hosts_replace_the_origins_when_set(make_server):
