@@ -1,7 +1,8 @@
 """bench/compare: the pixel (and other ingest routes) of several versions of prisme_lite, in alternation.
 
 Usage: bench/compare [--rounds 3] [--seconds 5] [--route pixel ...] [--server-flag=--threads=2 ...] REV [REV ...]
-REV is a git revision (its prisme_lite.py and schema.sql) or `.` for the working tree. Each round measures bjoern's
+REV is a git revision (its prisme_lite.py and schema.sql), `.` for the working tree, or a directory holding both
+(a variant to try). Each round measures bjoern's
 bare route (the ceiling, bench/baseline.py), then every version in turn, a fresh server on a database of its own
 each time; the order of the versions alternates from round to round. Prints each version's median ratio to bjoern
 in the same round, req/s, p99 and server CPU per request, with the spread over the rounds. On a shared machine,
@@ -34,9 +35,12 @@ ROUTES = {
 
 
 def checkout(rev: str, work: str) -> str:
-    """A directory holding `rev`'s prisme_lite.py and schema.sql (the working tree's own for `.`)."""
+    """A directory holding `rev`'s prisme_lite.py and schema.sql (the working tree's own for `.`; a directory that
+    holds them is taken as it is)."""
     if rev == ".":
         return bench.ROOT
+    if os.path.isdir(rev):
+        return os.path.abspath(rev)
     directory = os.path.join(work, rev.replace("/", "_"))
     os.makedirs(directory, exist_ok=True)
     for name in ("prisme_lite.py", "schema.sql"):
