@@ -934,8 +934,10 @@ def gil_holding_write() -> Callable[[int, bytes], int]:
     released it waits for whoever took it meanwhile to give it back (up to the switch interval, 5 ms, if that one
     runs Python) while holding the journal's lock, so every other request thread queued behind the lock (a convoy:
     py-spy found half the pixel's samples waiting there). An append to the page cache takes a few µs; keeping the
-    GIL for them costs less than the hand-over. Raises OSError as os.write does (retrying EINTR, as it does);
-    where libc's write cannot be found, it is os.write.
+    GIL for them costs less than the hand-over. The price: should the kernel make a write wait (dirty pages
+    throttled under heavy writeback), every Python thread waits with it. Raises OSError as os.write does (retrying
+    EINTR, as it does); where libc's write cannot be found, it is os.write. (With synchronous=full, fdatasync still
+    releases the GIL: it takes milliseconds, and holds the journal's lock all that time anyway.)
     """
     try:
         write = ctypes.PyDLL(None, use_errno=True).write  # PyDLL: a call that does not release the GIL
