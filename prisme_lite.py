@@ -2678,22 +2678,21 @@ def post_link_event(ctx: Context, kind: str) -> str:
     return ""
 
 
-@route("/api/v1/events/file-downloads", "POST", doc={"post": operation(
-    "web events", "a file download", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"),
-    body=link_body(),
-)})  # fmt: skip
-@api(AS_JSON, rate_limited=True)
-def post_file_download(ctx: Context) -> str:
-    return post_link_event(ctx, "download")
+def posted_link_route(kind: str, path: str, summary: str) -> Route:
+    """The script's route for one kind of link click (a download, an outbound link): POST, the URL in the body."""
+
+    @route(path, "POST", doc={"post": operation(
+        "web events", summary, answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"), body=link_body(),
+    )})  # fmt: skip
+    @api(AS_JSON, rate_limited=True)
+    def post_link(ctx: Context) -> str:
+        return post_link_event(ctx, kind)
+
+    return post_link
 
 
-@route("/api/v1/events/outbound-links", "POST", doc={"post": operation(
-    "web events", "an outbound link", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"),
-    body=link_body(),
-)})  # fmt: skip
-@api(AS_JSON, rate_limited=True)
-def post_outbound_link(ctx: Context) -> str:
-    return post_link_event(ctx, "outbound")
+post_file_download = posted_link_route("download", "/api/v1/events/file-downloads", "a file download")
+post_outbound_link = posted_link_route("outbound", "/api/v1/events/outbound-links", "an outbound link")
 
 
 @route("/api/v1/noscript/events/pageviews", doc={"get": operation(
@@ -2764,22 +2763,25 @@ def follow_dropped_link() -> str:
 AS_REDIRECT = Shape(follow_dropped_link, AS_JSON.refused, AS_JSON.documented)
 
 
-@route("/api/v1/noscript/events/outbound-links", doc={"get": operation(
-    "web events", "count an outbound link, then follow it", answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-    parameters=LINK_QUERY,
-)})  # fmt: skip
-@api(AS_REDIRECT, rate_limited=True)
-def noscript_outbound_link(ctx: Context) -> Any:
-    return noscript_link(ctx, "outbound")
+def followed_link_route(kind: str, path: str, summary: str) -> Route:
+    """The <a href> route for one kind of link click: counted, then redirected to its `url`."""
+
+    @route(path, doc={"get": operation(
+        "web events", summary, answers(REDIRECT_ANSWER, *INGEST_REFUSALS), parameters=LINK_QUERY,
+    )})  # fmt: skip
+    @api(AS_REDIRECT, rate_limited=True)
+    def follow_link(ctx: Context) -> Any:
+        return noscript_link(ctx, kind)
+
+    return follow_link
 
 
-@route("/api/v1/noscript/events/file-downloads", doc={"get": operation(
-    "web events", "count a download, then follow it", answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-    parameters=LINK_QUERY,
-)})  # fmt: skip
-@api(AS_REDIRECT, rate_limited=True)
-def noscript_file_download(ctx: Context) -> Any:
-    return noscript_link(ctx, "download")
+noscript_outbound_link = followed_link_route(
+    "outbound", "/api/v1/noscript/events/outbound-links", "count an outbound link, then follow it"
+)
+noscript_file_download = followed_link_route(
+    "download", "/api/v1/noscript/events/file-downloads", "count a download, then follow it"
+)
 
 
 class ForgetSaltedVisitors:
