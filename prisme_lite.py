@@ -497,7 +497,8 @@ class Telemetry:
         self.lock = threading.Lock()  # taken once per thread, at its first count, and to read
 
     def counts(self) -> Counter:
-        """This thread's counts: by (what, label…) key, such as ("dropped", "bot")."""
+        """This thread's counts. Keys: (route family, status, duration bucket) → requests; route family → seconds
+        spent answering them; ("dropped", reason) → events dropped. One increment per request, one addition."""
         counts = getattr(self.local, "counts", None)
         if counts is None:
             counts = self.local.counts = Counter()
@@ -545,11 +546,8 @@ class RequestLog:
         group = self.groups.get(matched.callback, "other") if matched else "none"
         status = status_line[0]
         counts = self.telemetry.counts()
-        counts["responses", group, status[0] + "xx"] += 1
-        counts["duration", group, bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        counts["seconds", group] += seconds
-        if status == "429":
-            counts["rate_limited", group] += 1
+        counts[group, status, bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        counts[group] += seconds
         if self.access_log:
             self.access_log.write(
                 environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-"), status, seconds * 1000, request_id
@@ -4861,23 +4859,23 @@ def exposition(name: str, kind: str, about: str, samples: Iterable[tuple[str, di
     return "\n".join(lines) + "\n"
 
 
-def duration_histogram(counts: Counter) -> Iterator[tuple[str, dict, float]]:
+def duration_histogram(requests: Counter, seconds: dict[str, float]) -> Iterator[tuple[str, dict, float]]:
     """The request duration histogram's samples, cumulative per route family, as the format wants them."""
-    for group in sorted({key[1] for key in counts if key[0] == "seconds"}):
+    buckets = Counter()
+    for (group, _status, bucket), n in requests.items():
+        buckets[group, bucket] += n
+    for group in sorted(seconds):
         seen = 0
-        for n, bound in enumerate(DURATION_BUCKETS):
-            seen += counts["duration", group, n]
-            yield "_bucket", {"family": group, "le": repr(bound)}, seen
-        seen += counts["duration", group, len(DURATION_BUCKETS)]
-        yield "_bucket", {"family": group, "le": "+Inf"}, seen
-        yield "_sum", {"family": group}, counts["seconds", group]
+        for n, bound in enumerate((*map(repr, DURATION_BUCKETS), "+Inf")):
+            seen += buckets[group, n]
+            yield "_bucket", {"family": group, "le": bound}, seen
+        yield "_sum", {"family": group}, seconds[group]
         yield "_count", {"family": group}, seen
 
 
-def labelled(counts: Counter, what: str, *names: str) -> list[tuple[str, dict, float]]:
-    """The samples of the counts keyed (what, label…): one per key, labelled `names`, in order."""
-    keys = sorted(key for key in counts if key[0] == what)
-    return [("", dict(zip(names, key[1:], strict=True)), counts[key]) for key in keys]
+def labelled(counts: Counter, *names: str) -> list[tuple[str, dict, float]]:
+    """A sample per key of `counts` (tuples of as many labels as `names`), in order."""
+    return [("", dict(zip(names, key, strict=True)), n) for key, n in sorted(counts.items())]
 
 
 def by_family(counts: Counter) -> list[tuple[str, dict, float]]:
@@ -4886,6 +4884,16 @@ def by_family(counts: Counter) -> list[tuple[str, dict, float]]:
 
 def metrics_text(ctx: Context) -> str:
     writer, counts = ctx.writer, ctx.telemetry.total()
+    requests, seconds, dropped, responses, limited = Counter(), {}, Counter(), Counter(), Counter()
+    for key, value in counts.items():
+        if isinstance(key, str):
+            seconds[key] = value
+        elif key[0] == "dropped":
+            dropped[key[1:]] += value
+        else:
+            requests[key] += value
+            responses[key[0], key[1][0] + "xx"] += value
+            limited[key[:1]] += value if key[1] == "429" else 0
     now = time.monotonic()
     db = ctx.config["db"]
     files = {"database": db, "wal": db + "-wal", "journal": journal_file(db, writer.generation)}
@@ -4897,15 +4905,15 @@ def metrics_text(ctx: Context) -> str:
         exposition("prisme_events_stored_total", "counter", "journal records committed to the database, by family",
                    by_family(writer.stored)),
         exposition("prisme_events_dropped_total", "counter", "well-formed events not counted, by reason"
-                   " (X-Prisme-Dropped)", labelled(counts, "dropped", "reason")),
+                   " (X-Prisme-Dropped)", labelled(dropped, "reason")),
         exposition("prisme_dead_letters_total", "counter", "journal lines the database refused, kept in the"
                    " dead-letter file", [("", {}, len(writer.dead_lettered))]),
         exposition("prisme_rate_limited_total", "counter", "requests answered 429, by route family",
-                   labelled(counts, "rate_limited", "family")),
+                   labelled(+limited, "family")),
         exposition("prisme_http_responses_total", "counter", "responses by route family and status class",
-                   labelled(counts, "responses", "family", "code")),
+                   labelled(responses, "family", "code")),
         exposition("prisme_http_request_duration_seconds", "histogram", "time to answer a request, by route family",
-                   duration_histogram(counts)),
+                   duration_histogram(requests, seconds)),
         exposition("prisme_journal_backlog_bytes", "gauge", "acknowledged journal bytes not yet in the database",
                    [("", {}, max(0, writer.appended - writer.folded))]),
         exposition("prisme_writer_lag_seconds", "gauge", "how long the oldest event not yet in the database has"
