@@ -4125,6 +4125,7 @@ STATIC_FILES = {
     "dashboard.js": static_asset("application/javascript; charset=utf-8", DASHBOARD_JS),
     "dashboard.css": static_asset("text/css; charset=utf-8", DASHBOARD_CSS),
 }
+STATIC_ALIASES = {"m.js": "wa.js"}  # Prisme's old embed name, still on pages (its pkg/embedded/static.go)
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -4185,7 +4186,7 @@ APP_BODY = """<header>
 
 @route("/static/<name>")
 def static_file(name: str) -> Any:
-    asset = STATIC_FILES.get(name)
+    asset = STATIC_FILES.get(STATIC_ALIASES.get(name, name))
     if asset is None:
         response.status = 404
         response.content_type = "application/json"
