@@ -119,6 +119,7 @@ HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 TERMINAL_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what terminal_text escapes: C1 controls too
 SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
+DEFAULT_PORTS = {"http": 80, "https": 443}  # the ports a browser leaves out of a URL
 NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
@@ -1130,9 +1131,30 @@ def host_of(url: str) -> str | None:
         return None
 
 
+def with_port(parts: SplitResult, host: str) -> str:
+    """`host` with the URL's port when it is not its scheme's default (`localhost:3000`), as Prisme stores a host
+    (its uri.Host()); a browser leaves a default port out of a URL, and so does this."""
+    port = parts.port
+    if port is None or port == DEFAULT_PORTS.get(parts.scheme.lower()):
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def authority_of(url: str) -> str | None:
+    """host_of(url) with its port (with_port), or None."""
+    try:
+        parts = browser_split(url)
+        host = browser_host(parts)
+    except ValueError:
+        return None
+    return None if host is None else with_port(parts, host)
+
+
 @dataclass(frozen=True)
 class Page:
-    """A page URL as stored: host, normalised path, and the UTM parameters of its query."""
+    """A page URL as stored: host (with a port that is not the default), normalised path, and the UTM parameters of
+    its query."""
 
     host: str
     path: str
@@ -1174,7 +1196,7 @@ def parse_page_url(value: str | None) -> Page:
     utm = [query.get(key) for key in UTM_KEYS]
     if utm[0] is None:
         utm[0] = query.get("ref")
-    return Page(host, normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm))
+    return Page(with_port(parts, host), normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm))
 
 
 def normalise_path(path: str) -> str:
@@ -1193,10 +1215,10 @@ def normalise_path(path: str) -> str:
 
 
 def referrer_host(value: str | None, page_host: str) -> str:
-    """The host a visitor came from, or `direct` (no referrer, or a link within the same host)."""
+    """The host a visitor came from (with_port), or `direct` (no referrer, or a link within the same host)."""
     if not value:
         return "direct"
-    host = host_of(value)
+    host = authority_of(value)
     if host is None:
         raise Rejected(400, f"document referrer is not a valid URL: {value[:200]!r}")
     return "direct" if host == page_host else host
@@ -1820,9 +1842,12 @@ class WebEvent(TypedDict):
     country: str | None
     status: int
     props: str | None
+    # For the writer only, not columns: what it needs to place the event in its visitor's session.
+    ping: NotRequired[bool]  # a browser's <a ping>: its path is the session's (Ping-From has the whole URL)
 
 
-EVENT_COLUMNS = tuple(WebEvent.__annotations__)
+JOURNAL_ONLY = ("ping",)
+EVENT_COLUMNS = tuple(name for name in WebEvent.__annotations__ if name not in JOURNAL_ONLY)
 
 
 @dataclass(slots=True)
@@ -2004,6 +2029,8 @@ class WebEventStore:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
                 continue
             event["session_id"] = latest.id
+            if event.get("ping"):  # as Prisme stores a ping: on the page its session is on
+                event["path"] = latest.exit_path
             self.latest.move_to_end(key)
             row = sessions.get(latest.id)
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
@@ -2048,6 +2075,7 @@ def record_web_event(
     visitor_id: str | None = None,
     status: str | None = None,
     target: str | None = None,
+    ping: bool = False,
 ) -> None:
     """Validate one web event from the current request and store it (or drop it, saying why)."""
     environ = request.environ
@@ -2084,6 +2112,8 @@ def record_web_event(
         "props": props,
     }
     event.update(zip(UTM_KEYS, page.utm, strict=True))
+    if ping:
+        event["ping"] = True
     ctx.writer.append("web", event)
 
 
@@ -2127,11 +2157,14 @@ def post_link_event(ctx: Context, kind: str) -> str:
     """A file download or outbound link: the URL in the body, or a browser's `<a ping>` (body PING, Ping-To)."""
     environ = request.environ
     text = body_text(environ, ctx.config["max_body_bytes"]).strip()
-    if text == "PING":  # <a ping>: the browser names the page and the link in headers
+    ping = text == "PING"
+    if ping:  # <a ping>: the browser names the page and the link in headers
         page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
     else:
         page_url, target = page_url_from_headers(environ), text
-    record_web_event(ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"))
+    record_web_event(
+        ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"), ping=ping
+    )
     return ""
 
 

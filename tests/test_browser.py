@@ -116,7 +116,7 @@ def test_the_readme_noscript_pixel_stores_a_pageview(run, pages, chromium, tmp_p
     assert pixel.response().status == 200
     context.close()
     rows = rows_eventually(tmp_path / "prisme.db", "SELECT site, host, path, utm_source, browser, kind FROM events", 1)
-    assert rows == [("localhost", "localhost", "/blog/first-post", "readme", "Chrome", "pageview")]
+    assert rows == [("localhost", f"localhost:{pages.port}", "/blog/first-post", "readme", "Chrome", "pageview")]
 
 
 def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run, pages, chromium, tmp_path):

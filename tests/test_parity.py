@@ -33,3 +33,43 @@ def test_a_custom_event_with_a_body_of_another_type_is_still_415(server, client)
     answer = client.post("/api/v1/events/custom/click", '{"a": 1}', headers=headers, status=415)
     assert answer.json["error"] == "Content-Type must be application/json, got 'text/plain'"
     assert server.events() == []
+
+
+
+def test_the_stored_host_keeps_a_port_that_is_not_the_default(server, client):
+    """Prisme stores uri.Host(), host:port (pkg/uri/uri.go), for the page and the referrer: localhost:3000 during
+    development is not localhost:8000. A browser leaves a default port out, and so does the stored host."""
+    page = page_headers(url="http://localhost:3000/app", origin="http://localhost:3000")
+    client.post(
+        "/api/v1/events/pageviews", headers={**page, "X-Prisme-Document-Referrer": "http://localhost:4000/"}
+    )
+    client.get(
+        "/api/v1/noscript/events/pageviews",
+        {"referrer": "https://blog.example.com:443/post", "document-referrer": "https://news.example:8443/x"},
+        headers={"User-Agent": CHROME},
+        extra_environ={"REMOTE_ADDR": "198.51.100.7"},
+    )
+    assert [(e["site"], e["host"], e["referrer"]) for e in server.events()] == [
+        ("localhost", "localhost:3000", "localhost:4000"),
+        ("blog.example.com", "blog.example.com", "news.example:8443"),
+    ]
+    assert [(s["host"], s["referrer"]) for s in server.rows("SELECT * FROM sessions ORDER BY id")] == [
+        ("localhost:3000", "localhost:4000"),
+        ("blog.example.com", "news.example:8443"),
+    ]
+
+
+@pytest.mark.parametrize("route", ["outbound-links", "file-downloads"])
+def test_a_ping_takes_the_path_of_the_session_it_joins(server, client, route):
+    """Prisme's e2e "valid ping request" expects the session's path, not Ping-From's (Ping-From holds the whole URL,
+    where the page's pageview may have named it by data-path); with no session, Ping-From's path is all there is."""
+    client.post("/api/v1/events/pageviews", headers=page_headers(url="https://blog.example.com/pets/:name"))
+    ping = {"User-Agent": CHROME, "Origin": "https://blog.example.com", "Content-Type": "text/ping"}
+    from_felix = {**ping, "Ping-From": "https://blog.example.com/pets/felix", "Ping-To": "https://ext.example/a"}
+    client.post(f"/api/v1/events/{route}", "PING", headers=from_felix, status=200)
+    client.post(f"/api/v1/events/{route}", "PING", headers=from_felix, extra_environ={"REMOTE_ADDR": "198.51.100.8"})
+    assert [(e["kind"], e["path"], e["session_id"]) for e in server.events()] == [
+        ("pageview", "/pets/:name", 1),
+        (route.replace("outbound-links", "outbound").replace("file-downloads", "download"), "/pets/:name", 1),
+        (route.replace("outbound-links", "outbound").replace("file-downloads", "download"), "/pets/felix", None),
+    ]
