@@ -2084,7 +2084,7 @@ def record_web_event(
     if kind in ("outbound", "download"):
         parts, target_host = split_http_url(target, "link URL")
         target = parts.geturl()  # as the browser follows it
-        if kind == "outbound" and target_host == page.host:
+        if kind == "outbound" and with_port(parts, target_host) == page.host:  # Prisme: host and port
             raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
     if status and not PAGE_STATUS.fullmatch(status):
         raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status[:20]!r}")

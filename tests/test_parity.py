@@ -73,3 +73,28 @@ def test_a_ping_takes_the_path_of_the_session_it_joins(server, client, route):
         (route.replace("outbound-links", "outbound").replace("file-downloads", "download"), "/pets/:name", 1),
         (route.replace("outbound-links", "outbound").replace("file-downloads", "download"), "/pets/felix", None),
     ]
+
+
+@pytest.mark.parametrize("route", ["outbound-links", "file-downloads"])
+def test_a_link_to_the_same_host_on_another_port_is_external(server, client, route):
+    """Prisme compares host and port (events_outbound_links.go: outboundUri.Host() == PageUri.Host(), host:port),
+    and its script sends such links (tracker/web_analytics.js: url.host !== loc.host)."""
+    page = page_headers(url="http://localhost:3000/app", origin="http://localhost:3000")
+    client.post(f"/api/v1/events/{route}", "http://localhost:8080/admin", headers=page, status=200)
+    [row] = server.events()
+    assert (row["name"], row["path"]) == ("http://localhost:8080/admin", "/app")
+
+
+@pytest.mark.parametrize("link", ["http://localhost:3000/other", "http://LOCALHOST:3000/x"])
+def test_a_link_to_the_same_host_and_port_is_still_refused(server, client, link):
+    page = page_headers(url="http://localhost:3000/app", origin="http://localhost:3000")
+    answer = client.post("/api/v1/events/outbound-links", link, headers=page, status=400)
+    assert "points to the page's own host localhost:3000" in answer.json["error"]
+    assert server.events() == []
+
+
+def test_a_default_port_is_no_other_port(server, client):
+    """A browser drops :443 from https URLs, so a link to https://host:443/ is to the page's own host."""
+    page = page_headers(url="https://blog.example.com/post")
+    client.post("/api/v1/events/outbound-links", "https://blog.example.com:443/x", headers=page, status=400)
+    assert server.events() == []
