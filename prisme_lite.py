@@ -1844,9 +1844,10 @@ class WebEvent(TypedDict):
     props: str | None
     # For the writer only, not columns: what it needs to place the event in its visitor's session.
     ping: NotRequired[bool]  # a browser's <a ping>: its path is the session's (Ping-From has the whole URL)
+    from_path: NotRequired[str]  # a pageview's document referrer on its own host (referrer `direct`): its path
 
 
-JOURNAL_ONLY = ("ping",)
+JOURNAL_ONLY = ("ping", "from_path")
 EVENT_COLUMNS = tuple(name for name in WebEvent.__annotations__ if name not in JOURNAL_ONLY)
 
 
@@ -2017,6 +2018,8 @@ class WebEventStore:
             latest = self.latest.get(key)
             is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
             if event["kind"] == "pageview" and not is_open:
+                if "from_path" in event:  # internal traffic with no session: the site's host referred it (Prisme)
+                    event["referrer"] = event["host"]
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
                 latest = self.latest[key] = LatestSession(self.next_id, event["ts"], event["ts"], 0, event["path"])
@@ -2114,6 +2117,8 @@ def record_web_event(
     event.update(zip(UTM_KEYS, page.utm, strict=True))
     if ping:
         event["ping"] = True
+    if referrer == "direct" and document_referrer:  # a link within the host: the writer decides what it is
+        event["from_path"] = normalise_path(browser_split(document_referrer).path)
     ctx.writer.append("web", event)
 
 

@@ -98,3 +98,21 @@ def test_a_default_port_is_no_other_port(server, client):
     page = page_headers(url="https://blog.example.com/post")
     client.post("/api/v1/events/outbound-links", "https://blog.example.com:443/x", headers=page, status=400)
     assert server.events() == []
+
+
+def test_internal_traffic_without_a_session_keeps_the_sites_host_as_referrer(server, client):
+    """Prisme's e2e "valid internal pageview traffic with no session associated": the session it opens has the
+    site's own host as referrer_domain (events_pageviews.go: a new session takes the ReferrerUri as sent). Within a
+    session, a link between its pages is no referral: `direct`, as before."""
+    inside = {"X-Prisme-Document-Referrer": "https://blog.example.com/foo?bar=baz#qux"}
+    client.post("/api/v1/events/pageviews", headers=page_headers(url="https://blog.example.com/foo", **inside))
+    inside = {"X-Prisme-Document-Referrer": "https://blog.example.com/foo"}
+    client.post("/api/v1/events/pageviews", headers=page_headers(url="https://blog.example.com/bar", **inside))
+    assert [(e["path"], e["referrer"], e["session_id"]) for e in server.events()] == [
+        ("/foo", "blog.example.com", 1),
+        ("/bar", "direct", 1),
+    ]
+    [session] = server.rows("SELECT referrer, pageviews FROM sessions")
+    assert session == {"referrer": "blog.example.com", "pageviews": 2}
+    top = server.rows("SELECT value, n FROM daily_counts WHERE dim = 'referrer' ORDER BY value")
+    assert top == [{"value": "blog.example.com", "n": 1}, {"value": "direct", "n": 1}]
