@@ -1196,7 +1196,9 @@ def parse_page_url(value: str | None) -> Page:
     utm = [query.get(key) for key in UTM_KEYS]
     if utm[0] is None:
         utm[0] = query.get("ref")
-    return Page(with_port(parts, host), normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm))
+    return Page(
+        with_port(parts, host), normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm)
+    )
 
 
 def normalise_path(path: str) -> str:
@@ -1892,6 +1894,7 @@ class LatestSession:
     started_at: int
     pageviews: int
     exit_path: str
+    exit_host: str  # of its last pageview (known to the writer; from the database, the host it started on)
 
 
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
@@ -1906,7 +1909,7 @@ ON CONFLICT (id) DO UPDATE SET
 # The latest session of each visitor in a JSON list of [site, visitor_id] pairs (the other columns are of the row
 # with the latest last_seen, SQLite's rule for bare columns beside max()).
 LATEST_SESSIONS = """
-SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path
+SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path, s.host
 FROM json_each(?) AS wanted
 JOIN sessions AS s ON s.site = json_extract(wanted.value, '$[0]') AND s.visitor_id = json_extract(wanted.value, '$[1]')
 GROUP BY s.site, s.visitor_id
@@ -1986,6 +1989,17 @@ def upsert_daily_counts(conn: sqlite3.Connection, counts: Counter, new_visitors:
     insert_rows(conn, "daily_counts", ("site", "dim", "day", "value", "n"), rows, UPSERT_DAILY_COUNTS)
 
 
+def is_reload(pageview: WebEvent, session: LatestSession) -> bool:
+    """Whether a pageview is a reload or a repeated landing: of the page its open session is on, and not from that
+    page itself (a link or pushState to it). Prisme stores nothing for it (its events_pageviews.go: no session on the
+    referrer's path, one on this page's: "user refresh pages or a tab is duplicated"); neither does the writer."""
+    return (
+        pageview["path"] == session.exit_path
+        and pageview["host"] == session.exit_host
+        and pageview.get("from_path") != pageview["path"]
+    )
+
+
 class WebEventStore:
     """Writer applier: stores a batch of web events, attaching each to its visitor's session (SPEC §3.3), and adds
     what the batch changed to the daily counts, one upsert per key.
@@ -2013,16 +2027,22 @@ class WebEventStore:
         # session id → what it was before this batch (None if it opened it), and its cache entry, which follows the
         # row as the upsert leaves it (the visitor's latest may be newer by then)
         before: dict[int, tuple[LatestSession | None, LatestSession]] = {}
+        kept: list[WebEvent] = []  # the events stored: all but reloads
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
             is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
+            if is_open and event["kind"] == "pageview" and is_reload(event, latest):
+                continue
+            kept.append(event)
             if event["kind"] == "pageview" and not is_open:
                 if "from_path" in event:  # internal traffic with no session: the site's host referred it (Prisme)
                     event["referrer"] = event["host"]
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
-                latest = self.latest[key] = LatestSession(self.next_id, event["ts"], event["ts"], 0, event["path"])
+                latest = self.latest[key] = LatestSession(
+                    self.next_id, event["ts"], event["ts"], 0, event["path"], event["host"]
+                )
                 self.next_id += 1
                 sessions[latest.id] = Session(
                     latest.id, *key, event["ts"], event["ts"], event["path"], event["path"], 0, *SESSION_EXTRAS(event)
@@ -2040,18 +2060,19 @@ class WebEventStore:
                 row = sessions[latest.id] = Session(
                     latest.id, *key, 0, 0, event["path"], event["path"], 0, *SESSION_EXTRAS(event)
                 )
-                was = LatestSession(latest.id, latest.last_seen, latest.started_at, latest.pageviews, latest.exit_path)
+                was = replace(latest)
                 before[latest.id] = (was, latest)
             latest.last_seen = max(latest.last_seen, event["ts"])
             row.last_seen = max(row.last_seen, event["ts"])
             if event["kind"] == "pageview":
                 latest.pageviews += 1
                 latest.exit_path = row.exit_path = event["path"]
+                latest.exit_host = event["host"]
                 row.pageviews += 1
         insert_rows(conn, "sessions", SESSION_COLUMNS, list(map(SESSION_ROW, sessions.values())), UPSERT_SESSIONS)
-        insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
+        insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, kept)))
         counts: Counter = Counter()
-        seen = count_events(counts, events)
+        seen = count_events(counts, kept)
         for session_id, (was, now) in before.items():
             count_session(counts, sessions[session_id], was, now)
         upsert_daily_counts(
@@ -2167,9 +2188,7 @@ def post_link_event(ctx: Context, kind: str) -> str:
         page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
     else:
         page_url, target = page_url_from_headers(environ), text
-    record_web_event(
-        ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"), ping=ping
-    )
+    record_web_event(ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"), ping=ping)
     return ""
 
 

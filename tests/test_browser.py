@@ -338,6 +338,32 @@ def test_the_tracking_script_records_pageviews_spa_links_and_custom_events(run, 
     ]
 
 
+def test_a_reload_is_not_a_pageview_of_the_tracking_script(run, pages, chromium, tmp_path):
+    """F5 (Chromium keeps the document referrer of the first load) sends a pageview that Prisme does not store, nor
+    do we (SPEC §3.3a); a link to another page and a pushState are pageviews."""
+    process = run()
+    pages.html["/app"] = pages.html["/app/third"] = tracked_page(process.port)
+    context = chromium.new_context(user_agent=CHROME)
+    outside(context)
+    page = context.new_page()
+    db = tmp_path / "prisme.db"
+
+    def pageview_answered(action):
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/events/pageviews")) as answer:
+            action()
+        assert answer.value.status == 200
+
+    pageview_answered(lambda: page.goto(f"http://localhost:{pages.port}/app", wait_until="load"))
+    pageview_answered(lambda: page.reload(wait_until="load"))
+    pageview_answered(lambda: page.click("#internal"))
+    pageview_answered(lambda: page.reload(wait_until="load"))
+    pageview_answered(lambda: page.evaluate("history.pushState({}, '', '/app/fourth')"))
+    rows = rows_eventually(db, "SELECT path, referrer, session_id FROM events ORDER BY id", 3)
+    context.close()
+    assert rows == [("/app", "direct", 1), ("/app/third", "direct", 1), ("/app/fourth", "direct", 1)]
+    assert cli("check", db=db).returncode == 0
+
+
 def test_the_tracking_script_honours_the_opt_out(run, pages, chromium, tmp_path):
     process = run()
     pages.html["/app"] = tracked_page(process.port)

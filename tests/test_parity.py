@@ -35,14 +35,11 @@ def test_a_custom_event_with_a_body_of_another_type_is_still_415(server, client)
     assert server.events() == []
 
 
-
 def test_the_stored_host_keeps_a_port_that_is_not_the_default(server, client):
     """Prisme stores uri.Host(), host:port (pkg/uri/uri.go), for the page and the referrer: localhost:3000 during
     development is not localhost:8000. A browser leaves a default port out, and so does the stored host."""
     page = page_headers(url="http://localhost:3000/app", origin="http://localhost:3000")
-    client.post(
-        "/api/v1/events/pageviews", headers={**page, "X-Prisme-Document-Referrer": "http://localhost:4000/"}
-    )
+    client.post("/api/v1/events/pageviews", headers={**page, "X-Prisme-Document-Referrer": "http://localhost:4000/"})
     client.get(
         "/api/v1/noscript/events/pageviews",
         {"referrer": "https://blog.example.com:443/post", "document-referrer": "https://news.example:8443/x"},
@@ -116,3 +113,26 @@ def test_internal_traffic_without_a_session_keeps_the_sites_host_as_referrer(ser
     assert session == {"referrer": "blog.example.com", "pageviews": 2}
     top = server.rows("SELECT value, n FROM daily_counts WHERE dim = 'referrer' ORDER BY value")
     assert top == [{"value": "blog.example.com", "n": 1}, {"value": "direct", "n": 1}]
+
+
+def test_a_reload_or_a_repeated_landing_is_not_a_pageview(server, client):
+    """Prisme stores nothing for a pageview of the page the visitor's session is on, unless it comes from that page
+    itself (events_pageviews.go: no session on the referrer's path, but one on this page's, is a reload or a duplicated
+    tab; a session on the referrer's path is continued, so a link from a page to itself counts)."""
+
+    def view(path, referrer=None):
+        extra = {"X-Prisme-Document-Referrer": referrer} if referrer else {}
+        client.post("/api/v1/events/pageviews", headers=page_headers(url=f"https://blog.example.com{path}", **extra))
+
+    view("/a")
+    view("/a")  # F5 after a landing: the document referrer stays empty
+    view("/b", "https://blog.example.com/a")
+    view("/b", "https://blog.example.com/a")  # F5 on /b: the document referrer is still /a
+    view("/b", "https://search.example/?q=b")  # the same landing again, in another tab
+    view("/b?page=2", "https://blog.example.com/b")  # a link (or pushState) from /b to itself
+    view("/a", "https://blog.example.com/b")
+    assert [(e["path"], e["session_id"]) for e in server.events()] == [("/a", 1), ("/b", 1), ("/b", 1), ("/a", 1)]
+    [session] = server.rows("SELECT entry_path, exit_path, pageviews FROM sessions")
+    assert session == {"entry_path": "/a", "exit_path": "/a", "pageviews": 4}
+    counted = server.rows("SELECT value, n FROM daily_counts WHERE dim IN ('pageviews', 'path') ORDER BY dim, value")
+    assert counted == [{"value": "", "n": 4}, {"value": "/a", "n": 2}, {"value": "/b", "n": 2}]
