@@ -1847,9 +1847,10 @@ class WebEvent(TypedDict):
     # For the writer only, not columns: what it needs to place the event in its visitor's session.
     ping: NotRequired[bool]  # a browser's <a ping>: its path is the session's (Ping-From has the whole URL)
     from_path: NotRequired[str]  # a pageview's document referrer on its own host (referrer `direct`): its path
+    salted_id: NotRequired[str]  # the day-salted id of the device, when the event came with a visitor id
 
 
-JOURNAL_ONLY = ("ping", "from_path")
+JOURNAL_ONLY = ("ping", "from_path", "salted_id")
 EVENT_COLUMNS = tuple(name for name in WebEvent.__annotations__ if name not in JOURNAL_ONLY)
 
 
@@ -1895,6 +1896,7 @@ class LatestSession:
     pageviews: int
     exit_path: str
     exit_host: str  # of its last pageview (known to the writer; from the database, the host it started on)
+    visitor_id: str  # whose it is: a session a visitor id was given to is cached under the device's id too
 
 
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
@@ -1909,7 +1911,7 @@ ON CONFLICT (id) DO UPDATE SET
 # The latest session of each visitor in a JSON list of [site, visitor_id] pairs (the other columns are of the row
 # with the latest last_seen, SQLite's rule for bare columns beside max()).
 LATEST_SESSIONS = """
-SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path, s.host
+SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path, s.host, s.visitor_id
 FROM json_each(?) AS wanted
 JOIN sessions AS s ON s.site = json_extract(wanted.value, '$[0]') AND s.visitor_id = json_extract(wanted.value, '$[1]')
 GROUP BY s.site, s.visitor_id
@@ -2022,7 +2024,8 @@ class WebEventStore:
         self.next_id = None
 
     def __call__(self, conn: sqlite3.Connection, events: list[WebEvent]) -> None:
-        self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
+        keys = {(event["site"], event["visitor_id"]) for event in events}
+        self._look_up(conn, keys.union((e["site"], e["salted_id"]) for e in events if "salted_id" in e))
         sessions: dict[int, Session] = {}  # by id: its row, with this batch's activity
         # session id → what it was before this batch (None if it opened it), and its cache entry, which follows the
         # row as the upsert leaves it (the visitor's latest may be newer by then)
@@ -2032,16 +2035,26 @@ class WebEventStore:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
             is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
+            if not is_open and "salted_id" in event:  # a visitor id with no open session: the device's, if it has one
+                device = self.latest.get((event["site"], event["salted_id"]))
+                if device is not None and event["ts"] - device.last_seen <= self.timeout:
+                    latest, is_open = device, True
             if is_open and event["kind"] == "pageview" and is_reload(event, latest):
                 continue
             kept.append(event)
+            if is_open and latest.visitor_id != event["visitor_id"]:
+                if event["kind"] == "pageview" and "salted_id" in event:  # identify, as Prisme's IdentifySession
+                    self._identify(conn, key[0], latest, event["visitor_id"], kept, sessions)
+                    self.latest[key] = latest
+                else:  # as Prisme stores an event: under its session's visitor
+                    event["visitor_id"] = latest.visitor_id
             if event["kind"] == "pageview" and not is_open:
                 if "from_path" in event:  # internal traffic with no session: the site's host referred it (Prisme)
                     event["referrer"] = event["host"]
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
                 latest = self.latest[key] = LatestSession(
-                    self.next_id, event["ts"], event["ts"], 0, event["path"], event["host"]
+                    self.next_id, event["ts"], event["ts"], 0, event["path"], event["host"], key[1]
                 )
                 self.next_id += 1
                 sessions[latest.id] = Session(
@@ -2054,7 +2067,8 @@ class WebEventStore:
             event["session_id"] = latest.id
             if event.get("ping"):  # as Prisme stores a ping: on the page its session is on
                 event["path"] = latest.exit_path
-            self.latest.move_to_end(key)
+            if self.latest.get(key) is latest:  # not when it joined the device's session under another id
+                self.latest.move_to_end(key)
             row = sessions.get(latest.id)
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
                 row = sessions[latest.id] = Session(
@@ -2080,6 +2094,42 @@ class WebEventStore:
         )
         while len(self.latest) > self.max_cached:
             self.latest.popitem(last=False)
+
+    def _identify(
+        self, conn: sqlite3.Connection, site: str, session: LatestSession, visitor_id: str, batch: list, rows: dict
+    ) -> None:
+        """A pageview gave the device's open session a visitor id: the session and the events it stored take it, and
+        the id they had stops counting as a visitor on a day it has no other pageview (VISITORS_RECOUNT stays exact).
+        Rare (a login), so what it reads is not cached: the old id's pageviews of that day."""
+        old, session.visitor_id = session.visitor_id, visitor_id
+        for event in batch:
+            if event.get("session_id") == session.id and event["visitor_id"] == old:
+                event["visitor_id"] = visitor_id
+        if session.id in rows:
+            rows[session.id].visitor_id = visitor_id  # opened in this batch: stored as it is now
+        conn.execute("UPDATE sessions SET visitor_id = ? WHERE id = ?", (visitor_id, session.id))
+        renamed = conn.execute(
+            "UPDATE events SET visitor_id = ? WHERE site = ? AND ts >= ? AND session_id = ? AND visitor_id = ?"
+            " RETURNING kind, ts",
+            (visitor_id, site, session.started_at, session.id, old),
+        ).fetchall()
+        salted = bool(SALTED_VISITOR.fullmatch(old))
+        for day in {ts // DAY_MS for kind, ts in renamed if kind == "pageview"}:
+            conn.execute("INSERT OR IGNORE INTO daily_visitors VALUES (?, 0, ?, ?)", (site, day, visitor_id))
+            if conn.execute(
+                "SELECT 1 FROM events WHERE site = ? AND ts >= ? AND ts < ? AND visitor_id = ? AND kind = 'pageview'",
+                (site, day * DAY_MS, (day + 1) * DAY_MS, old),
+            ).fetchone():
+                continue
+            conn.execute(
+                "DELETE FROM daily_visitors WHERE site = ? AND salted = ? AND day = ? AND visitor_id = ?",
+                (site, salted, day, old),
+            )
+            if salted:
+                conn.execute(
+                    "UPDATE daily_counts SET n = n - 1 WHERE site = ? AND dim = 'visitors' AND day = ? AND value = ''",
+                    (site, day),
+                )
 
     def _look_up(self, conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> None:
         missing = [key for key in keys if key not in self.latest]
@@ -2119,6 +2169,7 @@ def record_web_event(
     user_agent, agent = countable_agent(environ)
     ts = now_ms()
     ip = environ["prisme.client_ip"]
+    salted_id = make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent)
     event: WebEvent = {
         "ts": ts,
         "site": site,
@@ -2127,7 +2178,7 @@ def record_web_event(
         "host": page.host,
         "path": page.path,
         "referrer": referrer,
-        "visitor_id": visitor_id or make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent),
+        "visitor_id": visitor_id or salted_id,
         "browser": agent.browser,
         "os": agent.os,
         "device": agent.device,
@@ -2138,6 +2189,8 @@ def record_web_event(
     event.update(zip(UTM_KEYS, page.utm, strict=True))
     if ping:
         event["ping"] = True
+    if visitor_id and visitor_id != salted_id:  # the writer may find the device's session (identify)
+        event["salted_id"] = salted_id
     if referrer == "direct" and document_referrer:  # a link within the host: the writer decides what it is
         event["from_path"] = normalise_path(browser_split(document_referrer).path)
     ctx.writer.append("web", event)

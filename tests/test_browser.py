@@ -364,6 +364,28 @@ def test_a_reload_is_not_a_pageview_of_the_tracking_script(run, pages, chromium,
     assert cli("check", db=db).returncode == 0
 
 
+def test_identify_after_login_continues_the_session_of_the_tracking_script(run, pages, chromium, tmp_path):
+    """Manual mode, as Prisme documents identify: prisme.pageview() on load, prisme.pageview({visitorId}) once the
+    visitor logged in; one visitor, one session of two pageviews, and what follows joins it (SPEC §3.3a)."""
+    process = run()
+    pages.html["/app"] = f"""<!doctype html><title>app</title>
+<script defer src="http://127.0.0.1:{process.port}/static/wa.js" data-manual="true"></script>"""
+    context = chromium.new_context(user_agent=CHROME)
+    page = context.new_page()
+    db = tmp_path / "prisme.db"
+    page.goto(f"http://localhost:{pages.port}/app", wait_until="load")
+    for call in ("prisme.pageview()", "prisme.pageview({visitorId: 'user-42'})", "prisme.trigger('signup')"):
+        with page.expect_response(lambda r: "/api/v1/events/" in r.url) as answer:
+            page.evaluate(call)
+        assert answer.value.status == 200
+    rows = rows_eventually(db, "SELECT kind, visitor_id, session_id FROM events ORDER BY id", 3)
+    context.close()
+    assert rows == [("pageview", "user-42", 1), ("pageview", "user-42", 1), ("custom", "user-42", 1)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT visitor_id, pageviews FROM sessions").fetchall() == [("user-42", 2)]
+    assert cli("check", db=db).returncode == 0
+
+
 def test_the_tracking_script_honours_the_opt_out(run, pages, chromium, tmp_path):
     process = run()
     pages.html["/app"] = tracked_page(process.port)

@@ -4,6 +4,8 @@ its API count the same here. Each case names what Prisme does (prismelabs/analyt
 import pytest
 from conftest import CHROME
 
+import prisme_lite
+
 
 def page_headers(url="https://blog.example.com/post", origin="https://blog.example.com", **extra):
     return {"User-Agent": CHROME, "Origin": origin, "X-Prisme-Referrer": url, **extra}
@@ -136,3 +138,52 @@ def test_a_reload_or_a_repeated_landing_is_not_a_pageview(server, client):
     assert session == {"entry_path": "/a", "exit_path": "/a", "pageviews": 4}
     counted = server.rows("SELECT value, n FROM daily_counts WHERE dim IN ('pageviews', 'path') ORDER BY dim, value")
     assert counted == [{"value": "", "n": 4}, {"value": "/a", "n": 2}, {"value": "/b", "n": 2}]
+
+
+def stats_total(server, metric):
+    token = server.ctx.admin_token()
+    server.ctx.writer.flush()
+    answer = server.client.get(f"/api/v1/stats/{metric}?from=now-1d", headers={"Authorization": f"Bearer {token}"})
+    return sum(answer.json["values"])
+
+
+@pytest.mark.parametrize("route", ["header", "noscript"])
+def test_a_visitor_id_given_on_a_later_pageview_continues_the_session_under_it(server, client, route):
+    """Identify after login: Prisme continues the device's session and gives it the new visitor id
+    (events_pageviews.go: IdentifySession; e2e "valid consecutive pageviews with visitor id defined on second
+    event"): one visitor, one session, no bounce. What the session stored before takes the id too, and events that
+    still come without it (prisme.trigger after prisme.pageview({visitorId})) join it under it."""
+    client.post("/api/v1/events/pageviews", headers=page_headers(url="https://blog.example.com/"))
+    if route == "header":
+        login = page_headers(
+            url="https://blog.example.com/foo",
+            **{"X-Prisme-Visitor-Id": "user-42", "X-Prisme-Document-Referrer": "https://blog.example.com/"},
+        )
+        client.post("/api/v1/events/pageviews", headers=login)
+    else:
+        query = {"referrer": "https://blog.example.com/foo", "visitor-id": "user-42"}
+        client.get("/api/v1/noscript/events/pageviews", query, headers={"User-Agent": CHROME})
+    client.post("/api/v1/events/custom/signup", headers=page_headers(url="https://blog.example.com/foo"))
+    assert [(e["kind"], e["path"], e["visitor_id"], e["session_id"]) for e in server.events()] == [
+        ("pageview", "/", "user-42", 1),
+        ("pageview", "/foo", "user-42", 1),
+        ("custom", "/foo", "user-42", 1),
+    ]
+    [session] = server.rows("SELECT visitor_id, entry_path, exit_path, pageviews FROM sessions")
+    assert session == {"visitor_id": "user-42", "entry_path": "/", "exit_path": "/foo", "pageviews": 2}
+    assert [stats_total(server, metric) for metric in ("visitors", "sessions", "bounces")] == [1, 1, 0]
+    assert prisme_lite.check(server.config["db"]) == 0
+
+
+def test_an_identified_visitor_keeps_their_own_session_and_the_device_opens_none(server, client):
+    """A visitor id with a session of its own open continues that one; a device with no open session gets a new one."""
+    given = page_headers(url="https://blog.example.com/a", **{"X-Prisme-Visitor-Id": "user-7"})
+    client.post("/api/v1/events/pageviews", headers=given, extra_environ={"REMOTE_ADDR": "198.51.100.1"})
+    client.post("/api/v1/events/pageviews", headers=page_headers(url="https://blog.example.com/b"))
+    client.post("/api/v1/events/pageviews", headers={**given, "X-Prisme-Referrer": "https://blog.example.com/c"})
+    assert [(e["path"], e["visitor_id"][:7], e["session_id"]) for e in server.events()] == [
+        ("/a", "user-7", 1),
+        ("/b", "prisme_", 2),
+        ("/c", "user-7", 1),
+    ]
+    assert prisme_lite.check(server.config["db"]) == 0
