@@ -2002,6 +2002,18 @@ def is_reload(pageview: WebEvent, session: LatestSession) -> bool:
     )
 
 
+# An event may reach the journal just before its page's pageview (Prisme's script triggers on DOMContentLoaded,
+# beside the pageview's request). Stored at once without a session, it joins the session that its visitor's
+# pageview of the same page opens at most this long after it, in the same fold batch or a later one.
+SESSION_LOOKAHEAD = 5_000
+
+# The events of a visitor stored without a session in the look-ahead before a pageview that opens one, on its page.
+ATTACH_EARLIER_EVENTS = """
+UPDATE events SET session_id = ?
+WHERE site = ? AND ts >= ? AND ts <= ? AND visitor_id = ? AND path = ? AND session_id IS NULL AND kind != 'pageview'
+"""
+
+
 class WebEventStore:
     """Writer applier: stores a batch of web events, attaching each to its visitor's session (SPEC §3.3), and adds
     what the batch changed to the daily counts, one upsert per key.
@@ -2017,11 +2029,17 @@ class WebEventStore:
         self.max_cached = max_cached
         self.latest: OrderedDict[tuple[str, str], LatestSession] = OrderedDict()  # by (site, visitor)
         self.next_id: int | None = None
+        # visitors with events stored without a session, and the time of the latest; what came before `known_from`
+        # (a start, a rollback) is not known here, so a session opened within the look-ahead of it looks it up.
+        self.sessionless: dict[tuple[str, str], int] = {}
+        self.known_from: int | None = None
 
     def reset(self) -> None:
         """Forget everything cached: the transaction it came from was rolled back."""
         self.latest.clear()
         self.next_id = None
+        self.sessionless.clear()
+        self.known_from = None
 
     def __call__(self, conn: sqlite3.Connection, events: list[WebEvent]) -> None:
         keys = {(event["site"], event["visitor_id"]) for event in events}
@@ -2031,6 +2049,9 @@ class WebEventStore:
         # row as the upsert leaves it (the visitor's latest may be newer by then)
         before: dict[int, tuple[LatestSession | None, LatestSession]] = {}
         kept: list[WebEvent] = []  # the events stored: all but reloads
+        waiting: dict[tuple[str, str], list[WebEvent]] = {}  # this batch's events without a session, by visitor
+        if self.known_from is None and events:
+            self.known_from = events[0]["ts"]
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
@@ -2061,8 +2082,10 @@ class WebEventStore:
                     latest.id, *key, event["ts"], event["ts"], event["path"], event["path"], 0, *SESSION_EXTRAS(event)
                 )
                 before[latest.id] = (None, latest)
+                self._attach_earlier(conn, key, event, latest.id, waiting.pop(key, ()))
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
+                waiting.setdefault(key, []).append(event)
                 continue
             event["session_id"] = latest.id
             if event.get("ping"):  # as Prisme stores a ping: on the page its session is on
@@ -2094,6 +2117,22 @@ class WebEventStore:
         )
         while len(self.latest) > self.max_cached:
             self.latest.popitem(last=False)
+        if waiting:
+            newest = events[-1]["ts"]
+            self.sessionless = {k: ts for k, ts in self.sessionless.items() if newest - ts <= SESSION_LOOKAHEAD}
+            self.sessionless.update((k, early[-1]["ts"]) for k, early in waiting.items())
+
+    def _attach_earlier(
+        self, conn: sqlite3.Connection, key: tuple[str, str], pageview: WebEvent, session_id: int, early: Iterable
+    ) -> None:
+        """Give the session a pageview opens the visitor's events of its page from the look-ahead before it: of this
+        batch (`early`), and of earlier ones when some may be stored (ATTACH_EARLIER_EVENTS)."""
+        since = pageview["ts"] - SESSION_LOOKAHEAD
+        for event in early:
+            if event["ts"] >= since and event["path"] == pageview["path"]:
+                event["session_id"] = session_id
+        if self.sessionless.get(key, -math.inf) >= since or since < (self.known_from or 0):
+            conn.execute(ATTACH_EARLIER_EVENTS, (session_id, key[0], since, pageview["ts"], key[1], pageview["path"]))
 
     def _identify(
         self, conn: sqlite3.Connection, site: str, session: LatestSession, visitor_id: str, batch: list, rows: dict
