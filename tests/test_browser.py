@@ -134,7 +134,8 @@ def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run
     assert answer.value.status == 200
     context.close()
     rows = rows_eventually(tmp_path / "prisme.db", "SELECT path, referrer, kind FROM events", 1)
-    assert rows == [("/landing", "direct", "pageview")]  # the document referrer is the same site: direct
+    # the document referrer is a page of the same site, which has no session yet: its host, as in Prisme (§3.3a)
+    assert rows == [("/landing", f"localhost:{pages.port}", "pageview")]
 
 
 def register_counter(process, domain):
