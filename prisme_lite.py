@@ -18,6 +18,8 @@ import functools
 import gzip
 import hashlib
 import hmac
+import html
+import importlib.resources
 import io
 import ipaddress
 import itertools
@@ -147,12 +149,17 @@ class ConfigError(Exception):
     """A setting with a value that is not allowed; the message names the setting and what it may be."""
 
 
+class CommandError(Exception):
+    """A command that cannot do what its arguments ask (a backup file that exists, a server in its way); the message
+    says what to do instead."""
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration key: its default, its type and the one line that config.example.toml says about it."""
 
     default: Any
-    kind: str  # str | int | bool | list | choice
+    value_type: str  # str | int | bool | list | choice
     help: str
     minimum: int | None = None
     maximum: int | None = None
@@ -233,17 +240,19 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
     where = f"{key} (from {source})"
     if typed:
         # In a TOML file a value has its own type: port = "8000" is a mistake worth pointing out, not guessing.
-        expected = {"bool": bool, "int": int, "list": list}.get(setting.kind, str)
+        expected = {"bool": bool, "int": int, "list": list}.get(setting.value_type, str)
         if not isinstance(raw, expected) or (expected is int and isinstance(raw, bool)):
-            article = {"bool": "true or false", "int": "an integer", "list": "a list of strings"}.get(setting.kind)
+            article = {"bool": "true or false", "int": "an integer", "list": "a list of strings"}.get(
+                setting.value_type
+            )
             raise ConfigError(f"{where} must be {article or 'a string'}, got {raw!r}")
-    if setting.kind == "bool":
+    if setting.value_type == "bool":
         if isinstance(raw, bool):
             return raw
         if isinstance(raw, str) and raw.strip().lower() in BOOL_WORDS:
             return BOOL_WORDS[raw.strip().lower()]
         raise ConfigError(f"{where} must be true or false, got {raw!r}")
-    if setting.kind == "int":
+    if setting.value_type == "int":
         if isinstance(raw, bool) or not isinstance(raw, (int, str)):
             raise ConfigError(f"{where} must be an integer, got {raw!r}")
         try:
@@ -255,7 +264,7 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
             allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise ConfigError(f"{where} must be {allowed}, got {value}")
         return value
-    if setting.kind == "list":
+    if setting.value_type == "list":
         if isinstance(raw, str):
             items = [item.strip() for item in raw.split(",") if item.strip()]
         elif isinstance(raw, list) and all(isinstance(item, str) for item in raw):
@@ -270,9 +279,9 @@ def parse_setting(key: str, raw: Any, source: str, typed: bool = False) -> Any:
         return items
     if not isinstance(raw, str):
         raise ConfigError(f"{where} must be a string, got {raw!r}")
-    if setting.kind == "choice" and raw.lower() not in setting.choices:
+    if setting.value_type == "choice" and raw.lower() not in setting.choices:
         raise ConfigError(f"{where} must be one of {', '.join(setting.choices)}, got {raw!r}")
-    return raw.lower() if setting.kind == "choice" else raw
+    return raw.lower() if setting.value_type == "choice" else raw
 
 
 def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -331,6 +340,408 @@ def normalise_origin(value: str) -> str:
 
 
 ###############################################################################
+# Application #################################################################
+###############################################################################
+
+
+def journal_appliers(config: dict) -> dict[str, Callable[[sqlite3.Connection, list], Any]]:
+    """What stores each family's journal records (JOURNAL_VERSION's shapes), by the family named in the line."""
+    return {family.name: family.applier(config) for family in FAMILIES if family.applier}
+
+
+class Context:
+    """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        open_database(config["db"])
+        self.local = threading.local()
+        # Each family's clean-ups, the dashboard's, then retention, which prunes the raw rows of every family.
+        maintenance = tuple(task(config) for family in FAMILIES for task in family.maintenance)
+        maintenance += (forget_expired_logins, Retention(config["retention_days"]))
+        self.writer = Writer(config["db"], config["synchronous"], journal_appliers(config), maintenance)
+        secret = config["jwt_secret"]
+        self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
+        self.origins = OriginRegistry(config["origins"], self.read)
+        # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
+        self.redirect_hosts = (
+            OriginRegistry(config["redirect_hosts"], None) if config["redirect_hosts"] else self.origins
+        )
+        self.salt = DailySalt(self.writer)
+        self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
+        self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
+        self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
+        self.country = CountryLookup(config)
+        self.readers: list[sqlite3.Connection] = []
+
+    def read(self) -> sqlite3.Connection:
+        """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = connect(self.config["db"])
+            conn.execute("PRAGMA query_only = ON")
+            self.local.conn = conn
+            self.readers.append(conn)
+        return conn
+
+    def admin_token(self) -> str:
+        """From the configuration, else the database (read each time: `admin-token --rotate` applies at once)."""
+        return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
+
+    def close(self) -> None:
+        self.writer.close()
+        for conn in self.readers:
+            conn.close()
+
+
+def make_app(config: dict) -> bottle.Bottle:
+    """A Bottle application on `config`'s database, with every route; `app.ctx` is its Context."""
+    app = bottle.Bottle(catchall=True, autojson=True)
+    app.ctx = Context(config)
+    app.default_error_handler = json_error_page
+    # Bottle tries routes in the order they are added: here, the order of their precedence, not of the file.
+    for entry in sorted(ROUTES, key=Route.precedence):
+        app.route(entry.path, list(entry.methods), entry.handler)
+    return app
+
+
+@dataclass(frozen=True)
+class Route:
+    """One line of the route table: Bottle's path and methods, the handler, and the OpenAPI paths it answers."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Callable
+    openapi: dict[str, dict]  # OpenAPI path → its operations by method
+
+    def precedence(self) -> tuple[int, ...]:
+        """Of two routes that match a URL, the one whose path has a fixed segment where the other has a wildcard,
+        at the first place they differ; a wildcard with a filter (it may take several segments) comes last. So
+        /api/v1/events/custom/<name> takes /api/v1/events/custom/increment from /api/v1/<action_id>/<page_id>/…,
+        whose action ids may not be a fixed segment of another route (reserved_action_ids)."""
+        return tuple(0 if "<" not in part else 2 if ":" in part else 1 for part in self.path.split("/"))
+
+
+ROUTES: list[Route] = []  # every family's, and the read side's (make_app mounts them all)
+
+
+def route(path: str, methods: str | tuple[str, ...] = "GET", doc: dict | None = None, paths: dict | None = None):
+    """Make the handler below a Route; `doc` is its OpenAPI operations by method (`{"get": operation(…)}`), and
+    `paths` replaces it for a route that stands for several OpenAPI paths (a catch-all)."""
+
+    def make(handler: Callable) -> Route:
+        openapi = paths if paths is not None else {re.sub(r"<(\w+)>", r"{\1}", path): doc} if doc else {}
+        return Route(path, (methods,) if isinstance(methods, str) else methods, handler, openapi)
+
+    return make
+
+
+@functools.cache
+def reserved_action_ids() -> frozenset[str]:
+    """The fixed first segments of the /api/v1/ routes: /api/v1/<action_id>/… must never shadow another route."""
+    firsts = (entry.path.split("/")[3] for entry in ROUTES if entry.path.startswith("/api/v1/"))
+    return frozenset(first.lower() for first in firsts if "<" not in first)
+
+
+@dataclass(frozen=True)
+class Family:
+    """An API family as its section registers it: everything it adds to the server, its stats, the dashboard and
+    the OpenAPI document, so that nothing outside its section names it."""
+
+    name: str  # also the first field of its journal lines
+    routes: tuple[Route, ...] = ()
+    applier: Callable[[dict], Callable] | None = None  # config → what the writer folds its journal lines with
+    maintenance: tuple[Callable[[dict], Callable], ...] = ()  # config → a task the writer runs once a minute
+    exports: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)  # see EXPORTS
+    pruned: tuple[tuple[str, str, str, str, bool], ...] = ()  # see PRUNED_TABLES
+    invariants: tuple[tuple[str, str], ...] = ()  # (what must hold, a query of the rows that break it)
+    filters: tuple[str, ...] = ()  # the stats parameters it adds
+    metrics: dict[str, Callable] = field(default_factory=dict)  # /api/v1/stats/<metric>
+    panels: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # the dashboard's tables: (title, metric, columns)
+    summary: Callable[..., None] | None = None  # its part of `prisme-lite stats` (see print_summary)
+    schemas: dict[str, dict] = field(default_factory=dict)  # OpenAPI components it names
+    security: dict[str, dict] = field(default_factory=dict)  # OpenAPI security schemes it names
+
+
+FAMILIES: list[Family] = []
+
+
+def register(family: Family) -> None:
+    """Add a family: the last line of its section."""
+    FAMILIES.append(family)
+    ROUTES.extend(family.routes)
+
+
+class RequestLog:
+    """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
+
+    def __init__(self, app: Callable, access_log: AccessLog | None):
+        self.app = app
+        self.access_log = access_log
+        # Request ids: a random prefix for this process and a counter, cheaper than 8 random bytes per request.
+        self.ids = map(f"{secrets.randbits(32):08x}{{:08x}}".format, itertools.count())
+
+    def __call__(self, environ: dict, start_response: Callable) -> Any:
+        request_id = next(self.ids)
+        environ["prisme.request_id"] = request_id
+        started = time.perf_counter()
+        status_line = ["-"]
+
+        def start(status: str, headers: list, exc_info: Any = None) -> Any:
+            headers.append(("X-Request-Id", request_id))
+            status_line[0] = status[:3]
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, start)
+        if self.access_log:
+            self.access_log.write(
+                environ.get("REQUEST_METHOD", "-"),
+                environ.get("PATH_INFO", "-"),
+                status_line[0],
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )
+        return result
+
+
+class AccessLog:
+    """Access-log lines to standard error, written together a few times a second rather than one write(2) each."""
+
+    FLUSH_INTERVAL = 0.2  # seconds
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.lines: deque[str] = deque()  # appended by request threads, emptied by this one's thread: both atomic
+        self.stamp = (0, "")
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="prisme-access-log", daemon=True)
+        self.thread.start()
+
+    def write(self, method: str, path: str, status: str, ms: float, request_id: str) -> None:
+        second = int(time.time())
+        if self.stamp[0] != second:
+            self.stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        if not path.isprintable() or " " in path:  # one request is one line, whatever its path holds
+            path = path.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+        line = f"{self.stamp[1]} prisme_lite.access {method[:16]} {path[:2048]} {status} {ms:.1f}ms {request_id}\n"
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        lines = [self.lines.popleft() for _ in range(len(self.lines))]
+        if lines:
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # standard error closed: nothing to log to
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.FLUSH_INTERVAL):
+            self.flush()
+
+
+class Rejected(Exception):
+    """A request refused with `status` and a message the sender can act on; nothing of it is stored."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class Dropped(Exception):
+    """A well-formed event that is deliberately not counted (a bot, a prefetch): answered as success, with why."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How a family's routes answer what they do not store: a dropped event (as a success) and a refusal (after
+    its status and headers are set); and what the OpenAPI document says a refusal's body is."""
+
+    dropped: Callable[[], Any]
+    refused: Callable[[int, str], Any]
+    documented: Callable[[int], dict]
+
+
+def error_body(message: str) -> str:
+    return json.dumps({"error": message})
+
+
+def json_refusal(status: int, message: str) -> str:
+    response.content_type = "application/json"
+    return error_body(message)
+
+
+def pixel() -> bytes:
+    for name, value in GIF_HEADERS.items():
+        response.set_header(name, value)
+    return GIF
+
+
+def gif_refusal(status: int, message: str) -> bytes:
+    response.set_header("X-Prisme-Error", message)  # an <img> shows nothing: the reason is for whoever looks
+    return pixel()
+
+
+GIF_CONTENT = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}
+AS_JSON = Shape(lambda: "", json_refusal, lambda status: {"application/json": {"schema": schema_ref("Error")}})
+AS_PIXEL = Shape(pixel, gif_refusal, lambda status: GIF_CONTENT)
+
+
+def api(shape: Shape | Callable[..., Shape] = AS_JSON, rate_limited: bool = False) -> Callable:
+    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and drops and refusals in its `shape`.
+
+    `shape` is a Shape, or a function of the route's URL arguments that picks one (a widget's .gif path is refused
+    with the pixel). Every browser-facing ingest route is `rate_limited`, so one client IP has one bucket across
+    all of them.
+    """
+
+    def decorate(route: Callable) -> Callable:
+        @functools.wraps(route)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            ctx: Context = request.app.ctx
+            environ = request.environ
+            origin = environ.get("HTTP_ORIGIN")
+            response.set_header("Access-Control-Allow-Origin", origin or "*")
+            response.set_header("Vary", "Origin")
+            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
+            ip = client_ip(environ, ctx.config)
+            environ["prisme.client_ip"] = ip
+            allowed, remaining, retry_after = (
+                ctx.limiter.take(rate_key(ip, ctx.config["ipv6_prefix"])) if rate_limited else (True, 0, 0)
+            )
+            if rate_limited and ctx.config["rate_limit"]:
+                response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
+                response.set_header("X-RateLimit-Remaining", str(remaining))
+            try:
+                utf8_headers(environ)
+                if not allowed:
+                    raise over_limit(f"over the rate limit of {ctx.config['rate_limit']} events a minute", retry_after)
+                return route(ctx, *args, **kwargs)
+            except Dropped as why:
+                response.set_header("X-Prisme-Dropped", str(why))
+                return (shape if isinstance(shape, Shape) else shape(**kwargs)).dropped()
+            except (Rejected, Unavailable) as refusal:
+                status, message = (
+                    (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
+                )
+                response.status = status
+                for name, value in getattr(refusal, "headers", {}).items():
+                    response.set_header(name, value)
+                return (shape if isinstance(shape, Shape) else shape(**kwargs)).refused(status, message)
+
+        return handler
+
+    return decorate
+
+
+def redirect_target(target: str) -> str:
+    response.status = 302
+    response.set_header("Location", target)
+    response.set_header("Cache-Control", "no-store")
+    return ""
+
+
+def json_error_page(error: bottle.HTTPError) -> str:
+    """Bottle's error handler: JSON instead of an HTML page; an unexpected failure is logged with its request id."""
+    request_id = request.environ.get("prisme.request_id", "-")
+    response.content_type = "application/json"
+    if error.status_code >= 500:
+        log.error("request %s failed: %s\n%s", request_id, error.exception, error.traceback or "")
+        message = f"internal error; the server log has the details under request id {request_id}"
+        return json.dumps({"error": message, "request_id": request_id})
+    if error.status_code == 405 and response.get_header("Allow") == "OPTIONS":
+        response.status = 404  # only the CORS preflight, which takes any /api/v1/ path, would have matched
+        del response["Allow"]
+    if response.status_code == 404:
+        return error_body(f"no route for {request.method} {request.path}")
+    if error.status_code == 405:
+        return error_body(f"{request.method} is not allowed on {request.path}")
+    return error_body(str(error.body or error.status_line))
+
+
+@route("/api/v1/<path:re:[\\s\\S]+>", "OPTIONS")  # any path, even one with a line break in it
+def preflight(path: str) -> None:
+    """CORS preflight: any origin may call the API; origins and tokens are checked on the request itself."""
+    response.status = 204
+    response.set_header("Access-Control-Allow-Origin", request.environ.get("HTTP_ORIGIN") or "*")
+    response.set_header("Vary", "Origin")
+    for name, value in CORS_HEADERS.items():
+        response.set_header(name, value)
+
+
+ROUTES.append(preflight)  # the OpenAPI document gives every /api/v1/ path its OPTIONS (openapi_document)
+
+
+# How a route describes itself in the OpenAPI document (/api/v1/openapi.json), beside its handler.
+BEARER = [{"bearer": []}]
+REFUSALS = {
+    400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
+    409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
+    429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
+}  # fmt: skip
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
+TEXT = {"type": "string"}
+REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
+
+
+def operation(
+    tag: str, summary: str, responses: dict, *, security: Iterable[dict] = (), parameters: Iterable[dict] | None = None,
+    body: dict | None = None,
+) -> dict:  # fmt: skip
+    """One OpenAPI operation; `security` empty means no credential is needed."""
+    described = {"tags": [tag], "summary": summary, "security": list(security), "responses": responses}
+    if parameters is not None:
+        described["parameters"] = list(parameters)
+    if body is not None:
+        described["requestBody"] = body
+    return described
+
+
+def schema_ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_request(schema: dict, required: bool = True) -> dict:
+    """A JSON request body of `schema`."""
+    return {**({"required": True} if required else {}), "content": {"application/json": {"schema": schema}}}
+
+
+def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
+    return {
+        "name": name, "in": where, "required": required or where == "path", "description": description,
+        "schema": {"type": "string", **schema},  # a value in a path, query or header is text unless told
+    }  # fmt: skip
+
+
+def may_be_empty(query_parameter: dict, meaning: str) -> dict:
+    """An optional query parameter that may be sent empty (`name=`), read as `meaning`."""
+    described = f"{query_parameter['description']}; empty: {meaning}"
+    return {**query_parameter, "description": described, "allowEmptyValue": True}
+
+
+def answers(success: dict, *refusals: int, shape: Shape = AS_JSON) -> dict:
+    """Responses: `success` by status, and each refusal with its body in the route's shape."""
+    result = dict(success)
+    for status in refusals:
+        result[str(status)] = {"description": REFUSALS[status], "content": shape.documented(status)}
+    return result
+
+
+def ok(description: str, media: str | None = None, schema: dict | None = None, status: int = 200) -> dict:
+    described: dict = {"description": description}
+    if media:
+        described["content"] = {media: {"schema": schema or {"type": "string"}}}
+    return {str(status): described}
+
+
+###############################################################################
 # Storage #####################################################################
 ###############################################################################
 
@@ -340,16 +751,8 @@ class Unavailable(Exception):
 
 
 def schema_text() -> str:
-    """schema.sql: beside this module in a checkout, or in <prefix>/share/prisme_lite once installed."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (
-        os.path.join(here, "schema.sql"),
-        os.path.join(sys.prefix, "share", "prisme_lite", "schema.sql"),
-    ):
-        if os.path.exists(candidate):
-            with open(candidate, encoding="utf-8") as file:
-                return file.read()
-    raise FileNotFoundError("schema.sql not found beside prisme_lite.py nor in share/prisme_lite")
+    """static/schema.sql, found by asset() in every install layout."""
+    return asset("schema.sql").decode("utf-8")
 
 
 def schema_part(marker: str) -> str:
@@ -536,6 +939,16 @@ def journal_position(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def set_journal_position(conn: sqlite3.Connection, generation: int, offset: int) -> None:
     set_meta(conn, "journal_position", format_position(generation, offset))
+
+
+# The journal's line format, as the appliers above take it. A record whose shape changes (a key of WebEvent, say)
+# gets a new version: JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines an
+# older prisme-lite wrote (a crash before an upgrade, a backup's FILE.journal-N) replay forever; as MIGRATIONS does
+# for the schema.
+JOURNAL_VERSION = 2
+JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
+    1: lambda kind, record: (kind, record),  # 2: the line starts with its version; the records are unchanged
+}
 
 
 def journal_line(kind: str, record: dict) -> bytes:
@@ -940,6 +1353,27 @@ class Writer:
         self.fd_read = os.open(path, os.O_RDONLY)
 
 
+def insert_rows(
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple], tail: str = ""
+) -> list[tuple]:
+    """Insert many rows with few statements: multi-row VALUES in fixed chunk sizes, so each is prepared once.
+    Returns what a RETURNING `tail` returns.
+
+    Few statements matter more than few rows: Python's sqlite3 lets go of the GIL for every statement, and under
+    load each hand-back can wait a whole thread switch interval (5 ms).
+    """
+    most = max(1, min(256, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
+    one_row = "(" + ", ".join("?" * len(columns)) + ")"
+    done = 0
+    returned = []
+    while done < len(rows):
+        size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
+        returned += conn.execute(sql, list(chain.from_iterable(rows[done : done + size]))).fetchall()
+        done += size
+    return returned
+
+
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return row[0] if row else None
@@ -995,20 +1429,6 @@ def stored_origins(conn: sqlite3.Connection) -> list[str]:
 def now_ms() -> int:
     """The current UTC time in unix milliseconds (tests move it forward)."""
     return time.time_ns() // 1_000_000
-
-
-class Rejected(Exception):
-    """A request refused with `status` and a message the sender can act on; nothing of it is stored."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-class Dropped(Exception):
-    """A well-formed event that is deliberately not counted (a bot, a prefetch): answered as success, with why."""
 
 
 def client_ip(environ: dict, config: dict) -> str:
@@ -1151,6 +1571,19 @@ def authority_of(url: str) -> str | None:
     return None if host is None else with_port(parts, host)
 
 
+def site_of_request(origins: OriginRegistry, environ: dict, page_url: str | None) -> str:
+    """The registered origin the request comes from: its Origin header, else the page's own host."""
+    origin = environ.get("HTTP_ORIGIN")
+    host = host_of(origin) if origin and origin != "null" else None
+    host = host or (host_of(page_url) if page_url else None)
+    site = origins.site_of(host) if host else None
+    if site is None:
+        raise Rejected(
+            400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
+        )
+    return site
+
+
 @dataclass(frozen=True)
 class Page:
     """A page URL as stored: host (with a port that is not the default), normalised path, and the UTM parameters of
@@ -1184,6 +1617,16 @@ def split_http_url(value: str | None, what: str) -> tuple[SplitResult, str]:
             " or password, % escapes, or non-ASCII: use the xn-- form)",
         )
     return parts, host
+
+
+def redirect_location(url: str | None, what: str, allowed: OriginRegistry | None = None) -> tuple[str, str]:
+    """The one check of a URL we redirect a visitor to: the Location to send and its host. Absolute http(s) by
+    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made. The
+    Location is the URL as a browser reads it (browser_split): what was checked is where the browser goes."""
+    parts, host = split_http_url(url, what)
+    if allowed is not None and allowed.site_of(host) is None:
+        raise Rejected(400, f"{what} host {host} is not allowed (see redirect_hosts)")
+    return parts.geturl(), host
 
 
 @functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's visitors see the same pages: most requests hit the cache
@@ -1531,63 +1974,6 @@ def over_limit(why: str, wait: int) -> Rejected:
     return Rejected(429, f"{why}: retry in {wait} s", {"Retry-After": str(wait)})
 
 
-def error_body(message: str) -> str:
-    return json.dumps({"error": message})
-
-
-def api(answer: str = "json", rate_limited: bool = False) -> Callable:
-    """Wrap a route: CORS, the client IP, the rate limit if `rate_limited`, and refusals in the route's shape.
-
-    `answer` is the shape of a refusal: `json` ({"error": …}), `gif` (the pixel with the error status and the reason
-    in X-Prisme-Error), `redirect` (JSON: a redirect that cannot be made safely is not made at all), or `olapic`
-    (the widget API's envelope); a route that learns its shape from its path sets environ["prisme.answer"]. Every
-    browser-facing ingest route is `rate_limited`, so one client IP has one bucket across all of them.
-    """
-
-    def decorate(route: Callable) -> Callable:
-        @functools.wraps(route)
-        def handler(*args: Any, **kwargs: Any) -> Any:
-            ctx: Context = request.app.ctx
-            environ = request.environ
-            origin = environ.get("HTTP_ORIGIN")
-            response.set_header("Access-Control-Allow-Origin", origin or "*")
-            response.set_header("Vary", "Origin")
-            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
-            ip = client_ip(environ, ctx.config)
-            environ["prisme.client_ip"] = ip
-            allowed, remaining, retry_after = (
-                ctx.limiter.take(rate_key(ip, ctx.config["ipv6_prefix"])) if rate_limited else (True, 0, 0)
-            )
-            if rate_limited and ctx.config["rate_limit"]:
-                response.set_header("X-RateLimit-Limit", str(ctx.config["rate_limit"]))
-                response.set_header("X-RateLimit-Remaining", str(remaining))
-            try:
-                utf8_headers(environ)
-                if not allowed:
-                    raise over_limit(f"over the rate limit of {ctx.config['rate_limit']} events a minute", retry_after)
-                return route(ctx, *args, **kwargs)
-            except Dropped as why:
-                response.set_header("X-Prisme-Dropped", str(why))
-                return success(environ.get("prisme.answer", answer))
-            except (Rejected, Unavailable) as refusal:
-                status, message = (
-                    (refusal.status, refusal.message) if isinstance(refusal, Rejected) else (503, str(refusal))
-                )
-                response.status = status
-                for name, value in getattr(refusal, "headers", {}).items():
-                    response.set_header(name, value)
-                shape = environ.get("prisme.answer", answer)
-                if shape == "gif":
-                    response.set_header("X-Prisme-Error", message)
-                    return pixel()
-                response.content_type = "application/json"
-                return olapic_error(status, message) if shape == "olapic" else error_body(message)
-
-        return handler
-
-    return decorate
-
-
 def utf8_headers(environ: dict) -> None:
     """Header values as the UTF-8 text they are: WSGI hands their bytes over as Latin-1 text, so `café` would
     arrive as `cafÃ©`, and a Latin-1 `é` byte would pass as text; one that is not UTF-8 is a 400."""
@@ -1687,137 +2073,231 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def success(answer: str) -> Any:
-    if answer == "gif":
-        return pixel()
-    if answer == "redirect":
-        return redirect_target()
-    if answer == "olapic":
-        return olapic_envelope(200, request.environ.get("prisme.analytics_id", ""))
-    return ""
+###############################################################################
+# Reports #####################################################################
+###############################################################################
+
+# A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
+TIME_STEP = re.compile(r"([+ -])([0-9]{1,6})([smhdwMy])|/([smhdwMy])")  # ASCII digits: int() reads others too
+# 2026-03-01T10:00:00 02:00 → +02:00
+UNENCODED_OFFSET = re.compile(r"(:[0-9][0-9](?:\.[0-9]+)?) ([0-9][0-9]:?[0-9][0-9])$")
+UNIT_DELTAS = {
+    "s": datetime.timedelta(seconds=1),
+    "m": datetime.timedelta(minutes=1),
+    "h": datetime.timedelta(hours=1),
+    "d": datetime.timedelta(days=1),
+    "w": datetime.timedelta(weeks=1),
+}  # months and years are calendar steps, see shift_time
+BUCKET_STEPS = [
+    MINUTE_MS, 5 * MINUTE_MS, 15 * MINUTE_MS, 30 * MINUTE_MS, HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, 12 * HOUR_MS, DAY_MS,
+    7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS, 91 * DAY_MS,
+]  # fmt: skip
+MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
+MAX_WINDOW_MS = 10 * 366 * DAY_MS
+DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
 
-def pixel() -> bytes:
-    for name, value in GIF_HEADERS.items():
-        response.set_header(name, value)
-    return GIF
+@dataclass
+class StatsQuery:
+    """A stats request: the window [start, end) in unix ms, its bucket step, the site and filters, and `limit`."""
+
+    start: int
+    end: int
+    step: int
+    site: str | None
+    filters: dict[str, list[str]]
+    limit: int
+    now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
+    site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
+    # What the report was asked but its rows cannot answer ("site" or a filter: why), set by window_where and named
+    # in the answer; shared by the copies `replace` makes of the query.
+    unapplied: dict[str, str] = field(default_factory=dict)
+
+    def values(self, name: str) -> list[str]:
+        return self.filters.get(name, [])
 
 
-def redirect_target() -> Any:
-    """The validated target of a noscript redirect (set by the route before it could be dropped)."""
-    target = request.environ["prisme.redirect_to"]
-    response.status = 302
-    response.set_header("Location", target)
-    response.set_header("Cache-Control", "no-store")
-    return ""
+def shift_time(moment: datetime.datetime, amount: int, unit: str) -> datetime.datetime:
+    if unit in UNIT_DELTAS:
+        return moment + amount * UNIT_DELTAS[unit]
+    months = moment.year * 12 + moment.month - 1 + amount * (12 if unit == "y" else 1)
+    year, month = divmod(months, 12)
+    last_day = (datetime.date(year + (month == 11), (month + 1) % 12 + 1, 1) - datetime.timedelta(days=1)).day
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, last_day))
 
 
-class RequestLog:
-    """WSGI middleware: an X-Request-Id on every response, and one access-log line per request."""
-
-    def __init__(self, app: Callable, access_log: AccessLog | None):
-        self.app = app
-        self.access_log = access_log
-        # Request ids: a random prefix for this process and a counter, cheaper than 8 random bytes per request.
-        self.ids = map(f"{secrets.randbits(32):08x}{{:08x}}".format, itertools.count())
-
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
-        request_id = next(self.ids)
-        environ["prisme.request_id"] = request_id
-        started = time.perf_counter()
-        status_line = ["-"]
-
-        def start(status: str, headers: list, exc_info: Any = None) -> Any:
-            headers.append(("X-Request-Id", request_id))
-            status_line[0] = status[:3]
-            return start_response(status, headers, exc_info)
-
-        result = self.app(environ, start)
-        if self.access_log:
-            self.access_log.write(
-                environ.get("REQUEST_METHOD", "-"),
-                environ.get("PATH_INFO", "-"),
-                status_line[0],
-                (time.perf_counter() - started) * 1000,
-                request_id,
-            )
-        return result
+def round_time(moment: datetime.datetime, unit: str) -> datetime.datetime:
+    """Round down to the start of the unit: /d is midnight UTC, /w Monday, /M the 1st, /y the 1st of January."""
+    moment = moment.replace(microsecond=0)
+    fields = {"m": {"second": 0}, "h": {"second": 0, "minute": 0}}.get(unit, {})
+    if unit in ("d", "w", "M", "y"):
+        fields = {"second": 0, "minute": 0, "hour": 0}
+    moment = moment.replace(**fields)
+    if unit == "w":
+        moment -= datetime.timedelta(days=moment.weekday())
+    if unit in ("M", "y"):
+        moment = moment.replace(day=1, month=1 if unit == "y" else moment.month)
+    return moment
 
 
-class AccessLog:
-    """Access-log lines to standard error, written together a few times a second rather than one write(2) each."""
-
-    FLUSH_INTERVAL = 0.2  # seconds
-
-    def __init__(self, stream: Any = None):
-        self.stream = stream or sys.stderr
-        self.lines: deque[str] = deque()  # appended by request threads, emptied by this one's thread: both atomic
-        self.stamp = (0, "")
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="prisme-access-log", daemon=True)
-        self.thread.start()
-
-    def write(self, method: str, path: str, status: str, ms: float, request_id: str) -> None:
-        second = int(time.time())
-        if self.stamp[0] != second:
-            self.stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
-        if not path.isprintable() or " " in path:  # one request is one line, whatever its path holds
-            path = path.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
-        line = f"{self.stamp[1]} prisme_lite.access {method[:16]} {path[:2048]} {status} {ms:.1f}ms {request_id}\n"
-        self.lines.append(line)
-
-    def flush(self) -> None:
-        lines = [self.lines.popleft() for _ in range(len(self.lines))]
-        if lines:
-            try:
-                self.stream.write("".join(lines))
-                self.stream.flush()
-            except (OSError, ValueError):
-                pass  # standard error closed: nothing to log to
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join()
-        self.flush()
-
-    def _run(self) -> None:
-        while not self.stopping.wait(self.FLUSH_INTERVAL):
-            self.flush()
+def rfc3339(text: str) -> datetime.datetime:
+    """An RFC 3339 time (`Z` or `z` for UTC); ValueError when it is not one, naive when it has no time zone."""
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
 
 
-def json_error_page(error: bottle.HTTPError) -> str:
-    """Bottle's error handler: JSON instead of an HTML page; an unexpected failure is logged with its request id."""
-    request_id = request.environ.get("prisme.request_id", "-")
-    response.content_type = "application/json"
-    if error.status_code >= 500:
-        log.error("request %s failed: %s\n%s", request_id, error.exception, error.traceback or "")
-        message = f"internal error; the server log has the details under request id {request_id}"
-        return json.dumps({"error": message, "request_id": request_id})
-    if error.status_code == 405 and response.get_header("Allow") == "OPTIONS":
-        response.status = 404  # only the CORS preflight, which takes any /api/v1/ path, would have matched
-        del response["Allow"]
-    if response.status_code == 404:
-        return error_body(f"no route for {request.method} {request.path}")
-    if error.status_code == 405:
-        return error_body(f"{request.method} is not allowed on {request.path}")
-    return error_body(str(error.body or error.status_line))
+def parse_time(expression: str, now: int, name: str) -> int:
+    """Prisme's time expressions: now, now-7d, now+1h, now-7d/d, now-1M-2d/h, RFC 3339, or YYYY-MM-DD (UTC)."""
+    text = expression.strip()
+    if text.startswith("now"):
+        moment = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC)
+        position = 3
+        while position < len(text):
+            step = TIME_STEP.match(text, position)
+            if step is None:
+                raise Rejected(400, f"{name}: cannot read {text[position:][:20]!r} in {text[:60]!r} (try now-7d/d)")
+            if step[4]:
+                moment = round_time(moment, step[4])
+            else:
+                try:
+                    moment = shift_time(moment, int(step[2]) * (-1 if step[1] == "-" else 1), step[3])
+                except (OverflowError, ValueError):
+                    raise Rejected(400, f"{name}: {text[:60]!r} is out of range") from None
+            position = step.end()
+        return int(moment.timestamp() * 1000)
+    try:
+        if re.fullmatch(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]", text):
+            return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
+        text = UNENCODED_OFFSET.sub(r"\1+\2", text)
+        moment = rfc3339(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise Rejected(400, f"{name}: {text[:60]!r} is not now[+/-N(s|m|h|d|w|M|y)][/unit], RFC 3339, or YYYY-MM-DD")
+    return int(moment.timestamp() * 1000)
+
+
+def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
+    """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
+    names = stats_filters()
+    known = {"from", "to", "site", "limit", *names}
+    for key, _value in query:
+        if key not in known:
+            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
+    start = parse_time(query_value(query, "from") or default_from, now, "from")
+    end = parse_time(query_value(query, "to") or "now", now, "to")
+    if not start < end or end - start > MAX_WINDOW_MS:
+        raise Rejected(400, "from must be before to, and at most ten years before it")
+    limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
+    # ASCII digits of a bounded length only: isdigit() takes ² (which int() refuses) and 5,000 digits (too many).
+    if not INTEGER_ID.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
+    filters = {}
+    for name in names:
+        given = [value.strip() for key, value in query if key == name for value in value.split(",") if value.strip()]
+        if len(given) > MAX_FILTER_VALUES:
+            raise Rejected(400, f"{name} has more than {MAX_FILTER_VALUES} values")
+        if given:
+            filters[name] = given
+    step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
+    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text), now)
+
+
+def stats_filters() -> list[str]:
+    """The filters every family adds (web events' page, referrer, …, server events' label, …), in their order."""
+    return [name for family in FAMILIES for name in family.filters]
+
+
+def placeholders(values: list) -> str:
+    return ", ".join("?" * len(values))
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """What a report reads: its FROM, its time column (in units of `unit` ms), its site and the filters it applies."""
+
+    source: str
+    time: str
+    site: str | Callable | None  # a column, a function (conn, q) -> (condition, params), or None: not stored per site
+    filters: dict[str, str | Callable]  # by name: a column, or a function (q, values) -> (condition, params)
+    note: str = ""  # asked for one site, why these rows answer for every site
+    unit: int = 1
+
+
+def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = None) -> tuple[str, list]:
+    """The one WHERE of every report: q's window on `table`'s time, q's site and q's filters. What the table does not
+    store is not filtered, and q.unapplied says so (the answer names it): no site or filter is dropped silently."""
+    conditions, params = [f"{table.time} >= ?", f"{table.time} < ?"], [q.start // table.unit, -(-q.end // table.unit)]
+    if q.site and table.site is None:
+        q.unapplied["site"] = table.note
+    elif q.site:
+        condition, values = (f"{table.site} = ?", [q.site]) if isinstance(table.site, str) else table.site(conn, q)
+        conditions.insert(0, condition)
+        params[:0] = values
+    for name, values in q.filters.items():
+        applied = table.filters.get(name)
+        if applied is None:
+            q.unapplied[name] = f"{table.source.split()[0]} do not record {name}"
+            continue
+        condition, values = (f"{applied} IN ({placeholders(values)})", values) if isinstance(applied, str) else (
+            applied(q, values)
+        )  # fmt: skip
+        conditions.append(condition)
+        params += values
+    return " AND ".join(conditions), params
+
+
+def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
+             params: list) -> tuple[list, list]:  # fmt: skip
+    """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
+    sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
+    return bucket_keys(q, dict(conn.execute(sql, [q.step, q.step, *params]).fetchall()))
+
+
+def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
+           params: list) -> tuple[list, list]:  # fmt: skip
+    """A top-N: keys by descending value (ties by key), at most q.limit."""
+    sql = (
+        f"SELECT {key}, {value} AS n FROM {source} WHERE {where} AND {key} IS NOT NULL"
+        " GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?"
+    )
+    rows = conn.execute(sql, [*params, q.limit]).fetchall()
+    return [row[0] for row in rows], [row[1] for row in rows]
+
+
+def series(scope: Callable, time_column: str, value: str) -> Callable:
+    """A time-series metric: `value` per bucket of `time_column` over what `scope` selects."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return bucketed(conn, q, time_column, value, *scope(q))
+
+    return metric
+
+
+def top(scope: Callable, column: str) -> Callable:
+    """A top-N metric: rows per `column` over what `scope` selects."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return ranked(conn, q, column, "count(*)", *scope(q))
+
+    return metric
+
+
+def bucket_keys(q: StatsQuery, found: dict) -> tuple[list, list]:
+    keys = list(range(q.start - q.start % q.step, q.end, q.step))
+    return keys, [found.get(key) or 0 for key in keys]
+
+
+def iso_time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def utc_date(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
 
 
 ###############################################################################
 # Web events ##################################################################
 ###############################################################################
-
-ROUTES: list[tuple[str, str | list[str], Callable]] = []
-
-
-def route(path: str, method: str | list[str] = "GET") -> Callable:
-    """Record a route; make_app() mounts every recorded route on each application it builds."""
-
-    def record(handler: Callable) -> Callable:
-        ROUTES.append((path, method, handler))
-        return handler
-
-    return record
 
 
 class WebEvent(TypedDict):
@@ -1923,27 +2403,6 @@ GROUP BY s.site, s.visitor_id
 UPSERT_DAILY_COUNTS = "ON CONFLICT DO UPDATE SET n = n + excluded.n"
 NEW_DAILY_VISITORS = "ON CONFLICT DO NOTHING RETURNING site, salted, day"
 DAILY_VISITOR_COLUMNS = ("site", "salted", "day", "visitor_id")
-
-
-def insert_rows(
-    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple], tail: str = ""
-) -> list[tuple]:
-    """Insert many rows with few statements: multi-row VALUES in fixed chunk sizes, so each is prepared once.
-    Returns what a RETURNING `tail` returns.
-
-    Few statements matter more than few rows: Python's sqlite3 lets go of the GIL for every statement, and under
-    load each hand-back can wait a whole thread switch interval (5 ms).
-    """
-    most = max(1, min(256, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)))
-    one_row = "(" + ", ".join("?" * len(columns)) + ")"
-    done = 0
-    returned = []
-    while done < len(rows):
-        size = next(size for size in (most, 64, 16, 4, 1) if size <= min(most, len(rows) - done))
-        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one_row] * size)} {tail}"
-        returned += conn.execute(sql, list(chain.from_iterable(rows[done : done + size]))).fetchall()
-        done += size
-    return returned
 
 
 def count_events(counts: Counter, events: list[dict]) -> list[tuple]:
@@ -2193,7 +2652,7 @@ def record_web_event(
     """Validate one web event from the current request and store it (or drop it, saying why)."""
     environ = request.environ
     page = parse_page_url(page_url)
-    site = ctx.site_of_request(environ, page_url)
+    site = site_of_request(ctx.origins, environ, page_url)
     if kind in ("outbound", "download"):
         parts, target_host = split_http_url(target, "link URL")
         target = parts.geturl()  # as the browser follows it
@@ -2239,8 +2698,49 @@ def page_url_from_headers(environ: dict) -> str | None:
     return environ.get("HTTP_X_PRISME_REFERRER") or environ.get("HTTP_REFERER")
 
 
-@route("/api/v1/events/pageviews", "POST")
-@api("json", rate_limited=True)
+STATUS_PATTERN = f"^({PAGE_STATUS.pattern})?$"
+
+
+def page_headers(kind: str) -> list[dict]:
+    """The headers a web-event route reads: the page and visitor for all, the rest for its kind."""
+    headers = [
+        parameter("Origin", "header", "the page's origin; it must be a registered site"),
+        parameter("X-Prisme-Referrer", "header", "the page URL (absolute http(s)); else Referer"),
+        parameter("Referer", "header", "the page URL when X-Prisme-Referrer is absent"),
+        parameter("X-Prisme-Visitor-Id", "header", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
+    ]
+    if kind == "pageview":
+        headers += [
+            parameter("X-Prisme-Document-Referrer", "header", "where the visitor came from"),
+            parameter("X-Prisme-Status", "header", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
+        ]
+    if kind == "link":  # <a ping>: body PING, the page and the link in these
+        headers += [parameter("Ping-From", "header", "the page"), parameter("Ping-To", "header", "the link")]
+    return headers
+
+
+def link_body() -> dict:
+    return {
+        "required": True,
+        "content": {"text/plain": {"schema": {"type": "string", "description": "absolute URL, or PING"}}},
+    }
+
+
+STORED = ok("stored")
+GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
+INGEST_REFUSALS = (400, 413, 429, 503)
+NAME_PARAMETER = parameter("name", "path", "the event's name", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH)
+PAGE_PARAMETER = parameter("referrer", "query", "the page URL (else the Referer header)")
+LINK_QUERY = [
+    parameter("url", "query", "where the link goes (absolute http(s))", required=True),
+    parameter("referrer", "query", "the page of the link; its Referer must be a registered site too"),
+]
+
+
+@route("/api/v1/events/pageviews", "POST", doc={"post": operation(
+    "web events", "a pageview", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("pageview"),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def post_pageview(ctx: Context) -> str:
     environ = request.environ
     record_web_event(
@@ -2254,8 +2754,11 @@ def post_pageview(ctx: Context) -> str:
     return ""
 
 
-@route("/api/v1/events/custom/<name>", "POST")
-@api("json", rate_limited=True)
+@route("/api/v1/events/custom/<name>", "POST", doc={"post": operation(
+    "web events", "a custom event with properties", answers(STORED, *INGEST_REFUSALS, 415),
+    parameters=[NAME_PARAMETER, *page_headers("custom")], body=json_request({"type": "object"}, required=False),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def post_custom_event(ctx: Context, name: str) -> str:
     environ = request.environ
     name = check_name(name, "custom event name")
@@ -2284,20 +2787,32 @@ def post_link_event(ctx: Context, kind: str) -> str:
     return ""
 
 
-@route("/api/v1/events/file-downloads", "POST")
-@api("json", rate_limited=True)
-def post_file_download(ctx: Context) -> str:
-    return post_link_event(ctx, "download")
+def posted_link_route(kind: str, path: str, summary: str) -> Route:
+    """The script's route for one kind of link click (a download, an outbound link): POST, the URL in the body."""
+
+    @route(path, "POST", doc={"post": operation(
+        "web events", summary, answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"), body=link_body(),
+    )})  # fmt: skip
+    @api(AS_JSON, rate_limited=True)
+    def post_link(ctx: Context) -> str:
+        return post_link_event(ctx, kind)
+
+    return post_link
 
 
-@route("/api/v1/events/outbound-links", "POST")
-@api("json", rate_limited=True)
-def post_outbound_link(ctx: Context) -> str:
-    return post_link_event(ctx, "outbound")
+post_file_download = posted_link_route("download", "/api/v1/events/file-downloads", "a file download")
+post_outbound_link = posted_link_route("outbound", "/api/v1/events/outbound-links", "an outbound link")
 
 
-@route("/api/v1/noscript/events/pageviews")
-@api("gif", rate_limited=True)
+@route("/api/v1/noscript/events/pageviews", doc={"get": operation(
+    "web events", "a pageview from an <img>", answers(GIF_ANSWER, *INGEST_REFUSALS, shape=AS_PIXEL), parameters=[
+        PAGE_PARAMETER,
+        parameter("document-referrer", "query", "where the visitor came from"),
+        parameter("visitor-id", "query", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
+        parameter("status", "query", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
+    ],
+)})  # fmt: skip
+@api(AS_PIXEL, rate_limited=True)
 def noscript_pageview(ctx: Context) -> bytes:
     query = query_pairs(request.environ)
     record_web_event(
@@ -2311,8 +2826,11 @@ def noscript_pageview(ctx: Context) -> bytes:
     return pixel()
 
 
-@route("/api/v1/noscript/events/custom/<name>")
-@api("gif", rate_limited=True)
+@route("/api/v1/noscript/events/custom/<name>", doc={"get": operation(
+    "web events", "a custom event from an <img>; properties as prop-<key>=<JSON value>",
+    answers(GIF_ANSWER, *INGEST_REFUSALS, shape=AS_PIXEL), parameters=[NAME_PARAMETER, PAGE_PARAMETER],
+)})  # fmt: skip
+@api(AS_PIXEL, rate_limited=True)
 def noscript_custom_event(ctx: Context, name: str) -> bytes:
     name = check_name(name, "custom event name")
     query = query_pairs(request.environ)
@@ -2331,16 +2849,6 @@ def noscript_custom_event(ctx: Context, name: str) -> bytes:
     return pixel()
 
 
-def redirect_location(url: str | None, what: str, allowed: OriginRegistry | None = None) -> tuple[str, str]:
-    """The one check of a URL we redirect a visitor to: the Location to send and its host. Absolute http(s) by
-    split_http_url's rules, on a host of `allowed` when given; otherwise a 400, and no redirect is made. The
-    Location is the URL as a browser reads it (browser_split): what was checked is where the browser goes."""
-    parts, host = split_http_url(url, what)
-    if allowed is not None and allowed.site_of(host) is None:
-        raise Rejected(400, f"{what} host {host} is not allowed (see redirect_hosts)")
-    return parts.geturl(), host
-
-
 def noscript_link(ctx: Context, kind: str) -> Any:
     """Record a link click and redirect to it, but only for a page of a registered site (no open redirector)."""
     query = query_pairs(request.environ)
@@ -2350,63 +2858,654 @@ def noscript_link(ctx: Context, kind: str) -> Any:
     if not referer_host or ctx.origins.site_of(referer_host) is None:
         raise Rejected(400, "redirect refused: the request's Referer is not a page of a registered origin")
     target, _host = redirect_location(target, "url parameter")
-    request.environ["prisme.redirect_to"] = target
     record_web_event(ctx, kind, query_value(query, "referrer") or referer, target=target)
-    return redirect_target()
+    return redirect_target(target)
 
 
-@route("/api/v1/noscript/events/outbound-links")
-@api("redirect", rate_limited=True)
-def noscript_outbound_link(ctx: Context) -> Any:
-    return noscript_link(ctx, "outbound")
+def follow_dropped_link() -> str:
+    """A click that is not counted (a bot's) still goes where its link goes: the url, checked before any drop."""
+    location, _host = redirect_location(query_value(query_pairs(request.environ), "url"), "url parameter")
+    return redirect_target(location)
 
 
-@route("/api/v1/noscript/events/file-downloads")
-@api("redirect", rate_limited=True)
-def noscript_file_download(ctx: Context) -> Any:
-    return noscript_link(ctx, "download")
+# A link that cannot be followed safely is not followed at all: its refusal is JSON, never a redirect.
+AS_REDIRECT = Shape(follow_dropped_link, AS_JSON.refused, AS_JSON.documented)
 
 
-@route("/api/v1/<path:re:[\\s\\S]+>", "OPTIONS")  # any path, even one with a line break in it
-def preflight(path: str) -> None:
-    """CORS preflight: any origin may call the API; origins and tokens are checked on the request itself."""
-    response.status = 204
-    response.set_header("Access-Control-Allow-Origin", request.environ.get("HTTP_ORIGIN") or "*")
-    response.set_header("Vary", "Origin")
-    for name, value in CORS_HEADERS.items():
-        response.set_header(name, value)
+def followed_link_route(kind: str, path: str, summary: str) -> Route:
+    """The <a href> route for one kind of link click: counted, then redirected to its `url`."""
+
+    @route(path, doc={"get": operation(
+        "web events", summary, answers(REDIRECT_ANSWER, *INGEST_REFUSALS), parameters=LINK_QUERY,
+    )})  # fmt: skip
+    @api(AS_REDIRECT, rate_limited=True)
+    def follow_link(ctx: Context) -> Any:
+        return noscript_link(ctx, kind)
+
+    return follow_link
 
 
-HEALTHY_FREE_BYTES = 1 << 20  # less room than this for the database, its WAL and journal: unhealthy
+noscript_outbound_link = followed_link_route(
+    "outbound", "/api/v1/noscript/events/outbound-links", "count an outbound link, then follow it"
+)
+noscript_file_download = followed_link_route(
+    "download", "/api/v1/noscript/events/file-downloads", "count a download, then follow it"
+)
 
 
-@route("/api/v1/healthcheck", "ANY")
-def healthcheck() -> Any:
-    ctx: Context = request.app.ctx
-    response.content_type = "application/json"
-    try:
-        ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
-        ctx.writer.ensure_running()
-        if ctx.writer.failure:
-            raise Unavailable(f"the database cannot take writes: {ctx.writer.failure}")
-        disk = os.statvfs(os.path.dirname(os.path.abspath(ctx.config["db"])))
-        if disk.f_flag & os.ST_RDONLY:
-            raise Unavailable("the database's file system is read-only")
-        if disk.f_bavail * disk.f_frsize < HEALTHY_FREE_BYTES:
-            raise Unavailable(f"the disk is full: {disk.f_bavail * disk.f_frsize // 1024} KiB left")
-    except (sqlite3.Error, OSError, Unavailable) as error:
-        response.status = 503
-        return json.dumps({"status": "unavailable", "error": str(error)})
-    return json.dumps({"status": "ok"})
+class ForgetSaltedVisitors:
+    """Writer maintenance: a day-salted visitor id cannot come back after its day, so its daily_visitors row is not
+    needed then (the day keeps its count). Yesterday's stay, for events still in the journal across midnight."""
+
+    def __init__(self) -> None:
+        self.done_before: int | None = None
+
+    def reset(self) -> None:
+        self.done_before = None  # its delete was rolled back
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> None:
+        before = now // DAY_MS - 1
+        if before != self.done_before:  # once a day
+            conn.execute("DELETE FROM daily_visitors WHERE salted = 1 AND day < ?", (before,))
+            self.done_before = before
+
+
+# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE). `domain` is the
+# page's host, not its site: the site *.example.com has pages on a.example.com and b.example.com (the `site` parameter).
+FILTERS = {
+    "domain": ("e.host", "s.host"),
+    "path": ("e.path", None),
+    "entry-path": ("s.entry_path", "s.entry_path"),
+    "exit-path": ("s.exit_path", "s.exit_path"),
+    "referrer": ("e.referrer", "s.referrer"),
+    "os": ("e.os", "s.os"),
+    "browser": ("e.browser", "s.browser"),
+    "country": ("e.country", "s.country"),
+    "utm-source": ("e.utm_source", "s.utm_source"),
+    "utm-medium": ("e.utm_medium", "s.utm_medium"),
+    "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
+    "utm-term": ("e.utm_term", "s.utm_term"),
+    "utm-content": ("e.utm_content", "s.utm_content"),
+}
+
+
+def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
+    """`path` of a session: it viewed one of these pages."""
+    return (
+        "s.id IN (SELECT session_id FROM events"
+        f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
+        [q.start, *paths],
+    )
+
+
+EVENTS_TABLE = Table("events e", "e.ts", "e.site", {name: columns[0] for name, columns in FILTERS.items()})
+# Sessions started in the window; `path` means the session saw that page.
+SESSIONS_TABLE = Table(
+    "sessions s", "s.started_at", "s.site", {name: columns[1] or session_saw_path for name, columns in FILTERS.items()}
+)
+
+
+def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
+    """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
+    where, params = window_where(q, EVENTS_TABLE)
+    if kinds:
+        where += f" AND e.kind IN ({placeholders(kinds)})"
+        params += kinds
+    joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
+    return joins, where, params
+
+
+def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
+    """What an event metric reads: events of `kinds` (None: all) in the window, with the query's filters."""
+
+    def scope(q: StatsQuery) -> tuple[str, str, list]:
+        joins, where, params = event_where(q, kinds)
+        return "events e" + joins, where, params
+
+    return scope
+
+
+def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("sessions s", *window_where(q, SESSIONS_TABLE))
+
+
+# Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
+# has beyond whole days (a partial first or last day) is read from the raw rows; filters always read raw rows.
+# Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
+ALL_SITES = (
+    "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
+    " UNION ALL SELECT (SELECT min(site) FROM daily_counts WHERE site > s.site) FROM s WHERE s.site IS NOT NULL)"
+    " SELECT site FROM s WHERE site IS NOT NULL"
+)  # every site in daily_counts, one index probe each (a loose index scan)
+
+
+def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
+    """The UTC days [first, last) the daily counts answer for q, or None.
+
+    A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
+    stored later than its arrival, so the rest of today is empty).
+    """
+    if q.filters:
+        return None
+    first = -(-q.start // DAY_MS)
+    last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
+    return (first, last) if first < last else None
+
+
+def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
+    """The windows left to read from raw rows: all of q, or its edges around the days of the daily counts."""
+    if days is None:
+        return [q]
+    edges = ((q.start, days[0] * DAY_MS), (days[1] * DAY_MS, q.end))
+    return [replace(q, start=start, end=end) for start, end in edges if start < end]
+
+
+def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
+    """The condition on a daily table's site: q's site, or every site."""
+    return (f"{alias}.site = ?", [q.site]) if q.site else (f"{alias}.site IN ({ALL_SITES})", [])
+
+
+def bucket_of(q: StatsQuery, time_column: str) -> str:
+    """SQL for the start of the q.step bucket holding `time_column` (unix ms)."""
+    return f"({time_column} / {q.step:d}) * {q.step:d}"
+
+
+def day_bucket_of(q: StatsQuery, alias: str) -> str:
+    """The same bucket for the `day` of a daily table (q.step is then a whole number of days)."""
+    return bucket_of(q, f"{alias}.day * {DAY_MS}")
+
+
+def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
+    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
+    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
+    site, site_params = daily_site(q, "c")
+    sql = (
+        f"SELECT {key} AS k, {values} FROM daily_counts c"
+        f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
+    )
+    return sql, [*dims, *site_params, *dims, *days]
+
+
+def rolled_up(
+    conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
+    raw_values: str, dims: tuple[str, ...], daily_key: str, totals: str, tail: str = "", tail_params: tuple = (),
+) -> list[tuple]:  # fmt: skip
+    """Rows (k, totals) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
+    parts, params = [], []
+    for part in raw_parts(q, days):
+        source, where, where_params = scope(part)
+        parts.append(f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k")
+        params += where_params
+    if days is not None:
+        sql, daily_params = daily_rows(q, days, dims, daily_key)
+        parts.append(sql)
+        params += daily_params
+    sql = f"SELECT k, {totals} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
+    return conn.execute(sql, [*params, *tail_params]).fetchall()
+
+
+def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], totals: str) -> Callable:
+    """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
+        found = rolled_up(
+            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), totals
+        )
+        return bucket_keys(q, dict(found))
+
+    return metric
+
+
+def daily_top(scope: Callable, column: str, dim: str) -> Callable:
+    """A top-N read through the daily counts of `dim`."""
+
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        rows = rolled_up(
+            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
+            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
+        )  # fmt: skip
+        return [row[0] for row in rows], [row[1] for row in rows]
+
+    return metric
+
+
+def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
+    """Distinct visitors per bucket of q.step (or in the whole window, key 0), {k: n}.
+
+    Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
+    distinct over daily_visitors and the raw rows of the window's edges together.
+    """
+
+    def day_key(alias: str) -> str:
+        return day_bucket_of(q, alias) if per_bucket else "0"
+
+    days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
+    ids, params = [], []
+    for part in raw_parts(q, days):
+        joins, where, where_params = event_where(part, kinds)
+        raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
+        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
+        params += where_params
+    counted = ""
+    if days is not None:
+        site, site_params = daily_site(q, "d")
+        ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
+                   " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
+        params += [*site_params, *days]
+        sql, daily_params = daily_rows(q, days, ("visitors",), day_key("c"))
+        counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
+        params += daily_params
+    sql = (
+        f"SELECT k, sum(n) FROM (SELECT k, count(DISTINCT id) AS n FROM ({' UNION ALL '.join(ids)}) GROUP BY k"
+        f"{counted}) GROUP BY k"
+    )
+    return dict(conn.execute(sql, params).fetchall())
+
+
+def visitors_series(kinds: tuple[str, ...]) -> Callable:
+    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+        return bucket_keys(q, distinct_visitors(conn, q, kinds, per_bucket=True))
+
+    return metric
+
+
+def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
+    visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
+    days = rollup_days(q)
+    found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
+    pageviews = found[0][1] if found else 0
+    found = rolled_up(
+        conn, q, days, sessions_scope, "0",
+        "count(*) AS v0, sum(s.pageviews = 1) AS v1, sum(s.last_seen - s.started_at) AS v2",
+        ("sessions", "bounces", "duration"), "0", "sum(v0), sum(v1), sum(v2)",
+    )  # fmt: skip
+    sessions, bounces, duration = found[0][1:] if found else (0, 0, 0)
+    bounce_rate = round(100 * bounces / sessions) if sessions else 0
+    return (
+        ["visitors", "pageviews", "sessions", "bounce_rate", "visit_duration"],
+        [visitors, pageviews, sessions, bounce_rate, round(duration / sessions / 1000) if sessions else 0],
+    )
+
+
+def summarise_web_traffic(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
+    """`prisme-lite stats`: each site's visitors, pageviews, sessions and top lists, as the stats API counts them."""
+    since = now - days * DAY_MS
+    sites = (
+        [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
+    )
+    for name in sites:
+        # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
+        q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
+        _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
+        print(f"\nweb traffic at {terminal_text(name)}")
+        bounces = f"{bounce_rate}%" if sessions else "-"
+        print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
+              f"{sessions:,} {plural('session', sessions)}, "
+              f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
+        for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
+                              ("custom events", "top-custom-events")):  # fmt: skip
+            keys, values = METRICS[metric](conn, q)
+            # Six fetched, five shown: a referrer list leaves out "direct" (not a referrer), the others keep all.
+            shown = [
+                (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
+            ]
+            if shown:
+                print(f"  {title}: " + ", ".join(f"{terminal_text(key)} {count:,}" for key, count in shown[:5]))
+    if not sites:
+        print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
+
+
+register(Family(
+    "web",
+    routes=(
+        post_pageview, post_custom_event, post_file_download, post_outbound_link, noscript_pageview,
+        noscript_custom_event, noscript_outbound_link, noscript_file_download,
+    ),
+    applier=lambda config: WebEventStore(config["session_timeout"] * MINUTE_MS),
+    maintenance=(lambda config: ForgetSaltedVisitors(),),
+    exports={
+        "events": ("events", "ts", "", "rowid"),
+        "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
+        "custom": ("events", "ts", "kind = 'custom'", "rowid"),
+        "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
+        "download": ("events", "ts", "kind = 'download'", "rowid"),
+        "sessions": ("sessions", "started_at", "", "rowid"),
+    },
+    # Events and sessions are stored as they arrive, so their first row is their oldest (a session by its start:
+    # one still going must not hide the ended ones behind it).
+    pruned=(
+        ("events", "events WHERE ts < ?", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
+        ("sessions", "sessions WHERE last_seen < ?", "rowid",
+         "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
+    ),
+    invariants=(
+        ("every event's session exists", "SELECT id FROM events WHERE session_id IS NOT NULL"
+         " AND session_id NOT IN (SELECT id FROM sessions) LIMIT 5"),
+        ("a session has at least the pageviews stored for it", "SELECT s.id FROM sessions s JOIN"
+         " (SELECT session_id, count(*) n FROM events WHERE kind = 'pageview' GROUP BY session_id) e"
+         " ON e.session_id = s.id WHERE s.pageviews < e.n LIMIT 5"),
+        ("sessions end after they start", "SELECT id FROM sessions WHERE last_seen < started_at LIMIT 5"),
+        ("the daily counts equal the rows they count", "SELECT * FROM (SELECT dim || ' ' || value || ' on day ' || day"
+         f" FROM (SELECT * FROM daily_counts WHERE n != 0 EXCEPT SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL"
+         f" {VISITORS_RECOUNT}) WHERE n != 0) UNION ALL SELECT dim || ' ' || value || ' on day ' || day"
+         f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
+         " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
+    ),
+    filters=tuple(FILTERS),
+    metrics={
+        "overview": overview,
+        # time series
+        "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
+        "visitors": visitors_series(("pageview",)),
+        "live-visitors": visitors_series(()),
+        "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
+        "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
+        "sessions-duration": daily_series(
+            sessions_scope,
+            "s.started_at",
+            "sum(s.last_seen - s.started_at) AS v0, count(*) AS v1",
+            ("duration", "sessions"),
+            "sum(v0) / sum(v1)",
+        ),
+        # top-N
+        "top-pages": daily_top(events_scope(), "e.path", "path"),
+        "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
+        "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
+        "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
+        "top-utm-sources": daily_top(events_scope(), "e.utm_source", "utm_source"),
+        "top-utm-mediums": daily_top(events_scope(), "e.utm_medium", "utm_medium"),
+        "top-utm-campaigns": daily_top(events_scope(), "e.utm_campaign", "utm_campaign"),
+        "top-countries": daily_top(events_scope(), "e.country", "country"),
+        "top-operating-systems": daily_top(events_scope(), "e.os", "os"),
+        "top-browsers": daily_top(events_scope(), "e.browser", "browser"),
+        "top-custom-events": daily_top(events_scope(("custom",)), "e.name", "custom"),
+        "top-outbound-links": daily_top(events_scope(("outbound",)), "e.name", "outbound"),
+        "top-file-downloads": daily_top(events_scope(("download",)), "e.name", "download"),
+    },
+    panels=(
+        ("Top pages", "top-pages", ("Page", "Pageviews")), ("Referrers", "top-referrers", ("Referrer", "Pageviews")),
+        ("Entry pages", "top-entry-pages", ("Page", "Sessions")),
+        ("Exit pages", "top-exit-pages", ("Page", "Sessions")),
+        ("Countries", "top-countries", ("Country", "Pageviews")),
+        ("Browsers", "top-browsers", ("Browser", "Pageviews")),
+        ("Operating systems", "top-operating-systems", ("OS", "Pageviews")),
+        ("UTM sources", "top-utm-sources", ("Source", "Pageviews")),
+        ("Custom events", "top-custom-events", ("Event", "Count")),
+        ("Outbound links", "top-outbound-links", ("Link", "Clicks")),
+        ("File downloads", "top-file-downloads", ("File", "Downloads")),
+    ),
+    summary=summarise_web_traffic,
+))  # fmt: skip
+
+
+###############################################################################
+# Server events ###############################################################
+###############################################################################
+
+MAX_BATCH_EVENTS = 100
+MAX_FUTURE_MS = DAY_MS  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
+RELATIONS = {
+    "Like": ("like", True),
+    "Unlike": ("like", False),
+    "Bookmark": ("bookmark", True),
+    "Unbookmark": ("bookmark", False),
+    "Subscribe": ("subscribe", True),
+    "Unsubscribe": ("subscribe", False),
+}  # any other label is a custom label, stored as sent
+SCREEN = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
+SERVER_EVENT_COLUMNS = (
+    "ts", "received_at", "label", "content_id", "locale", "customer_id", "utm_source", "utm_medium", "utm_campaign",
+    "utm_term", "utm_content", "referrer", "screen", "token_id",
+)  # fmt: skip
+
+
+def event_time(value: Any, field: str, now: int) -> int:
+    """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
+    if value is None:
+        return now
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
+    if isinstance(value, str):
+        try:
+            parsed = rfc3339(value)
+        except ValueError:
+            raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
+        if parsed.tzinfo is None:
+            raise Rejected(400, f"{field} {value[:40]!r} needs a time zone (Z or +01:00)")
+        ms = int(parsed.timestamp() * 1000)
+    elif not math.isfinite(value) or not 0 <= value < 1e12:
+        hint = " (milliseconds? send seconds)" if isinstance(value, (int, float)) and value >= 1e12 else ""
+        raise Rejected(400, f"{field} {value!r} is out of range{hint}")
+    else:
+        ms = int(value * 1000)
+    if ms > now + MAX_FUTURE_MS:
+        raise Rejected(400, f"{field} is more than a day in the future")
+    if ms < 0:
+        raise Rejected(400, f"{field} is before 1970")
+    return ms
+
+
+def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH) -> str | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not printable(value, most, least=0):
+        raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
+    return value or None
+
+
+def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str | None]:
+    """`parent.id` of content_item or customer: an object with a string id of 1 to 128 characters."""
+    if parent is None and not required:
+        return {}, None
+    if not isinstance(parent, dict):
+        raise Rejected(400, f"{parent_field} is required: an object with an id")
+    value = parent.get("id")
+    if not printable(value):
+        raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
+    return parent, value
+
+
+def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
+    """One event of a POST /events body as its stored row; 400 naming the field (`events[3].customer.id`)."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(event, dict):
+        raise Rejected(400, f"{where or 'body'} must be a JSON object")
+    label = event.get("label")
+    if not printable(label):
+        raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
+    content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
+    _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
+    locale = optional_text(content, "locale", f"{prefix}content_item.locale", 35)
+    if locale and not LOCALE.match(locale):
+        raise Rejected(400, f"{prefix}content_item.locale {locale!r} is not a locale like en-GB")
+    screen = optional_text(event, "sr", f"{prefix}sr", 11)
+    if screen and not SCREEN.match(screen):
+        raise Rejected(400, f"{prefix}sr {screen!r} is not a screen resolution like 1680x1050")
+    referrer_url = optional_text(event, "rl", f"{prefix}rl", MAX_URL_LENGTH)
+    referrer = host_of(referrer_url) if referrer_url else "direct"
+    if referrer is None:
+        raise Rejected(400, f"{prefix}rl {referrer_url[:100]!r} is not a URL like https://example.com/")
+    row = {
+        "ts": event_time(event.get("timestamp"), f"{prefix}timestamp", now),
+        "received_at": now,
+        "label": label,
+        "content_id": content_id,
+        "locale": locale,
+        "customer_id": customer_id,
+        "referrer": referrer,
+        "screen": screen,
+        "token_id": token_id,
+    }
+    for key in UTM_KEYS:
+        row[key] = optional_text(event, key, prefix + key)
+    return row
+
+
+def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
+    """Writer applier: the events as sent; their customers; likes, bookmarks and subscriptions, in arrival order."""
+    events = [event for batch in requests for event in batch["events"]]
+    insert_rows(
+        conn, "server_events", SERVER_EVENT_COLUMNS, [tuple(e[c] for c in SERVER_EVENT_COLUMNS) for e in events]
+    )
+    customers: dict[str, list] = {}
+    relations: dict[tuple[str, str, str], tuple[bool, int]] = {}  # the last word on each wins
+    for event in events:
+        seen = customers.setdefault(event["customer_id"], [event["customer_id"], event["ts"], event["ts"], 0])
+        seen[1], seen[2], seen[3] = min(seen[1], event["ts"]), max(seen[2], event["ts"]), seen[3] + 1
+        if event["label"] in RELATIONS and event["content_id"] is not None:
+            relation, present = RELATIONS[event["label"]]
+            relations[(event["customer_id"], event["content_id"], relation)] = (present, event["ts"])
+    insert_rows(
+        conn, "customers", ("id", "first_seen", "last_seen", "events"), list(customers.values()),
+        "ON CONFLICT (id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events",
+    )  # fmt: skip
+    added = [(*key, ts) for key, (present, ts) in relations.items() if present]
+    insert_rows(conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
+                "ON CONFLICT DO NOTHING")  # fmt: skip
+    removed = [key for key, (present, _ts) in relations.items() if not present]
+    if removed:
+        conn.executemany(
+            "DELETE FROM customer_relations WHERE customer_id = ? AND content_id = ? AND relation = ?", removed
+        )
+
+
+@route("/events", "POST", doc={"post": operation(
+    "server events", "one server event, or an array of up to 100", answers(
+        ok("accepted and durable", "application/json", {"type": "object"}, 202), 400, 401, 403, 413, 429, 503,
+    ), security=[*BEARER, {"accessToken": []}], body=json_request({"oneOf": [
+        schema_ref("ServerEvent"),
+        {"type": "array", "items": schema_ref("ServerEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
+    ]}),
+)})  # fmt: skip
+@api()
+def post_server_events(ctx: Context) -> dict:
+    environ = request.environ
+    token = authorize(
+        ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
+    )
+    given = json_body(
+        environ, ctx.config["max_body_bytes"], "body is empty: send one event object, or an array of up to 100"
+    )
+    now = now_ms()
+    if isinstance(given, list):
+        if not 1 <= len(given) <= MAX_BATCH_EVENTS:
+            raise Rejected(400, f"a batch holds 1 to {MAX_BATCH_EVENTS} events, this one {len(given)}")
+        events = [check_server_event(event, f"events[{n}]", now, token["id"]) for n, event in enumerate(given)]
+    else:
+        events = [check_server_event(given, "", now, token["id"])]
+    allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
+    if not allowed:
+        raise over_limit(
+            f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
+            retry_after,
+        )
+    ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
+    response.status = 202
+    return {"accepted": len(events)}
+
+
+# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
+# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
+# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
+COUNTED_ONCE = (
+    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
+    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
+    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
+    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
+    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
+)
+
+
+# Server events carry only the access token they came with, and tokens belong to no site.
+SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
+SERVER_EVENTS_TABLE = Table(
+    "server_events x", "x.ts", None,
+    {"label": "x.label", "referrer": "x.referrer", **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if "utm" in f}},
+    SERVER_EVENTS_NOTE,
+)  # fmt: skip
+CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
+
+
+def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
+    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
+    where, params = window_where(q, SERVER_EVENTS_TABLE)
+    return f"{where} AND {COUNTED_ONCE}" if counted else where, params
+
+
+def server_scope(q: StatsQuery) -> tuple[str, str, list]:
+    return ("server_events x", *server_where(q))
+
+
+def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
+    """Every server event, a repeated Like too: a customer who sent anything was active."""
+    return ("server_events x", *server_where(q, counted=False))
+
+
+def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.source, *window_where(q, CUSTOMERS_TABLE))
+
+
+def summarise_server_events(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
+    """`prisme-lite stats`: server events per label, each like, bookmark or subscription counted once."""
+    labels = conn.execute(
+        "SELECT x.label, count(*), count(DISTINCT x.customer_id), max(x.ts) FROM server_events x"
+        f" WHERE x.ts >= ? AND {COUNTED_ONCE} GROUP BY x.label ORDER BY 2 DESC, 1",
+        (now - days * DAY_MS,),
+    ).fetchall()
+    if labels:
+        print("\nserver events by label" + (" (of every site: they are not recorded per site)" if site else ""))
+        print_table(
+            ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
+            [
+                (f"  {label}", f"{count:,}", f"{customers:,}", utc_date(last))
+                for label, count, customers, last in labels
+            ],
+        )
+
+
+register(Family(
+    "server",
+    routes=(post_server_events,),
+    applier=lambda config: store_server_events,
+    exports={"server": ("server_events", "ts", "", "rowid")},
+    # A server event carries the time its sender gives (the README's example is from 2021): its time index.
+    pruned=(("server_events", "server_events WHERE ts < ?", "rowid", "SELECT min(ts) FROM server_events", False),),
+    invariants=(
+        ("each like, bookmark or subscription has its customer", "SELECT customer_id FROM customer_relations"
+         " WHERE customer_id NOT IN (SELECT id FROM customers) LIMIT 5"),
+    ),
+    filters=("label",),
+    metrics={
+        "server-events": series(server_scope, "x.ts", "count(*)"),
+        "active-customers": series(server_activity_scope, "x.ts", "count(DISTINCT x.customer_id)"),
+        "new-customers": new_customers,
+        "top-server-labels": top(server_scope, "x.label"),
+        "top-content-items": top(server_scope, "x.content_id"),
+        "top-server-utm-sources": top(server_scope, "x.utm_source"),
+    },
+    panels=(("Server events", "top-server-labels", ("Label", "Events")),),
+    summary=summarise_server_events,
+    schemas={
+        "ServerEvent": {"type": "object", "required": ["label", "customer"], "properties": {
+            "label": TEXT, "timestamp": {"type": ["integer", "string"]},
+            "content_item": {"type": "object", "properties": {"id": TEXT, "locale": TEXT}},
+            "customer": {"type": "object", "properties": {"id": TEXT}, "required": ["id"]},
+            **{field: TEXT for field in (
+                "utm_medium", "utm_source", "utm_campaign", "utm_term", "utm_content", "rl", "sr")}}},
+    },
+    security={"accessToken": {"type": "apiKey", "in": "query", "name": "access_token"}},
+))  # fmt: skip
 
 
 ###############################################################################
 # Counters ####################################################################
 ###############################################################################
 
-RESERVED_ACTION_IDS = frozenset(
-    {"events", "noscript", "stats", "healthcheck", "register", "configure", "token", "export", "openapi.json"}
-)  # /api/v1/<action-id>/… must never shadow another route
 COUNTER_ID = re.compile(r"^[^\s/?#%\\\x00-\x1f\x7f]{1,128}$")  # one URL path segment, no control characters
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_COUNTER_IDS = 10_000
@@ -2447,7 +3546,7 @@ def id_list(body: dict, name: str, reserved: frozenset = frozenset()) -> list[st
     return list(dict.fromkeys(values))
 
 
-def client_answer(client: dict) -> dict:
+def client_view(client: dict) -> dict:
     """A client as the API shows it: everything but the secret."""
     return {
         "clientId": client["id"],
@@ -2605,8 +3704,19 @@ def configured_counter(client: dict, action_id: str, page_id: str) -> None:
         raise Rejected(404, f"{page_id} is not a page configured for this client")
 
 
-@route("/api/v1/register", "POST")
-@api("json")
+COUNTER_IDS = [
+    parameter("action_id", "path", "a configured action", pattern=COUNTER_ID.pattern),
+    parameter("page_id", "path", "a configured page", pattern=COUNTER_ID.pattern),
+]
+
+
+@route("/api/v1/register", "POST", doc={"post": operation(
+    "counters", "register a counter client (admin token unless open registration)", answers(
+        ok("registered; the secret is shown once", "application/json", schema_ref("Client"), 201),
+        400, 401, 409, 413, 429, 503,
+    ), security=[*BEARER, {}], body=json_request(schema_ref("Register")),
+)})  # fmt: skip
+@api()
 def register_client(ctx: Context) -> dict:
     if not ctx.config["open_registration"]:
         require_admin(ctx)
@@ -2629,18 +3739,36 @@ def register_client(ctx: Context) -> dict:
     return {"clientId": client_id, "clientSecret": secret}
 
 
-@route("/api/v1/configure", "POST")
-@api("json")
+@route("/api/v1/configure", "POST", doc={"post": operation(
+    "counters", "set a client's pages and actions",
+    answers(ok("the configuration", "application/json", {"type": "object"}), 400, 401, 413, 429, 503),
+    body=json_request(schema_ref("Configure")),
+)})  # fmt: skip
+@api()
 def configure_counters(ctx: Context) -> dict:
     body = json_object(request.environ, ctx.config["max_body_bytes"])
     client = authenticate_client(ctx, body.get("clientId"), body.get("clientSecret"))
     page_ids = id_list(body, "validPageIds")
-    action_ids = id_list(body, "validActionIds", RESERVED_ACTION_IDS)
-    return client_answer(ctx.writer.run(configure_client, client["id"], page_ids, action_ids))
+    action_ids = id_list(body, "validActionIds", reserved_action_ids())
+    return client_view(ctx.writer.run(configure_client, client["id"], page_ids, action_ids))
 
 
-@route("/api/v1/token", ["GET", "POST"])
-@api("json", rate_limited=True)  # one bucket with the likes it leads to: a new User-Agent is no new allowance
+TOKEN_ANSWERS = answers(
+    ok("a token; for a bot or a client that is no browser, an empty body and X-Prisme-Dropped: bot",
+       "application/json", schema_ref("Token")),
+    400, 401, 413, 429,
+)  # fmt: skip
+
+
+@route("/api/v1/token", ("GET", "POST"), doc={
+    "get": operation("counters", "a counter token for this visitor (one hour)", TOKEN_ANSWERS, parameters=[
+        parameter("clientId", "query", "else the client of the Origin/Referer domain"),
+        parameter("clientSecret", "query", "with clientId"),
+    ]),
+    "post": operation("counters", "a counter token for this visitor (one hour)", TOKEN_ANSWERS, parameters=[],
+                      body=json_request({"type": "object"}, required=False)),
+})  # fmt: skip
+@api(AS_JSON, rate_limited=True)  # one bucket with the likes it leads to: a new User-Agent is no new allowance
 def issue_counter_token(ctx: Context) -> dict:
     environ = request.environ
     if request.method == "POST":
@@ -2664,8 +3792,15 @@ def issue_counter_token(ctx: Context) -> dict:
     return {"token": token, "expiresIn": expires_in}
 
 
-@route("/api/v1/<action_id>/<page_id>/increment", "POST")
-@api("json", rate_limited=True)
+@route("/api/v1/<action_id>/<page_id>/increment", "POST", doc={"post": operation(
+    "counters", "count once per token, action and page in 15 minutes", answers(
+        ok("the count; for a bot or a client that is no browser, nothing counted, an empty body and"
+           " X-Prisme-Dropped: bot", "application/json", schema_ref("Count")),
+        400, 401, 404, 413, 429, 503,
+    ), parameters=COUNTER_IDS,
+    body=json_request({"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}),
+)})  # fmt: skip
+@api(AS_JSON, rate_limited=True)
 def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
     # The seed: 400 for a missing body, 401 for a body without a (valid) token.
     missing = 'body is missing: send {"token": "<a token from /api/v1/token>"}'
@@ -2680,8 +3815,11 @@ def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
     return {"count": count}
 
 
-@route("/api/v1/<action_id>/<page_id>/value", "GET")
-@api("json")
+@route("/api/v1/<action_id>/<page_id>/value", doc={"get": operation(
+    "counters", "the count", answers(ok("the count", "application/json", schema_ref("Count")), 400, 401, 404, 429),
+    security=[{"counterToken": []}], parameters=COUNTER_IDS,
+)})  # fmt: skip
+@api()
 def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
     _claims, client = verify_counter_token(ctx, bearer_token(request.environ))
     configured_counter(client, action_id, page_id)
@@ -2696,171 +3834,82 @@ def action_value(ctx: Context, action_id: str, page_id: str) -> dict:
     return {"count": row[0] if row else 0}
 
 
-###############################################################################
-# Server events ###############################################################
-###############################################################################
-
-MAX_BATCH_EVENTS = 100
-MAX_FUTURE_MS = DAY_MS  # a timestamp more than a day ahead is a mistake (milliseconds for seconds, often)
-RELATIONS = {
-    "Like": ("like", True),
-    "Unlike": ("like", False),
-    "Bookmark": ("bookmark", True),
-    "Unbookmark": ("bookmark", False),
-    "Subscribe": ("subscribe", True),
-    "Unsubscribe": ("subscribe", False),
-}  # any other label is a custom label, stored as sent
-SCREEN = re.compile(r"^[1-9][0-9]{0,4}x[1-9][0-9]{0,4}$")
-LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8}){0,3}$")
-SERVER_EVENT_COLUMNS = (
-    "ts", "received_at", "label", "content_id", "locale", "customer_id", "utm_source", "utm_medium", "utm_campaign",
-    "utm_term", "utm_content", "referrer", "screen", "token_id",
-)  # fmt: skip
+def counter_site(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
+    """A counter belongs to the site its client's domainName belongs to, by the rule the web events follow."""
+    site_of = q.site_of or (lambda host: host)
+    ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
+    return f"d.client_id IN ({placeholders(ids)})" if ids else "0", ids
 
 
-def rfc3339(text: str) -> datetime.datetime:
-    """An RFC 3339 time (`Z` or `z` for UTC); ValueError when it is not one, naive when it has no time zone."""
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "d.client_id"}, unit=DAY_MS)
 
 
-def event_time(value: Any, field: str, now: int) -> int:
-    """Unix seconds (a number) or an RFC 3339 string, as unix milliseconds; at most a day in the future."""
-    if value is None:
-        return now
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise Rejected(400, f"{field} must be unix seconds or an RFC 3339 time")
-    if isinstance(value, str):
-        try:
-            parsed = rfc3339(value)
-        except ValueError:
-            raise Rejected(400, f"{field} {value[:40]!r} is not an RFC 3339 time (2024-01-02T03:04:05Z)") from None
-        if parsed.tzinfo is None:
-            raise Rejected(400, f"{field} {value[:40]!r} needs a time zone (Z or +01:00)")
-        ms = int(parsed.timestamp() * 1000)
-    elif not math.isfinite(value) or not 0 <= value < 1e12:
-        hint = " (milliseconds? send seconds)" if isinstance(value, (int, float)) and value >= 1e12 else ""
-        raise Rejected(400, f"{field} {value!r} is out of range{hint}")
-    else:
-        ms = int(value * 1000)
-    if ms > now + MAX_FUTURE_MS:
-        raise Rejected(400, f"{field} is more than a day in the future")
-    if ms < 0:
-        raise Rejected(400, f"{field} is before 1970")
-    return ms
-
-
-def optional_text(event: dict, name: str, field: str, most: int = MAX_UTM_LENGTH) -> str | None:
-    value = event.get(name)
-    if value is None:
-        return None
-    if not printable(value, most, least=0):
-        raise Rejected(400, f"{field} must be a string of at most {most} printable characters")
-    return value or None
-
-
-def id_field(parent: Any, parent_field: str, required: bool) -> tuple[dict, str | None]:
-    """`parent.id` of content_item or customer: an object with a string id of 1 to 128 characters."""
-    if parent is None and not required:
-        return {}, None
-    if not isinstance(parent, dict):
-        raise Rejected(400, f"{parent_field} is required: an object with an id")
-    value = parent.get("id")
-    if not printable(value):
-        raise Rejected(400, f"{parent_field}.id is required: a string of 1 to {MAX_NAME_LENGTH} characters")
-    return parent, value
-
-
-def check_server_event(event: Any, where: str, now: int, token_id: str) -> dict:
-    """One event of a POST /events body as its stored row; 400 naming the field (`events[3].customer.id`)."""
-    prefix = f"{where}." if where else ""
-    if not isinstance(event, dict):
-        raise Rejected(400, f"{where or 'body'} must be a JSON object")
-    label = event.get("label")
-    if not printable(label):
-        raise Rejected(400, f"{prefix}label is required: a string of 1 to {MAX_NAME_LENGTH} characters")
-    content, content_id = id_field(event.get("content_item"), f"{prefix}content_item", required=label != "SignUp")
-    _customer, customer_id = id_field(event.get("customer"), f"{prefix}customer", required=True)
-    locale = optional_text(content, "locale", f"{prefix}content_item.locale", 35)
-    if locale and not LOCALE.match(locale):
-        raise Rejected(400, f"{prefix}content_item.locale {locale!r} is not a locale like en-GB")
-    screen = optional_text(event, "sr", f"{prefix}sr", 11)
-    if screen and not SCREEN.match(screen):
-        raise Rejected(400, f"{prefix}sr {screen!r} is not a screen resolution like 1680x1050")
-    referrer_url = optional_text(event, "rl", f"{prefix}rl", MAX_URL_LENGTH)
-    referrer = host_of(referrer_url) if referrer_url else "direct"
-    if referrer is None:
-        raise Rejected(400, f"{prefix}rl {referrer_url[:100]!r} is not a URL like https://example.com/")
-    row = {
-        "ts": event_time(event.get("timestamp"), f"{prefix}timestamp", now),
-        "received_at": now,
-        "label": label,
-        "content_id": content_id,
-        "locale": locale,
-        "customer_id": customer_id,
-        "referrer": referrer,
-        "screen": screen,
-        "token_id": token_id,
-    }
-    for key in UTM_KEYS:
-        row[key] = optional_text(event, key, prefix + key)
-    return row
-
-
-def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
-    """Writer applier: the events as sent; their customers; likes, bookmarks and subscriptions, in arrival order."""
-    events = [event for batch in requests for event in batch["events"]]
-    insert_rows(
-        conn, "server_events", SERVER_EVENT_COLUMNS, [tuple(e[c] for c in SERVER_EVENT_COLUMNS) for e in events]
+def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Increments in the window per client, action and page (`client action page` keys)."""
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
+    return ranked(
+        conn,
+        q,
+        "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
+        "sum(d.count)",
+        "counter_days d",
+        where,
+        params,
     )
-    customers: dict[str, list] = {}
-    relations: dict[tuple[str, str, str], tuple[bool, int]] = {}  # the last word on each wins
-    for event in events:
-        seen = customers.setdefault(event["customer_id"], [event["customer_id"], event["ts"], event["ts"], 0])
-        seen[1], seen[2], seen[3] = min(seen[1], event["ts"]), max(seen[2], event["ts"]), seen[3] + 1
-        if event["label"] in RELATIONS and event["content_id"] is not None:
-            relation, present = RELATIONS[event["label"]]
-            relations[(event["customer_id"], event["content_id"], relation)] = (present, event["ts"])
-    insert_rows(
-        conn, "customers", ("id", "first_seen", "last_seen", "events"), list(customers.values()),
-        "ON CONFLICT (id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
-        " last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events",
-    )  # fmt: skip
-    added = [(*key, ts) for key, (present, ts) in relations.items() if present]
-    insert_rows(conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
-                "ON CONFLICT DO NOTHING")  # fmt: skip
-    removed = [key for key, (present, _ts) in relations.items() if not present]
-    if removed:
-        conn.executemany(
-            "DELETE FROM customer_relations WHERE customer_id = ? AND content_id = ? AND relation = ?", removed
+
+
+def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
+    q = replace(q, step=max(q.step, DAY_MS))
+    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
+    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
+
+
+def summarise_counters(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
+    """`prisme-lite stats`: the counters most added to in these days (with `site`, those of its clients)."""
+    site_of = OriginRegistry(list(origins), lambda: conn).site_of
+    counters = [
+        row
+        for row in conn.execute(
+            "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
+            " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+            ((now - days * DAY_MS) // DAY_MS,),
         )
+        if not site or site_of(row[0]) == site
+    ][:10]
+    if counters:
+        print("\ncounters (added in these days)")
+        print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
 
 
-@route("/events", "POST")
-@api("json")
-def post_server_events(ctx: Context) -> dict:
-    environ = request.environ
-    token = authorize(
-        ctx, "capture_publish", bearer_token(environ) or query_value(query_pairs(environ), "access_token")
-    )
-    given = json_body(
-        environ, ctx.config["max_body_bytes"], "body is empty: send one event object, or an array of up to 100"
-    )
-    now = now_ms()
-    if isinstance(given, list):
-        if not 1 <= len(given) <= MAX_BATCH_EVENTS:
-            raise Rejected(400, f"a batch holds 1 to {MAX_BATCH_EVENTS} events, this one {len(given)}")
-        events = [check_server_event(event, f"events[{n}]", now, token["id"]) for n, event in enumerate(given)]
-    else:
-        events = [check_server_event(given, "", now, token["id"])]
-    allowed, _left, retry_after = ctx.token_limiter.take(token["id"], cost=len(events))
-    if not allowed:
-        raise over_limit(
-            f"over the rate limit of {ctx.config['events_rate_limit']} events a minute for token {token['id']}",
-            retry_after,
-        )
-    ctx.writer.append("server", {"events": events})  # one journal line: the batch is stored whole or not at all
-    response.status = 202
-    return {"accepted": len(events)}
+register(Family(
+    "counters",
+    routes=(register_client, configure_counters, issue_counter_token, increment_action, action_value),
+    maintenance=(lambda config: prune_counter_claims,),
+    invariants=(
+        ("each counter equals the sum of its days", "SELECT c.client_id || ' ' || c.action_id || ' ' || c.page_id"
+         " FROM counters c"
+         " LEFT JOIN (SELECT client_id, action_id, page_id, sum(count) n FROM counter_days GROUP BY 1, 2, 3) d"
+         " USING (client_id, action_id, page_id) WHERE c.count != coalesce(d.n, 0) LIMIT 5"),
+    ),
+    filters=("client",),
+    metrics={"counters": counter_totals, "counter-increments": counter_series},
+    panels=(("Counters", "counters", ("Client action page", "Added")),),
+    summary=summarise_counters,
+    schemas={
+        "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
+        "Token": {"type": "object", "properties": {"token": TEXT, "expiresIn": {"type": "integer"}},
+                  "required": ["token", "expiresIn"]},
+        "Register": {"type": "object", "required": ["clientName", "domainName", "emailId"], "properties": {
+            "clientName": TEXT, "domainName": TEXT, "emailId": TEXT}},
+        "Client": {"type": "object", "properties": {"clientId": TEXT, "clientSecret": TEXT},
+                   "required": ["clientId", "clientSecret"]},
+        "Configure": {"type": "object", "required": ["clientId", "clientSecret"], "properties": {
+            "clientId": TEXT, "clientSecret": TEXT, "validPageIds": {"type": "array", "items": TEXT},
+            "validActionIds": {"type": "array", "items": TEXT}}},
+    },
+    security={"counterToken": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+))  # fmt: skip
 
 
 ###############################################################################
@@ -2913,6 +3962,28 @@ def olapic_error(status: int, message: str) -> str:
         return json.dumps([{"error": "Invalid params", "detail": message}])
     metadata = {"code": status, "message": OLAPIC_MESSAGES.get(status, ""), "version": "v1.0"}
     return json.dumps({"metadata": metadata, "error": message})
+
+
+def olapic_refusal(status: int, message: str) -> str:
+    response.content_type = "application/json"
+    return olapic_error(status, message)
+
+
+def olapic_dropped() -> str:
+    """A beacon that is not counted (a bot's) is answered as a counted one, with the analytics_id it sent (checked
+    before anything is dropped)."""
+    return olapic_envelope(200, query_value(query_pairs(request.environ), "analytics_id") or "")
+
+
+def olapic_documented(status: int) -> dict:
+    """A widget's .gif request is refused with the pixel, any other with the envelope."""
+    return {
+        "application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")},
+        **GIF_CONTENT,
+    }
+
+
+AS_OLAPIC = Shape(olapic_dropped, olapic_refusal, olapic_documented)
 
 
 def public_token(ctx: Context, query: list[tuple[str, str]]) -> dict:
@@ -2990,22 +4061,96 @@ def store_checkout(conn: sqlite3.Connection, checkout: dict, products: list[tupl
     return True
 
 
-@route("/track/<path:path>", "GET")
-@api("olapic", rate_limited=True)
+def widget_paths() -> dict:
+    """The Olapic paths the /track/ route answers: each widget with its widget and media actions, and the checkout."""
+    token = parameter("auth_token", "query", "a public token (scope track_public)", required=True)
+    common = [
+        token,
+        parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
+        # The seed's own examples send `ab_testing=` when the widget runs no A/B test.
+        may_be_empty(parameter("ab_testing", "query", "A/B group", type="integer", minimum=0), "no group"),
+        parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
+    ]
+    pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
+
+    def actions(names: Iterable[str]) -> dict:
+        return {"type": "string", "enum": sorted(f"{name}{fmt}" for name in names for fmt in ("", ".json", ".gif"))}
+
+    def beacon(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
+        path_ids = [
+            parameter(name, "path", "the widget instance", pattern=INSTANCE_ID.pattern)
+            if name == "instance_id"
+            else parameter(name, "path", name.replace("_", " "), type="integer", minimum=0)
+            for name in ids
+        ]
+        envelope = ok("counted", "application/json", schema_ref("OlapicSuccess"))
+        envelope["200"]["content"].update(GIF_CONTENT)
+        return {"get": operation(
+            "widgets", summary, answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape=AS_OLAPIC),
+            parameters=[*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
+                        *common, *extra],
+        )}  # fmt: skip
+
+    redirect = parameter("redirect_url", "query", "shop: where to send the visitor (a registered host)")
+    paths = {}
+    for widget, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
+        base = "/track/widget/{instance_id}/" + widget + "".join(f"/{{{name}}}" for name in ids)
+        paths[base + "/{action}"] = beacon(f"{widget} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
+        paths[base + "/media/{media_id}/{action}"] = beacon(
+            f"{widget} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
+        )
+    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = beacon(
+        "a stream that was not found", ["instance_id"], ["render"], []
+    )
+    paths["/track/transaction/{transaction_id}/{action}"] = beacon(
+        "a checkout",
+        [],
+        ["checkout"],
+        [
+            parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
+            parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
+            may_be_empty(
+                parameter("currency_code", "query", "ISO 4217, any case (default USD)", pattern="^[A-Za-z]{3}$"),
+                "USD",
+            ),
+            parameter("referrer", "query", "the page of the checkout"),
+        ],
+    )
+    return paths
+
+
+def tracked(path: str) -> re.Match | None:
+    """The widget action or the checkout a /track/ path names; None for a path no tracking route takes."""
+    widget = WIDGET_PATH.match(path)
+    if widget:
+        return widget if widget_action_exists(widget) else None
+    return CHECKOUT_PATH.match(path)
+
+
+def track_shape(path: str) -> Shape:
+    """A tracking route's path ending in .gif is answered with the pixel, even when refused; any other with JSON."""
+    found = tracked(path)
+    return AS_PIXEL if found and found["fmt"] == ".gif" else AS_OLAPIC
+
+
+def counted(found: re.Match, analytics_id: str) -> Any:
+    """What a stored beacon is answered with: the pixel for a .gif path, else the envelope."""
+    return pixel() if found["fmt"] == ".gif" else olapic_envelope(200, analytics_id)
+
+
+@route("/track/<path:path>", paths=widget_paths())
+@api(track_shape, rate_limited=True)
 def track(ctx: Context, path: str) -> Any:
     environ = request.environ
-    widget, checkout = WIDGET_PATH.match(path), CHECKOUT_PATH.match(path)
-    found = widget or checkout
-    if found is None or (widget and not widget_action_exists(widget)):
+    found = tracked(path)
+    if found is None:
         raise Rejected(404, f"no tracking route /track/{path[:200]}")
-    if found["fmt"] == ".gif":
-        environ["prisme.answer"] = "gif"
     query = query_pairs(environ)
     token = public_token(ctx, query)
     analytics_id = analytics_id_param(query)
-    environ["prisme.analytics_id"] = analytics_id
-    if checkout:
-        return track_checkout(ctx, checkout, query, token, analytics_id)
+    if found.re is CHECKOUT_PATH:
+        return track_checkout(ctx, found, query, token, analytics_id)
+    widget = found
     not_found = widget["source"] == "not_found"
     if not INSTANCE_ID.match(widget["instance"]):
         raise Rejected(400, "instance_id must be 1 to 64 letters, digits, or . _ ~ -")
@@ -3034,7 +4179,7 @@ def track(ctx: Context, path: str) -> Any:
         response.status = 302
         response.set_header("Location", redirect_to)
         return "" if found["fmt"] == ".gif" else olapic_envelope(302, analytics_id)
-    return success(request.environ.get("prisme.answer", "olapic"))
+    return counted(widget, analytics_id)
 
 
 def widget_action_exists(widget: re.Match) -> bool:
@@ -3059,498 +4204,24 @@ def track_checkout(ctx: Context, found: re.Match, query: list, token: dict, anal
     currency = (query_value(query, "currency_code") or "USD").upper()
     if currency not in CURRENCIES:
         raise Rejected(400, f"currency_code {currency[:10]!r} is not an ISO 4217 currency code")
-    referrer = query_value(query, "referrer")
-    if referrer:
-        _parts, host = split_http_url(referrer, "referrer")
-        referrer = host + normalise_path(_parts.path)
+    page = query_value(query, "referrer")  # the page of the checkout, kept as host and path
+    if page:
+        _parts, host = split_http_url(page, "referrer")
+        page = host + normalise_path(_parts.path)
     checkout = {
         "transaction_id": transaction,
         "ts": now_ms(),
         "analytics_id": analytics_id,
         "currency": currency,
         "total_e4": sum(amount for _product, amount in products),
-        "referrer": referrer or None,
+        "referrer": page or None,
         "segments": segments_param(query),
         "token_id": token["id"],
     }
     countable_agent(request.environ)
     if not ctx.writer.run(store_checkout, checkout, products):
         raise Rejected(409, f"transaction {transaction} is already recorded")
-    return success(request.environ.get("prisme.answer", "olapic"))
-
-
-###############################################################################
-# Stats and reports ###########################################################
-###############################################################################
-
-# A `+` sent unencoded in a query string arrives as a space (now+1h as "now 1h"): a space where a sign goes is +.
-TIME_STEP = re.compile(r"([+ -])([0-9]{1,6})([smhdwMy])|/([smhdwMy])")  # ASCII digits: int() reads others too
-# 2026-03-01T10:00:00 02:00 → +02:00
-UNENCODED_OFFSET = re.compile(r"(:[0-9][0-9](?:\.[0-9]+)?) ([0-9][0-9]:?[0-9][0-9])$")
-UNIT_DELTAS = {
-    "s": datetime.timedelta(seconds=1),
-    "m": datetime.timedelta(minutes=1),
-    "h": datetime.timedelta(hours=1),
-    "d": datetime.timedelta(days=1),
-    "w": datetime.timedelta(weeks=1),
-}  # months and years are calendar steps, see shift_time
-BUCKET_STEPS = [
-    MINUTE_MS, 5 * MINUTE_MS, 15 * MINUTE_MS, 30 * MINUTE_MS, HOUR_MS, 3 * HOUR_MS, 6 * HOUR_MS, 12 * HOUR_MS, DAY_MS,
-    7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS, 91 * DAY_MS,
-]  # fmt: skip
-MAX_BUCKETS = 40  # "about 32": the smallest step that gives at most this many
-MAX_WINDOW_MS = 10 * 366 * DAY_MS
-DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
-
-# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE).
-FILTERS = {
-    "domain": ("e.host", "s.host"),
-    "path": ("e.path", None),
-    "entry-path": ("s.entry_path", "s.entry_path"),
-    "exit-path": ("s.exit_path", "s.exit_path"),
-    "referrer": ("e.referrer", "s.referrer"),
-    "os": ("e.os", "s.os"),
-    "browser": ("e.browser", "s.browser"),
-    "country": ("e.country", "s.country"),
-    "utm-source": ("e.utm_source", "s.utm_source"),
-    "utm-medium": ("e.utm_medium", "s.utm_medium"),
-    "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
-    "utm-term": ("e.utm_term", "s.utm_term"),
-    "utm-content": ("e.utm_content", "s.utm_content"),
-}
-FAMILY_FILTERS = ("label", "client", "instance")  # server-event labels, counter clients, widget instances
-
-
-@dataclass
-class StatsQuery:
-    """A stats request: the window [start, end) in unix ms, its bucket step, the site and filters, and `limit`."""
-
-    start: int
-    end: int
-    step: int
-    site: str | None
-    filters: dict[str, list[str]]
-    limit: int
-    now: int = 0  # when the query was asked: a window that reaches it may take today's daily counts whole
-    site_of: Callable[[str], str | None] | None = None  # which site a host belongs to (OriginRegistry.site_of)
-    # What the report was asked but its rows cannot answer ("site" or a filter: why), set by window_where and named
-    # in the answer; shared by the copies `replace` makes of the query.
-    unapplied: dict[str, str] = field(default_factory=dict)
-
-    def values(self, name: str) -> list[str]:
-        return self.filters.get(name, [])
-
-
-def shift_time(moment: datetime.datetime, amount: int, unit: str) -> datetime.datetime:
-    if unit in UNIT_DELTAS:
-        return moment + amount * UNIT_DELTAS[unit]
-    months = moment.year * 12 + moment.month - 1 + amount * (12 if unit == "y" else 1)
-    year, month = divmod(months, 12)
-    last_day = (datetime.date(year + (month == 11), (month + 1) % 12 + 1, 1) - datetime.timedelta(days=1)).day
-    return moment.replace(year=year, month=month + 1, day=min(moment.day, last_day))
-
-
-def round_time(moment: datetime.datetime, unit: str) -> datetime.datetime:
-    """Round down to the start of the unit: /d is midnight UTC, /w Monday, /M the 1st, /y the 1st of January."""
-    moment = moment.replace(microsecond=0)
-    fields = {"m": {"second": 0}, "h": {"second": 0, "minute": 0}}.get(unit, {})
-    if unit in ("d", "w", "M", "y"):
-        fields = {"second": 0, "minute": 0, "hour": 0}
-    moment = moment.replace(**fields)
-    if unit == "w":
-        moment -= datetime.timedelta(days=moment.weekday())
-    if unit in ("M", "y"):
-        moment = moment.replace(day=1, month=1 if unit == "y" else moment.month)
-    return moment
-
-
-def parse_time(expression: str, now: int, name: str) -> int:
-    """Prisme's time expressions: now, now-7d, now+1h, now-7d/d, now-1M-2d/h, RFC 3339, or YYYY-MM-DD (UTC)."""
-    text = expression.strip()
-    if text.startswith("now"):
-        moment = datetime.datetime.fromtimestamp(now / 1000, datetime.UTC)
-        position = 3
-        while position < len(text):
-            step = TIME_STEP.match(text, position)
-            if step is None:
-                raise Rejected(400, f"{name}: cannot read {text[position:][:20]!r} in {text[:60]!r} (try now-7d/d)")
-            if step[4]:
-                moment = round_time(moment, step[4])
-            else:
-                try:
-                    moment = shift_time(moment, int(step[2]) * (-1 if step[1] == "-" else 1), step[3])
-                except (OverflowError, ValueError):
-                    raise Rejected(400, f"{name}: {text[:60]!r} is out of range") from None
-            position = step.end()
-        return int(moment.timestamp() * 1000)
-    try:
-        if re.fullmatch(r"[0-9]{4}-[0-9][0-9]-[0-9][0-9]", text):
-            return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.UTC).timestamp() * 1000)
-        text = UNENCODED_OFFSET.sub(r"\1+\2", text)
-        moment = rfc3339(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise Rejected(400, f"{name}: {text[:60]!r} is not now[+/-N(s|m|h|d|w|M|y)][/unit], RFC 3339, or YYYY-MM-DD")
-    return int(moment.timestamp() * 1000)
-
-
-def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
-    """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
-    known = {"from", "to", "site", "limit", *FILTERS, *FAMILY_FILTERS}
-    for key, _value in query:
-        if key not in known:
-            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
-    start = parse_time(query_value(query, "from") or default_from, now, "from")
-    end = parse_time(query_value(query, "to") or "now", now, "to")
-    if not start < end or end - start > MAX_WINDOW_MS:
-        raise Rejected(400, "from must be before to, and at most ten years before it")
-    limit_text = query_value(query, "limit") or str(DEFAULT_LIMIT)
-    # ASCII digits of a bounded length only: isdigit() takes ² (which int() refuses) and 5,000 digits (too many).
-    if not INTEGER_ID.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise Rejected(400, f"limit must be an integer from 1 to {MAX_LIMIT}, got {limit_text[:20]!r}")
-    filters = {}
-    for name in (*FILTERS, *FAMILY_FILTERS):
-        given = [value.strip() for key, value in query if key == name for value in value.split(",") if value.strip()]
-        if len(given) > MAX_FILTER_VALUES:
-            raise Rejected(400, f"{name} has more than {MAX_FILTER_VALUES} values")
-        if given:
-            filters[name] = given
-    step = next((step for step in BUCKET_STEPS if (end - start) / step <= MAX_BUCKETS), BUCKET_STEPS[-1])
-    return StatsQuery(start, end, step, query_value(query, "site"), filters, int(limit_text), now)
-
-
-def placeholders(values: list) -> str:
-    return ", ".join("?" * len(values))
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """What a report reads: its FROM, its time column (in units of `unit` ms), its site and the filters it applies."""
-
-    source: str
-    time: str
-    site: str | Callable | None  # a column, a function (conn, q) -> (condition, params), or None: not stored per site
-    filters: dict[str, str | Callable]  # by name: a column, or a function (q, values) -> (condition, params)
-    note: str = ""  # asked for one site, why these rows answer for every site
-    unit: int = 1
-
-
-def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = None) -> tuple[str, list]:
-    """The one WHERE of every report: q's window on `table`'s time, q's site and q's filters. What the table does not
-    store is not filtered, and q.unapplied says so (the answer names it): no site or filter is dropped silently."""
-    conditions, params = [f"{table.time} >= ?", f"{table.time} < ?"], [q.start // table.unit, -(-q.end // table.unit)]
-    if q.site and table.site is None:
-        q.unapplied["site"] = table.note
-    elif q.site:
-        condition, values = (f"{table.site} = ?", [q.site]) if isinstance(table.site, str) else table.site(conn, q)
-        conditions.insert(0, condition)
-        params[:0] = values
-    for name, values in q.filters.items():
-        applied = table.filters.get(name)
-        if applied is None:
-            q.unapplied[name] = f"{table.source.split()[0]} do not record {name}"
-            continue
-        condition, values = (f"{applied} IN ({placeholders(values)})", values) if isinstance(applied, str) else (
-            applied(q, values)
-        )  # fmt: skip
-        conditions.append(condition)
-        params += values
-    return " AND ".join(conditions), params
-
-
-def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
-    """`path` of a session: it viewed one of these pages."""
-    return (
-        "s.id IN (SELECT session_id FROM events"
-        f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
-        [q.start, *paths],
-    )
-
-
-EVENTS_TABLE = Table("events e", "e.ts", "e.site", {name: columns[0] for name, columns in FILTERS.items()})
-# Sessions started in the window; `path` means the session saw that page.
-SESSIONS_TABLE = Table(
-    "sessions s", "s.started_at", "s.site", {name: columns[1] or session_saw_path for name, columns in FILTERS.items()}
-)
-
-
-def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
-    """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
-    where, params = window_where(q, EVENTS_TABLE)
-    if kinds:
-        where += f" AND e.kind IN ({placeholders(kinds)})"
-        params += kinds
-    joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
-    return joins, where, params
-
-
-def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
-             params: list) -> tuple[list, list]:  # fmt: skip
-    """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
-    sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
-    return bucket_keys(q, dict(conn.execute(sql, [q.step, q.step, *params]).fetchall()))
-
-
-def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
-           params: list) -> tuple[list, list]:  # fmt: skip
-    """A top-N: keys by descending value (ties by key), at most q.limit."""
-    sql = (
-        f"SELECT {key}, {value} AS n FROM {source} WHERE {where} AND {key} IS NOT NULL"
-        " GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?"
-    )
-    rows = conn.execute(sql, [*params, q.limit]).fetchall()
-    return [row[0] for row in rows], [row[1] for row in rows]
-
-
-def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
-    """What an event metric reads: events of `kinds` (None: all) in the window, with the query's filters."""
-
-    def scope(q: StatsQuery) -> tuple[str, str, list]:
-        joins, where, params = event_where(q, kinds)
-        return "events e" + joins, where, params
-
-    return scope
-
-
-def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("sessions s", *window_where(q, SESSIONS_TABLE))
-
-
-# A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
-# event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
-# the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
-COUNTED_ONCE = (
-    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
-    " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
-    " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
-    " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
-    " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
-)
-
-
-# Server events carry only the access token they came with, and tokens belong to no site.
-SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
-SERVER_EVENTS_TABLE = Table(
-    "server_events x", "x.ts", None,
-    {"label": "x.label", "referrer": "x.referrer", **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if "utm" in f}},
-    SERVER_EVENTS_NOTE,
-)  # fmt: skip
-CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
-
-
-def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
-    """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
-    where, params = window_where(q, SERVER_EVENTS_TABLE)
-    return f"{where} AND {COUNTED_ONCE}" if counted else where, params
-
-
-def server_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("server_events x", *server_where(q))
-
-
-def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
-    """Every server event, a repeated Like too: a customer who sent anything was active."""
-    return ("server_events x", *server_where(q, counted=False))
-
-
-def series(scope: Callable, time_column: str, value: str) -> Callable:
-    """A time-series metric: `value` per bucket of `time_column` over what `scope` selects."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return bucketed(conn, q, time_column, value, *scope(q))
-
-    return metric
-
-
-def top(scope: Callable, column: str) -> Callable:
-    """A top-N metric: rows per `column` over what `scope` selects."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return ranked(conn, q, column, "count(*)", *scope(q))
-
-    return metric
-
-
-# Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
-# has beyond whole days (a partial first or last day) is read from the raw rows; filters always read raw rows.
-# Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
-ALL_SITES = (
-    "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
-    " UNION ALL SELECT (SELECT min(site) FROM daily_counts WHERE site > s.site) FROM s WHERE s.site IS NOT NULL)"
-    " SELECT site FROM s WHERE site IS NOT NULL"
-)  # every site in daily_counts, one index probe each (a loose index scan)
-
-
-def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
-    """The UTC days [first, last) the daily counts answer for q, or None.
-
-    A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
-    stored later than its arrival, so the rest of today is empty).
-    """
-    if q.filters:
-        return None
-    first = -(-q.start // DAY_MS)
-    last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
-    return (first, last) if first < last else None
-
-
-def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
-    """The windows left to read from raw rows: all of q, or its edges around the days of the daily counts."""
-    if days is None:
-        return [q]
-    edges = ((q.start, days[0] * DAY_MS), (days[1] * DAY_MS, q.end))
-    return [replace(q, start=start, end=end) for start, end in edges if start < end]
-
-
-def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
-    """The condition on a daily table's site: q's site, or every site."""
-    return (f"{alias}.site = ?", [q.site]) if q.site else (f"{alias}.site IN ({ALL_SITES})", [])
-
-
-def bucket_of(q: StatsQuery, time_column: str) -> str:
-    """SQL for the start of the q.step bucket holding `time_column` (unix ms)."""
-    return f"({time_column} / {q.step:d}) * {q.step:d}"
-
-
-def day_bucket_of(q: StatsQuery, alias: str) -> str:
-    """The same bucket for the `day` of a daily table (q.step is then a whole number of days)."""
-    return bucket_of(q, f"{alias}.day * {DAY_MS}")
-
-
-def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
-    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
-    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
-    site, site_params = daily_site(q, "c")
-    sql = (
-        f"SELECT {key} AS k, {values} FROM daily_counts c"
-        f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
-    )
-    return sql, [*dims, *site_params, *dims, *days]
-
-
-def rolled_up(
-    conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
-    raw_values: str, dims: tuple[str, ...], daily_key: str, answer: str, tail: str = "", tail_params: tuple = (),
-) -> list[tuple]:  # fmt: skip
-    """Rows (k, answer) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
-    parts, params = [], []
-    for part in raw_parts(q, days):
-        source, where, where_params = scope(part)
-        parts.append(f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k")
-        params += where_params
-    if days is not None:
-        sql, daily_params = daily_rows(q, days, dims, daily_key)
-        parts.append(sql)
-        params += daily_params
-    sql = f"SELECT k, {answer} FROM ({' UNION ALL '.join(parts)}) GROUP BY k {tail}"
-    return conn.execute(sql, [*params, *tail_params]).fetchall()
-
-
-def bucket_keys(q: StatsQuery, found: dict) -> tuple[list, list]:
-    keys = list(range(q.start - q.start % q.step, q.end, q.step))
-    return keys, [found.get(key) or 0 for key in keys]
-
-
-def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], answer: str) -> Callable:
-    """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
-        found = rolled_up(
-            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), answer
-        )
-        return bucket_keys(q, dict(found))
-
-    return metric
-
-
-def daily_top(scope: Callable, column: str, dim: str) -> Callable:
-    """A top-N read through the daily counts of `dim`."""
-
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        rows = rolled_up(
-            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
-            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
-        )  # fmt: skip
-        return [row[0] for row in rows], [row[1] for row in rows]
-
-    return metric
-
-
-def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
-    """Distinct visitors per bucket of q.step (or in the whole window, key 0), {k: n}.
-
-    Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
-    distinct over daily_visitors and the raw rows of the window's edges together.
-    """
-
-    def day_key(alias: str) -> str:
-        return day_bucket_of(q, alias) if per_bucket else "0"
-
-    days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
-    ids, params = [], []
-    for part in raw_parts(q, days):
-        joins, where, where_params = event_where(part, kinds)
-        raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
-        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
-        params += where_params
-    counted = ""
-    if days is not None:
-        site, site_params = daily_site(q, "d")
-        ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
-                   " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
-        params += [*site_params, *days]
-        sql, daily_params = daily_rows(q, days, ("visitors",), day_key("c"))
-        counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
-        params += daily_params
-    sql = (
-        f"SELECT k, sum(n) FROM (SELECT k, count(DISTINCT id) AS n FROM ({' UNION ALL '.join(ids)}) GROUP BY k"
-        f"{counted}) GROUP BY k"
-    )
-    return dict(conn.execute(sql, params).fetchall())
-
-
-def visitors_series(kinds: tuple[str, ...]) -> Callable:
-    def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        return bucket_keys(q, distinct_visitors(conn, q, kinds, per_bucket=True))
-
-    return metric
-
-
-def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.source, *window_where(q, CUSTOMERS_TABLE))
-
-
-def counter_site(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
-    """A counter belongs to the site its client's domainName belongs to, by the rule the web events follow."""
-    site_of = q.site_of or (lambda host: host)
-    ids = [i for i, domain in conn.execute("SELECT id, domain FROM counter_clients") if site_of(domain) == q.site]
-    return f"d.client_id IN ({placeholders(ids)})" if ids else "0", ids
-
-
-COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "d.client_id"}, unit=DAY_MS)
-
-
-def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Increments in the window per client, action and page (`client action page` keys)."""
-    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
-    return ranked(
-        conn,
-        q,
-        "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
-        "sum(d.count)",
-        "counter_days d",
-        where,
-        params,
-    )
-
-
-def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
-    q = replace(q, step=max(q.step, DAY_MS))
-    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
-    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
+    return counted(found, analytics_id)
 
 
 # Widget beacons and checkouts store no page they were sent from.
@@ -3634,77 +4305,69 @@ def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     return [row[0] for row in rows], [row[1] for row in rows], details
 
 
-def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
-    visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
-    days = rollup_days(q)
-    found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
-    pageviews = found[0][1] if found else 0
-    found = rolled_up(
-        conn, q, days, sessions_scope, "0",
-        "count(*) AS v0, sum(s.pageviews = 1) AS v1, sum(s.last_seen - s.started_at) AS v2",
-        ("sessions", "bounces", "duration"), "0", "sum(v0), sum(v1), sum(v2)",
-    )  # fmt: skip
-    sessions, bounces, duration = found[0][1:] if found else (0, 0, 0)
-    bounce_rate = round(100 * bounces / sessions) if sessions else 0
-    return (
-        ["visitors", "pageviews", "sessions", "bounce_rate", "visit_duration"],
-        [visitors, pageviews, sessions, bounce_rate, round(duration / sessions / 1000) if sessions else 0],
-    )
+# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
+CHECKOUTS_EXPORTED = (
+    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
+    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
+    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
+)
 
+
+register(Family(
+    "widget",
+    routes=(track,),
+    applier=lambda config: store_widget_events,
+    exports={
+        "widget": ("widget_events", "ts", "", "rowid"),
+        "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
+    },
+    # Beacons are stored as they arrive: the first row is the oldest. Checkout products go with their checkout.
+    pruned=(
+        ("widget_events", "widget_events WHERE ts < ?", "rowid",
+         "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
+        ("checkout_products", "checkouts WHERE ts < ?", "transaction_id", "SELECT min(ts) FROM checkouts", False),
+        ("checkouts", "checkouts WHERE ts < ?", "transaction_id", "SELECT min(ts) FROM checkouts", False),
+    ),
+    invariants=(
+        ("each checkout's total is the sum of its products", "SELECT c.transaction_id FROM checkouts c"
+         " LEFT JOIN (SELECT transaction_id, sum(amount_e4) n FROM checkout_products GROUP BY 1) p"
+         " USING (transaction_id) WHERE c.total_e4 != coalesce(p.n, 0) LIMIT 5"),
+    ),
+    filters=("instance",),
+    metrics={
+        "widget-renders": lambda conn, q: bucketed(
+            conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *window_where(q, WIDGET_EVENTS_TABLE)
+        ),
+        "checkouts": lambda conn, q: bucketed(
+            conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.source, *window_where(q, CHECKOUTS_TABLE)
+        ),
+        "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
+        "top-media": top_media,
+        "revenue": revenue,
+        "conversion": conversion,
+        "widget-segments": widget_segments,
+        "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
+    },
+    panels=(
+        ("Widgets", "top-widgets", ("Widget", "Renders", "Interactions", "CTR")),
+        ("Revenue", "revenue", ("Currency", "Checkouts", "Revenue")),
+    ),
+    schemas={
+        "OlapicSuccess": {"type": "object", "required": ["metadata", "data"], "properties": {
+            "metadata": {"type": "object"}, "data": {"type": "object"}}},
+        "OlapicInvalid": {"type": "array", "items": {"type": "object", "properties": {
+            "error": TEXT, "detail": TEXT}}},
+        "OlapicError": {"type": "object", "properties": {"metadata": {"type": "object"}, "error": TEXT}},
+    },
+))  # fmt: skip
+
+
+###############################################################################
+# Stats and reports ###########################################################
+###############################################################################
 
 METRICS: dict[str, Callable[[sqlite3.Connection, StatsQuery], tuple]] = {
-    "overview": overview,
-    # Web events (Prisme): time series
-    "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
-    "visitors": visitors_series(("pageview",)),
-    "live-visitors": visitors_series(()),
-    "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
-    "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
-    "sessions-duration": daily_series(
-        sessions_scope,
-        "s.started_at",
-        "sum(s.last_seen - s.started_at) AS v0, count(*) AS v1",
-        ("duration", "sessions"),
-        "sum(v0) / sum(v1)",
-    ),  # fmt: skip
-    # Web events: top-N
-    "top-pages": daily_top(events_scope(), "e.path", "path"),
-    "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
-    "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
-    "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
-    "top-utm-sources": daily_top(events_scope(), "e.utm_source", "utm_source"),
-    "top-utm-mediums": daily_top(events_scope(), "e.utm_medium", "utm_medium"),
-    "top-utm-campaigns": daily_top(events_scope(), "e.utm_campaign", "utm_campaign"),
-    "top-countries": daily_top(events_scope(), "e.country", "country"),
-    "top-operating-systems": daily_top(events_scope(), "e.os", "os"),
-    "top-browsers": daily_top(events_scope(), "e.browser", "browser"),
-    "top-custom-events": daily_top(events_scope(("custom",)), "e.name", "custom"),
-    "top-outbound-links": daily_top(events_scope(("outbound",)), "e.name", "outbound"),
-    "top-file-downloads": daily_top(events_scope(("download",)), "e.name", "download"),
-    # Counters
-    "counters": counter_totals,
-    "counter-increments": counter_series,
-    # Server events
-    "server-events": series(server_scope, "x.ts", "count(*)"),
-    "active-customers": series(server_activity_scope, "x.ts", "count(DISTINCT x.customer_id)"),
-    "new-customers": new_customers,
-    "top-server-labels": top(server_scope, "x.label"),
-    "top-content-items": top(server_scope, "x.content_id"),
-    "top-server-utm-sources": top(server_scope, "x.utm_source"),
-    # Widgets
-    "widget-renders": lambda conn, q: bucketed(
-        conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *window_where(q, WIDGET_EVENTS_TABLE)
-    ),
-    "checkouts": lambda conn, q: bucketed(
-        conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.source, *window_where(q, CHECKOUTS_TABLE)
-    ),
-    "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
-    "top-media": top_media,
-    "revenue": revenue,
-    "conversion": conversion,
-    "widget-segments": widget_segments,
-    "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
+    name: metric for family in FAMILIES for name, metric in family.metrics.items()
 }
 LIVE_WINDOW = "now-30m"
 
@@ -3717,563 +4380,90 @@ def require_reader(ctx: Context) -> None:
     authorize(ctx, "stats_read", token)
 
 
-def iso_time(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+STATS_QUERY = [
+    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
+    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
+    parameter("site", "query", "one registered origin (default: all)"),
+    may_be_empty(
+        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
+        f"the default, {DEFAULT_LIMIT}",
+    ),
+    *(parameter(name, "query", "filter: a comma list of values") for name in stats_filters()),
+]
 
 
-@route("/api/v1/stats/<metric>")
-@api("json")
+@route("/api/v1/stats/<metric>", doc={"get": operation(
+    "read", "a time series or a top-N list",
+    answers(ok("the series or list", "application/json", schema_ref("Stats")), 400, 401, 403, 404, 429),
+    security=[*BEARER, {"dashboard": []}],
+    parameters=[parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
+)})  # fmt: skip
+@api()
 def stats(ctx: Context, metric: str) -> dict:
     require_reader(ctx)
-    report = METRICS.get(metric)
-    if report is None:
+    measure = METRICS.get(metric)
+    if measure is None:
         raise Rejected(404, f"unknown metric {metric[:60]!r}; metrics: {', '.join(METRICS)}")
     q = parse_stats_query(
         query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
     )
-    keys, values, *details = report(ctx.read(), replace(q, site_of=ctx.origins.site_of))
-    answer = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
+    keys, values, *details = measure(ctx.read(), replace(q, site_of=ctx.origins.site_of))
+    report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
-        answer["details"] = details[0]
-    say_unapplied(answer, q.unapplied)
-    return answer
+        report["details"] = details[0]
+    say_unapplied(report, q.unapplied)
+    return report
 
 
-def say_unapplied(answer: dict, unapplied: dict[str, str]) -> None:
+def say_unapplied(report: dict, unapplied: dict[str, str]) -> None:
     """What is not stored with a report's rows cannot filter it: asked for one site, or for a filter its rows do not
     record, a report answers without it and says so (`per_site: false`, `unfiltered`, and a note the dashboard shows
     on the panel)."""
     notes = []
     if "site" in unapplied:
-        answer["per_site"] = False
+        report["per_site"] = False
         notes.append(unapplied["site"])
     unfiltered = [name for name in unapplied if name != "site"]
     if unfiltered:
-        answer["unfiltered"] = unfiltered
+        report["unfiltered"] = unfiltered
         notes.append(f"Not filtered by {', '.join(unfiltered)}: {'; '.join(unapplied[name] for name in unfiltered)}.")
     if notes:
-        answer["note"] = " ".join(notes)
+        report["note"] = " ".join(notes)
 
 
-###############################################################################
-# Export and retention ########################################################
-###############################################################################
-
-# A checkout with its products: a JSON list of `id:amount` in the order given, amounts exact to 4 decimals.
-CHECKOUTS_EXPORTED = (
-    "(SELECT c.*, (SELECT json_group_array(product) FROM (SELECT p.product_id || ':' || (p.amount_e4 / 10000) || '.'"
-    " || printf('%04d', p.amount_e4 % 10000) AS product FROM checkout_products p"
-    " WHERE p.transaction_id = c.transaction_id ORDER BY p.line)) AS products FROM checkouts c)"
-)
-EXPORTS = {
-    # kind: (table, time column, extra condition, order: the table's own, so that rows stream without a sort)
-    "events": ("events", "ts", "", "rowid"),
-    "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
-    "custom": ("events", "ts", "kind = 'custom'", "rowid"),
-    "outbound": ("events", "ts", "kind = 'outbound'", "rowid"),
-    "download": ("events", "ts", "kind = 'download'", "rowid"),
-    "sessions": ("sessions", "started_at", "", "rowid"),
-    "server": ("server_events", "ts", "", "rowid"),
-    "widget": ("widget_events", "ts", "", "rowid"),
-    "checkouts": (CHECKOUTS_EXPORTED, "ts", "", "ts, transaction_id"),  # WITHOUT ROWID: in time order (its index)
-}
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
-EXPORT_CHUNK = 1000
-
-
-def export_chunks(conn: sqlite3.Connection, kind: str, start: int, end: int, fmt: str) -> Iterator[str]:
-    """The rows of `kind` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
-    table, time_column, condition, order = EXPORTS[kind]
-    where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
-    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", (start, end))
-    columns = ["time", *(description[0] for description in cursor.description)]
-    if fmt == "csv":
-        yield csv_line(columns)
-    while rows := cursor.fetchmany(EXPORT_CHUNK):
-        lines = []
-        for row in rows:
-            record = [iso_time(row[columns.index(time_column) - 1]), *row]
-            lines.append(
-                csv_line(record)
-                if fmt == "csv"
-                else json.dumps(dict(zip(columns, record, strict=True)), ensure_ascii=False) + "\n"
-            )
-        yield "".join(lines)
-
-
-def csv_line(values: list) -> str:
-    """One CSV record, ending in \n; text that a spreadsheet would run as a formula is quoted with a leading
-    apostrophe, and a cell with a line break in it (a lone CR included) is quoted."""
-    buffer = io.StringIO()
-    safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
-    # The writer quotes a cell holding any character of its line terminator: with "\r\n" that takes a lone CR too,
-    # which would otherwise end the row in a spreadsheet and start the next one with a formula.
-    csv.writer(buffer, lineterminator="\r\n").writerow(safe)
-    return buffer.getvalue()[:-2] + "\n"
-
-
-def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
-    fmt = query_value(query, "format") or "csv"
-    kind = query_value(query, "kind") or "events"
-    if fmt not in ("csv", "ndjson"):
-        raise Rejected(400, f"format must be csv or ndjson, got {fmt[:20]!r}")
-    if kind not in EXPORTS:
-        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {kind[:20]!r}")
-    start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
-    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + DAY_MS
-    if start >= end:
-        raise Rejected(400, "from must be before to")
-    return fmt, kind, start, end
-
-
-@route("/api/v1/export")
-@api("json")
-def export(ctx: Context) -> Any:
-    require_admin(ctx)
-    fmt, kind, start, end = export_window(query_pairs(request.environ), now_ms())
-    response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
-    response.set_header("Content-Disposition", f'attachment; filename="prisme-{kind}.{fmt}"')
-    # Its own connection: the export outlives this request's turn on the thread's reader.
-    conn = connect(ctx.config["db"])
-    conn.execute("PRAGMA query_only = ON")
-
-    def stream() -> Iterator[bytes]:
-        try:
-            for chunk in export_chunks(conn, kind, start, end, fmt):
-                yield chunk.encode("utf-8")
-        finally:
-            conn.close()
-
-    return stream()
-
-
-PRUNED_TABLES = (
-    # (table, time column, key, probe, stored in time order): the probe reads the time of the table's oldest row from
-    # one row or one index entry, so a table with nothing to prune costs no scan. Checkout products go with their
-    # checkout, by its transaction id. Web events, sessions and widget beacons are stored as they arrive, so their
-    # first row is their oldest (a session by its start: one still going must not hide the ended ones behind it);
-    # a server event carries the time its sender gives (the README's example is from 2021): its time index.
-    ("events", "ts", "rowid", "SELECT ts FROM events ORDER BY rowid LIMIT 1", True),
-    ("sessions", "last_seen", "rowid", "SELECT started_at FROM sessions ORDER BY rowid LIMIT 1", True),
-    ("server_events", "ts", "rowid", "SELECT min(ts) FROM server_events", False),
-    ("widget_events", "ts", "rowid", "SELECT ts FROM widget_events ORDER BY rowid LIMIT 1", True),
-    ("checkout_products", None, "transaction_id", "SELECT min(ts) FROM checkouts", False),
-    ("checkouts", "ts", "transaction_id", "SELECT min(ts) FROM checkouts", False),
-)
-PRUNE_BATCH = 5000
-
-
-def retention_cutoff(now: int, days: int) -> int:
-    """Where retention cuts: the start of the UTC day `days` days ago, so whole days go (and their daily counts)."""
-    return (now // DAY_MS - days) * DAY_MS
-
-
-def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
-    """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
-
-    Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
-    go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
-    arrive in time order and have nothing older left: later batches do not look at them again.
-    """
-    batch = batch or PRUNE_BATCH
-    done = set() if done is None else done
-    deleted: dict[str, int] = {}
-    for table, column, key, probe, in_order in PRUNED_TABLES:
-        if table in done:
-            continue
-        oldest = (conn.execute(probe).fetchone() or (None,))[0]
-        if oldest is not None and oldest < cutoff:
-            # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
-            source = "checkouts WHERE ts < ?" if column is None else f"{table} WHERE {column} < ?"
-            deleted[table] = conn.execute(
-                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {source} LIMIT ?)", (cutoff, batch)
-            ).rowcount
-        if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
-            done.add(table)
-    # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
-    if "visitors" not in done and (
-        deleted.get("events", 0) < batch
-        or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone()
-    ):
-        day = cutoff // DAY_MS
-        conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
-        conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
-        done.add("visitors")
-    return sum(deleted.values())
-
-
-class Retention:
-    """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
-
-    def __init__(self, days: int):
-        self.days = days
-        self.cutoff: int | None = None
-        self.done: set[str] = set()  # what prune_batch found clean for this cutoff
-        self.deleted = 0
-
-    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
-        if not self.days:
-            return False
-        cutoff = retention_cutoff(now, self.days)
-        if cutoff != self.cutoff:  # a new day: every table is looked at again
-            self.cutoff, self.done = cutoff, set()
-        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
-        self.deleted += deleted
-        return deleted > 0  # True: more may remain, run again at the next commit
-
-    def reset(self) -> None:
-        """Forget which tables were found clean: the transaction that found it was rolled back."""
-        self.cutoff, self.done = None, set()
-
-
-class ForgetSaltedVisitors:
-    """Writer maintenance: a day-salted visitor id cannot come back after its day, so its daily_visitors row is not
-    needed then (the day keeps its count). Yesterday's stay, for events still in the journal across midnight."""
-
-    def __init__(self) -> None:
-        self.done_before: int | None = None
-
-    def reset(self) -> None:
-        self.done_before = None  # its delete was rolled back
-
-    def __call__(self, conn: sqlite3.Connection, now: int) -> None:
-        before = now // DAY_MS - 1
-        if before != self.done_before:  # once a day
-            conn.execute("DELETE FROM daily_visitors WHERE salted = 1 AND day < ?", (before,))
-            self.done_before = before
+ROUTES.append(stats)
 
 
 ###############################################################################
 # Dashboard and static files ##################################################
 ###############################################################################
 
-# The tracking script, written from scratch to Prisme's public contract (SPEC §3.5); at most 2 KiB gzipped.
-TRACKER_JS = r"""
-/* prisme_lite tracking script: pageviews (single-page apps too), outbound links, downloads, custom events */
-(function () {
-  "use strict";
-  var script = document.currentScript;
-  function option(name) { return script && script.getAttribute("data-" + name); }
-  var base = (option("prisme-url") || new URL(script.src).origin).replace(/\/+$/, "");
-  var downloads = new RegExp("\\.(pdf|zip|gz|tgz|bz2|xz|7z|rar|dmg|exe|msi|deb|rpm|apk|iso|csv|xlsx?|docx?|" +
-    "pptx?|odt|ods|mp3|mp4|mov|avi|mkv|epub)$", "i");
-  var lastPage = null;
 
-  function enabled() {
-    try { return localStorage.getItem("prismeAnalytics.tracking.enable") !== "false"; } catch (e) { return true; }
-  }
-
-  function pageUrl(options) {
-    var url = new URL(location.href);
-    var domain = (options && options.domain) || option("domain");
-    if (domain) url.host = domain;
-    url.pathname = (options && options.path) || option("path") || url.pathname;
-    url.hash = "";
-    return url.href;
-  }
-
-  function send(route, headers, body, options) {
-    if (!enabled()) return Promise.resolve();
-    options = options || {};
-    headers["X-Prisme-Referrer"] = pageUrl(options);
-    var visitor = options.visitorId || option("visitor-id");
-    if (visitor) headers["X-Prisme-Visitor-Id"] = visitor;
-    return fetch(base + "/api/v1/events/" + route, {
-      method: "POST", headers: headers, body: body, credentials: "omit", keepalive: options.keepalive !== false
-    }).catch(function () {});
-  }
-
-  function pageview(options) {
-    options = options || {};
-    var headers = {};
-    var referrer = options.referrer != null ? options.referrer : lastPage || document.referrer;
-    if (referrer) headers["X-Prisme-Document-Referrer"] = referrer;
-    var status = options.status || option("status");
-    if (status) headers["X-Prisme-Status"] = String(status);
-    lastPage = pageUrl(options);
-    return send("pageviews", headers, null, options);
-  }
-
-  function trigger(name, props, options) {
-    var headers = {"Content-Type": "application/json"};
-    return send("custom/" + encodeURIComponent(name), headers, JSON.stringify(props || {}), options);
-  }
-
-  document.addEventListener("click", function (event) {
-    var link = event.target && event.target.closest && event.target.closest("a[href]");
-    if (!link) return;
-    var url;
-    try { url = new URL(link.href, location.href); } catch (e) { return; }
-    if (!/^https?:$/.test(url.protocol)) return;
-    var target = url.origin + url.pathname; // never the query string: it may hold personal data
-    if ((link.hasAttribute("download") || downloads.test(url.pathname)) && option("file-downloads") !== "false") {
-      send("file-downloads", {"Content-Type": "text/plain"}, target);
-    } else if (url.host !== location.host && option("outbound-links") !== "false") {
-      send("outbound-links", {"Content-Type": "text/plain"}, target);
-    }
-  }, true);
-
-  var manual = option("manual");
-  if (manual === null || manual === "false") {
-    var pushState = history.pushState;
-    history.pushState = function () {
-      var result = pushState.apply(this, arguments);
-      pageview();
-      return result;
-    };
-    addEventListener("popstate", function () { pageview(); });
-    pageview();
-  }
-  window.prisme = {pageview: pageview, trigger: trigger};
-})();
-"""
-
-DASHBOARD_JS = r"""
-/* prisme_lite dashboard: reads the stats API with the login cookie and draws everything with the DOM
-   (no HTML from data ever: every value goes in as text). */
-"use strict";
-// Whole UTC days (months) that end with today, by the server's clock: "7 days" is today and the six before, so
-// the chart has the same buckets at any hour (28 of 6 hours; 30 days are 30 days). `to` is exclusive.
-const PERIODS = {
-  today: ["now/d", "now/d+1d"], "7d": ["now-6d/d", "now/d+1d"], "30d": ["now-29d/d", "now/d+1d"],
-  "12mo": ["now-11M/M", "now/M+1M"],
-};
-const state = {site: "", period: "7d", from: "", to: ""};
-const $ = (selector) => document.querySelector(selector);
-
-function el(tag, attributes, ...children) {
-  const node = tag.startsWith("svg:")
-    ? document.createElementNS("http://www.w3.org/2000/svg", tag.slice(4)) : document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
-  for (const child of children) node.append(child);
-  return node;
-}
-
-async function getJSON(path, params) {
-  const answer = await fetch(path + (params ? "?" + new URLSearchParams(params) : ""), {credentials: "same-origin"});
-  if (answer.status === 401) { location.reload(); throw new Error("logged out"); }
-  const body = await answer.json();
-  if (!answer.ok) throw new Error(body.error || answer.statusText);
-  return body;
-}
-
-function windowParams(extra) {
-  const [from, to] = state.period === "custom" ? [state.from, state.to] : PERIODS[state.period];
-  const params = {from, to, ...(extra || {})};
-  if (state.site) params.site = state.site;
-  return params;
-}
-
-const stat = (metric, extra) => getJSON("/api/v1/stats/" + metric, windowParams(extra));
-
-const nextDay = (date) => new Date(Date.parse(date + "T00:00:00Z") + 86400000).toISOString().slice(0, 10);
-
-function day(ms, withTime) {
-  const date = new Date(ms);
-  const text = date.toISOString().slice(5, 10);
-  return withTime ? text + " " + date.toISOString().slice(11, 16) : text;
-}
-
-function chart(pageviews, visitors) {
-  const width = 720, height = 220, pad = 28, count = pageviews.keys.length;
-  const top = Math.max(1, ...pageviews.values, ...visitors.values);
-  const step = (width - 2 * pad) / Math.max(1, count);
-  const y = (value) => height - pad - (value / top) * (height - 2 * pad);
-  const label = "visitors and pageviews";
-  const svg = el("svg:svg", {viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, id: "chart"});
-  svg.append(el("svg:line", {x1: pad, x2: width - pad, y1: height - pad, y2: height - pad, class: "axis"}));
-  svg.append(el("svg:text", {x: 2, y: pad, class: "label"}, String(top)));
-  const hours = pageviews.keys.length > 1 && pageviews.keys[1] - pageviews.keys[0] < 86400000;
-  pageviews.keys.forEach((key, n) => {
-    const bar = el("svg:rect", {x: pad + n * step + 1, y: y(pageviews.values[n]), width: Math.max(1, step - 2),
-      height: height - pad - y(pageviews.values[n]), class: "bar"});
-    const tip = `${day(key, hours)}: ${pageviews.values[n]} pageviews, ${visitors.values[n]} visitors`;
-    bar.append(el("svg:title", {}, tip));
-    svg.append(bar);
-    if (n % Math.ceil(count / 8) === 0) {
-      svg.append(el("svg:text", {x: pad + n * step, y: height - 8, class: "label"}, day(key, hours)));
-    }
-  });
-  const points = visitors.values.map((value, n) => `${pad + n * step + step / 2},${y(value)}`).join(" ");
-  svg.append(el("svg:polyline", {points, class: "line"}));
-  return svg;
-}
-
-const cell = (value) => el("td", {}, value === null ? "-" : String(value));
-
-function table(title, data, columns) {
-  const section = el("section", {class: "panel"}, el("h2", {}, title));
-  if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
-  if (!data.keys.length) {
-    section.append(el("p", {class: "empty"}, "Nothing yet in this period."));
-    return section;
-  }
-  const head = el("tr", {}, ...columns.map((column) => el("th", {}, column)));
-  const rows = data.details
-    ? data.details.map((row) => el("tr", {}, ...Object.values(row).map((value) => cell(value))))
-    : data.keys.map((key, n) => el("tr", {}, cell(key), el("td", {class: "n"}, String(data.values[n]))));
-  section.append(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
-  return section;
-}
-
-function number(label, value, id) {
-  const shown = el("span", {class: "value", id}, String(value));
-  return el("div", {class: "number"}, shown, el("span", {class: "name"}, label));
-}
-
-// The render the page shows: a period or site picked while answers are on their way makes them stale.
-let latest = 0;
-
-async function render() {
-  const ticket = ++latest;
-  const main = $("#report");
-  main.replaceChildren(el("p", {class: "loading"}, "Loading…"));
-  try {
-    const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
-    if (ticket !== latest) return;
-    const tops = await Promise.all([
-      ["Top pages", "top-pages", ["Page", "Pageviews"]], ["Referrers", "top-referrers", ["Referrer", "Pageviews"]],
-      ["Entry pages", "top-entry-pages", ["Page", "Sessions"]], ["Exit pages", "top-exit-pages", ["Page", "Sessions"]],
-      ["Countries", "top-countries", ["Country", "Pageviews"]], ["Browsers", "top-browsers", ["Browser", "Pageviews"]],
-      ["Operating systems", "top-operating-systems", ["OS", "Pageviews"]],
-      ["UTM sources", "top-utm-sources", ["Source", "Pageviews"]],
-      ["Custom events", "top-custom-events", ["Event", "Count"]],
-      ["Outbound links", "top-outbound-links", ["Link", "Clicks"]],
-      ["File downloads", "top-file-downloads", ["File", "Downloads"]],
-      ["Counters", "counters", ["Client action page", "Added"]],
-      ["Server events", "top-server-labels", ["Label", "Events"]],
-      ["Widgets", "top-widgets", ["Widget", "Renders", "Interactions", "CTR"]],
-      ["Revenue", "revenue", ["Currency", "Checkouts", "Revenue"]],
-    ].map(async ([title, metric, columns]) => table(title, await stat(metric, {limit: 10}), columns)));
-    if (ticket !== latest) return;
-    const numbers = el("div", {class: "numbers"},
-      number("Visitors", overview.values[0], "visitors-total"),
-      number("Pageviews", overview.values[1], "pageviews-total"),
-      number("Sessions", overview.values[2], "sessions-total"),
-      number("Bounce rate", overview.values[3] + " %", "bounce-rate"),
-      number("Visit duration", overview.values[4] + " s", "visit-duration"));
-    main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors)));
-    if (!overview.values[1]) {
-      main.append(el("section", {class: "panel wide empty-state", id: "empty"},
-        el("h2", {}, "No pageviews yet"),
-        el("p", {}, "Paste this into the pages of your site (its host must be a registered origin):"),
-        el("pre", {}, `<script defer src="${location.origin}/static/wa.js"></script>`)));
-    }
-    main.append(el("div", {class: "grid"}, ...tops));
-  } catch (error) {
-    if (ticket !== latest) return;
-    main.replaceChildren(el("p", {class: "error"}, "Could not load the stats: " + error.message));
-  }
-}
-
-async function start() {
-  const sites = (await getJSON("/api/v1/sites")).sites;
-  const picker = $("#site");
-  const options = sites.map((site) => el("option", {value: site}, site));
-  picker.replaceChildren(el("option", {value: ""}, "All sites"), ...options);
-  picker.addEventListener("change", () => { state.site = picker.value; render(); });
-  for (const button of document.querySelectorAll("[data-period]")) {
-    button.addEventListener("click", () => {
-      state.period = button.dataset.period;
-      document.querySelectorAll("[data-period]").forEach((other) => other.classList.toggle("active", other === button));
-      $("#custom").hidden = state.period !== "custom";
-      if (state.period !== "custom") render();
-    });
-  }
-  $("#custom").addEventListener("submit", (event) => {
-    event.preventDefault();
-    const [from, to] = [$("#from").value, $("#to").value];
-    if (from > to) { // YYYY-MM-DD: text order is date order
-      const sentence = `The start (${from}) is after the end (${to}): pick a start on or before the end.`;
-      latest++; // what was loading is stale
-      $("#report").replaceChildren(el("p", {class: "error", id: "range-error"}, sentence));
-      return;
-    }
-    state.from = from;
-    state.to = nextDay(to); // the whole last day, to its last millisecond: `to` is exclusive
-    render();
-  });
-  render();
-}
-
-start();
-"""
-
-DASHBOARD_CSS = r"""
-:root {
-  --ink: #1d2433;
-  --muted: #667085;
-  --line: #e4e7ec;
-  --accent: #4f46e5;
-  --soft: #eef2ff;
-  font-family: system-ui, sans-serif;
-}
-* { box-sizing: border-box; }
-body { margin: 0; color: var(--ink); background: #f8fafc; }
-header {
-  display: flex;
-  flex-wrap: wrap;
-  gap: .75rem;
-  align-items: center;
-  padding: .75rem 1rem;
-  background: #fff;
-  border-bottom: 1px solid var(--line);
-}
-header h1 { font-size: 1.1rem; margin: 0 auto 0 0; }
-select, button, input {
-  font: inherit;
-  padding: .35rem .6rem;
-  border: 1px solid var(--line);
-  border-radius: .4rem;
-  background: #fff;
-}
-button.active { background: var(--accent); color: #fff; border-color: var(--accent); }
-main { padding: 1rem; max-width: 1200px; margin: 0 auto; }
-.numbers { display: flex; flex-wrap: wrap; gap: 1rem; margin-bottom: 1rem; }
-.number, .panel { background: #fff; border: 1px solid var(--line); border-radius: .6rem; padding: .75rem 1rem; }
-.number { min-width: 8rem; flex: 1; }
-.number .value { display: block; font-size: 1.6rem; font-weight: 600; }
-.number .name { color: var(--muted); font-size: .85rem; }
-.panel { margin-bottom: 1rem; overflow-x: auto; }
-.panel h2 { font-size: 1rem; margin: 0 0 .5rem; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 1rem; }
-table { width: 100%; border-collapse: collapse; font-size: .9rem; }
-th, td { text-align: left; padding: .3rem .25rem; border-bottom: 1px solid var(--line); }
-td { word-break: break-all; }
-th { white-space: nowrap; }
-td.n, th:last-child { text-align: right; }
-#chart { width: 100%; height: auto; }
-#chart .bar { fill: var(--soft); stroke: var(--accent); stroke-width: .5; }
-#chart .line { fill: none; stroke: var(--accent); stroke-width: 2; }
-#chart .axis { stroke: var(--line); }
-#chart .label { fill: var(--muted); font-size: 11px; }
-.empty, .loading, .note { color: var(--muted); }
-.error { color: #b42318; }
-pre { background: var(--soft); padding: .5rem; overflow-x: auto; }
-form.login {
-  max-width: 22rem;
-  margin: 15vh auto;
-  background: #fff;
-  padding: 1.5rem;
-  border: 1px solid var(--line);
-  border-radius: .6rem;
-  display: grid;
-  gap: .75rem;
-}
-@media (max-width: 600px) { header h1 { width: 100%; } .number { min-width: 40%; } }
-"""
+def asset(name: str) -> bytes:
+    """A file of the repository's static/ (the tracker, the dashboard, schema.sql): beside this module in a checkout
+    or an editable install, else the package prisme_lite_static that a wheel, --user and --target install beside it."""
+    checkout = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static", name)
+    if os.path.isfile(checkout):
+        with open(checkout, "rb") as file:
+            return file.read()
+    try:
+        return importlib.resources.files("prisme_lite_static").joinpath(name).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise FileNotFoundError(
+            f"{name} is in neither static/ beside prisme_lite.py nor the package prisme_lite_static"
+        ) from None
 
 
-def static_asset(content_type: str, text: str) -> tuple[str, bytes, bytes, str]:
-    """(content type, body, gzipped body, ETag), computed once at import."""
-    body = text.encode("utf-8")
+def static_asset(content_type: str, name: str) -> tuple[str, bytes, bytes, str]:
+    """(content type, body, gzipped body, ETag) of a file of static/, computed once at import."""
+    body = asset(name)
     return content_type, body, gzip.compress(body, 9, mtime=0), '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
 STATIC_FILES = {
-    "wa.js": static_asset("application/javascript; charset=utf-8", TRACKER_JS),
-    "dashboard.js": static_asset("application/javascript; charset=utf-8", DASHBOARD_JS),
-    "dashboard.css": static_asset("text/css; charset=utf-8", DASHBOARD_CSS),
+    "wa.js": static_asset("application/javascript; charset=utf-8", "wa.js"),  # SPEC §3.5; at most 2 KiB gzipped
+    "dashboard.js": static_asset("application/javascript; charset=utf-8", "dashboard.js"),
+    "dashboard.css": static_asset("text/css; charset=utf-8", "dashboard.css"),
 }
 STATIC_ALIASES = {"m.js": "wa.js"}  # Prisme's old embed name, still on pages (its pkg/embedded/static.go)
 DASHBOARD_COOKIE = "prisme_dashboard"
@@ -4291,50 +4481,20 @@ DASHBOARD_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="stylesheet" href="/static/dashboard.css">
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
-
-LOGIN_BODY = """<form class="login" method="post" action="/dashboard/login">
-<h1>prisme-lite</h1>
-<label for="token">Admin token</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
-<p class="error" id="login-error">{error}</p>
-<button type="submit">Log in</button>
-<p class="empty">The token is printed by <code>prisme-lite serve</code> and <code>prisme-lite admin-token</code>.</p>
-</form>"""
-
-APP_BODY = """<header>
-<h1>prisme-lite</h1>
-<select id="site" aria-label="site"></select>
-<nav>
-<button data-period="today">Today</button>
-<button data-period="7d" class="active">7 days</button>
-<button data-period="30d">30 days</button>
-<button data-period="12mo">12 months</button>
-<button data-period="custom">Custom</button>
-</nav>
-<form id="custom" hidden>
-<input id="from" type="date" required aria-label="from"> <input id="to" type="date" required aria-label="to">
-<button type="submit">Show</button>
-</form>
-<form method="post" action="/dashboard/logout"><button type="submit" id="logout">Log out</button></form>
-</header>
-<main id="report"></main>
-<script src="/static/dashboard.js" defer></script>"""
+# The HTML around every page ({title}, {body}), the login form ({error}) and the dashboard's body.
+PAGE, LOGIN_BODY, APP_BODY = (asset(name).decode("utf-8") for name in ("page.html", "login.html", "app.html"))
+# The tables below the chart, each family's (static/dashboard.js reads them from the page).
+DASHBOARD_PANELS = html.escape(json.dumps([panel for family in FAMILIES for panel in family.panels]))
 
 
-@route("/static/<name>")
+@route("/static/<name>", doc={"get": operation(
+    "read", "the tracking script and the dashboard's files", {
+        "200": {"description": "the file", "content": {
+            media.split(";")[0]: {"schema": {"type": "string"}} for media, *_rest in STATIC_FILES.values()}},
+        "304": {"description": "not modified (If-None-Match)"},
+        "404": {"description": "no such file", "content": {"application/json": {"schema": schema_ref("Error")}}},
+    }, parameters=[parameter("name", "path", "the file", enum=[*STATIC_FILES, *STATIC_ALIASES])],
+)})  # fmt: skip
 def static_file(name: str) -> Any:
     asset = STATIC_FILES.get(STATIC_ALIASES.get(name, name))
     if asset is None:
@@ -4415,7 +4575,9 @@ def html_page(title: str, body: str, status: int = 200) -> str:
     return PAGE.format(title=title, body=body)
 
 
-@route("/")
+@route("/", doc={"get": operation("read", "to the dashboard", {
+    "302": {"description": "to /dashboard", "headers": {"Location": {"schema": {}}}},
+})})  # fmt: skip
 def home() -> str:
     """A person who opens the server's address wants the dashboard."""
     response.status = 302
@@ -4423,15 +4585,22 @@ def home() -> str:
     return ""
 
 
-@route("/dashboard")
+@route("/dashboard", doc={"get": operation("read", "the dashboard, or its login page", ok("a page", "text/html"))})
 def dashboard() -> str:
     ctx: Context = request.app.ctx
     if not dashboard_login_valid(ctx):
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error=""))
-    return html_page("prisme-lite", APP_BODY)
+    return html_page("prisme-lite", APP_BODY.format(panels=DASHBOARD_PANELS))
 
 
-@route("/dashboard/login", "POST")
+@route("/dashboard/login", "POST", doc={"post": operation(
+    "read", "log in with the admin token", {
+        "303": {"description": "logged in; to /dashboard"},
+        **{str(status): {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
+           for status, why in ((401, "wrong token"), (429, "too many tries"))},
+    }, body={"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
+)})  # fmt: skip
 def dashboard_login() -> Any:
     ctx: Context = request.app.ctx
     allowed, _left, retry_after = ctx.limiter.take(client_key(ctx))
@@ -4464,7 +4633,9 @@ def dashboard_login() -> Any:
     return ""
 
 
-@route("/dashboard/logout", "POST")
+@route("/dashboard/logout", "POST", doc={"post": operation(
+    "read", "log out", {"303": {"description": "logged out; to /dashboard"}},
+)})  # fmt: skip
 def dashboard_logout() -> str:
     ctx: Context = request.app.ctx
     session_id = dashboard_session_id()
@@ -4476,11 +4647,17 @@ def dashboard_logout() -> str:
     return ""
 
 
-@route("/api/v1/sites")
-@api("json")
+@route("/api/v1/sites", doc={"get": operation(
+    "read", "the registered sites", answers(ok("the sites", "application/json", schema_ref("Sites")), 401, 403, 429),
+    security=[*BEARER, {"dashboard": []}],
+)})  # fmt: skip
+@api()
 def sites(ctx: Context) -> dict:
     require_reader(ctx)
     return {"sites": sorted(set(ctx.config["origins"]) | set(stored_origins(ctx.read())))}
+
+
+ROUTES.extend((static_file, home, dashboard, dashboard_login, dashboard_logout, sites))
 
 
 ###############################################################################
@@ -4488,331 +4665,13 @@ def sites(ctx: Context) -> dict:
 ###############################################################################
 
 
-def schema_ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def parameter(name: str, where: str, description: str, required: bool = False, **schema: Any) -> dict:
-    return {
-        "name": name, "in": where, "required": required or where == "path", "description": description,
-        "schema": {"type": "string", **schema},  # a value in a path, query or header is text unless told
-    }  # fmt: skip
-
-
-def may_be_empty(query_parameter: dict, meaning: str) -> dict:
-    """An optional query parameter that may be sent empty (`name=`), read as `meaning`."""
-    described = f"{query_parameter['description']}; empty: {meaning}"
-    return {**query_parameter, "description": described, "allowEmptyValue": True}
-
-
-def answers(success: dict, *refusals: int, shape: str = "Error") -> dict:
-    """Responses: `success` by status, and each refusal in the route's shape (JSON error, GIF, Olapic envelope)."""
-    reasons = {
-        400: "bad input, named", 401: "no valid credential", 403: "a credential without the scope", 404: "not found",
-        409: "already recorded", 413: "body over the size limit", 415: "the body is not JSON",
-        429: "over a rate limit (Retry-After)", 503: "the database cannot take it now (disk full, writer stopped)",
-    }  # fmt: skip
-    gif = {"image/gif": {"schema": {"type": "string", "format": "binary"}}}  # the reason in X-Prisme-Error
-    result = dict(success)
-    for status in refusals:
-        if shape == "gif":
-            content = gif
-        elif shape == "Error":
-            content = {"application/json": {"schema": schema_ref("Error")}}
-        else:  # a widget's .gif request is refused with the pixel, any other with the envelope
-            content = {"application/json": {"schema": schema_ref("OlapicInvalid" if status == 400 else "OlapicError")}}
-            content.update(gif)
-        result[str(status)] = {"description": reasons[status], "content": content}
-    return result
-
-
-def ok(description: str, media: str | None = None, schema: dict | None = None, status: int = 200) -> dict:
-    answer: dict = {"description": description}
-    if media:
-        answer["content"] = {media: {"schema": schema or {"type": "string"}}}
-    return {str(status): answer}
-
-
-STATUS_PATTERN = f"^({PAGE_STATUS.pattern})?$"
-PRINTABLE = r"^[^\x00-\x1f\x7f]+$"  # names and ids: no control characters
-GIF_ANSWER = ok("the 35-byte transparent GIF", "image/gif", {"type": "string", "format": "binary"})
-REDIRECT_ANSWER = {"302": {"description": "counted; redirect to `url`", "headers": {"Location": {"schema": {}}}}}
-INGEST_REFUSALS = (400, 413, 429, 503)
-STATS_QUERY = [
-    parameter("from", "query", "start: now, now-7d, now-6d/d, RFC 3339 or YYYY-MM-DD (default now-7d)"),
-    parameter("to", "query", "end, exclusive, same forms (default now; now/d+1d is the end of today)"),
-    parameter("site", "query", "one registered origin (default: all)"),
-    may_be_empty(
-        parameter("limit", "query", "rows of a top-N list", type="integer", minimum=1, maximum=MAX_LIMIT),
-        f"the default, {DEFAULT_LIMIT}",
-    ),
-    *(parameter(name, "query", "filter: a comma list of values") for name in (*FILTERS, *FAMILY_FILTERS)),
-]
-
-
-def page_headers(kind: str) -> list[dict]:
-    """The headers a web-event route reads: the page and visitor for all, the rest for its kind."""
-    headers = [
-        parameter("Origin", "header", "the page's origin; it must be a registered site"),
-        parameter("X-Prisme-Referrer", "header", "the page URL (absolute http(s)); else Referer"),
-        parameter("Referer", "header", "the page URL when X-Prisme-Referrer is absent"),
-        parameter("X-Prisme-Visitor-Id", "header", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
-    ]
-    if kind == "pageview":
-        headers += [
-            parameter("X-Prisme-Document-Referrer", "header", "where the visitor came from"),
-            parameter("X-Prisme-Status", "header", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
-        ]
-    if kind == "link":  # <a ping>: body PING, the page and the link in these
-        headers += [parameter("Ping-From", "header", "the page"), parameter("Ping-To", "header", "the link")]
-    return headers
-
-
-def link_body() -> dict:
-    return {
-        "required": True,
-        "content": {"text/plain": {"schema": {"type": "string", "description": "absolute URL, or PING"}}},
-    }
-
-
-def widget_routes() -> dict:
-    """The Olapic paths: each widget kind with its widget and media actions, and the checkout."""
-    token = parameter("auth_token", "query", "a public token (scope track_public)", required=True)
-    common = [
-        token,
-        parameter("analytics_id", "query", "the visitor's id", required=True, pattern=PRINTABLE, maxLength=64),
-        # The seed's own examples send `ab_testing=` when the widget runs no A/B test.
-        may_be_empty(parameter("ab_testing", "query", "A/B group", type="integer", minimum=0), "no group"),
-        parameter("segments[]", "query", "key:value", type="array", items={"type": "string"}),
-    ]
-    pics = parameter("pics", "query", "photos shown", required=True, type="integer", minimum=0)
-
-    def actions(names: Iterable[str]) -> dict:
-        return {"type": "string", "enum": sorted(f"{name}{fmt}" for name in names for fmt in ("", ".json", ".gif"))}
-
-    def operation(summary: str, ids: list[str], action_names: Iterable[str], extra: list[dict]) -> dict:
-        path_ids = [
-            parameter(name, "path", "the widget instance", pattern=INSTANCE_ID.pattern)
-            if name == "instance_id"
-            else parameter(name, "path", name.replace("_", " "), type="integer", minimum=0)
-            for name in ids
-        ]
-        envelope = ok("counted", "application/json", schema_ref("OlapicSuccess"))
-        envelope["200"]["content"]["image/gif"] = {"schema": {"type": "string", "format": "binary"}}
-        return {"get": {
-            "tags": ["widgets"], "summary": summary, "security": [],
-            "parameters": [*path_ids, parameter("action", "path", "action and format", **actions(action_names)),
-                           *common, *extra],
-            "responses": answers({**envelope, **REDIRECT_ANSWER}, 400, 403, 404, 409, 429, 503, shape="OlapicError"),
-        }}  # fmt: skip
-
-    redirect = parameter("redirect_url", "query", "shop: where to send the visitor (a registered host)")
-    paths = {}
-    for kind, ids in (("category", ["category_id"]), ("stream", ["stream_id"]), ("best", [])):
-        base = "/track/widget/{instance_id}/" + kind + "".join(f"/{{{name}}}" for name in ids)
-        paths[base + "/{action}"] = operation(f"{kind} widget action", ["instance_id", *ids], WIDGET_ACTIONS, [pics])
-        paths[base + "/media/{media_id}/{action}"] = operation(
-            f"{kind} widget media action", ["instance_id", *ids, "media_id"], MEDIA_ACTIONS, [pics, redirect]
-        )
-    paths["/track/widget/{instance_id}/stream/not_found/{action}"] = operation(
-        "a stream that was not found", ["instance_id"], ["render"], []
-    )
-    paths["/track/transaction/{transaction_id}/{action}"] = operation(
-        "a checkout",
-        [],
-        ["checkout"],
-        [
-            parameter("transaction_id", "path", "the shop's id", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH),
-            parameter("products[]", "query", "id:amount", required=True, type="array", items={"type": "string"}),
-            may_be_empty(
-                parameter("currency_code", "query", "ISO 4217, any case (default USD)", pattern="^[A-Za-z]{3}$"),
-                "USD",
-            ),
-            parameter("referrer", "query", "the page of the checkout"),
-        ],
-    )
-    return paths
-
-
 def openapi_document() -> dict:
-    """What /api/v1/openapi.json serves: every route, its parameters, answers and credentials (OpenAPI 3.1)."""
-    bearer = [{"bearer": []}]
-    name = parameter("name", "path", "the event's name", pattern=PRINTABLE, maxLength=MAX_NAME_LENGTH)
-    counter_ids = [
-        parameter("action_id", "path", "a configured action", pattern=COUNTER_ID.pattern),
-        parameter("page_id", "path", "a configured page", pattern=COUNTER_ID.pattern),
-    ]
-    link_query = [
-        parameter("url", "query", "where the link goes (absolute http(s))", required=True),
-        parameter("referrer", "query", "the page of the link; its Referer must be a registered site too"),
-    ]
-    pixel_query = [
-        parameter("referrer", "query", "the page URL (else the Referer header)"),
-        parameter("document-referrer", "query", "where the visitor came from"),
-        parameter("visitor-id", "query", "a visitor id of your own", maxLength=MAX_VISITOR_ID_LENGTH),
-        parameter("status", "query", "the page's HTTP status (default 200)", pattern=STATUS_PATTERN),
-    ]
-    stored = ok("stored")
-    web = {"tags": ["web events"], "security": []}
-    paths: dict[str, dict] = {
-        "/api/v1/events/pageviews": {"post": {
-            **web, "summary": "a pageview", "parameters": page_headers("pageview"),
-            "responses": answers(stored, *INGEST_REFUSALS),
-        }},
-        "/api/v1/events/custom/{name}": {"post": {
-            **web, "summary": "a custom event with properties", "parameters": [name, *page_headers("custom")],
-            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-            "responses": answers(stored, *INGEST_REFUSALS, 415),
-        }},
-        "/api/v1/events/file-downloads": {"post": {
-            **web, "summary": "a file download", "parameters": page_headers("link"), "requestBody": link_body(),
-            "responses": answers(stored, *INGEST_REFUSALS),
-        }},
-        "/api/v1/events/outbound-links": {"post": {
-            **web, "summary": "an outbound link", "parameters": page_headers("link"), "requestBody": link_body(),
-            "responses": answers(stored, *INGEST_REFUSALS),
-        }},
-        "/api/v1/noscript/events/pageviews": {"get": {
-            **web, "summary": "a pageview from an <img>", "parameters": pixel_query,
-            "responses": answers(GIF_ANSWER, *INGEST_REFUSALS, shape="gif"),
-        }},
-        "/api/v1/noscript/events/custom/{name}": {"get": {
-            **web, "summary": "a custom event from an <img>; properties as prop-<key>=<JSON value>",
-            "parameters": [name, parameter("referrer", "query", "the page URL (else the Referer header)")],
-            "responses": answers(GIF_ANSWER, *INGEST_REFUSALS, shape="gif"),
-        }},
-        "/api/v1/noscript/events/outbound-links": {"get": {
-            **web, "summary": "count an outbound link, then follow it", "parameters": link_query,
-            "responses": answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-        }},
-        "/api/v1/noscript/events/file-downloads": {"get": {
-            **web, "summary": "count a download, then follow it", "parameters": link_query,
-            "responses": answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-        }},
-        "/api/v1/healthcheck": {
-            method: {
-                "tags": ["operations"], "summary": "is the database answering", "security": [],
-                "responses": {**ok("ok", "application/json", schema_ref("Health")),
-                              "503": {"description": "unavailable", "content": {"application/json": {
-                                  "schema": schema_ref("Health")}}}},
-            } for method in ("get", "head")
-        },
-        "/api/v1/register": {"post": {
-            "tags": ["counters"], "summary": "register a counter client (admin token unless open registration)",
-            "security": [*bearer, {}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Register")}}},
-            "responses": answers(
-                ok("registered; the secret is shown once", "application/json", schema_ref("Client"), 201),
-                400, 401, 409, 413, 429, 503,
-            ),
-        }},
-        "/api/v1/configure": {"post": {
-            "tags": ["counters"], "summary": "set a client's pages and actions", "security": [],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema_ref("Configure")}}},
-            "responses": answers(ok("the configuration", "application/json", {"type": "object"}),
-                                 400, 401, 413, 429, 503),
-        }},
-        "/api/v1/token": {
-            method: {
-                "tags": ["counters"], "summary": "a counter token for this visitor (one hour)", "security": [],
-                "parameters": [] if method == "post" else [
-                    parameter("clientId", "query", "else the client of the Origin/Referer domain"),
-                    parameter("clientSecret", "query", "with clientId"),
-                ],
-                **({"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}}
-                   if method == "post" else {}),
-                "responses": answers(ok("a token; for a bot or a client that is no browser, an empty body and"
-                                        " X-Prisme-Dropped: bot", "application/json", schema_ref("Token")),
-                                     400, 401, 413, 429),
-            } for method in ("get", "post")
-        },
-        "/api/v1/{action_id}/{page_id}/increment": {"post": {
-            "tags": ["counters"], "summary": "count once per token, action and page in 15 minutes",
-            "security": [], "parameters": counter_ids,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
-            "responses": answers(ok("the count; for a bot or a client that is no browser, nothing counted, an empty"
-                                    " body and X-Prisme-Dropped: bot", "application/json", schema_ref("Count")),
-                                 400, 401, 404, 413, 429, 503),
-        }},
-        "/api/v1/{action_id}/{page_id}/value": {"get": {
-            "tags": ["counters"], "summary": "the count", "security": [{"counterToken": []}],
-            "parameters": counter_ids,
-            "responses": answers(ok("the count", "application/json", schema_ref("Count")), 400, 401, 404, 429),
-        }},
-        "/events": {"post": {
-            "tags": ["server events"], "summary": "one server event, or an array of up to 100",
-            "security": [*bearer, {"accessToken": []}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                schema_ref("ServerEvent"),
-                {"type": "array", "items": schema_ref("ServerEvent"), "minItems": 1, "maxItems": MAX_BATCH_EVENTS},
-            ]}}}},
-            "responses": answers(ok("accepted and durable", "application/json", {"type": "object"}, 202),
-                                 400, 401, 403, 413, 429, 503),
-        }},
-        **widget_routes(),
-        "/api/v1/stats/{metric}": {"get": {
-            "tags": ["read"], "summary": "a time series or a top-N list", "security": [*bearer, {"dashboard": []}],
-            "parameters": [parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
-            "responses": answers(ok("the series or list", "application/json", schema_ref("Stats")),
-                                 400, 401, 403, 404, 429),
-        }},
-        "/api/v1/export": {"get": {
-            "tags": ["read"], "summary": "raw rows, streamed (admin)", "security": bearer,
-            "parameters": [
-                may_be_empty(parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]), "csv"),
-                may_be_empty(parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)), "events"),
-                parameter("from", "query", "start (default: the first row)"),
-                parameter("to", "query", "end (default: tomorrow)"),
-            ],
-            "responses": answers(
-                {"200": {"description": "the rows", "content": {
-                    "text/csv": {"schema": {"type": "string"}},
-                    "application/x-ndjson": {"schema": {"type": "string"}},
-                }}},
-                400, 401, 403, 429,
-            ),
-        }},
-        "/api/v1/sites": {"get": {
-            "tags": ["read"], "summary": "the registered sites", "security": [*bearer, {"dashboard": []}],
-            "responses": answers(ok("the sites", "application/json", schema_ref("Sites")), 401, 403, 429),
-        }},
-        "/api/v1/openapi.json": {"get": {
-            "tags": ["operations"], "summary": "this document", "security": [],
-            "responses": ok("OpenAPI 3.1", "application/json", {"type": "object"}),
-        }},
-        "/static/{name}": {"get": {
-            "tags": ["read"], "summary": "the tracking script and the dashboard's files", "security": [],
-            "parameters": [parameter("name", "path", "the file", enum=list(STATIC_FILES))],
-            "responses": {
-                "200": {"description": "the file", "content": {
-                    media.split(";")[0]: {"schema": {"type": "string"}} for media, *_rest in STATIC_FILES.values()}},
-                "304": {"description": "not modified (If-None-Match)"},
-                "404": {"description": "no such file", "content": {
-                    "application/json": {"schema": schema_ref("Error")}}},
-            },
-        }},
-        "/": {"get": {
-            "tags": ["read"], "summary": "to the dashboard", "security": [],
-            "responses": {"302": {"description": "to /dashboard", "headers": {"Location": {"schema": {}}}}},
-        }},
-        "/dashboard": {"get": {
-            "tags": ["read"], "summary": "the dashboard, or its login page", "security": [],
-            "responses": ok("a page", "text/html"),
-        }},
-        "/dashboard/login": {"post": {
-            "tags": ["read"], "summary": "log in with the admin token", "security": [],
-            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
-                "type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}}}},
-            "responses": {"303": {"description": "logged in; to /dashboard"},
-                          **{str(status): {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
-                             for status, why in ((401, "wrong token"), (429, "too many tries"))}},
-        }},
-        "/dashboard/logout": {"post": {
-            "tags": ["read"], "summary": "log out", "security": [],
-            "responses": {"303": {"description": "logged out; to /dashboard"}},
-        }},
-    }  # fmt: skip
+    """What /api/v1/openapi.json serves: every route, its parameters, answers and credentials (OpenAPI 3.1), as
+    each route describes itself, with the schemas and credentials the families name."""
+    paths: dict[str, dict] = {}
+    for entry in ROUTES:
+        for path, operations in entry.openapi.items():
+            paths.setdefault(path, {}).update(operations)
     for path, operations in paths.items():  # CORS preflight: any /api/v1 route
         if path.startswith("/api/v1/"):
             operations["options"] = {
@@ -4820,52 +4679,30 @@ def openapi_document() -> dict:
                 "parameters": [parameter(name[1:-1], "path", "as above") for name in re.findall(r"\{\w+\}", path)],
                 "responses": {"204": {"description": "the CORS headers"}},
             }  # fmt: skip
-    text = {"type": "string"}
+    schemes = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "the admin token or an access token"},
+        "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
+    }
+    schemas = {
+        "Error": {"type": "object", "properties": {"error": TEXT}, "required": ["error"]},
+        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT},
+                   "required": ["status"]},
+        "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
+            "from": TEXT, "to": TEXT, "keys": {"type": "array"}, "values": {"type": "array"},
+            "details": {}, "per_site": {"type": "boolean"}, "note": TEXT,
+            "unfiltered": {"type": "array", "items": TEXT}}},
+        "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": TEXT}}},
+    }  # fmt: skip
+    for family in FAMILIES:
+        schemes.update(family.security)
+        schemas.update(family.schemas)
     return {
         "openapi": "3.1.0",
         "info": {"title": "prisme-lite", "version": __version__, "description": (
             "Web events (Prisme), action counters (Prefetch), server events (Prepr), widget beacons (Olapic), "
             "and the stats, export and dashboard routes that read them.")},
         "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "the admin token or an access token"},
-                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token"},
-                "counterToken": {"type": "apiKey", "in": "header", "name": "Authorization"},
-                "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
-            },
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": text}, "required": ["error"]},
-                "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": text},
-                           "required": ["status"]},
-                "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
-                    "from": text, "to": text, "keys": {"type": "array"}, "values": {"type": "array"},
-                    "details": {}, "per_site": {"type": "boolean"}, "note": text,
-                    "unfiltered": {"type": "array", "items": text}}},
-                "Sites": {"type": "object", "properties": {"sites": {"type": "array", "items": text}}},
-                "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
-                "Token": {"type": "object", "properties": {"token": text, "expiresIn": {"type": "integer"}},
-                          "required": ["token", "expiresIn"]},
-                "Register": {"type": "object", "required": ["clientName", "domainName", "emailId"], "properties": {
-                    "clientName": text, "domainName": text, "emailId": text}},
-                "Client": {"type": "object", "properties": {"clientId": text, "clientSecret": text},
-                           "required": ["clientId", "clientSecret"]},
-                "Configure": {"type": "object", "required": ["clientId", "clientSecret"], "properties": {
-                    "clientId": text, "clientSecret": text, "validPageIds": {"type": "array", "items": text},
-                    "validActionIds": {"type": "array", "items": text}}},
-                "ServerEvent": {"type": "object", "required": ["label", "customer"], "properties": {
-                    "label": text, "timestamp": {"type": ["integer", "string"]},
-                    "content_item": {"type": "object", "properties": {"id": text, "locale": text}},
-                    "customer": {"type": "object", "properties": {"id": text}, "required": ["id"]},
-                    **{field: text for field in (
-                        "utm_medium", "utm_source", "utm_campaign", "utm_term", "utm_content", "rl", "sr")}}},
-                "OlapicSuccess": {"type": "object", "required": ["metadata", "data"], "properties": {
-                    "metadata": {"type": "object"}, "data": {"type": "object"}}},
-                "OlapicInvalid": {"type": "array", "items": {"type": "object", "properties": {
-                    "error": text, "detail": text}}},
-                "OlapicError": {"type": "object", "properties": {"metadata": {"type": "object"}, "error": text}},
-            },
-        },
+        "components": {"securitySchemes": schemes, "schemas": schemas},
     }  # fmt: skip
 
 
@@ -4874,105 +4711,206 @@ def openapi_json() -> str:
     return json.dumps(openapi_document())
 
 
-@route("/api/v1/openapi.json")
+@route("/api/v1/openapi.json", doc={"get": operation(
+    "operations", "this document", ok("OpenAPI 3.1", "application/json", {"type": "object"}),
+)})  # fmt: skip
 def openapi() -> Any:
     response.content_type = "application/json"
     response.set_header("Access-Control-Allow-Origin", "*")
     return openapi_json()  # built on first request: commands that never serve it skip the work
 
 
+ROUTES.append(openapi)
+
+
 ###############################################################################
-# Application #################################################################
+# Operations ##################################################################
 ###############################################################################
 
-
-def journal_appliers(config: dict) -> dict[str, Callable[[sqlite3.Connection, list], Any]]:
-    """What stores each family's journal records (JOURNAL_VERSION's shapes), by the family named in the line."""
-    return {
-        "web": WebEventStore(config["session_timeout"] * MINUTE_MS),
-        "server": store_server_events,
-        "widget": store_widget_events,
-    }
+HEALTHY_FREE_BYTES = 1 << 20  # less room than this for the database, its WAL and journal: unhealthy
 
 
-# The journal's line format, as the appliers above take it. A record whose shape changes (a key of WebEvent, say)
-# gets a new version: JOURNAL_UPGRADES[n] turns a (family, record) of version n into version n + 1, so that lines an
-# older prisme-lite wrote (a crash before an upgrade, a backup's FILE.journal-N) replay forever; as MIGRATIONS does
-# for the schema.
-JOURNAL_VERSION = 2
-JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
-    1: lambda kind, record: (kind, record),  # 2: the line starts with its version; the records are unchanged
-}
+@route("/api/v1/healthcheck", "ANY", doc={
+    method: operation("operations", "is the database answering", {
+        **ok("ok", "application/json", schema_ref("Health")),
+        "503": {"description": "unavailable", "content": {"application/json": {"schema": schema_ref("Health")}}},
+    }) for method in ("get", "head")
+})  # fmt: skip
+def healthcheck() -> Any:
+    ctx: Context = request.app.ctx
+    response.content_type = "application/json"
+    try:
+        ctx.read().execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        ctx.writer.ensure_running()
+        if ctx.writer.failure:
+            raise Unavailable(f"the database cannot take writes: {ctx.writer.failure}")
+        disk = os.statvfs(os.path.dirname(os.path.abspath(ctx.config["db"])))
+        if disk.f_flag & os.ST_RDONLY:
+            raise Unavailable("the database's file system is read-only")
+        if disk.f_bavail * disk.f_frsize < HEALTHY_FREE_BYTES:
+            raise Unavailable(f"the disk is full: {disk.f_bavail * disk.f_frsize // 1024} KiB left")
+    except (sqlite3.Error, OSError, Unavailable) as error:
+        response.status = 503
+        return json.dumps({"status": "unavailable", "error": str(error)})
+    return json.dumps({"status": "ok"})
 
 
-class Context:
-    """Everything one running server holds: settings, the writer, read connections, origins, salt, rate limiter."""
+# What can be exported, by the name the `kind` parameter gives it: (table, time column, extra condition, order: the
+# table's own, so that rows stream without a sort).
+EXPORTS = {name: dataset for family in FAMILIES for name, dataset in family.exports.items()}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what spreadsheet apps run as a formula
+EXPORT_CHUNK = 1000
 
-    def __init__(self, config: dict):
-        self.config = config
-        open_database(config["db"])
-        self.local = threading.local()
-        maintenance = (
-            prune_counter_claims,
-            forget_expired_logins,
-            ForgetSaltedVisitors(),
-            Retention(config["retention_days"]),
-        )
-        self.writer = Writer(config["db"], config["synchronous"], journal_appliers(config), maintenance)
-        secret = config["jwt_secret"]
-        self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
-        self.origins = OriginRegistry(config["origins"], self.read)
-        # Shop clicks may send visitors to redirect_hosts, or by default to the registered origins.
-        self.redirect_hosts = (
-            OriginRegistry(config["redirect_hosts"], None) if config["redirect_hosts"] else self.origins
-        )
-        self.salt = DailySalt(self.writer)
-        self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
-        self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
-        self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
-        self.country = CountryLookup(config)
-        self.readers: list[sqlite3.Connection] = []
 
-    def read(self) -> sqlite3.Connection:
-        """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = connect(self.config["db"])
-            conn.execute("PRAGMA query_only = ON")
-            self.local.conn = conn
-            self.readers.append(conn)
-        return conn
-
-    def admin_token(self) -> str:
-        """From the configuration, else the database (read each time: `admin-token --rotate` applies at once)."""
-        return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
-
-    def site_of_request(self, environ: dict, page_url: str | None) -> str:
-        """The registered origin the request comes from: its Origin header, else the page's own host."""
-        origin = environ.get("HTTP_ORIGIN")
-        host = host_of(origin) if origin and origin != "null" else None
-        host = host or (host_of(page_url) if page_url else None)
-        site = self.origins.site_of(host) if host else None
-        if site is None:
-            raise Rejected(
-                400, f"origin not registered: {host or origin or 'none'} (add it with `prisme-lite origins add`)"
+def export_chunks(conn: sqlite3.Connection, dataset: str, start: int, end: int, fmt: str) -> Iterator[str]:
+    """The rows of `dataset` in [start, end) as CSV or NDJSON text, a chunk of rows at a time (constant memory)."""
+    table, time_column, condition, order = EXPORTS[dataset]
+    where = f"{time_column} >= ? AND {time_column} < ?" + (f" AND {condition}" if condition else "")
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY {order}", (start, end))
+    columns = ["time", *(description[0] for description in cursor.description)]
+    if fmt == "csv":
+        yield csv_line(columns)
+    while rows := cursor.fetchmany(EXPORT_CHUNK):
+        lines = []
+        for row in rows:
+            record = [iso_time(row[columns.index(time_column) - 1]), *row]
+            lines.append(
+                csv_line(record)
+                if fmt == "csv"
+                else json.dumps(dict(zip(columns, record, strict=True)), ensure_ascii=False) + "\n"
             )
-        return site
+        yield "".join(lines)
 
-    def close(self) -> None:
-        self.writer.close()
-        for conn in self.readers:
+
+def csv_line(values: list) -> str:
+    """One CSV record, ending in \n; text that a spreadsheet would run as a formula is quoted with a leading
+    apostrophe, and a cell with a line break in it (a lone CR included) is quoted."""
+    buffer = io.StringIO()
+    safe = ["'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value for value in values]
+    # The writer quotes a cell holding any character of its line terminator: with "\r\n" that takes a lone CR too,
+    # which would otherwise end the row in a spreadsheet and start the next one with a formula.
+    csv.writer(buffer, lineterminator="\r\n").writerow(safe)
+    return buffer.getvalue()[:-2] + "\n"
+
+
+def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
+    fmt = query_value(query, "format") or "csv"
+    dataset = query_value(query, "kind") or "events"
+    if fmt not in ("csv", "ndjson"):
+        raise Rejected(400, f"format must be csv or ndjson, got {fmt[:20]!r}")
+    if dataset not in EXPORTS:
+        raise Rejected(400, f"kind must be one of {', '.join(EXPORTS)}, got {dataset[:20]!r}")
+    start = parse_time(query_value(query, "from"), now, "from") if query_value(query, "from") else 0
+    end = parse_time(query_value(query, "to"), now, "to") if query_value(query, "to") else now + DAY_MS
+    if start >= end:
+        raise Rejected(400, "from must be before to")
+    return fmt, dataset, start, end
+
+
+@route("/api/v1/export", doc={"get": operation(
+    "read", "raw rows, streamed (admin)", answers(
+        {"200": {"description": "the rows", "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": {"type": "string"}},
+        }}},
+        400, 401, 403, 429,
+    ), security=BEARER, parameters=[
+        may_be_empty(parameter("format", "query", "csv (default) or ndjson", enum=["csv", "ndjson"]), "csv"),
+        may_be_empty(parameter("kind", "query", "which rows (default events)", enum=list(EXPORTS)), "events"),
+        parameter("from", "query", "start (default: the first row)"),
+        parameter("to", "query", "end (default: tomorrow)"),
+    ],
+)})  # fmt: skip
+@api()
+def export(ctx: Context) -> Any:
+    require_admin(ctx)
+    fmt, dataset, start, end = export_window(query_pairs(request.environ), now_ms())
+    response.content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
+    response.set_header("Content-Disposition", f'attachment; filename="prisme-{dataset}.{fmt}"')
+    # Its own connection: the export outlives this request's turn on the thread's reader.
+    conn = connect(ctx.config["db"])
+    conn.execute("PRAGMA query_only = ON")
+
+    def stream() -> Iterator[bytes]:
+        try:
+            for chunk in export_chunks(conn, dataset, start, end, fmt):
+                yield chunk.encode("utf-8")
+        finally:
             conn.close()
 
+    return stream()
 
-def make_app(config: dict) -> bottle.Bottle:
-    """A Bottle application on `config`'s database, with every route; `app.ctx` is its Context."""
-    app = bottle.Bottle(catchall=True, autojson=True)
-    app.ctx = Context(config)
-    app.default_error_handler = json_error_page
-    for path, method, handler in ROUTES:
-        app.route(path, method, handler)
-    return app
+
+ROUTES.extend((healthcheck, export))
+
+
+# Every family's raw tables: (table, its rows older than the cutoff, key, probe, stored in time order). The probe
+# reads the time of the table's oldest row from one row or one index entry, so a table with nothing to prune costs
+# no scan.
+PRUNED_TABLES = tuple(table for family in FAMILIES for table in family.pruned)
+PRUNE_BATCH = 5000
+
+
+def retention_cutoff(now: int, days: int) -> int:
+    """Where retention cuts: the start of the UTC day `days` days ago, so whole days go (and their daily counts)."""
+    return (now // DAY_MS - days) * DAY_MS
+
+
+def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
+    """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
+
+    Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
+    go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
+    arrive in time order and have nothing older left: later batches do not look at them again.
+    """
+    batch = batch or PRUNE_BATCH
+    done = set() if done is None else done
+    deleted: dict[str, int] = {}
+    for table, older, key, probe, in_order in PRUNED_TABLES:
+        if table in done:
+            continue
+        oldest = (conn.execute(probe).fetchone() or (None,))[0]
+        if oldest is not None and oldest < cutoff:
+            # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
+            deleted[table] = conn.execute(
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {older} LIMIT ?)", (cutoff, batch)
+            ).rowcount
+        if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
+            done.add(table)
+    # Fewer than asked for means no event before the cutoff is left; a full batch needs a look (at once if one is).
+    if "visitors" not in done and (
+        deleted.get("events", 0) < batch
+        or not conn.execute("SELECT 1 FROM events WHERE ts < ? LIMIT 1", (cutoff,)).fetchone()
+    ):
+        day = cutoff // DAY_MS
+        conn.execute("DELETE FROM daily_visitors WHERE day < ?", (day,))
+        conn.execute("DELETE FROM daily_counts WHERE day < ? AND (dim = 'visitors' OR n = 0)", (day,))
+        done.add("visitors")
+    return sum(deleted.values())
+
+
+class Retention:
+    """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
+
+    def __init__(self, days: int):
+        self.days = days
+        self.cutoff: int | None = None
+        self.done: set[str] = set()  # what prune_batch found clean for this cutoff
+        self.deleted = 0
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
+        if not self.days:
+            return False
+        cutoff = retention_cutoff(now, self.days)
+        if cutoff != self.cutoff:  # a new day: every table is looked at again
+            self.cutoff, self.done = cutoff, set()
+        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
+        self.deleted += deleted
+        return deleted > 0  # True: more may remain, run again at the next commit
+
+    def reset(self) -> None:
+        """Forget which tables were found clean: the transaction that found it was rolled back."""
+        self.cutoff, self.done = None, set()
 
 
 ###############################################################################
@@ -5008,12 +4946,12 @@ def backup(db: str, target: str) -> int:
     holds no secret a restore does not need (NOT_BACKED_UP).
     """
     if os.path.exists(target):
-        raise ConfigError(f"backup: {target} exists; choose a new file")
+        raise CommandError(f"backup: {target} exists; choose a new file")
     directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
-        raise ConfigError(f"backup: directory {directory} does not exist; create it, or choose a FILE in another")
+        raise CommandError(f"backup: directory {directory} does not exist; create it, or choose a FILE in another")
     if not os.access(directory, os.W_OK):
-        raise ConfigError(f"backup: directory {directory} is not writable; choose a FILE in another")
+        raise CommandError(f"backup: directory {directory} is not writable; choose a FILE in another")
     started_generation, started_end = journal_end(db)  # acknowledged before this point: must be in the backup
     source = connect(db)
     os.close(private_file(target))  # a copy of the database holds its secrets too: readable by its owner only
@@ -5067,29 +5005,8 @@ def tail_keys(tail: bytes, generation: int, offset: int) -> set[str]:
     return keys
 
 
-# (name, query returning the rows that break it)
-INVARIANTS = (
-    ("every event's session exists", "SELECT id FROM events WHERE session_id IS NOT NULL"
-     " AND session_id NOT IN (SELECT id FROM sessions) LIMIT 5"),
-    ("a session has at least the pageviews stored for it", "SELECT s.id FROM sessions s JOIN"
-     " (SELECT session_id, count(*) n FROM events WHERE kind = 'pageview' GROUP BY session_id) e"
-     " ON e.session_id = s.id WHERE s.pageviews < e.n LIMIT 5"),
-    ("sessions end after they start", "SELECT id FROM sessions WHERE last_seen < started_at LIMIT 5"),
-    ("each counter equals the sum of its days", "SELECT c.client_id || ' ' || c.action_id || ' ' || c.page_id"
-     " FROM counters c"
-     " LEFT JOIN (SELECT client_id, action_id, page_id, sum(count) n FROM counter_days GROUP BY 1, 2, 3) d"
-     " USING (client_id, action_id, page_id) WHERE c.count != coalesce(d.n, 0) LIMIT 5"),
-    ("each checkout's total is the sum of its products", "SELECT c.transaction_id FROM checkouts c"
-     " LEFT JOIN (SELECT transaction_id, sum(amount_e4) n FROM checkout_products GROUP BY 1) p USING (transaction_id)"
-     " WHERE c.total_e4 != coalesce(p.n, 0) LIMIT 5"),
-    ("each like, bookmark or subscription has its customer", "SELECT customer_id FROM customer_relations"
-     " WHERE customer_id NOT IN (SELECT id FROM customers) LIMIT 5"),
-    ("the daily counts equal the rows they count", "SELECT * FROM (SELECT dim || ' ' || value || ' on day ' || day"
-     f" FROM (SELECT * FROM daily_counts WHERE n != 0 EXCEPT SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL"
-     f" {VISITORS_RECOUNT}) WHERE n != 0) UNION ALL SELECT dim || ' ' || value || ' on day ' || day"
-     f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
-     " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
-)  # fmt: skip
+# What must hold of every family's rows: (name, query returning the rows that break it).
+INVARIANTS = tuple(invariant for family in FAMILIES for invariant in family.invariants)
 
 
 def check(db: str) -> int:
@@ -5266,7 +5183,7 @@ def no_server_on(db: str, command: str, why: str = "") -> Iterator[None]:
     try:
         holder = lock_holder(fd, fcntl.LOCK_SH)
         if holder:
-            raise ConfigError(
+            raise CommandError(
                 f"{command}: a server (pid {holder}) is running on {db}; stop it first" + (f" ({why})" if why else "")
             )
         os.ftruncate(fd, 0)
@@ -5314,23 +5231,23 @@ def granian_callback(app: Callable, running: list) -> Callable:
     lock = threading.Lock()
 
     def call(protocol: Any, scope: dict) -> int:
-        answer: list = [200, []]
+        head: list = [200, []]  # the status and headers the application starts its response with
 
         def start_response(status: str, headers: list, exc_info: Any = None) -> None:
-            answer[0], answer[1] = int(status[:3]), headers
+            head[0], head[1] = int(status[:3]), headers
 
         with lock:
             running[0] += 1
         try:
             body = app(base | scope, start_response)
             if isinstance(body, list):
-                protocol.response_bytes(answer[0], answer[1], b"".join(body))
+                protocol.response_bytes(head[0], head[1], b"".join(body))
             else:  # a stream (an export): sent as it is produced, never held whole
-                protocol.response_iter(answer[0], answer[1], ResponseIterWrap(body))
+                protocol.response_iter(head[0], head[1], ResponseIterWrap(body))
         finally:
             with lock:
                 running[0] -= 1
-        return answer[0]
+        return head[0]
 
     return call
 
@@ -5465,7 +5382,7 @@ def add_settings(parser: argparse.ArgumentParser, keys: tuple[str, ...]) -> None
         elif isinstance(default, bool):
             default = str(default).lower()
         text = f"{setting.help} (default: {default if default != '' else 'none'})".replace("%", "%%")
-        if setting.kind == "bool":
+        if setting.value_type == "bool":
             group.add_argument(flag, dest=key, nargs="?", const="true", metavar="BOOL", help=text)
         else:
             metavar = "FILE" if key.endswith("db") else "|".join(setting.choices) or key.split("_")[-1].upper()
@@ -5546,76 +5463,139 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace, config: dict) -> int:
-    if args.command == "serve":
-        return serve(config)
-    if args.command != "init" and not os.path.exists(config["db"]):
-        # Only serve and init create a database: any other command on a mistyped path, or run from another
-        # directory, would make an empty one and answer from it (a token the running server has never heard of).
+    """Run the command `args` names (COMMANDS), on a database that exists: only serve and init create one."""
+    if args.command not in ("serve", "init") and not os.path.exists(config["db"]):
+        # Any other command on a mistyped path, or run from another directory, would make an empty database and
+        # answer from it (a token the running server has never heard of).
         raise ConfigError(
             f"{args.command}: no database at {os.path.abspath(config['db'])}; point --db (or PRISME_DB) at the"
             f" server's database, or create one with `prisme-lite init --db {config['db']}`"
         )
-    open_database(config["db"])
-    if args.command == "backup":
-        return backup(config["db"], args.file)
-    if args.command == "check":
-        return check(config["db"])
-    if args.command == "dead-letters":
-        return list_dead_letters(config["db"]) if args.action == "list" else retry_dead_letters(config)
+    if args.command != "serve":  # the server opens it itself (make_app)
+        open_database(config["db"])
+    return COMMANDS[args.command](args, config)
+
+
+@contextlib.contextmanager
+def command_connection(config: dict) -> Iterator[sqlite3.Connection]:
+    """A command's connection to the database, in autocommit mode: each statement is its own transaction."""
     conn = connect(config["db"], config["synchronous"])
     try:
-        if args.command == "init":
-            admin_token(conn)
-            print(f"database ready: {config['db']} (schema version {SCHEMA_VERSION})")
-        elif args.command == "admin-token":
-            if config["admin_token"]:
-                print(config["admin_token"])
-                if args.rotate:
-                    raise ConfigError("admin-token --rotate: the token comes from admin_token in the configuration")
-            else:
-                print(admin_token(conn, rotate=args.rotate))
-        elif args.command == "export":
-            return export_to_file(conn, args)
-        elif args.command == "prune":
-            days = args.older_than if args.older_than is not None else config["retention_days"]
-            if days < 1:
-                raise ConfigError("prune: give --older-than DAYS (at least 1), or set retention_days")
-            pruner, now = Retention(days), now_ms()
-            with no_server_on(config["db"], "prune", "with retention_days set, the server prunes by itself"):
-                while pruner(conn, now):  # autocommit: each batch is its own short transaction
-                    pass
-            deleted = pruner.deleted
-            print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
-        elif args.command == "stats":
-            return print_summary(conn, args.site, args.days, config["origins"])
-        elif args.command == "tokens":
-            return manage_tokens(conn, args)
-        elif args.command == "counters":
-            return show_counters(conn, args)
-        elif args.command == "origins":
-            if args.action == "list":
-                configured = set(config["origins"])
-                for origin in sorted(configured | set(stored_origins(conn))):
-                    print(origin + ("  (from configuration)" if origin in configured else ""))
-                return 0
-            try:
-                hosts = [normalise_origin(host) for host in args.hosts]
-            except ValueError as error:
-                raise ConfigError(f"origins {args.action}: {error}") from None
-            for host in hosts:
-                if args.action == "add":
-                    print(f"{'added' if add_origin(conn, host) else 'already registered'}: {host}")
-                elif remove_origin(conn, host):
-                    print(f"removed: {host}")
-                elif host in config["origins"]:
-                    print(origin_from_setting(host, config["origins"]), file=sys.stderr)
-                    return 1
-                else:
-                    print(f"not registered: {host}", file=sys.stderr)
-                    return 1
+        yield conn
     finally:
         conn.close()
+
+
+def serve_command(args: argparse.Namespace, config: dict) -> int:
+    return serve(config)
+
+
+def init_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        admin_token(conn)
+    print(f"database ready: {config['db']} (schema version {SCHEMA_VERSION})")
     return 0
+
+
+def origins_command(args: argparse.Namespace, config: dict) -> int:
+    """`origins add`, `list` and `remove`: the sites registered in the database, beside the origins setting."""
+    with command_connection(config) as conn:
+        if args.action == "list":
+            configured = set(config["origins"])
+            for origin in sorted(configured | set(stored_origins(conn))):
+                print(origin + ("  (from configuration)" if origin in configured else ""))
+            return 0
+        try:
+            hosts = [normalise_origin(host) for host in args.hosts]
+        except ValueError as error:
+            raise CommandError(f"origins {args.action}: {error}") from None
+        for host in hosts:
+            if args.action == "add":
+                print(f"{'added' if add_origin(conn, host) else 'already registered'}: {host}")
+            elif remove_origin(conn, host):
+                print(f"removed: {host}")
+            elif host in config["origins"]:
+                print(origin_from_setting(host, config["origins"]), file=sys.stderr)
+                return 1
+            else:
+                print(f"not registered: {host}", file=sys.stderr)
+                return 1
+    return 0
+
+
+def counters_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return show_counters(conn, args)
+
+
+def tokens_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return manage_tokens(conn, args)
+
+
+def stats_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return print_summary(conn, args.site, args.days, config["origins"])
+
+
+def export_command(args: argparse.Namespace, config: dict) -> int:
+    with command_connection(config) as conn:
+        return export_to_file(conn, args)
+
+
+def prune_command(args: argparse.Namespace, config: dict) -> int:
+    days = args.older_than if args.older_than is not None else config["retention_days"]
+    if days < 1:
+        raise CommandError("prune: give --older-than DAYS (at least 1), or set retention_days")
+    pruner, now = Retention(days), now_ms()
+    with (
+        command_connection(config) as conn,
+        no_server_on(config["db"], "prune", "with retention_days set, the server prunes by itself"),
+    ):
+        while pruner(conn, now):  # autocommit: each batch is its own short transaction
+            pass
+    deleted = pruner.deleted
+    print(f"deleted {deleted} {plural('row', deleted)} older than {days} {plural('day', days)}")
+    return 0
+
+
+def backup_command(args: argparse.Namespace, config: dict) -> int:
+    return backup(config["db"], args.file)
+
+
+def check_command(args: argparse.Namespace, config: dict) -> int:
+    return check(config["db"])
+
+
+def dead_letters_command(args: argparse.Namespace, config: dict) -> int:
+    return list_dead_letters(config["db"]) if args.action == "list" else retry_dead_letters(config)
+
+
+def admin_token_command(args: argparse.Namespace, config: dict) -> int:
+    if config["admin_token"]:
+        print(config["admin_token"])
+        if args.rotate:
+            raise CommandError("admin-token --rotate: the token comes from admin_token in the configuration")
+        return 0
+    with command_connection(config) as conn:
+        print(admin_token(conn, rotate=args.rotate))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
+    "serve": serve_command,
+    "init": init_command,
+    "origins": origins_command,
+    "counters": counters_command,
+    "tokens": tokens_command,
+    "stats": stats_command,
+    "export": export_command,
+    "prune": prune_command,
+    "backup": backup_command,
+    "check": check_command,
+    "dead-letters": dead_letters_command,
+    "admin-token": admin_token_command,
+}
 
 
 def origin_from_setting(host: str, origins: list[str]) -> str:
@@ -5633,9 +5613,9 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     query = [("format", args.export_format), ("kind", args.kind)]
     query += [(name, value) for name, value in (("from", args.start), ("to", args.end)) if value]
     try:
-        fmt, kind, start, end = export_window(query, now_ms())
+        fmt, dataset, start, end = export_window(query, now_ms())
     except Rejected as refusal:
-        raise ConfigError(f"export: {refusal.message}") from None
+        raise CommandError(f"export: {refusal.message}") from None
     conn.execute("BEGIN")  # one snapshot for the whole export, while the server goes on writing
     output = (
         open(private_file(args.output, truncate=True), "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
@@ -5643,7 +5623,7 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         else sys.stdout
     )
     try:
-        for chunk in export_chunks(conn, kind, start, end, fmt):
+        for chunk in export_chunks(conn, dataset, start, end, fmt):
             output.write(chunk)
     finally:
         conn.execute("ROLLBACK")
@@ -5653,63 +5633,16 @@ def export_to_file(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
 
 
 def print_summary(conn: sqlite3.Connection, site: str | None, days: int, origins: Iterable[str] = ()) -> int:
-    """`prisme-lite stats`: web traffic per site, server events per label and counters, over the last `days`.
-
-    With `site`, the counters are that site's; server events are not recorded per site, and the heading says so.
-    """
+    """`prisme-lite stats`: each family's summary of the last `days` (web traffic per site, server events per label,
+    counters); with `site`, what is recorded per site is that site's, and a family that is not says so."""
     if days < 1:
-        raise ConfigError("stats: --days must be at least 1")
+        raise CommandError("stats: --days must be at least 1")
     now = now_ms()
-    since = now - days * DAY_MS
-    day = lambda ms: time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))  # noqa: E731
-    print(f"prisme-lite stats: the last {'day' if days == 1 else f'{days} days'} ({day(since)} to {day(now)}, UTC)")
-    sites = (
-        [site] if site else [row[0] for row in conn.execute("SELECT DISTINCT site FROM events WHERE ts >= ?", (since,))]
-    )
-    for name in sites:
-        # The same metrics as the stats API and the dashboard: one definition of a visitor, a bounce, a top list.
-        q = parse_stats_query([("site", name), ("from", f"now-{days}d"), ("limit", "6")], now)
-        _keys, (visitors, pageviews, sessions, bounce_rate, seconds) = overview(conn, q)
-        print(f"\nweb traffic at {terminal_text(name)}")
-        bounces = f"{bounce_rate}%" if sessions else "-"
-        print(f"  {visitors:,} {plural('visitor', visitors)}, {pageviews:,} {plural('pageview', pageviews)}, "
-              f"{sessions:,} {plural('session', sessions)}, "
-              f"bounce rate {bounces}, average visit {seconds // 60}m {seconds % 60:02d}s")  # fmt: skip
-        for title, metric in (("top pages", "top-pages"), ("top referrers", "top-referrers"),
-                              ("custom events", "top-custom-events")):  # fmt: skip
-            keys, values = METRICS[metric](conn, q)
-            # Six fetched, five shown: a referrer list leaves out "direct" (not a referrer), the others keep all.
-            shown = [
-                (key, n) for key, n in zip(keys, values, strict=True) if metric != "top-referrers" or key != "direct"
-            ]
-            if shown:
-                print(f"  {title}: " + ", ".join(f"{terminal_text(key)} {count:,}" for key, count in shown[:5]))
-    if not sites:
-        print("\nno web traffic yet: paste the snippet that `prisme-lite serve` prints into a page")
-    labels = conn.execute(
-        "SELECT x.label, count(*), count(DISTINCT x.customer_id), max(x.ts) FROM server_events x"
-        f" WHERE x.ts >= ? AND {COUNTED_ONCE} GROUP BY x.label ORDER BY 2 DESC, 1",
-        (since,),
-    ).fetchall()
-    if labels:
-        print("\nserver events by label" + (" (of every site: they are not recorded per site)" if site else ""))
-        print_table(
-            ["  LABEL", "EVENTS", "CUSTOMERS", "LAST"],
-            [(f"  {label}", f"{count:,}", f"{customers:,}", day(last)) for label, count, customers, last in labels],
-        )
-    site_of = OriginRegistry(list(origins), lambda: conn).site_of
-    counters = [
-        row
-        for row in conn.execute(
-            "SELECT cl.domain, d.action_id, d.page_id, sum(d.count) FROM counter_days d"
-            " JOIN counter_clients cl ON cl.id = d.client_id WHERE d.day >= ? GROUP BY 1, 2, 3 ORDER BY 4 DESC",
-            (since // DAY_MS,),
-        )
-        if not site or site_of(row[0]) == site
-    ][:10]
-    if counters:
-        print("\ncounters (added in these days)")
-        print_table(["  DOMAIN", "ACTION", "PAGE", "ADDED"], [(f"  {d}", a, p, f"{n:,}") for d, a, p, n in counters])
+    last = "day" if days == 1 else f"{days} days"
+    print(f"prisme-lite stats: the last {last} ({utc_date(now - days * DAY_MS)} to {utc_date(now)}, UTC)")
+    for family in FAMILIES:
+        if family.summary:
+            family.summary(conn, site, days, now, list(origins))
     return 0
 
 
@@ -5721,7 +5654,7 @@ def manage_tokens(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
         )
         unknown = [scope for scope in scopes if scope not in SCOPES]
         if unknown or not scopes:
-            raise ConfigError(
+            raise CommandError(
                 f"tokens create: --scope must be one of {', '.join(SCOPES)}, got {', '.join(unknown) or 'none'}"
             )
         token_id, token = create_access_token(conn, scopes, args.name)
@@ -5818,7 +5751,7 @@ def main(argv: list[str] | None = None) -> int:
         # Python's final flush does not complain either.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except ConfigError as error:
+    except (ConfigError, CommandError) as error:
         print(f"prisme-lite: {error}", file=sys.stderr)
         return 2
     except sqlite3.Error as error:

@@ -411,11 +411,11 @@ def measure_at_size(args: argparse.Namespace, work: str, db: str) -> dict:
 
 
 def dashboard_paths() -> list[str]:
-    """What the dashboard's page asks the stats API for over 30 days, read from its own script (DASHBOARD_JS)."""
-    script = prisme_lite.DASHBOARD_JS
+    """What the dashboard's page asks the stats API for over 30 days, read from its own script (static/dashboard.js)."""
+    script = prisme_lite.asset("dashboard.js").decode()
     metrics = re.findall(r'stat\("([a-z-]+)"\)', script) + re.findall(r'\["[^"]+", "([a-z-]+)", \[', script)
     if len(metrics) < 10:
-        raise SystemExit("bench: cannot read the dashboard's metrics from prisme_lite.DASHBOARD_JS")
+        raise SystemExit("bench: cannot read the dashboard's metrics from static/dashboard.js")
     return [f"/api/v1/stats/{metric}?from=now-30d%2Fd&to=now&limit=10" for metric in metrics]
 
 
@@ -796,7 +796,13 @@ def profile_pixel(args: argparse.Namespace, work: str, top: int = 12) -> dict:
     leaf: dict[str, int] = {}
     total = 0
     idle = ("wait (threading.py", "select (selectors.py", "poll (selectors.py", "get (queue.py", "_wait_for_tstate")
-    plumbing = ("(threading.py)", "main (prisme_lite.py)", "run_command (prisme_lite.py)", "serve (prisme_lite.py)")
+    plumbing = (
+        "(threading.py)",
+        "main (prisme_lite.py)",
+        "run_command (prisme_lite.py)",
+        "serve_command (prisme_lite.py)",
+        "serve (prisme_lite.py)",
+    )
     with open(raw) as file:
         for line in file:
             stack, _space, samples = line.rstrip("\n").rpartition(" ")

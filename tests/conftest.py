@@ -116,16 +116,18 @@ def command():
 
 
 class Process:
-    """A running `prisme-lite serve`, its port, and what it printed."""
+    """A running `prisme-lite serve` (`argv` instead of command(), and its env and cwd), its port and what it printed."""
 
-    def __init__(self, db, *flags):
+    def __init__(self, db, *flags, argv=None, env=None, cwd=None):
         self.log = open(Path(db).with_suffix(".log"), "ab")  # noqa: SIM115 -- closed in stop() or by the fixture
         self.proc = subprocess.Popen(
-            [*command(), "serve", "--db", str(db), "--port", "0", *flags],
+            [*(argv or command()), "serve", "--db", str(db), "--port", "0", *flags],
             stdout=subprocess.PIPE,
             stderr=self.log,
             stdin=subprocess.DEVNULL,
             text=True,
+            env=env,
+            cwd=cwd,
         )
         self.banner = [self.proc.stdout.readline() for _ in range(5)]
         assert "listening on http://127.0.0.1:" in self.banner[0], self.banner
@@ -145,8 +147,8 @@ class Process:
 def run(tmp_path):
     processes = []
 
-    def start(*flags, db=tmp_path / "prisme.db"):
-        process = Process(db, *flags)
+    def start(*flags, db=tmp_path / "prisme.db", **launch):
+        process = Process(db, *flags, **launch)
         processes.append(process)
         return process
 

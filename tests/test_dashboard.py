@@ -170,7 +170,7 @@ PERIODS = {
     name: (start, end)
     for name, start, end in re.findall(
         r'"?(\w+)"?: \["([^"]+)", "([^"]+)"\]',
-        re.search(r"const PERIODS = \{(.*?)\};", prisme_lite.DASHBOARD_JS, re.S)[1],
+        re.search(r"const PERIODS = \{(.*?)\};", prisme_lite.asset("dashboard.js").decode(), re.S)[1],
     )
 }
 HOUR, DAY = 3_600_000, 86_400_000

@@ -1,6 +1,7 @@
 """Reports of the counter, server-event and widget families, as stats metrics (SPEC §4–§6)."""
 
 import sqlite3
+import time
 
 import pytest
 import webtest
@@ -17,6 +18,10 @@ def reports(server):
     token = server.ctx.admin_token()
 
     def get(metric, **params):
+        # A window ends before `now`, exclusive: an event sent in this very millisecond would fall outside it.
+        sent_by = time.time_ns() // 1_000_000
+        while time.time_ns() // 1_000_000 == sent_by:
+            time.sleep(0.0002)
         query = "&".join(f"{k}={v}" for k, v in params.items())
         return client.get(f"/api/v1/stats/{metric}?{query}", headers={"Authorization": f"Bearer {token}"}).json
 
