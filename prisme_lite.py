@@ -4349,11 +4349,22 @@ STATS_QUERY = [
 ]
 
 
+METRIC_MEANING = (
+    "what to count. top-referrers and top-utm-* count pageviews by their own referrer and campaign (a click to the"
+    " site's next page is `direct`); top-visit-referrers and top-visit-utm-* count visits (sessions started in the"
+    " window) by what their first pageview came from, and the filters visit-referrer and visit-utm-* keep every event"
+    " of those visits. The filters event, outbound-link and file-download keep the visits that sent that custom"
+    " event, link click or download (and those events). custom-event-properties: `property=value` keys by count for"
+    " the custom events that `event` names (every custom event without it), details [{event, property, value,"
+    " count}], a value as text (JSON for numbers, booleans, lists and objects)."
+)
+
+
 @route("/api/v1/stats/<metric>", doc={"get": operation(
     "read", "a time series or a top-N list",
     answers(ok("the series or list", "application/json", schema_ref("Stats")), 400, 401, 403, 404, 429),
     security=[*BEARER, {"dashboard": []}],
-    parameters=[parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
+    parameters=[parameter("metric", "path", METRIC_MEANING, enum=list(METRICS)), *STATS_QUERY],
 )})  # fmt: skip
 @api()
 def stats(ctx: Context, metric: str) -> dict:

@@ -67,6 +67,7 @@ def model_sessions(events):
             if not is_open:
                 current = {"site": event["site"], "host": event["host"], "start": event["ts"], "last": event["ts"],
                            "entry": event["path"], "exit": event["path"], "pageviews": 0, "referrer": event["referrer"],
+                           "utm_source": event["utm_source"], "utm_medium": event["utm_medium"],
                            "os": event["os"], "country": event["country"]}  # fmt: skip
                 sessions.append(current)
                 open_session[key] = current
@@ -205,6 +206,54 @@ def test_each_filter_narrows_pageviews(month, stats):
         assert 0 < expected < sum(1 for e in events if in_month(e)), name  # the filter did filter
 
 
+@pytest.mark.parametrize(
+    ("metric", "field"),
+    [("top-visit-referrers", "referrer"), ("top-visit-utm-sources", "utm_source"),
+     ("top-visit-utm-mediums", "utm_medium")],
+)  # fmt: skip
+def test_visits_count_by_what_their_first_pageview_came_from(month, stats, metric, field):
+    """A visit is counted once, by its session's referrer or campaign: a click to the site's next page is no
+    "direct" visit (top-referrers, which counts pageviews by their own referrer, keeps its meaning)."""
+    for site in (None, "blog.example.com"):
+        sessions = [s for s in month[3] if MONTH_START <= s["start"] < NOW and site in (None, s["site"])]
+        expected = Counter(s[field] for s in sessions if s[field] is not None)
+        answer = stats(metric, **{"from": "now-30d/d"}, **({"site": site} if site else {}))
+        assert {"keys": answer["keys"], "values": answer["values"]} == top(expected), site
+    if field == "referrer":
+        pageviews = stats("top-referrers", **{"from": "now-30d/d"})
+        assert pageviews["values"][pageviews["keys"].index("direct")] > expected["direct"]
+
+
+def test_visit_filters_keep_the_visits_that_came_from_there(month, stats):
+    """visit-referrer=google.com: every pageview of the visits that came from Google, not only their first."""
+    events, of_event = month[1], month[2]
+    for name, value, field in (("visit_referrer", "google.com", "referrer"), ("visit_utm_source", "newsletter",
+                                                                              "utm_source")):  # fmt: skip
+        expected = sum(1 for e, s in zip(events, of_event, strict=True) if in_month(e) and s and s[field] == value)
+        own = sum(1 for e in events if in_month(e) and e[field] == value)
+        got = sum(stats("pageviews", **{"from": "now-30d/d", name: value})["values"])
+        assert got == expected > own, name  # more than the pageviews that carried it themselves
+        sessions = [s for s in month[3] if MONTH_START <= s["start"] < NOW and s[field] == value]
+        assert sum(stats("sessions", **{"from": "now-30d/d", name: value})["values"]) == len(sessions)
+
+
+def test_event_filters_keep_the_visits_that_sent_them(month, stats):
+    """event=signup: the pageviews of visits that sent a signup in the window, and the signups themselves."""
+    events, of_event = month[1], month[2]
+    for name, value, kind in (("event", "signup", "custom"), ("outbound_link", "https://ext.example/", "outbound"),
+                              ("file_download", "https://cdn.example/a.zip", "download")):  # fmt: skip
+        sent = {id(s) for e, s in zip(events, of_event, strict=True)
+                if s and e["kind"] == kind and e["name"] == value and e["ts"] >= MONTH_START}  # fmt: skip
+        expected = sum(1 for e, s in zip(events, of_event, strict=True) if in_month(e) and id(s) in sent)
+        got = sum(stats("pageviews", **{"from": "now-30d/d", name: value})["values"])
+        assert 0 < got == expected < sum(1 for e in events if in_month(e)), name
+        kinds = Counter(e["name"] for e, s in zip(events, of_event, strict=True)
+                        if in_month(e, kind) and (id(s) in sent or e["name"] == value))  # fmt: skip
+        metric = {"custom": "top-custom-events", "outbound": "top-outbound-links", "download": "top-file-downloads"}
+        answer = stats(metric[kind], **{"from": "now-30d/d", name: value})
+        assert {"keys": answer["keys"], "values": answer["values"]} == top(kinds), name
+
+
 def test_site_and_combined_filters(month, stats):
     events = month[1]
     expected = Counter(e["path"] for e in events if in_month(e, site="*.shop.example") and e["os"] == "iOS")
@@ -335,6 +384,7 @@ WEB_METRICS = [name for name in prisme_lite.METRICS if name in (
     "overview", "pageviews", "visitors", "sessions", "bounces", "sessions-duration", "top-pages", "top-entry-pages",
     "top-exit-pages", "top-referrers", "top-utm-sources", "top-utm-mediums", "top-utm-campaigns", "top-countries",
     "top-operating-systems", "top-browsers", "top-custom-events", "top-outbound-links", "top-file-downloads",
+    "top-visit-referrers", "top-visit-utm-sources", "top-visit-utm-mediums", "top-visit-utm-campaigns",
 )]  # fmt: skip
 
 
