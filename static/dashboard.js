@@ -7,8 +7,12 @@ const PERIODS = {
   today: ["now/d", "now/d+1d"], "7d": ["now-6d/d", "now/d+1d"], "30d": ["now-29d/d", "now/d+1d"],
   "12mo": ["now-11M/M", "now/M+1M"],
 };
-const state = {site: "", period: "7d", from: "", to: ""};
+// What the page shows, and what its URL says (readURL, writeURL): a filtered view is a link to bookmark or share.
+// `to` is the custom range's exclusive end; `filters` holds one value per stats filter, set by clicking a row.
+const state = {site: "", period: "7d", from: "", to: "", filters: {}};
 const $ = (selector) => document.querySelector(selector);
+// Each family's tables, from the server: [title, metric, columns, filter] (see Family.panels).
+const PANELS = JSON.parse($("#report").dataset.panels);
 
 function el(tag, attributes, ...children) {
   const node = tag.startsWith("svg:")
@@ -28,14 +32,85 @@ async function getJSON(path, params) {
 
 function windowParams(extra) {
   const [from, to] = state.period === "custom" ? [state.from, state.to] : PERIODS[state.period];
-  const params = {from, to, ...(extra || {})};
+  const params = {from, to, ...state.filters, ...(extra || {})};
   if (state.site) params.site = state.site;
   return params;
+}
+
+// A panel's filter: its name, and where a row's key ends ("client " takes the key up to its first space).
+function panelFilter(spec) {
+  const [, name, separator] = /^([a-z-]*)(.*)$/.exec(spec || "");
+  return {name, valueOf: (key) => separator && key.includes(separator) ? key.slice(0, key.indexOf(separator)) : key};
+}
+
+// What each filter is called on its chip: its panel's first column ("Page: /about").
+const FILTER_LABELS = Object.fromEntries(PANELS.filter((panel) => panel[3])
+  .map(([, , columns, spec]) => [panelFilter(spec).name, columns[0].split(" ")[0]]));
+
+// The URL: ?site=…&period=…(&from=YYYY-MM-DD&to=YYYY-MM-DD, both days shown whole)&path=/about&… (one per filter).
+function readURL() {
+  const query = new URLSearchParams(location.search);
+  state.site = query.get("site") || "";
+  const period = query.get("period");
+  state.period = Object.hasOwn(PERIODS, period) || period === "custom" ? period : "7d";
+  const [from, to] = [query.get("from") || "", query.get("to") || ""];
+  const date = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
+  if (state.period === "custom" && !(date.test(from) && date.test(to) && from <= to)) state.period = "7d";
+  [state.from, state.to] = state.period === "custom" ? [from, nextDay(to)] : ["", ""];
+  state.filters = {};
+  for (const [name, value] of query) if (Object.hasOwn(FILTER_LABELS, name) && value) state.filters[name] = value;
+}
+
+function writeURL() {
+  const query = new URLSearchParams();
+  if (state.site) query.set("site", state.site);
+  if (state.period !== "7d") query.set("period", state.period);
+  if (state.period === "custom") {
+    query.set("from", state.from);
+    query.set("to", previousDay(state.to));
+  }
+  for (const [name, value] of Object.entries(state.filters)) query.set(name, value);
+  const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
+  if (url !== location.pathname + location.search) history.pushState(null, "", url);
+}
+
+// The controls say what state says: after a URL is read (a bookmark, the back button).
+function showState() {
+  $("#site").value = state.site;
+  if ($("#site").value !== state.site) state.site = ""; // a site no longer registered
+  for (const button of document.querySelectorAll("[data-period]")) {
+    button.classList.toggle("active", button.dataset.period === state.period);
+  }
+  $("#custom").hidden = state.period !== "custom";
+  if (state.period === "custom") [$("#from").value, $("#to").value] = [state.from, previousDay(state.to)];
+  const chips = Object.entries(state.filters).map(([name, value]) => {
+    const chip = el("button", {type: "button", class: "chip", "data-filter": name, title: `Remove this filter: ${value}`},
+      el("span", {class: "chip-name"}, `${FILTER_LABELS[name]}:`), " ", el("span", {class: "chip-value"}, value),
+      el("span", {class: "chip-x", "aria-hidden": "true"}, "×"));
+    chip.setAttribute("aria-label", `Remove the filter ${FILTER_LABELS[name]}: ${value}`);
+    chip.addEventListener("click", () => { delete state.filters[name]; changed(); });
+    return chip;
+  });
+  if (chips.length > 1) {
+    const clear = el("button", {type: "button", class: "chip clear", id: "clear-filters"}, "Clear filters");
+    clear.addEventListener("click", () => { state.filters = {}; changed(); });
+    chips.push(clear);
+  }
+  $("#filters").replaceChildren(...chips);
+  $("#filters").hidden = !chips.length;
+}
+
+// A control changed state: the URL follows, then the page.
+function changed() {
+  writeURL();
+  showState();
+  render();
 }
 
 const stat = (metric, extra) => getJSON(`/api/v1/stats/${metric}`, windowParams(extra));
 
 const nextDay = (date) => new Date(Date.parse(`${date}T00:00:00Z`) + 86400000).toISOString().slice(0, 10);
+const previousDay = (date) => new Date(Date.parse(`${date}T00:00:00Z`) - 86400000).toISOString().slice(0, 10);
 
 function day(ms, withTime) {
   const date = new Date(ms);
@@ -70,18 +145,41 @@ function chart(pageviews, visitors) {
 
 const cell = (value) => el("td", {}, value === null ? "-" : String(value));
 
-function table(title, data, columns) {
-  const section = el("section", {class: "panel"}, el("h2", {}, title));
+// A row's first cell: its key, cut with an ellipsis when long (whole in its title); a button that filters every
+// panel by it when the panel has a filter. A value with a comma cannot be one (the API reads commas as lists).
+function keyCell(text, filter, key) {
+  const shown = el("span", {class: "key", title: text}, text);
+  if (!filter.name || key === null || String(key).includes(",")) return el("td", {}, shown);
+  const value = filter.valueOf(String(key));
+  const button = el("button", {type: "button", class: "row-filter", "data-filter": filter.name, title: text}, shown);
+  shown.removeAttribute("title");
+  button.addEventListener("click", () => { state.filters[filter.name] = value; changed(); });
+  return el("td", {}, button);
+}
+
+function table(title, data, columns, spec, cells) {
+  const section = el("section", {class: "panel", "data-metric": data.metric || ""}, el("h2", {}, title));
   if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
   if (!data.keys.length) {
     section.append(el("p", {class: "empty"}, "Nothing yet in this period."));
     return section;
   }
+  const filter = panelFilter(spec);
   const head = el("tr", {}, ...columns.map((column) => el("th", {}, column)));
-  const rows = data.details
-    ? data.details.map((row) => el("tr", {}, ...Object.values(row).map((value) => cell(value))))
-    : data.keys.map((key, n) => el("tr", {}, cell(key), el("td", {class: "n"}, String(data.values[n]))));
+  const lines = cells ? cells(data) : data.details ? data.details.map((row) => Object.values(row))
+    : data.keys.map((key, n) => [key, data.values[n]]);
+  const rows = lines.map((values, n) => el("tr", {}, keyCell(String(values[0] ?? "-"), filter, data.keys[n]),
+    ...values.slice(1).map((value) => typeof value === "number" ? el("td", {class: "n"}, String(value)) : cell(value))));
   section.append(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+  return section;
+}
+
+// A custom event picked (the `event` filter): its properties, values by count.
+async function properties(name) {
+  const data = await stat("custom-event-properties", {limit: 20});
+  const section = table(`Properties of ${name}`, data, ["Property", "Value", "Count"], "",
+    (answer) => answer.details.map((row) => [row.property, row.value, row.count]));
+  section.id = "properties";
   return section;
 }
 
@@ -100,9 +198,12 @@ async function render() {
   try {
     const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
     if (ticket !== latest) return;
-    const panels = JSON.parse($("#report").dataset.panels); // each family's tables, from the server
-    const tops = await Promise.all(panels.map(async ([title, metric, columns]) =>
-      table(title, await stat(metric, {limit: 10}), columns)));
+    const tops = await Promise.all(PANELS.map(async ([title, metric, columns, filter]) =>
+      table(title, {...await stat(metric, {limit: 10}), metric}, columns, filter)));
+    if (state.filters.event) {
+      const after = PANELS.findIndex((panel) => panel[3] === "event") + 1;
+      tops.splice(after || tops.length, 0, await properties(state.filters.event));
+    }
     if (ticket !== latest) return;
     const numbers = el("div", {class: "numbers"},
       number("Visitors", overview.values[0], "visitors-total"),
@@ -111,7 +212,7 @@ async function render() {
       number("Bounce rate", `${overview.values[3]} %`, "bounce-rate"),
       number("Visit duration", `${overview.values[4]} s`, "visit-duration"));
     main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors)));
-    if (!overview.values[1]) {
+    if (!overview.values[1] && !Object.keys(state.filters).length) {
       main.append(el("section", {class: "panel wide empty-state", id: "empty"},
         el("h2", {}, "No pageviews yet"),
         el("p", {}, "Paste this into the pages of your site (its host must be a registered origin):"),
@@ -129,13 +230,17 @@ async function start() {
   const picker = $("#site");
   const options = sites.map((site) => el("option", {value: site}, site));
   picker.replaceChildren(el("option", {value: ""}, "All sites"), ...options);
-  picker.addEventListener("change", () => { state.site = picker.value; render(); });
+  picker.addEventListener("change", () => { state.site = picker.value; changed(); });
   for (const button of document.querySelectorAll("[data-period]")) {
     button.addEventListener("click", () => {
-      state.period = button.dataset.period;
-      for (const other of document.querySelectorAll("[data-period]")) other.classList.toggle("active", other === button);
-      $("#custom").hidden = state.period !== "custom";
-      if (state.period !== "custom") render();
+      if (button.dataset.period !== "custom") {
+        state.period = button.dataset.period;
+        changed();
+        return;
+      }
+      // The range is asked for first: the period changes when it is shown, nothing is highlighted before.
+      $("#custom").hidden = false;
+      $("#from").focus();
     });
   }
   $("#custom").addEventListener("submit", (event) => {
@@ -147,10 +252,14 @@ async function start() {
       $("#report").replaceChildren(el("p", {class: "error", id: "range-error"}, sentence));
       return;
     }
+    state.period = "custom";
     state.from = from;
     state.to = nextDay(to); // the whole last day, to its last millisecond: `to` is exclusive
-    render();
+    changed();
   });
+  window.addEventListener("popstate", () => { readURL(); showState(); render(); });
+  readURL();
+  showState();
   render();
 }
 

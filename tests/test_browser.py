@@ -1,7 +1,9 @@
 """Browser tests in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): the README's snippets,
 pasted into a page of a registered origin, store what they promise."""
 
+import contextlib
 import datetime
+import json
 import os
 import re
 import sqlite3
@@ -500,23 +502,32 @@ CHARTS = {
 }
 
 
-@pytest.fixture
-def pinned_dashboard(make_server, chromium, monkeypatch):
-    """A page logged in to a dashboard served from this process, on the EDGES, its clock [ms] pinned (and settable)."""
-    server = make_server()
-    store_edges(server)
-    clock = [utc(PINNED[0])]
+@contextlib.contextmanager
+def dashboard_page(server, chromium, monkeypatch, pinned, **context_options):
+    """A page logged in to `server`'s dashboard, served from this process, its clock [ms] pinned (and settable)."""
+    clock = [utc(pinned)]
     monkeypatch.setattr(prisme_lite, "now_ms", lambda: clock[0])
     served = Served(prisme_lite.RequestLog(server.app, access_log=False))
-    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
+    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400}, **context_options)
     page = context.new_page()
     page.goto(f"http://127.0.0.1:{served.port}/dashboard")
     page.fill("#token", server.ctx.admin_token())
     page.click("button[type=submit]")
     page.wait_for_selector("#pageviews-total")
-    yield page, clock
-    context.close()
-    served.close()
+    try:
+        yield page, clock
+    finally:
+        context.close()
+        served.close()
+
+
+@pytest.fixture
+def pinned_dashboard(make_server, chromium, monkeypatch):
+    """A page logged in to a dashboard served from this process, on the EDGES, its clock [ms] pinned (and settable)."""
+    server = make_server()
+    store_edges(server)
+    with dashboard_page(server, chromium, monkeypatch, PINNED[0]) as (page, clock):
+        yield page, clock
 
 
 def test_the_dashboard_periods_are_whole_days_at_any_hour(pinned_dashboard):
@@ -592,3 +603,127 @@ def test_a_period_picked_while_another_loads_is_the_one_shown(pinned_dashboard):
         page.evaluate("() => new Promise((done) => setTimeout(done, 0))")
     assert page.text_content("#pageviews-total") == "2"
     assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+
+
+# Four visits on 2026-11-19, seen on 2026-11-20 at noon: (visitor, site, [(minute, kind, path or name, props)],
+# what the visit came from (referrer, utm_source, utm_medium, utm_campaign), browser).
+VISITS = [
+    ("a", "blog.example.com", [(0, "pageview", "/", None), (2, "pageview", "/pricing", None),
+                               (3, "custom", "signup", {"plan": "pro"})],
+     ("google.com", "news", "email", "launch"), "Chrome"),
+    ("b", "blog.example.com", [(10, "pageview", "/", None), (11, "pageview", "/docs", None)],
+     ("direct", None, None, None), "Chrome"),
+    ("c", "blog.example.com", [(20, "pageview", "/pricing", None), (21, "custom", "signup", {"plan": "free"})],
+     ("twitter.com", None, None, None), "Firefox"),
+    ("d", "localhost", [(30, "pageview", "/", None)], ("direct", None, None, None), "Firefox"),
+]  # fmt: skip
+
+
+def store_visits(server):
+    """VISITS through the writer, as the web events API stores them: a visit's later pageviews are "direct"."""
+    start = utc("2026-11-19T09:00:00")
+    for visitor, site, events, (referrer, source, medium, campaign), browser in VISITS:
+        for n, (minute, kind, what, props) in enumerate(events):
+            first = n == 0
+            server.ctx.writer.append("web", {
+                "ts": start + minute * 60_000, "site": site, "kind": kind, "host": site,
+                "path": what if kind == "pageview" else "/", "name": None if kind == "pageview" else what,
+                "referrer": referrer if first else "direct", "utm_source": source if first else None,
+                "utm_medium": medium if first else None, "utm_campaign": campaign if first else None,
+                "utm_term": None, "utm_content": None, "visitor_id": f"visitor-{visitor}", "browser": browser,
+                "os": "Linux", "device": "desktop", "country": "FR", "status": 200,
+                "props": json.dumps(props) if props else None,
+            })  # fmt: skip
+    server.ctx.writer.flush()
+
+
+@pytest.fixture
+def explored(make_server, chromium, monkeypatch):
+    server = make_server()
+    with sqlite3.connect(server.config["db"]) as conn:
+        prisme_lite.add_origin(conn, "blog.example.com")
+    server.ctx.origins.reload()
+    store_visits(server)
+    with dashboard_page(server, chromium, monkeypatch, "2026-11-20T12:00:00") as (page, _clock):
+        yield page
+
+
+def panel(page, title):
+    return page.locator("section.panel", has=page.locator("h2", has_text=re.compile(f"^{re.escape(title)}$")))
+
+
+def rows(page, title):
+    """A panel's rows as (first cell, last cell)."""
+    return [(row.locator("td").first.text_content(), row.locator("td").last.text_content())
+            for row in panel(page, title).locator("tbody tr").all()]  # fmt: skip
+
+
+def test_clicking_a_row_filters_every_panel_and_the_url_keeps_the_filters(explored):
+    page = explored
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    # Referrers count visits by where they came from: b's click to /docs is no second "direct".
+    assert rows(page, "Referrers") == [("direct", "2"), ("google.com", "1"), ("twitter.com", "1")]
+    assert rows(page, "Campaigns") == [("launch", "1")] and rows(page, "Campaign mediums") == [("email", "1")]
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/v1/stats/" in request.url else None)
+    panel(page, "Referrers").get_by_role("button", name="google.com").click()
+    expect(page.locator("#pageviews-total")).to_have_text("2")  # both of a's pageviews, not only the first
+    assert page.text_content("#visitors-total") == "1"
+    expect(page.locator("#filters .chip")).to_have_text(["Referrer: google.com×"])
+    assert "visit-referrer=google.com" in page.url
+    assert rows(page, "Top pages") == [("/", "1"), ("/pricing", "1")]
+    assert rows(page, "Custom events") == [("signup", "1")]
+    assert (
+        sum(int(title.split(": ")[1].split()[0]) for title in page.locator("#chart rect title").all_text_contents())
+        == 2
+    )
+    # Every panel asked with the filter; those that cannot apply it say so.
+    assert len(asked) >= 3 + len(page.locator("section.panel[data-metric]").all()) - 1
+    assert all("visit-referrer=google.com" in url for url in asked), asked
+    expect(panel(page, "Server events").locator(".note")).to_contain_text("Not filtered by visit-referrer")
+    # Filters combine, and the URL keeps them: a reload (a bookmark) shows the same view.
+    panel(page, "Top pages").get_by_role("button", name="/pricing").click()
+    expect(page.locator("#pageviews-total")).to_have_text("1")
+    assert "path=%2Fpricing" in page.url
+    page.reload()
+    expect(page.locator("#pageviews-total")).to_have_text("1")
+    expect(page.locator("#filters .chip-value")).to_have_text(["google.com", "/pricing"])
+    # A chip removes its filter; the back button brings it back.
+    page.locator("#filters .chip[data-filter='visit-referrer']").click()
+    expect(page.locator("#pageviews-total")).to_have_text("2")  # /pricing: a's and c's
+    assert "visit-referrer" not in page.url
+    page.go_back()
+    expect(page.locator("#pageviews-total")).to_have_text("1")
+    expect(page.locator("#filters .chip-value")).to_have_text(["google.com", "/pricing"])
+    page.click("#clear-filters")
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    assert page.locator("#filters").is_hidden() and "?" not in page.url
+
+
+def test_a_shared_link_opens_its_site_period_and_filters(explored):
+    page = explored
+    base = page.url.split("?")[0]
+    page.goto(f"{base}?site=blog.example.com&period=30d&browser=Firefox")
+    expect(page.locator("#pageviews-total")).to_have_text("1")  # c's one pageview on the blog
+    assert page.input_value("#site") == "blog.example.com"
+    assert page.locator("[data-period].active").text_content() == "30 days"
+    assert page.locator("#chart rect").count() == 30
+    page.goto(f"{base}?period=custom&from=2026-11-19&to=2026-11-19&os=Linux")
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    assert (page.input_value("#from"), page.input_value("#to")) == ("2026-11-19", "2026-11-19")
+    assert page.locator("[data-period].active").text_content() == "Custom" and page.locator("#custom").is_visible()
+    page.goto(f"{base}?period=forever&nonsense=1&path=")  # what it cannot read it leaves out: 7 days, unfiltered
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    assert page.locator("[data-period].active").text_content() == "7 days" and page.locator("#filters").is_hidden()
+
+
+def test_a_custom_event_row_opens_the_breakdown_of_its_properties(explored):
+    page = explored
+    assert page.locator("#properties").count() == 0
+    panel(page, "Custom events").get_by_role("button", name="signup").click()
+    expect(page.locator("#properties h2")).to_have_text("Properties of signup")
+    assert rows(page, "Properties of signup") == [("plan", "1"), ("plan", "1")]
+    assert page.locator("#properties td").all_text_contents() == ["plan", "free", "1", "plan", "pro", "1"]
+    assert page.text_content("#pageviews-total") == "3"  # the visits that signed up: a's two pageviews, c's one
+    page.locator("#filters .chip").click()
+    expect(page.locator("#properties")).to_have_count(0)
