@@ -3057,6 +3057,11 @@ def custom_event_properties(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     return [f"{key}={value}" for _name, key, value, _n in rows], [row[3] for row in rows], details
 
 
+def live_count(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Distinct visitors active in the window (any event, by default the last 30 minutes): the dashboard's live count."""
+    return ["visitors"], [distinct_visitors(conn, q, (), per_bucket=False).get(0, 0)]
+
+
 def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
     visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
@@ -3147,6 +3152,7 @@ register(Family(
         "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
         "visitors": visitors_series(("pageview",)),
         "live-visitors": visitors_series(()),
+        "live-count": live_count,
         "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
         "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
         "sessions-duration": daily_series(
@@ -4356,7 +4362,8 @@ METRIC_MEANING = (
     " of those visits. The filters event, outbound-link and file-download keep the visits that sent that custom"
     " event, link click or download (and those events). custom-event-properties: `property=value` keys by count for"
     " the custom events that `event` names (every custom event without it), details [{event, property, value,"
-    " count}], a value as text (JSON for numbers, booleans, lists and objects)."
+    " count}], a value as text (JSON for numbers, booleans, lists and objects). live-count: the distinct visitors"
+    " of any event in the window (default the last 30 minutes), one key `visitors`."
 )
 
 
@@ -4373,7 +4380,7 @@ def stats(ctx: Context, metric: str) -> dict:
     if measure is None:
         raise Rejected(404, f"unknown metric {metric[:60]!r}; metrics: {', '.join(METRICS)}")
     q = parse_stats_query(
-        query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
+        query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric in ("live-visitors", "live-count") else "now-7d"
     )
     keys, values, *details = measure(ctx.read(), replace(q, site_of=ctx.origins.site_of))
     report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}

@@ -9,7 +9,7 @@ const PERIODS = {
 };
 // What the page shows, and what its URL says (readURL, writeURL): a filtered view is a link to bookmark or share.
 // `to` is the custom range's exclusive end; `filters` holds one value per stats filter, set by clicking a row.
-const state = {site: "", period: "7d", from: "", to: "", filters: {}};
+const state = {site: "", period: "7d", from: "", to: "", filters: {}, compare: false};
 const $ = (selector) => document.querySelector(selector);
 // Each family's tables, from the server: [title, metric, columns, filter] (see Family.panels).
 const PANELS = JSON.parse($("#report").dataset.panels);
@@ -57,6 +57,7 @@ function readURL() {
   const date = /^[0-9]{4}-[0-9]{2}-[0-9]{2}$/;
   if (state.period === "custom" && !(date.test(from) && date.test(to) && from <= to)) state.period = "7d";
   [state.from, state.to] = state.period === "custom" ? [from, nextDay(to)] : ["", ""];
+  state.compare = query.get("compare") === "1";
   state.filters = {};
   for (const [name, value] of query) if (Object.hasOwn(FILTER_LABELS, name) && value) state.filters[name] = value;
 }
@@ -69,6 +70,7 @@ function writeURL() {
     query.set("from", state.from);
     query.set("to", previousDay(state.to));
   }
+  if (state.compare) query.set("compare", "1");
   for (const [name, value] of Object.entries(state.filters)) query.set(name, value);
   const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
   if (url !== location.pathname + location.search) history.pushState(null, "", url);
@@ -112,35 +114,90 @@ const stat = (metric, extra) => getJSON(`/api/v1/stats/${metric}`, windowParams(
 const nextDay = (date) => new Date(Date.parse(`${date}T00:00:00Z`) + 86400000).toISOString().slice(0, 10);
 const previousDay = (date) => new Date(Date.parse(`${date}T00:00:00Z`) - 86400000).toISOString().slice(0, 10);
 
-function day(ms, withTime) {
-  const date = new Date(ms);
-  const text = date.toISOString().slice(5, 10);
-  return withTime ? `${text} ${date.toISOString().slice(11, 16)}` : text;
+const DAY_MS = 86400000;
+const iso = (ms) => new Date(ms).toISOString();
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+// A bucket's name in its tooltip: its UTC day (and hour), with the year.
+function bucketName(ms, step) {
+  const text = iso(ms);
+  return step < DAY_MS ? `${text.slice(0, 10)} ${text.slice(11, 16)}` : text.slice(0, 10);
 }
 
-function chart(pageviews, visitors) {
-  const width = 720, height = 220, pad = 28, count = pageviews.keys.length;
-  const top = Math.max(1, ...pageviews.values, ...visitors.values);
-  const step = (width - 2 * pad) / Math.max(1, count);
-  const y = (value) => height - pad - (value / top) * (height - 2 * pad);
-  const label = "visitors and pageviews";
-  const svg = el("svg:svg", {viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label, id: "chart"});
-  svg.append(el("svg:line", {x1: pad, x2: width - pad, y1: height - pad, y2: height - pad, class: "axis"}));
-  svg.append(el("svg:text", {x: 2, y: pad, class: "label"}, String(top)));
-  const hours = pageviews.keys.length > 1 && pageviews.keys[1] - pageviews.keys[0] < 86400000;
+// A label under the chart: "06:00" within a day, "Nov 14" for a day, "Nov 14 2025" where the year changes.
+function axisName(ms, step, withYear) {
+  const date = new Date(ms);
+  if (step < DAY_MS && date.getUTCHours()) return iso(ms).slice(11, 16);
+  const name = `${MONTHS[date.getUTCMonth()]} ${date.getUTCDate()}`;
+  return withYear ? `${name} ${date.getUTCFullYear()}` : name;
+}
+
+// 0 and a few round values above the highest one (1, 2 or 5 times a power of ten apart).
+function yTicks(highest) {
+  const raw = Math.max(1, highest) / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = Math.max(1, [1, 2, 5, 10].map((n) => n * power).find((n) => n >= raw));
+  const ticks = [];
+  for (let value = 0; value < highest + step; value += step) ticks.push(value);
+  return ticks.length > 1 ? ticks : [0, step];
+}
+
+// Which buckets get a label: day starts when the buckets are hours of several days, then every k-th, so that
+// labels keep ~64 px apart at any width (a phone's 390 px too).
+function labelled(keys, step, room) {
+  const starts = keys.map((_key, n) => n).filter((n) => step >= DAY_MS || keys.length * step <= DAY_MS
+    || keys[n] % DAY_MS === 0);
+  const every = Math.ceil(starts.length / Math.max(2, Math.floor(room / 64)));
+  return new Set(starts.filter((_n, i) => i % every === 0));
+}
+
+// Pageviews as bars, visitors as a line, and (compare) the previous period's pageviews as a dashed line; drawn at
+// the panel's width in CSS pixels, so its text is as large on a phone as on a desktop.
+function chart(pageviews, visitors, previous, width) {
+  const height = 240, left = 44, right = 8, top = 12, bottom = 28, count = pageviews.keys.length;
+  const step = pageviews.keys.length > 1 ? pageviews.keys[1] - pageviews.keys[0] : DAY_MS;
+  const ticks = yTicks(Math.max(...pageviews.values, ...visitors.values, ...(previous ? previous.values : [])));
+  const highest = ticks[ticks.length - 1];
+  const slot = (width - left - right) / Math.max(1, count);
+  const y = (value) => top + (height - top - bottom) * (1 - value / highest);
+  const svg = el("svg:svg", {viewBox: `0 0 ${width} ${height}`, width, height, role: "img", id: "chart",
+    "aria-label": "pageviews (bars) and visitors (line) over the period"});
+  for (const tick of ticks) {
+    svg.append(el("svg:line", {x1: left, x2: width - right, y1: y(tick), y2: y(tick), class: tick ? "grid" : "axis"}));
+    svg.append(el("svg:text", {x: left - 6, y: y(tick) + 4, class: "label y"}, String(tick)));
+  }
+  const shown = labelled(pageviews.keys, step, width - left - right);
+  const years = new Set(pageviews.keys.map((key) => new Date(key).getUTCFullYear())).size > 1;
+  let lastYear = null;
   pageviews.keys.forEach((key, n) => {
-    const bar = el("svg:rect", {x: pad + n * step + 1, y: y(pageviews.values[n]), width: Math.max(1, step - 2),
-      height: height - pad - y(pageviews.values[n]), class: "bar"});
-    const tip = `${day(key, hours)}: ${pageviews.values[n]} pageviews, ${visitors.values[n]} visitors`;
+    const bar = el("svg:rect", {x: left + n * slot + 1, y: y(pageviews.values[n]), width: Math.max(1, slot - 2),
+      height: y(0) - y(pageviews.values[n]), class: "bar"});
+    const before = previous && n < previous.keys.length ? `; previous period ${previous.values[n]} pageviews` : "";
+    const tip = `${bucketName(key, step)}: ${pageviews.values[n]} pageviews, ${visitors.values[n]} visitors${before}`;
     bar.append(el("svg:title", {}, tip));
     svg.append(bar);
-    if (n % Math.ceil(count / 8) === 0) {
-      svg.append(el("svg:text", {x: pad + n * step, y: height - 8, class: "label"}, day(key, hours)));
+    if (shown.has(n)) {
+      const year = new Date(key).getUTCFullYear();
+      svg.append(el("svg:text", {x: left + n * slot, y: height - 8, class: "label x"},
+        axisName(key, step, years && year !== lastYear)));
+      lastYear = year;
     }
   });
-  const points = visitors.values.map((value, n) => `${pad + n * step + step / 2},${y(value)}`).join(" ");
-  svg.append(el("svg:polyline", {points, class: "line"}));
+  const line = (values, name) => el("svg:polyline", {class: name,
+    points: values.slice(0, count).map((value, n) => `${left + n * slot + slot / 2},${y(value)}`).join(" ")});
+  if (previous) svg.append(line(previous.values, "previous"));
+  svg.append(line(visitors.values, "line"));
   return svg;
+}
+
+function legend() {
+  const item = (name, text) => el("li", {}, el("span", {class: `swatch ${name}`, "aria-hidden": "true"}), text);
+  const toggle = el("input", {type: "checkbox", id: "compare"});
+  toggle.checked = state.compare;
+  toggle.addEventListener("change", () => { state.compare = toggle.checked; changed(); });
+  return el("ul", {class: "legend"}, item("bar", "Pageviews"), item("line", "Visitors"),
+    ...(state.compare ? [item("previous", "Pageviews, previous period")] : []),
+    el("li", {class: "compare"}, el("label", {}, toggle, " Compare with the previous period")));
 }
 
 const cell = (value) => el("td", {}, value === null ? "-" : String(value));
@@ -183,9 +240,39 @@ async function properties(name) {
   return section;
 }
 
-function number(label, value, id) {
-  const shown = el("span", {class: "value", id}, String(value));
-  return el("div", {class: "number"}, shown, el("span", {class: "name"}, label));
+// A card: its value, and its change against the previous period ("+12 %"; "lower" when less is better).
+function number(label, value, id, now, before, lower) {
+  const card = el("div", {class: "number"}, el("span", {class: "value", id}, String(value)),
+    el("span", {class: "name"}, label));
+  if (before === undefined) return card;
+  const change = before ? Math.round((100 * (now - before)) / before) : null;
+  const text = change === null ? (now ? "new" : "0 %") : `${change > 0 ? "+" : ""}${change} %`;
+  const better = change === null || change === 0 ? "same" : (change > 0) !== Boolean(lower) ? "up" : "down";
+  card.append(el("span", {class: `change ${better}`, id: `${id}-change`,
+    title: `${before} in the previous period of the same length`}, text));
+  return card;
+}
+
+// The previous period: as long as this one, just before it, and cut where this one reaches now (today so far
+// is compared with yesterday to the same hour). null when this one has not begun.
+function previousWindow(overview, now) {
+  const [from, to] = [Date.parse(overview.from), Date.parse(overview.to)];
+  const elapsed = Math.min(to, now) - from;
+  return elapsed > 0 ? {from: iso(from - (to - from)), to: iso(from - (to - from) + elapsed), whole: iso(from)} : null;
+}
+
+// Visitors in the last 30 minutes (any event), for the site and filters shown; refreshed without reloading.
+const liveCount = () => getJSON("/api/v1/stats/live-count", {...state.filters, ...(state.site ? {site: state.site} : {})});
+
+async function refreshLive() {
+  const asked = location.search;
+  try {
+    const answer = await liveCount();
+    const shown = $("#live-count");
+    if (shown && asked === location.search) shown.textContent = String(answer.values[0]);
+  } catch {
+    // the next refresh tries again; a logout reloads the page (getJSON)
+  }
 }
 
 // The render the page shows: a period or site picked while answers are on their way makes them stale.
@@ -196,7 +283,12 @@ async function render() {
   const main = $("#report");
   main.replaceChildren(el("p", {class: "loading"}, "Loading…"));
   try {
-    const [overview, pageviews, visitors] = await Promise.all([stat("overview"), stat("pageviews"), stat("visitors")]);
+    const [overview, pageviews, visitors, live] = await Promise.all([stat("overview"), stat("pageviews"),
+      stat("visitors"), liveCount()]);
+    if (ticket !== latest) return;
+    const window = previousWindow(overview, Date.parse(live.to));
+    const [before, previous] = window ? await Promise.all([stat("overview", {from: window.from, to: window.to}),
+      state.compare ? stat("pageviews", {from: window.from, to: window.whole}) : null]) : [null, null];
     if (ticket !== latest) return;
     const tops = await Promise.all(PANELS.map(async ([title, metric, columns, filter]) =>
       table(title, {...await stat(metric, {limit: 10}), metric}, columns, filter)));
@@ -205,13 +297,18 @@ async function render() {
       tops.splice(after || tops.length, 0, await properties(state.filters.event));
     }
     if (ticket !== latest) return;
+    const [now, then] = [overview.values, before ? before.values : []];
     const numbers = el("div", {class: "numbers"},
-      number("Visitors", overview.values[0], "visitors-total"),
-      number("Pageviews", overview.values[1], "pageviews-total"),
-      number("Sessions", overview.values[2], "sessions-total"),
-      number("Bounce rate", `${overview.values[3]} %`, "bounce-rate"),
-      number("Visit duration", `${overview.values[4]} s`, "visit-duration"));
-    main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors)));
+      number("Visitors", now[0], "visitors-total", now[0], then[0]),
+      number("Pageviews", now[1], "pageviews-total", now[1], then[1]),
+      number("Sessions", now[2], "sessions-total", now[2], then[2]),
+      number("Bounce rate", `${now[3]} %`, "bounce-rate", now[3], then[3], true),
+      number("Visit duration", `${now[4]} s`, "visit-duration", now[4], then[4]),
+      number("Visitors in the last 30 minutes", live.values[0], "live-count"));
+    numbers.lastChild.classList.add("live");
+    const width = Math.max(280, Math.min(1168, main.clientWidth - 32) - 34); // the panel's inside, in CSS px
+    main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors, previous, width),
+      legend()));
     if (!overview.values[1] && !Object.keys(state.filters).length) {
       main.append(el("section", {class: "panel wide empty-state", id: "empty"},
         el("h2", {}, "No pageviews yet"),
@@ -261,6 +358,7 @@ async function start() {
   readURL();
   showState();
   render();
+  setInterval(refreshLive, 30000);
 }
 
 start();

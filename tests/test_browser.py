@@ -490,14 +490,19 @@ class Served:
         self.httpd.server_close()
 
 
-# Each period's chart at any pinned hour: its first and last bar (start, pageviews), and its axis labels.
+# Each period's chart at any pinned hour, 1100 px wide: its first and last bar (start, pageviews), and its axis
+# labels (a day's start by its date, hours within it; ~64 px apart at least).
 CHARTS = {
-    "today": ("11-20 00:00: 1 pageviews", "11-20 23:00: 0 pageviews", [f"11-20 {h:02d}:00" for h in range(0, 24, 3)]),
-    "7d": ("11-14 00:00: 1 pageviews", "11-20 18:00: 0 pageviews", [f"11-{d} 00:00" for d in range(14, 21)]),
+    "today": (
+        "2026-11-20 00:00: 1 pageviews",
+        "2026-11-20 23:00: 0 pageviews",
+        ["Nov 20", *(f"{h:02d}:00" for h in range(2, 24, 2))],
+    ),
+    "7d": ("2026-11-14 00:00: 1 pageviews", "2026-11-20 18:00: 0 pageviews", [f"Nov {d}" for d in range(14, 21)]),
     "30d": (
-        "10-22: 1 pageviews",
-        "11-20: 2 pageviews",
-        ["10-22", "10-26", "10-30", "11-03", "11-07", "11-11", "11-15", "11-19"],
+        "2026-10-22: 1 pageviews",
+        "2026-11-20: 2 pageviews",
+        [*(f"Oct {d}" for d in range(22, 31, 2)), *(f"Nov {d}" for d in range(1, 20, 2))],
     ),
 }
 
@@ -547,12 +552,12 @@ def test_the_dashboard_periods_are_whole_days_at_any_hour(pinned_dashboard):
                 assert bars.count() == count, (pinned, period)
                 assert bars.first.text_content().startswith(first), (pinned, period)
                 assert bars.last.text_content().startswith(last), (pinned, period)
-                assert page.locator("#chart text.label").all_text_contents()[1:] == labels, (pinned, period)
+                assert page.locator("#chart text.x").all_text_contents() == labels, (pinned, period)
     # A browser whose clock is already past midnight still sees the server's today.
     page.clock.set_fixed_time(datetime.datetime(2026, 11, 21, 0, 1, tzinfo=datetime.UTC))
     page.click("[data-period='today']")
     expect(page.locator("#pageviews-total")).to_have_text("2")
-    assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+    assert page.locator("#chart rect title").first.text_content().startswith("2026-11-20 00:00: 1 pageviews")
 
 
 def test_a_custom_range_takes_its_last_day_whole_and_a_reversed_one_is_explained(pinned_dashboard):
@@ -602,11 +607,12 @@ def test_a_period_picked_while_another_loads_is_the_one_shown(pinned_dashboard):
         until(lambda: len(answered) == len(asked), "every question answered")
         page.evaluate("() => new Promise((done) => setTimeout(done, 0))")
     assert page.text_content("#pageviews-total") == "2"
-    assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+    assert page.locator("#chart rect title").first.text_content().startswith("2026-11-20 00:00: 1 pageviews")
 
 
-# Four visits on 2026-11-19, seen on 2026-11-20 at noon: (visitor, site, [(minute, kind, path or name, props)],
-# what the visit came from (referrer, utm_source, utm_medium, utm_campaign), browser).
+# Four visits on 2026-11-19 and one on 11-10 (the 7 days before the 7 days), seen on 2026-11-20 at noon: (visitor,
+# site, [(minute from 11-19 09:00, kind, path or name, props)], what the visit came from (referrer, utm_source,
+# utm_medium, utm_campaign), browser).
 VISITS = [
     ("a", "blog.example.com", [(0, "pageview", "/", None), (2, "pageview", "/pricing", None),
                                (3, "custom", "signup", {"plan": "pro"})],
@@ -616,6 +622,8 @@ VISITS = [
     ("c", "blog.example.com", [(20, "pageview", "/pricing", None), (21, "custom", "signup", {"plan": "free"})],
      ("twitter.com", None, None, None), "Firefox"),
     ("d", "localhost", [(30, "pageview", "/", None)], ("direct", None, None, None), "Firefox"),
+    ("e", "blog.example.com", [(-12960, "pageview", "/", None), (-12959, "pageview", "/docs", None),
+                               (-12958, "pageview", "/", None)], ("direct", None, None, None), "Chrome"),
 ]  # fmt: skip
 
 
@@ -645,6 +653,7 @@ def explored(make_server, chromium, monkeypatch):
     server.ctx.origins.reload()
     store_visits(server)
     with dashboard_page(server, chromium, monkeypatch, "2026-11-20T12:00:00") as (page, _clock):
+        page.server = server
         yield page
 
 
@@ -727,3 +736,48 @@ def test_a_custom_event_row_opens_the_breakdown_of_its_properties(explored):
     assert page.text_content("#pageviews-total") == "3"  # the visits that signed up: a's two pageviews, c's one
     page.locator("#filters .chip").click()
     expect(page.locator("#properties")).to_have_count(0)
+
+
+def test_each_card_compares_with_the_previous_period_and_the_chart_can_overlay_it(explored):
+    """7 days at noon: the 6.5 days before them (11-07 to 11-13 noon) hold e's visit of 3 pageviews."""
+    page = explored
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    changes = {name: page.text_content(f"#{name}-change") for name in ("visitors-total", "pageviews-total",
+                                                                       "sessions-total", "bounce-rate")}  # fmt: skip
+    assert changes == {"visitors-total": "+300 %", "pageviews-total": "+100 %", "sessions-total": "+300 %",
+                       "bounce-rate": "new"}  # fmt: skip
+    assert page.get_attribute("#pageviews-total-change", "class") == "change up"
+    assert page.get_attribute("#pageviews-total-change", "title") == "3 in the previous period of the same length"
+    assert page.locator("#chart .previous").count() == 0
+    page.check("#compare")
+    expect(page.locator("#chart .previous")).to_have_count(1)
+    assert "compare=1" in page.url
+    assert page.locator(".legend li").all_text_contents()[:3] == ["Pageviews", "Visitors", "Pageviews, previous period"]
+    titles = page.locator("#chart rect title").all_text_contents()
+    assert titles[13] == "2026-11-17 06:00: 0 pageviews, 0 visitors; previous period 3 pageviews"  # 11-10 06:00
+    assert sum(int(title.rsplit("period ", 1)[1].split()[0]) for title in titles) == 3
+    page.click("[data-period='today']")  # today so far (nothing) against yesterday to noon (11-19's 5 pageviews)
+    expect(page.locator("#pageviews-total-change")).to_have_text("-100 %")
+    assert page.get_attribute("#pageviews-total-change", "class") == "change down"
+    assert page.get_attribute("#bounce-rate-change", "class") == "change up"  # fewer bounces: better
+    page.reload()
+    expect(page.locator("#chart .previous")).to_have_count(1)  # compare is in the URL too
+
+
+def test_the_live_count_refreshes_without_a_reload(explored):
+    page = explored
+    page.clock.install()
+    page.reload()
+    expect(page.locator("#live-count")).to_have_text("0")  # nothing since 11:30
+    page.server.ctx.writer.append("web", {
+        "ts": utc("2026-11-20T11:55:00"), "site": "localhost", "kind": "custom", "host": "localhost", "path": "/",
+        "name": "ping", "referrer": "direct", "utm_source": None, "utm_medium": None, "utm_campaign": None,
+        "utm_term": None, "utm_content": None, "visitor_id": "visitor-live", "browser": "Chrome", "os": "Linux",
+        "device": "desktop", "country": "FR", "status": 200, "props": None,
+    })  # fmt: skip
+    page.server.ctx.writer.flush()
+    loads = []
+    page.on("load", lambda _page: loads.append(1))
+    page.clock.run_for(31_000)
+    expect(page.locator("#live-count")).to_have_text("1")
+    assert loads == [] and page.text_content("#pageviews-total") == "6"  # the page stayed

@@ -297,6 +297,23 @@ def test_live_visitors_counts_any_activity(month, stats):
     assert answer["values"] == buckets(start, NOW, 900_000, {k: len(v) for k, v in seen.items()})["values"]
 
 
+def test_the_live_count_is_the_distinct_visitors_of_the_last_30_minutes(month, stats):
+    """live-count: any event in the window (the last 30 minutes unless told), each visitor once; filters apply."""
+    events = month[1]
+    for window, start in (({}, NOW - 30 * MINUTE), ({"from": "now-6h"}, NOW - 360 * MINUTE)):
+        seen = {e["visitor_id"] for e in events if start <= e["ts"] < NOW}
+        answer = stats("live-count", **window)
+        assert (answer["from"], answer["keys"], answer["values"]) == (
+            prisme_lite.iso_time(start),
+            ["visitors"],
+            [len(seen)],
+        )
+        assert sum(stats("live-visitors", **window)["values"]) >= len(seen)  # a series counts a visitor per bucket
+    seen = {e["visitor_id"] for e in events if NOW - 360 * MINUTE <= e["ts"] < NOW and e["browser"] == "Firefox"}
+    assert stats("live-count", browser="Firefox", **{"from": "now-6h"})["values"] == [len(seen)]
+    assert 0 < len(seen)
+
+
 @pytest.mark.parametrize(
     ("expression", "expected"),
     [
