@@ -3058,7 +3058,7 @@ def custom_event_properties(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 
 
 def live_count(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Distinct visitors active in the window (any event, by default the last 30 minutes): the dashboard's live count."""
+    """Distinct visitors of any event in the window (by default the last 30 minutes): the dashboard's live count."""
     return ["visitors"], [distinct_visitors(conn, q, (), per_bucket=False).get(0, 0)]
 
 
