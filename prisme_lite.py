@@ -2981,17 +2981,26 @@ def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple
     return metric
 
 
-def daily_top(scope: Callable, column: str, dim: str) -> Callable:
-    """A top-N read through the daily counts of `dim`."""
+def daily_top(scope: Callable, column: str, dim: str, daily_key: str = "c.value") -> Callable:
+    """A top-N read through the daily counts of `dim` (`column` of the raw rows is `daily_key` of the counts)."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         rows = rolled_up(
-            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
+            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), daily_key, "sum(v0) AS n",
             "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
         )  # fmt: skip
         return [row[0] for row in rows], [row[1] for row in rows]
 
     return metric
+
+
+def top_site_pages(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """top-pages by site and path (`site path` keys: a site has no space), so that equal paths of two sites stay
+    two rows; details [{site, path, pageviews}]."""
+    keys, values = daily_top(events_scope(), "e.site || ' ' || e.path", "path", "c.site || ' ' || c.value")(conn, q)
+    pairs = [key.split(" ", 1) for key in keys]
+    details = [{"site": site, "path": path, "pageviews": n} for (site, path), n in zip(pairs, values, strict=True)]
+    return keys, values, details
 
 
 def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
@@ -3164,6 +3173,7 @@ register(Family(
         ),
         # top-N
         "top-pages": daily_top(events_scope(), "e.path", "path"),
+        "top-site-pages": top_site_pages,
         "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
         "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
         "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
@@ -3184,7 +3194,7 @@ register(Family(
         "custom-event-properties": custom_event_properties,
     },
     panels=(
-        ("Top pages", "top-pages", ("Page", "Pageviews"), "path"),
+        ("Top pages", "top-site-pages", ("Page", "Pageviews"), "path"),
         ("Referrers", "top-visit-referrers", ("Referrer", "Visits"), "visit-referrer"),
         ("Entry pages", "top-entry-pages", ("Page", "Visits"), "entry-path"),
         ("Exit pages", "top-exit-pages", ("Page", "Visits"), "exit-path"),
@@ -3808,9 +3818,10 @@ COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "
 
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Increments in the window per client, action and page (`client action page` keys)."""
+    """Increments in the window per client, action and page (`client action page` keys); details name the client
+    (its name and domain, the id of one no longer registered)."""
     where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
-    return ranked(
+    keys, values = ranked(
         conn,
         q,
         "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
@@ -3819,6 +3830,15 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         where,
         params,
     )
+    clients = {
+        id_: (name, domain) for id_, name, domain in conn.execute("SELECT id, name, domain FROM counter_clients")
+    }
+    details = []
+    for key, added in zip(keys, values, strict=True):
+        client_id, action_id, page_id = key.split(" ", 2)
+        name, domain = clients.get(client_id, (client_id, None))
+        details.append({"client": name, "domain": domain, "action": action_id, "page": page_id, "added": added})
+    return keys, values, details
 
 
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
@@ -3857,7 +3877,7 @@ register(Family(
     ),
     filters=("client",),
     metrics={"counters": counter_totals, "counter-increments": counter_series},
-    panels=(("Counters", "counters", ("Client action page", "Added"), "client "),),
+    panels=(("Counters", "counters", ("Client", "Domain", "Action", "Page", "Added"), "client "),),
     summary=summarise_counters,
     schemas={
         "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
@@ -4363,7 +4383,8 @@ METRIC_MEANING = (
     " event, link click or download (and those events). custom-event-properties: `property=value` keys by count for"
     " the custom events that `event` names (every custom event without it), details [{event, property, value,"
     " count}], a value as text (JSON for numbers, booleans, lists and objects). live-count: the distinct visitors"
-    " of any event in the window (default the last 30 minutes), one key `visitors`."
+    " of any event in the window (default the last 30 minutes), one key `visitors`. top-site-pages: top-pages by site"
+    " and path (`site path` keys), details [{site, path, pageviews}]. counters' details name each client."
 )
 
 
@@ -4439,6 +4460,7 @@ STATIC_FILES = {
     "wa.js": static_asset("application/javascript; charset=utf-8", "wa.js"),  # SPEC §3.5; at most 2 KiB gzipped
     "dashboard.js": static_asset("application/javascript; charset=utf-8", "dashboard.js"),
     "dashboard.css": static_asset("text/css; charset=utf-8", "dashboard.css"),
+    "favicon.svg": static_asset("image/svg+xml", "favicon.svg"),  # the dashboard's tab (no 404 in its console)
 }
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400

@@ -87,7 +87,8 @@ function showState() {
   if (state.period === "custom") [$("#from").value, $("#to").value] = [state.from, previousDay(state.to)];
   const chips = Object.entries(state.filters).map(([name, value]) => {
     const chip = el("button", {type: "button", class: "chip", "data-filter": name, title: `Remove this filter: ${value}`},
-      el("span", {class: "chip-name"}, `${FILTER_LABELS[name]}:`), " ", el("span", {class: "chip-value"}, value),
+      el("span", {class: "chip-name"}, `${FILTER_LABELS[name]}:`), " ",
+      el("span", {class: "chip-value"}, name === "country" && value === "XX" ? "Unknown" : value),
       el("span", {class: "chip-x", "aria-hidden": "true"}, "×"));
     chip.setAttribute("aria-label", `Remove the filter ${FILTER_LABELS[name]}: ${value}`);
     chip.addEventListener("click", () => { delete state.filters[name]; changed(); });
@@ -201,20 +202,37 @@ function legend() {
 }
 
 const cell = (value) => el("td", {}, value === null ? "-" : String(value));
+const percent = (part, whole) => whole ? `${Math.round((1000 * part) / whole) / 10} %` : "-";
 
-// A row's first cell: its key, cut with an ellipsis when long (whole in its title); a button that filters every
-// panel by it when the panel has a filter. A value with a comma cannot be one (the API reads commas as lists).
-function keyCell(text, filter, key) {
-  const shown = el("span", {class: "key", title: text}, text);
-  if (!filter.name || key === null || String(key).includes(",")) return el("td", {}, shown);
-  const value = filter.valueOf(String(key));
-  const button = el("button", {type: "button", class: "row-filter", "data-filter": filter.name, title: text}, shown);
-  shown.removeAttribute("title");
-  button.addEventListener("click", () => { state.filters[filter.name] = value; changed(); });
-  return el("td", {}, button);
+// A row's first cell: its text (a site's pages with their site beside them), cut with an ellipsis when long and
+// whole in its title, on a bar of its share; a button that filters every panel by it when the panel has a filter
+// (and picks the row's site, if it has one). A value with a comma cannot be one (the API reads commas as lists).
+function keyCell(row, filter, share) {
+  const shown = el("span", {class: "key", title: row.host ? `${row.host} ${row.text}` : row.text},
+    ...(row.host && !state.site ? [el("span", {class: "host"}, row.host), " "] : []), row.text);
+  const inner = [shown];
+  if (share !== undefined) {
+    const bar = el("span", {class: "share", "aria-hidden": "true"});
+    bar.style.width = `${Math.min(100, Math.max(0, share * 100))}%`;
+    inner.unshift(bar);
+  }
+  if (!filter.name || row.value === null || String(row.value).includes(",")) return el("td", {class: "keyed"}, ...inner);
+  const button = el("button", {type: "button", class: "row-filter", "data-filter": filter.name}, ...inner);
+  button.addEventListener("click", () => {
+    state.filters[filter.name] = row.value;
+    if (row.host) state.site = row.host;
+    changed();
+  });
+  return el("td", {class: "keyed"}, button);
 }
 
-function table(title, data, columns, spec, cells) {
+// A details value as a person reads it: a click-through rate as a percentage.
+const shownDetail = ([name, value]) => name === "ctr" && value !== null ? `${Math.round(value * 1000) / 10} %` : value;
+
+// A panel: its rows from the answer's keys and values, or its details (every column), or `cells`; `total` (the
+// period's pageviews or visits) makes each row's share, else the rows' own sum.
+function table(title, data, columns, spec, options) {
+  const {cells, total} = options || {};
   const section = el("section", {class: "panel", "data-metric": data.metric || ""}, el("h2", {}, title));
   if (data.note) section.append(el("p", {class: "note"}, data.note)); // not stored per site: every site's numbers
   if (!data.keys.length) {
@@ -222,12 +240,29 @@ function table(title, data, columns, spec, cells) {
     return section;
   }
   const filter = panelFilter(spec);
-  const head = el("tr", {}, ...columns.map((column) => el("th", {}, column)));
-  const lines = cells ? cells(data) : data.details ? data.details.map((row) => Object.values(row))
+  const first = data.details?.[0];
+  const sitePages = Boolean(first && "site" in first && "path" in first);
+  const lines = cells ? cells(data) : sitePages ? data.details.map((row) => [row.path, row.pageviews])
+    : data.details ? data.details.map((row) => Object.entries(row).map(shownDetail))
     : data.keys.map((key, n) => [key, data.values[n]]);
-  const rows = lines.map((values, n) => el("tr", {}, keyCell(String(values[0] ?? "-"), filter, data.keys[n]),
-    ...values.slice(1).map((value) => typeof value === "number" ? el("td", {class: "n"}, String(value)) : cell(value))));
+  const shared = !cells && (!data.details || sitePages);
+  const whole = total || data.values.reduce((sum, value) => sum + value, 0);
+  const rows = lines.map((values, n) => {
+    const key = data.keys[n];
+    const row = {text: String(values[0] ?? "-"), host: sitePages ? data.details[n].site : null,
+      value: sitePages ? data.details[n].path : key === null ? null : filter.valueOf(String(key))};
+    if (filter.name === "country" && key === "XX") row.text = "Unknown";
+    const numbers = values.slice(1).map((value) =>
+      typeof value === "number" ? el("td", {class: "n"}, String(value)) : cell(value));
+    if (shared) numbers.push(el("td", {class: "n share-text"}, percent(data.values[n], whole)));
+    return el("tr", {}, keyCell(row, filter, shared ? data.values[n] / whole : undefined), ...numbers);
+  });
+  const head = el("tr", {}, ...columns.map((column) => el("th", {}, column)), ...(shared ? [el("th", {}, "%")] : []));
   section.append(el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+  if (filter.name === "country" && data.keys.includes("XX")) {
+    section.append(el("p", {class: "note hint"}, "Unknown: this server has no country database. Set geoip_db to a "
+      + "MaxMind-format .mmdb file (and pip install maxminddb) to see countries."));
+  }
   return section;
 }
 
@@ -235,7 +270,7 @@ function table(title, data, columns, spec, cells) {
 async function properties(name) {
   const data = await stat("custom-event-properties", {limit: 20});
   const section = table(`Properties of ${name}`, data, ["Property", "Value", "Count"], "",
-    (answer) => answer.details.map((row) => [row.property, row.value, row.count]));
+    {cells: (answer) => answer.details.map((row) => [row.property, row.value, row.count])});
   section.id = "properties";
   return section;
 }
@@ -290,8 +325,9 @@ async function render() {
     const [before, previous] = window ? await Promise.all([stat("overview", {from: window.from, to: window.to}),
       state.compare ? stat("pageviews", {from: window.from, to: window.whole}) : null]) : [null, null];
     if (ticket !== latest) return;
+    const totals = {Pageviews: overview.values[1], Visits: overview.values[2]}; // the shares' whole
     const tops = await Promise.all(PANELS.map(async ([title, metric, columns, filter]) =>
-      table(title, {...await stat(metric, {limit: 10}), metric}, columns, filter)));
+      table(title, {...await stat(metric, {limit: 10}), metric}, columns, filter, {total: totals[columns.at(-1)]})));
     if (state.filters.event) {
       const after = PANELS.findIndex((panel) => panel[3] === "event") + 1;
       tops.splice(after || tops.length, 0, await properties(state.filters.event));

@@ -513,7 +513,9 @@ def dashboard_page(server, chromium, monkeypatch, pinned, **context_options):
     clock = [utc(pinned)]
     monkeypatch.setattr(prisme_lite, "now_ms", lambda: clock[0])
     served = Served(prisme_lite.RequestLog(server.app, access_log=False))
-    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400}, **context_options)
+    context = chromium.new_context(
+        **{"user_agent": CHROME, "viewport": {"width": 1100, "height": 1400}, **context_options}
+    )
     page = context.new_page()
     page.goto(f"http://127.0.0.1:{served.port}/dashboard")
     page.fill("#token", server.ctx.admin_token())
@@ -613,11 +615,12 @@ def test_a_period_picked_while_another_loads_is_the_one_shown(pinned_dashboard):
 # Four visits on 2026-11-19 and one on 11-10 (the 7 days before the 7 days), seen on 2026-11-20 at noon: (visitor,
 # site, [(minute from 11-19 09:00, kind, path or name, props)], what the visit came from (referrer, utm_source,
 # utm_medium, utm_campaign), browser).
+LONG_PATH = "/docs/a-page-whose-name-is-far-too-long-for-one-line-of-a-panel-on-a-phone"
 VISITS = [
     ("a", "blog.example.com", [(0, "pageview", "/", None), (2, "pageview", "/pricing", None),
                                (3, "custom", "signup", {"plan": "pro"})],
      ("google.com", "news", "email", "launch"), "Chrome"),
-    ("b", "blog.example.com", [(10, "pageview", "/", None), (11, "pageview", "/docs", None)],
+    ("b", "blog.example.com", [(10, "pageview", "/", None), (11, "pageview", LONG_PATH, None)],
      ("direct", None, None, None), "Chrome"),
     ("c", "blog.example.com", [(20, "pageview", "/pricing", None), (21, "custom", "signup", {"plan": "free"})],
      ("twitter.com", None, None, None), "Firefox"),
@@ -639,19 +642,36 @@ def store_visits(server):
                 "referrer": referrer if first else "direct", "utm_source": source if first else None,
                 "utm_medium": medium if first else None, "utm_campaign": campaign if first else None,
                 "utm_term": None, "utm_content": None, "visitor_id": f"visitor-{visitor}", "browser": browser,
-                "os": "Linux", "device": "desktop", "country": "FR", "status": 200,
+                "os": "Linux", "device": "desktop", "country": "XX" if visitor == "d" else "FR", "status": 200,
                 "props": json.dumps(props) if props else None,
             })  # fmt: skip
     server.ctx.writer.flush()
 
 
-@pytest.fixture
-def explored(make_server, chromium, monkeypatch):
+def explored_server(make_server):
+    """A server with the VISITS, a counter client's likes and a widget's renders and clicks."""
     server = make_server()
+    day = utc("2026-11-19T00:00:00") // 86_400_000
     with sqlite3.connect(server.config["db"]) as conn:
         prisme_lite.add_origin(conn, "blog.example.com")
+        conn.execute(
+            "INSERT INTO counter_clients (id, name, domain, email, secret_hash, created_at)"
+            " VALUES ('cl_0123456789abcdef', 'Blog likes', 'blog.example.com', 'me@example.com', 'x', 0)"
+        )
+        conn.execute("INSERT INTO counter_days VALUES ('cl_0123456789abcdef', 'likes', 'intro', ?, 3)", (day,))
+        conn.executemany(
+            "INSERT INTO widget_events (ts, instance_id, widget, action, analytics_id, token_id) VALUES (?, 'w1',"
+            " 'gallery', ?, 'a1', 'tk')",
+            [(utc("2026-11-19T10:00:00"), "render")] * 8 + [(utc("2026-11-19T10:01:00"), "click")],
+        )
     server.ctx.origins.reload()
     store_visits(server)
+    return server
+
+
+@pytest.fixture
+def explored(make_server, chromium, monkeypatch):
+    server = explored_server(make_server)
     with dashboard_page(server, chromium, monkeypatch, "2026-11-20T12:00:00") as (page, _clock):
         page.server = server
         yield page
@@ -662,8 +682,8 @@ def panel(page, title):
 
 
 def rows(page, title):
-    """A panel's rows as (first cell, last cell)."""
-    return [(row.locator("td").first.text_content(), row.locator("td").last.text_content())
+    """A panel's rows as (first cell, first number)."""
+    return [(row.locator("td").first.text_content(), row.locator("td.n").first.text_content())
             for row in panel(page, title).locator("tbody tr").all()]  # fmt: skip
 
 
@@ -680,7 +700,7 @@ def test_clicking_a_row_filters_every_panel_and_the_url_keeps_the_filters(explor
     assert page.text_content("#visitors-total") == "1"
     expect(page.locator("#filters .chip")).to_have_text(["Referrer: google.com×"])
     assert "visit-referrer=google.com" in page.url
-    assert rows(page, "Top pages") == [("/", "1"), ("/pricing", "1")]
+    assert rows(page, "Top pages") == [("blog.example.com /", "1"), ("blog.example.com /pricing", "1")]
     assert rows(page, "Custom events") == [("signup", "1")]
     assert (
         sum(int(title.split(": ")[1].split()[0]) for title in page.locator("#chart rect title").all_text_contents())
@@ -690,10 +710,13 @@ def test_clicking_a_row_filters_every_panel_and_the_url_keeps_the_filters(explor
     assert len(asked) >= 3 + len(page.locator("section.panel[data-metric]").all()) - 1
     assert all("visit-referrer=google.com" in url for url in asked), asked
     expect(panel(page, "Server events").locator(".note")).to_contain_text("Not filtered by visit-referrer")
-    # Filters combine, and the URL keeps them: a reload (a bookmark) shows the same view.
+    # Filters combine, and the URL keeps them: a reload (a bookmark) shows the same view. A page of "All sites"
+    # picks its site too.
     panel(page, "Top pages").get_by_role("button", name="/pricing").click()
     expect(page.locator("#pageviews-total")).to_have_text("1")
-    assert "path=%2Fpricing" in page.url
+    assert "path=%2Fpricing" in page.url and "site=blog.example.com" in page.url
+    assert page.input_value("#site") == "blog.example.com"
+    assert rows(page, "Top pages") == [("/pricing", "1")]  # one site: no site beside its paths
     page.reload()
     expect(page.locator("#pageviews-total")).to_have_text("1")
     expect(page.locator("#filters .chip-value")).to_have_text(["google.com", "/pricing"])
@@ -705,8 +728,8 @@ def test_clicking_a_row_filters_every_panel_and_the_url_keeps_the_filters(explor
     expect(page.locator("#pageviews-total")).to_have_text("1")
     expect(page.locator("#filters .chip-value")).to_have_text(["google.com", "/pricing"])
     page.click("#clear-filters")
-    expect(page.locator("#pageviews-total")).to_have_text("6")
-    assert page.locator("#filters").is_hidden() and "?" not in page.url
+    expect(page.locator("#pageviews-total")).to_have_text("5")  # the blog's
+    assert page.locator("#filters").is_hidden() and page.url.endswith("/dashboard?site=blog.example.com")
 
 
 def test_a_shared_link_opens_its_site_period_and_filters(explored):
@@ -781,3 +804,51 @@ def test_the_live_count_refreshes_without_a_reload(explored):
     page.clock.run_for(31_000)
     expect(page.locator("#live-count")).to_have_text("1")
     assert loads == [] and page.text_content("#pageviews-total") == "6"  # the page stayed
+
+
+def test_the_dashboard_reads_well_on_a_phone_in_dark_mode(make_server, chromium, monkeypatch):
+    server = explored_server(make_server)
+    options = {"viewport": {"width": 390, "height": 844}, "color_scheme": "dark"}
+    with dashboard_page(server, chromium, monkeypatch, "2026-11-20T12:00:00", **options) as (page, _clock):
+        failed = []
+        page.on("response", lambda answer: failed.append(answer.url) if answer.status >= 400 else None)
+        page.reload()
+        expect(page.locator("#pageviews-total")).to_have_text("6")
+        assert failed == []  # the favicon too
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(12, 17, 29)"  # dark
+        assert page.evaluate("document.querySelector('header').getBoundingClientRect().height") < 100  # of 844
+        # The chart is drawn at the phone's width: its labels are 12 px on the screen, and there are few enough.
+        box = page.evaluate(
+            "(() => { const r = document.querySelector('#chart text.x').getBoundingClientRect();"
+            " return [r.height, document.querySelector('#chart').getBoundingClientRect().width]; })()"
+        )
+        assert box[0] >= 11 and box[1] <= 390
+        assert page.locator("#chart text.x").all_text_contents() == ["Nov 14", "Nov 16", "Nov 18", "Nov 20"]
+        assert page.locator("#chart text.y").all_text_contents() == ["0", "2", "4", "6"]  # 6 in one bar
+        # Shares, in bars and percentages of the period's visits (pageviews).
+        referrers = panel(page, "Referrers")
+        assert referrers.locator("td.share-text").all_text_contents() == ["50 %", "25 %", "25 %"]
+        assert referrers.locator(".share").first.evaluate("(bar) => bar.style.width") == "50%"
+        # A long path ends in an ellipsis on one line, whole on hover; no word is broken.
+        long = panel(page, "Top pages").locator(".key", has_text="a-page-whose-name")
+        assert long.get_attribute("title") == f"blog.example.com {LONG_PATH}"
+        sizes = long.evaluate(
+            "(key) => [key.scrollWidth, key.clientWidth, key.getBoundingClientRect().height,"
+            " getComputedStyle(key).textOverflow, getComputedStyle(key.closest('td')).wordBreak]"
+        )
+        assert sizes[0] > sizes[1] and sizes[2] < 30 and sizes[3:] == ["ellipsis", "normal"]
+        # Countries without GeoIP: "Unknown", and how to get them.
+        countries = panel(page, "Countries")
+        assert [row[0] for row in rows(page, "Countries")] == ["FR", "Unknown"]
+        expect(countries.locator(".hint")).to_contain_text("geoip_db")
+        countries.get_by_role("button", name="Unknown").click()
+        expect(page.locator("#filters .chip")).to_have_text(["Country: Unknown×"])
+        assert "country=XX" in page.url
+        page.locator("#filters .chip").click()
+        # A widget's click-through rate as a percentage; counters by their client's name.
+        expect(panel(page, "Widgets").locator("td").last).to_have_text("12.5 %")
+        assert panel(page, "Counters").locator("td").all_text_contents() == [
+            "Blog likes", "blog.example.com", "likes", "intro", "3"
+        ]  # fmt: skip
+    answer = server.client.get("/static/favicon.svg")
+    assert answer.content_type == "image/svg+xml" and answer.body.startswith(b"<svg")
