@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import ctypes
 import datetime
 import errno
 import fcntl
@@ -115,6 +116,8 @@ JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (s
 JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
 JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
 WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
+# A journal line's JSON, made once: json.dumps with these options builds a new encoder per call (a third of its time).
+JOURNAL_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 WAL_LIMIT = 64 << 20  # bytes of -wal file before the writer truncates it (see Writer._checkpoint)
 MAINTENANCE_INTERVAL = 60.0  # seconds between the writer's clean-ups (expired counter claims)
 ORIGINS_REFRESH = 1.0  # seconds: how soon `prisme-lite origins add` reaches a running server
@@ -137,6 +140,13 @@ NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
 
+# What every API answer carries, besides Access-Control-Allow-Origin (the request's own Origin, or *).
+API_HEADERS = {
+    "Vary": "Origin",
+    "Access-Control-Expose-Headers": (
+        "X-Request-Id, X-Prisme-Dropped, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After"
+    ),
+}
 # The headers the tracking script and Prisme's clients send on a cross-origin POST.
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -144,9 +154,7 @@ CORS_HEADERS = {
         "Content-Type, Authorization, X-Prisme-Referrer, X-Prisme-Document-Referrer, "
         "X-Prisme-Visitor-Id, X-Prisme-Status"
     ),
-    "Access-Control-Expose-Headers": (
-        "X-Request-Id, X-Prisme-Dropped, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After"
-    ),
+    "Access-Control-Expose-Headers": API_HEADERS["Access-Control-Expose-Headers"],
     "Access-Control-Max-Age": "86400",
 }
 
@@ -592,9 +600,14 @@ def json_refusal(status: int, message: str) -> str:
 
 
 def pixel() -> bytes:
-    for name, value in GIF_HEADERS.items():
-        response.set_header(name, value)
+    set_headers(GIF_HEADERS)
     return GIF
+
+
+def set_headers(headers: dict[str, str]) -> None:
+    """Set constant response headers at once: Bottle's set_header checks and title-cases each name and value on
+    every call, and the pixel sets five. The names must be as Bottle keeps them (title case) and the values safe."""
+    response._headers.update({name: [value] for name, value in headers.items()})
 
 
 def gif_refusal(status: int, message: str) -> bytes:
@@ -620,10 +633,8 @@ def api(shape: Shape | Callable[..., Shape] = AS_JSON, rate_limited: bool = Fals
         def handler(*args: Any, **kwargs: Any) -> Any:
             ctx: Context = request.app.ctx
             environ = request.environ
-            origin = environ.get("HTTP_ORIGIN")
-            response.set_header("Access-Control-Allow-Origin", origin or "*")
-            response.set_header("Vary", "Origin")
-            response.set_header("Access-Control-Expose-Headers", CORS_HEADERS["Access-Control-Expose-Headers"])
+            response.set_header("Access-Control-Allow-Origin", environ.get("HTTP_ORIGIN") or "*")
+            set_headers(API_HEADERS)
             ip = client_ip(environ, ctx.config)
             environ["prisme.client_ip"] = ip
             allowed, remaining, retry_after = (
@@ -953,6 +964,36 @@ def journal_generations(db_path: str) -> list[int]:
     )
 
 
+def gil_holding_write() -> Callable[[int, bytes], int]:
+    """write(2) that keeps the GIL, for the journal: os.write releases it for the syscall, and a thread that has
+    released it waits for whoever took it meanwhile to give it back (up to the switch interval, 5 ms, if that one
+    runs Python) while holding the journal's lock, so every other request thread queued behind the lock (a convoy:
+    py-spy found half the pixel's samples waiting there). An append to the page cache takes a few µs; keeping the
+    GIL for them costs less than the hand-over. The price: should the kernel make a write wait (dirty pages
+    throttled under heavy writeback), every Python thread waits with it. Raises OSError as os.write does (retrying
+    EINTR, as it does); where libc's write cannot be found, it is os.write. (With synchronous=full, fdatasync still
+    releases the GIL: it takes milliseconds, and holds the journal's lock all that time anyway.)
+    """
+    try:
+        write = ctypes.PyDLL(None, use_errno=True).write  # PyDLL: a call that does not release the GIL
+    except (OSError, AttributeError):
+        return os.write
+    write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+    write.restype = ctypes.c_ssize_t
+
+    def journal_write(fd: int, data: bytes) -> int:
+        while (written := write(fd, data, len(data))) < 0:
+            code = ctypes.get_errno()
+            if code != errno.EINTR:
+                raise OSError(code, os.strerror(code))
+        return written
+
+    return journal_write
+
+
+journal_write = gil_holding_write()
+
+
 def format_position(generation: int, offset: int) -> str:
     """A journal position as it is stored and shown, `G:O`: the journal file's generation and a byte offset in it."""
     return f"{generation}:{offset}"
@@ -987,7 +1028,7 @@ JOURNAL_UPGRADES: dict[int, Callable[[str, Any], tuple[str, Any]]] = {
 
 def journal_line(kind: str, record: dict) -> bytes:
     """One journal line as this version writes it: `[JOURNAL_VERSION, family, record]`, compact JSON, newline."""
-    return (json.dumps([JOURNAL_VERSION, kind, record], ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    return (JOURNAL_ENCODER.encode([JOURNAL_VERSION, kind, record]) + "\n").encode()
 
 
 def upgraded_line(line: Any) -> list:
@@ -1148,7 +1189,7 @@ class Writer:
                 raise Unavailable(f"events are not reaching the database ({self.failure or 'writer behind'})")
             written = 0
             try:
-                written = os.write(self.fd, line)
+                written = journal_write(self.fd, line)
                 if written != len(line):
                     raise OSError(errno.ENOSPC, "short write (disk full?)")
                 if self.sync_each:
@@ -2674,22 +2715,21 @@ def post_link_event(ctx: Context, kind: str) -> str:
     return ""
 
 
-@route("/api/v1/events/file-downloads", "POST", doc={"post": operation(
-    "web events", "a file download", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"),
-    body=link_body(),
-)})  # fmt: skip
-@api(AS_JSON, rate_limited=True)
-def post_file_download(ctx: Context) -> str:
-    return post_link_event(ctx, "download")
+def posted_link_route(kind: str, path: str, summary: str) -> Route:
+    """The script's route for one kind of link click (a download, an outbound link): POST, the URL in the body."""
+
+    @route(path, "POST", doc={"post": operation(
+        "web events", summary, answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"), body=link_body(),
+    )})  # fmt: skip
+    @api(AS_JSON, rate_limited=True)
+    def post_link(ctx: Context) -> str:
+        return post_link_event(ctx, kind)
+
+    return post_link
 
 
-@route("/api/v1/events/outbound-links", "POST", doc={"post": operation(
-    "web events", "an outbound link", answers(STORED, *INGEST_REFUSALS), parameters=page_headers("link"),
-    body=link_body(),
-)})  # fmt: skip
-@api(AS_JSON, rate_limited=True)
-def post_outbound_link(ctx: Context) -> str:
-    return post_link_event(ctx, "outbound")
+post_file_download = posted_link_route("download", "/api/v1/events/file-downloads", "a file download")
+post_outbound_link = posted_link_route("outbound", "/api/v1/events/outbound-links", "an outbound link")
 
 
 @route("/api/v1/noscript/events/pageviews", doc={"get": operation(
@@ -2760,22 +2800,25 @@ def follow_dropped_link() -> str:
 AS_REDIRECT = Shape(follow_dropped_link, AS_JSON.refused, AS_JSON.documented)
 
 
-@route("/api/v1/noscript/events/outbound-links", doc={"get": operation(
-    "web events", "count an outbound link, then follow it", answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-    parameters=LINK_QUERY,
-)})  # fmt: skip
-@api(AS_REDIRECT, rate_limited=True)
-def noscript_outbound_link(ctx: Context) -> Any:
-    return noscript_link(ctx, "outbound")
+def followed_link_route(kind: str, path: str, summary: str) -> Route:
+    """The <a href> route for one kind of link click: counted, then redirected to its `url`."""
+
+    @route(path, doc={"get": operation(
+        "web events", summary, answers(REDIRECT_ANSWER, *INGEST_REFUSALS), parameters=LINK_QUERY,
+    )})  # fmt: skip
+    @api(AS_REDIRECT, rate_limited=True)
+    def follow_link(ctx: Context) -> Any:
+        return noscript_link(ctx, kind)
+
+    return follow_link
 
 
-@route("/api/v1/noscript/events/file-downloads", doc={"get": operation(
-    "web events", "count a download, then follow it", answers(REDIRECT_ANSWER, *INGEST_REFUSALS),
-    parameters=LINK_QUERY,
-)})  # fmt: skip
-@api(AS_REDIRECT, rate_limited=True)
-def noscript_file_download(ctx: Context) -> Any:
-    return noscript_link(ctx, "download")
+noscript_outbound_link = followed_link_route(
+    "outbound", "/api/v1/noscript/events/outbound-links", "count an outbound link, then follow it"
+)
+noscript_file_download = followed_link_route(
+    "download", "/api/v1/noscript/events/file-downloads", "count a download, then follow it"
+)
 
 
 class ForgetSaltedVisitors:

@@ -17,7 +17,9 @@ BLOG = "https://blog.example.com"
 
 @pytest.fixture
 def clock(monkeypatch):
-    now = [prisme_lite.now_ms()]  # real time: PyJWT checks exp against the real clock
+    # The start of this hour: the minutes a test moves on stay in the hour its tokens are issued for, and PyJWT,
+    # which checks exp against the real clock, finds them valid (no test starts in an hour's last 30 s).
+    now = [prisme_lite.now_ms() // 3_600_000 * 3_600_000 + 1000]
     monkeypatch.setattr(prisme_lite, "now_ms", lambda: now[0])
     return now
 

@@ -131,7 +131,7 @@ def test_a_file_system_gone_read_only_is_503_with_the_reason_and_nothing_is_stor
     forces it after disk errors (errors=remount-ro). Every write then fails with EROFS: simulated here."""
     page = {"X-Prisme-Referrer": "http://localhost/a", "User-Agent": CHROME}
     client.post("/api/v1/events/pageviews", headers=page, status=200)
-    real_write, real_statvfs = os.write, os.statvfs
+    real_write, real_statvfs = prisme_lite.journal_write, os.statvfs
     journal = server.ctx.writer.fd
 
     def read_only_write(fd, data):
@@ -144,7 +144,7 @@ def test_a_file_system_gone_read_only_is_503_with_the_reason_and_nothing_is_stor
         values[8] |= os.ST_RDONLY  # f_flag
         return os.statvfs_result(values)
 
-    monkeypatch.setattr(prisme_lite.os, "write", read_only_write)
+    monkeypatch.setattr(prisme_lite, "journal_write", read_only_write)
     monkeypatch.setattr(prisme_lite.os, "statvfs", read_only_statvfs)
     refused = client.post("/api/v1/events/pageviews", headers=page, status=503)
     assert refused.json == {"error": "the journal cannot be written: Read-only file system"}

@@ -1,7 +1,10 @@
 """Storage (SPEC §8): the journal, the writer, exactly-once replay, recovery, and the schema version."""
 
+import errno
 import json
 import os
+import resource
+import signal
 import sqlite3
 import threading
 
@@ -179,6 +182,47 @@ def test_appends_from_many_threads_are_all_stored_once(tmp_path):
         thread.join()
     ctx.close()
     assert sorted(paths(ctx.config["db"]), key=lambda p: int(p[1:])) == [f"/{n}" for n in range(4000)]
+
+
+def test_the_journal_write_keeps_the_gil_and_raises_the_kernels_error():
+    """journal_write calls libc's write(2) without releasing the GIL; its failures are OSErrors like os.write's."""
+    assert prisme_lite.journal_write is not os.write  # libc's write was found: the ctypes path is the one tested
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
+    try:
+        with pytest.raises(OSError) as raised:
+            prisme_lite.journal_write(full, b"line\n")
+        assert (raised.value.errno, raised.value.strerror) == (errno.ENOSPC, os.strerror(errno.ENOSPC))
+    finally:
+        os.close(full)
+    with pytest.raises(OSError) as raised:
+        prisme_lite.journal_write(full, b"line\n")  # closed
+    assert raised.value.errno == errno.EBADF
+
+
+def test_a_short_journal_write_acknowledges_nothing_and_leaves_no_torn_line(tmp_path):
+    """The kernel writes only part of a line (here: a file size limit, as a full disk can): the append is refused,
+    the part is cut off again, and the next append is stored whole, once."""
+    config = make_config(tmp_path)
+    ctx = prisme_lite.Context(config)
+    ctx.writer.append("web", web_event(1))
+    ctx.writer.flush()  # the writer is idle: nothing else of this process writes while the limit is low
+    journal = prisme_lite.journal_file(config["db"], ctx.writer.generation)
+    size = os.path.getsize(journal)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    ignored = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead of EFBIG
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 20, limits[1]))  # room for 20 bytes of the next line
+        with pytest.raises(prisme_lite.Unavailable, match="the journal cannot be written: .*short write"):
+            ctx.writer.append("web", web_event(2))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, ignored)
+    assert os.path.getsize(journal) == size == ctx.writer.appended  # the 20 bytes are gone
+    ctx.writer.append("web", web_event(3))
+    ctx.close()
+    assert paths(config["db"]) == ["/1", "/3"]
+    with open(journal, "rb") as file:
+        assert [json.loads(line)[2]["path"] for line in file] == ["/1", "/3"]
 
 
 class ConnectionClosedLate:
