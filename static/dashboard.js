@@ -321,9 +321,9 @@ async function render() {
     const [overview, pageviews, visitors, live] = await Promise.all([stat("overview"), stat("pageviews"),
       stat("visitors"), liveCount()]);
     if (ticket !== latest) return;
-    const window = previousWindow(overview, Date.parse(live.to));
-    const [before, previous] = window ? await Promise.all([stat("overview", {from: window.from, to: window.to}),
-      state.compare ? stat("pageviews", {from: window.from, to: window.whole}) : null]) : [null, null];
+    const earlier = previousWindow(overview, Date.parse(live.to));
+    const [before, previous] = earlier ? await Promise.all([stat("overview", {from: earlier.from, to: earlier.to}),
+      state.compare ? stat("pageviews", {from: earlier.from, to: earlier.whole}) : null]) : [null, null];
     if (ticket !== latest) return;
     const totals = {Pageviews: overview.values[1], Visits: overview.values[2]}; // the shares' whole
     const tops = await Promise.all(PANELS.map(async ([title, metric, columns, filter]) =>

@@ -254,6 +254,15 @@ def test_event_filters_keep_the_visits_that_sent_them(month, stats):
         assert {"keys": answer["keys"], "values": answer["values"]} == top(kinds), name
 
 
+def test_top_site_pages_keep_equal_paths_of_two_sites_apart(month, stats):
+    expected = Counter(f"{e['site']} {e['path']}" for e in month[1] if in_month(e))
+    answer = stats("top-site-pages", limit=20, **{"from": "now-30d/d"})
+    assert {"keys": answer["keys"], "values": answer["values"]} == top(expected, 20)
+    assert len(answer["keys"]) == 2 * len(PATHS)  # every path on both sites, each its own row
+    site, path = answer["keys"][0].split(" ")
+    assert answer["details"][0] == {"site": site, "path": path, "pageviews": answer["values"][0]}
+
+
 def test_site_and_combined_filters(month, stats):
     events = month[1]
     expected = Counter(e["path"] for e in events if in_month(e, site="*.shop.example") and e["os"] == "iOS")
@@ -402,6 +411,7 @@ WEB_METRICS = [name for name in prisme_lite.METRICS if name in (
     "top-exit-pages", "top-referrers", "top-utm-sources", "top-utm-mediums", "top-utm-campaigns", "top-countries",
     "top-operating-systems", "top-browsers", "top-custom-events", "top-outbound-links", "top-file-downloads",
     "top-visit-referrers", "top-visit-utm-sources", "top-visit-utm-mediums", "top-visit-utm-campaigns",
+    "top-site-pages",
 )]  # fmt: skip
 
 
