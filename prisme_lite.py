@@ -136,6 +136,7 @@ HOST_PATTERN = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 TERMINAL_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what terminal_text escapes: C1 controls too
 SPECIAL_SCHEMES = frozenset({"http", "https", "ws", "wss", "ftp", "file"})  # WHATWG: where `\\` is `/`
+DEFAULT_PORTS = {"http": 80, "https": 443}  # the ports a browser leaves out of a URL
 NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")  # a last label a browser reads as (part of) an IPv4 address
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 SCOPES = ("capture_publish", "stats_read", "admin", "track_public")
@@ -1626,6 +1627,26 @@ def host_of(url: str) -> str | None:
         return None
 
 
+def with_port(parts: SplitResult, host: str) -> str:
+    """`host` with the URL's port when it is not its scheme's default (`localhost:3000`), as Prisme stores a host
+    (its uri.Host()); a browser leaves a default port out of a URL, and so does this."""
+    port = parts.port
+    if port is None or port == DEFAULT_PORTS.get(parts.scheme.lower()):
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)
+def authority_of(url: str) -> str | None:
+    """host_of(url) with its port (with_port), or None."""
+    try:
+        parts = browser_split(url)
+        host = browser_host(parts)
+    except ValueError:
+        return None
+    return None if host is None else with_port(parts, host)
+
+
 def site_of_request(origins: OriginRegistry, environ: dict, page_url: str | None) -> str:
     """The registered origin the request comes from: its Origin header, else the page's own host."""
     origin = environ.get("HTTP_ORIGIN")
@@ -1641,7 +1662,8 @@ def site_of_request(origins: OriginRegistry, environ: dict, page_url: str | None
 
 @dataclass(frozen=True)
 class Page:
-    """A page URL as stored: host, normalised path, and the UTM parameters of its query."""
+    """A page URL as stored: host (with a port that is not the default), normalised path, and the UTM parameters of
+    its query."""
 
     host: str
     path: str
@@ -1693,7 +1715,9 @@ def parse_page_url(value: str | None) -> Page:
     utm = [query.get(key) for key in UTM_KEYS]
     if utm[0] is None:
         utm[0] = query.get("ref")
-    return Page(host, normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm))
+    return Page(
+        with_port(parts, host), normalise_path(parts.path), tuple(v[:MAX_UTM_LENGTH] if v else None for v in utm)
+    )
 
 
 def normalise_path(path: str) -> str:
@@ -1712,10 +1736,10 @@ def normalise_path(path: str) -> str:
 
 
 def referrer_host(value: str | None, page_host: str) -> str:
-    """The host a visitor came from, or `direct` (no referrer, or a link within the same host)."""
+    """The host a visitor came from (with_port), or `direct` (no referrer, or a link within the same host)."""
     if not value:
         return "direct"
-    host = host_of(value)
+    host = authority_of(value)
     if host is None:
         raise Rejected(400, f"document referrer is not a valid URL: {value[:200]!r}")
     return "direct" if host == page_host else host
@@ -1979,10 +2003,11 @@ def body_text(environ: dict, limit: int) -> str:
 def json_body(environ: dict, limit: int, missing: str | None = None, typed: bool = False) -> Any:
     """The body as JSON (read_body's limits, parse_json's rules): no body is {}, and white space is malformed (as
     the OpenAPI document says), but where a body is required (`missing`) both are a 400 saying `missing`.
-    `typed`: 415 unless the Content-Type is application/json, once the body is read."""
+    `typed`: 415 unless the Content-Type is application/json, once the body is read; no body needs no type (as in
+    Prisme, whose script and e2e tests send a custom event with neither)."""
     body = read_body(environ, limit)
     content_type = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
-    if typed and content_type != "application/json":
+    if typed and body and content_type != "application/json":
         raise Rejected(415, f"Content-Type must be application/json, got {content_type or 'none'!r}")
     if missing and not body.strip():
         raise Rejected(400, missing)
@@ -2375,9 +2400,14 @@ class WebEvent(TypedDict):
     country: str | None
     status: int
     props: str | None
+    # For the writer only, not columns: what it needs to place the event in its visitor's session.
+    ping: NotRequired[bool]  # a browser's <a ping>: its path is the session's (Ping-From has the whole URL)
+    from_path: NotRequired[str]  # a pageview's document referrer on its own host (referrer `direct`): its path
+    salted_id: NotRequired[str]  # the day-salted id of the device, when the event came with a visitor id
 
 
-EVENT_COLUMNS = tuple(WebEvent.__annotations__)
+JOURNAL_ONLY = ("ping", "from_path", "salted_id")
+EVENT_COLUMNS = tuple(name for name in WebEvent.__annotations__ if name not in JOURNAL_ONLY)
 
 
 @dataclass(slots=True)
@@ -2421,6 +2451,8 @@ class LatestSession:
     started_at: int
     pageviews: int
     exit_path: str
+    exit_host: str  # of its last pageview (known to the writer; from the database, the host it started on)
+    visitor_id: str  # whose it is: a session a visitor id was given to is cached under the device's id too
 
 
 # A batch's sessions in one statement: new ones are inserted; for known ones the batch's activity is added on.
@@ -2435,7 +2467,7 @@ ON CONFLICT (id) DO UPDATE SET
 # The latest session of each visitor in a JSON list of [site, visitor_id] pairs (the other columns are of the row
 # with the latest last_seen, SQLite's rule for bare columns beside max()).
 LATEST_SESSIONS = """
-SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path
+SELECT s.site, s.visitor_id, s.id, max(s.last_seen), s.started_at, s.pageviews, s.exit_path, s.host, s.visitor_id
 FROM json_each(?) AS wanted
 JOIN sessions AS s ON s.site = json_extract(wanted.value, '$[0]') AND s.visitor_id = json_extract(wanted.value, '$[1]')
 GROUP BY s.site, s.visitor_id
@@ -2496,6 +2528,29 @@ def upsert_daily_counts(conn: sqlite3.Connection, counts: Counter, new_visitors:
     insert_rows(conn, "daily_counts", ("site", "dim", "day", "value", "n"), rows, UPSERT_DAILY_COUNTS)
 
 
+def is_reload(pageview: WebEvent, session: LatestSession) -> bool:
+    """Whether a pageview is a reload or a repeated landing: of the page its open session is on, and not from that
+    page itself (a link or pushState to it). Prisme stores nothing for it (its events_pageviews.go: no session on the
+    referrer's path, one on this page's: "user refresh pages or a tab is duplicated"); neither does the writer."""
+    return (
+        pageview["path"] == session.exit_path
+        and pageview["host"] == session.exit_host
+        and pageview.get("from_path") != pageview["path"]
+    )
+
+
+# An event may reach the journal just before its page's pageview (Prisme's script triggers on DOMContentLoaded,
+# beside the pageview's request). Stored at once without a session, it joins the session that its visitor's
+# pageview of the same page opens at most this long after it, in the same fold batch or a later one.
+SESSION_LOOKAHEAD = 5_000
+
+# The events of a visitor stored without a session in the look-ahead before a pageview that opens one, on its page.
+ATTACH_EARLIER_EVENTS = """
+UPDATE events SET session_id = ?
+WHERE site = ? AND ts >= ? AND ts <= ? AND visitor_id = ? AND path = ? AND session_id IS NULL AND kind != 'pageview'
+"""
+
+
 class WebEventStore:
     """Writer applier: stores a batch of web events, attaching each to its visitor's session (SPEC §3.3), and adds
     what the batch changed to the daily counts, one upsert per key.
@@ -2511,53 +2566,87 @@ class WebEventStore:
         self.max_cached = max_cached
         self.latest: OrderedDict[tuple[str, str], LatestSession] = OrderedDict()  # by (site, visitor)
         self.next_id: int | None = None
+        # visitors with events stored without a session, and the time of the latest; what came before `known_from`
+        # (a start, a rollback) is not known here, so a session opened within the look-ahead of it looks it up.
+        self.sessionless: dict[tuple[str, str], int] = {}
+        self.known_from: int | None = None
 
     def reset(self) -> None:
         """Forget everything cached: the transaction it came from was rolled back."""
         self.latest.clear()
         self.next_id = None
+        self.sessionless.clear()
+        self.known_from = None
 
     def __call__(self, conn: sqlite3.Connection, events: list[WebEvent]) -> None:
-        self._look_up(conn, {(event["site"], event["visitor_id"]) for event in events})
+        keys = {(event["site"], event["visitor_id"]) for event in events}
+        self._look_up(conn, keys.union((e["site"], e["salted_id"]) for e in events if "salted_id" in e))
         sessions: dict[int, Session] = {}  # by id: its row, with this batch's activity
         # session id → what it was before this batch (None if it opened it), and its cache entry, which follows the
         # row as the upsert leaves it (the visitor's latest may be newer by then)
         before: dict[int, tuple[LatestSession | None, LatestSession]] = {}
+        kept: list[WebEvent] = []  # the events stored: all but reloads
+        waiting: dict[tuple[str, str], list[WebEvent]] = {}  # this batch's events without a session, by visitor
+        if self.known_from is None and events:
+            self.known_from = events[0]["ts"]
         for event in events:
             key = (event["site"], event["visitor_id"])
             latest = self.latest.get(key)
             is_open = latest is not None and event["ts"] - latest.last_seen <= self.timeout
+            if not is_open and "salted_id" in event:  # a visitor id with no open session: the device's, if it has one
+                device = self.latest.get((event["site"], event["salted_id"]))
+                if device is not None and event["ts"] - device.last_seen <= self.timeout:
+                    latest, is_open = device, True
+            if is_open and event["kind"] == "pageview" and is_reload(event, latest):
+                continue
+            kept.append(event)
+            if is_open and latest.visitor_id != event["visitor_id"]:
+                if event["kind"] == "pageview" and "salted_id" in event:  # identify, as Prisme's IdentifySession
+                    self._identify(conn, key[0], latest, event["visitor_id"], kept, sessions)
+                    self.latest[key] = latest
+                else:  # as Prisme stores an event: under its session's visitor
+                    event["visitor_id"] = latest.visitor_id
             if event["kind"] == "pageview" and not is_open:
+                if "from_path" in event:  # internal traffic with no session: the site's host referred it (Prisme)
+                    event["referrer"] = event["host"]
                 if self.next_id is None:
                     self.next_id = (conn.execute("SELECT max(id) FROM sessions").fetchone()[0] or 0) + 1
-                latest = self.latest[key] = LatestSession(self.next_id, event["ts"], event["ts"], 0, event["path"])
+                latest = self.latest[key] = LatestSession(
+                    self.next_id, event["ts"], event["ts"], 0, event["path"], event["host"], key[1]
+                )
                 self.next_id += 1
                 sessions[latest.id] = Session(
                     latest.id, *key, event["ts"], event["ts"], event["path"], event["path"], 0, *SESSION_EXTRAS(event)
                 )
                 before[latest.id] = (None, latest)
+                self._attach_earlier(conn, key, event, latest.id, waiting.pop(key, ()))
             elif not is_open:
                 event["session_id"] = None  # custom events, links and downloads are stored without a session too
+                waiting.setdefault(key, []).append(event)
                 continue
             event["session_id"] = latest.id
-            self.latest.move_to_end(key)
+            if event.get("ping"):  # as Prisme stores a ping: on the page its session is on
+                event["path"] = latest.exit_path
+            if self.latest.get(key) is latest:  # not when it joined the device's session under another id
+                self.latest.move_to_end(key)
             row = sessions.get(latest.id)
             if row is None:  # an existing session: a placeholder row whose conflict branch adds the activity
                 row = sessions[latest.id] = Session(
                     latest.id, *key, 0, 0, event["path"], event["path"], 0, *SESSION_EXTRAS(event)
                 )
-                was = LatestSession(latest.id, latest.last_seen, latest.started_at, latest.pageviews, latest.exit_path)
+                was = replace(latest)
                 before[latest.id] = (was, latest)
             latest.last_seen = max(latest.last_seen, event["ts"])
             row.last_seen = max(row.last_seen, event["ts"])
             if event["kind"] == "pageview":
                 latest.pageviews += 1
                 latest.exit_path = row.exit_path = event["path"]
+                latest.exit_host = event["host"]
                 row.pageviews += 1
         insert_rows(conn, "sessions", SESSION_COLUMNS, list(map(SESSION_ROW, sessions.values())), UPSERT_SESSIONS)
-        insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, events)))
+        insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, kept)))
         counts: Counter = Counter()
-        seen = count_events(counts, events)
+        seen = count_events(counts, kept)
         for session_id, (was, now) in before.items():
             count_session(counts, sessions[session_id], was, now)
         upsert_daily_counts(
@@ -2565,6 +2654,58 @@ class WebEventStore:
         )
         while len(self.latest) > self.max_cached:
             self.latest.popitem(last=False)
+        if waiting:
+            newest = events[-1]["ts"]
+            self.sessionless = {k: ts for k, ts in self.sessionless.items() if newest - ts <= SESSION_LOOKAHEAD}
+            self.sessionless.update((k, early[-1]["ts"]) for k, early in waiting.items())
+
+    def _attach_earlier(
+        self, conn: sqlite3.Connection, key: tuple[str, str], pageview: WebEvent, session_id: int, early: Iterable
+    ) -> None:
+        """Give the session a pageview opens the visitor's events of its page from the look-ahead before it: of this
+        batch (`early`), and of earlier ones when some may be stored (ATTACH_EARLIER_EVENTS)."""
+        since = pageview["ts"] - SESSION_LOOKAHEAD
+        for event in early:
+            if event["ts"] >= since and event["path"] == pageview["path"]:
+                event["session_id"] = session_id
+        if self.sessionless.get(key, -math.inf) >= since or since < (self.known_from or 0):
+            conn.execute(ATTACH_EARLIER_EVENTS, (session_id, key[0], since, pageview["ts"], key[1], pageview["path"]))
+
+    def _identify(
+        self, conn: sqlite3.Connection, site: str, session: LatestSession, visitor_id: str, batch: list, rows: dict
+    ) -> None:
+        """A pageview gave the device's open session a visitor id: the session and the events it stored take it, and
+        the id they had stops counting as a visitor on a day it has no other pageview (VISITORS_RECOUNT stays exact).
+        Rare (a login), so what it reads is not cached: the old id's pageviews of that day."""
+        old, session.visitor_id = session.visitor_id, visitor_id
+        for event in batch:
+            if event.get("session_id") == session.id and event["visitor_id"] == old:
+                event["visitor_id"] = visitor_id
+        if session.id in rows:
+            rows[session.id].visitor_id = visitor_id  # opened in this batch: stored as it is now
+        conn.execute("UPDATE sessions SET visitor_id = ? WHERE id = ?", (visitor_id, session.id))
+        renamed = conn.execute(
+            "UPDATE events SET visitor_id = ? WHERE site = ? AND ts >= ? AND session_id = ? AND visitor_id = ?"
+            " RETURNING kind, ts",
+            (visitor_id, site, session.started_at, session.id, old),
+        ).fetchall()
+        salted = bool(SALTED_VISITOR.fullmatch(old))
+        for day in {ts // DAY_MS for kind, ts in renamed if kind == "pageview"}:
+            conn.execute("INSERT OR IGNORE INTO daily_visitors VALUES (?, 0, ?, ?)", (site, day, visitor_id))
+            if conn.execute(
+                "SELECT 1 FROM events WHERE site = ? AND ts >= ? AND ts < ? AND visitor_id = ? AND kind = 'pageview'",
+                (site, day * DAY_MS, (day + 1) * DAY_MS, old),
+            ).fetchone():
+                continue
+            conn.execute(
+                "DELETE FROM daily_visitors WHERE site = ? AND salted = ? AND day = ? AND visitor_id = ?",
+                (site, salted, day, old),
+            )
+            if salted:
+                conn.execute(
+                    "UPDATE daily_counts SET n = n - 1 WHERE site = ? AND dim = 'visitors' AND day = ? AND value = ''",
+                    (site, day),
+                )
 
     def _look_up(self, conn: sqlite3.Connection, keys: set[tuple[str, str]]) -> None:
         missing = [key for key in keys if key not in self.latest]
@@ -2584,6 +2725,7 @@ def record_web_event(
     visitor_id: str | None = None,
     status: str | None = None,
     target: str | None = None,
+    ping: bool = False,
 ) -> None:
     """Validate one web event from the current request and store it (or drop it, saying why)."""
     environ = request.environ
@@ -2592,7 +2734,7 @@ def record_web_event(
     if kind in ("outbound", "download"):
         parts, target_host = split_http_url(target, "link URL")
         target = parts.geturl()  # as the browser follows it
-        if kind == "outbound" and target_host == page.host:
+        if kind == "outbound" and with_port(parts, target_host) == page.host:  # Prisme: host and port
             raise Rejected(400, f"outbound link {target[:200]!r} points to the page's own host {page.host}")
     if status and not PAGE_STATUS.fullmatch(status):
         raise Rejected(400, f"page status must be an HTTP status code (100-599), got {status[:20]!r}")
@@ -2603,6 +2745,7 @@ def record_web_event(
     user_agent, agent = countable_agent(environ)
     ts = now_ms()
     ip = environ["prisme.client_ip"]
+    salted_id = make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent)
     event: WebEvent = {
         "ts": ts,
         "site": site,
@@ -2611,7 +2754,7 @@ def record_web_event(
         "host": page.host,
         "path": page.path,
         "referrer": referrer,
-        "visitor_id": visitor_id or make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent),
+        "visitor_id": visitor_id or salted_id,
         "browser": agent.browser,
         "os": agent.os,
         "device": agent.device,
@@ -2620,6 +2763,12 @@ def record_web_event(
         "props": props,
     }
     event.update(zip(UTM_KEYS, page.utm, strict=True))
+    if ping:
+        event["ping"] = True
+    if visitor_id and visitor_id != salted_id:  # the writer may find the device's session (identify)
+        event["salted_id"] = salted_id
+    if referrer == "direct" and document_referrer:  # a link within the host: the writer decides what it is
+        event["from_path"] = normalise_path(browser_split(document_referrer).path)
     ctx.writer.append("web", event)
 
 
@@ -2707,11 +2856,12 @@ def post_link_event(ctx: Context, kind: str) -> str:
     """A file download or outbound link: the URL in the body, or a browser's `<a ping>` (body PING, Ping-To)."""
     environ = request.environ
     text = body_text(environ, ctx.config["max_body_bytes"]).strip()
-    if text == "PING":  # <a ping>: the browser names the page and the link in headers
+    ping = text == "PING"
+    if ping:  # <a ping>: the browser names the page and the link in headers
         page_url, target = environ.get("HTTP_PING_FROM"), environ.get("HTTP_PING_TO")
     else:
         page_url, target = page_url_from_headers(environ), text
-    record_web_event(ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"))
+    record_web_event(ctx, kind, page_url, target=target, visitor_id=environ.get("HTTP_X_PRISME_VISITOR_ID"), ping=ping)
     return ""
 
 
@@ -4505,6 +4655,7 @@ STATIC_FILES = {
     "dashboard.css": static_asset("text/css; charset=utf-8", "dashboard.css"),
     "favicon.svg": static_asset("image/svg+xml", "favicon.svg"),  # the dashboard's tab (no 404 in its console)
 }
+STATIC_ALIASES = {"m.js": "wa.js"}  # Prisme's old embed name, still on pages (its pkg/embedded/static.go)
 DASHBOARD_COOKIE = "prisme_dashboard"
 DASHBOARD_LOGIN_SECONDS = 30 * 86_400
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -4532,10 +4683,10 @@ DASHBOARD_PANELS = html.escape(json.dumps([panel for family in FAMILIES for pane
             media.split(";")[0]: {"schema": {"type": "string"}} for media, *_rest in STATIC_FILES.values()}},
         "304": {"description": "not modified (If-None-Match)"},
         "404": {"description": "no such file", "content": {"application/json": {"schema": schema_ref("Error")}}},
-    }, parameters=[parameter("name", "path", "the file", enum=list(STATIC_FILES))],
+    }, parameters=[parameter("name", "path", "the file", enum=[*STATIC_FILES, *STATIC_ALIASES])],
 )})  # fmt: skip
 def static_file(name: str) -> Any:
-    asset = STATIC_FILES.get(name)
+    asset = STATIC_FILES.get(STATIC_ALIASES.get(name, name))
     if asset is None:
         response.status = 404
         response.content_type = "application/json"

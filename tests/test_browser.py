@@ -118,7 +118,7 @@ def test_the_readme_noscript_pixel_stores_a_pageview(run, pages, chromium, tmp_p
     assert pixel.response().status == 200
     context.close()
     rows = rows_eventually(tmp_path / "prisme.db", "SELECT site, host, path, utm_source, browser, kind FROM events", 1)
-    assert rows == [("localhost", "localhost", "/blog/first-post", "readme", "Chrome", "pageview")]
+    assert rows == [("localhost", f"localhost:{pages.port}", "/blog/first-post", "readme", "Chrome", "pageview")]
 
 
 def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run, pages, chromium, tmp_path):
@@ -136,7 +136,8 @@ def test_the_readme_fetch_snippet_stores_a_pageview_through_a_cors_preflight(run
     assert answer.value.status == 200
     context.close()
     rows = rows_eventually(tmp_path / "prisme.db", "SELECT path, referrer, kind FROM events", 1)
-    assert rows == [("/landing", "direct", "pageview")]  # the document referrer is the same site: direct
+    # the document referrer is a page of the same site, which has no session yet: its host, as in Prisme (§3.3a)
+    assert rows == [("/landing", f"localhost:{pages.port}", "pageview")]
 
 
 def register_counter(process, domain):
@@ -338,6 +339,54 @@ def test_the_tracking_script_records_pageviews_spa_links_and_custom_events(run, 
         ("pageview", None, "/app", None, None),
         ("outbound", "https://ext.example/page", "/app", None, None),
     ]
+
+
+def test_a_reload_is_not_a_pageview_of_the_tracking_script(run, pages, chromium, tmp_path):
+    """F5 (Chromium keeps the document referrer of the first load) sends a pageview that Prisme does not store, nor
+    do we (SPEC §3.3a); a link to another page and a pushState are pageviews."""
+    process = run()
+    pages.html["/app"] = pages.html["/app/third"] = tracked_page(process.port)
+    context = chromium.new_context(user_agent=CHROME)
+    outside(context)
+    page = context.new_page()
+    db = tmp_path / "prisme.db"
+
+    def pageview_answered(action):
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/events/pageviews")) as answer:
+            action()
+        assert answer.value.status == 200
+
+    pageview_answered(lambda: page.goto(f"http://localhost:{pages.port}/app", wait_until="load"))
+    pageview_answered(lambda: page.reload(wait_until="load"))
+    pageview_answered(lambda: page.click("#internal"))
+    pageview_answered(lambda: page.reload(wait_until="load"))
+    pageview_answered(lambda: page.evaluate("history.pushState({}, '', '/app/fourth')"))
+    rows = rows_eventually(db, "SELECT path, referrer, session_id FROM events ORDER BY id", 3)
+    context.close()
+    assert rows == [("/app", "direct", 1), ("/app/third", "direct", 1), ("/app/fourth", "direct", 1)]
+    assert cli("check", db=db).returncode == 0
+
+
+def test_identify_after_login_continues_the_session_of_the_tracking_script(run, pages, chromium, tmp_path):
+    """Manual mode, as Prisme documents identify: prisme.pageview() on load, prisme.pageview({visitorId}) once the
+    visitor logged in; one visitor, one session of two pageviews, and what follows joins it (SPEC §3.3a)."""
+    process = run()
+    pages.html["/app"] = f"""<!doctype html><title>app</title>
+<script defer src="http://127.0.0.1:{process.port}/static/wa.js" data-manual="true"></script>"""
+    context = chromium.new_context(user_agent=CHROME)
+    page = context.new_page()
+    db = tmp_path / "prisme.db"
+    page.goto(f"http://localhost:{pages.port}/app", wait_until="load")
+    for call in ("prisme.pageview()", "prisme.pageview({visitorId: 'user-42'})", "prisme.trigger('signup')"):
+        with page.expect_response(lambda r: "/api/v1/events/" in r.url) as answer:
+            page.evaluate(call)
+        assert answer.value.status == 200
+    rows = rows_eventually(db, "SELECT kind, visitor_id, session_id FROM events ORDER BY id", 3)
+    context.close()
+    assert rows == [("pageview", "user-42", 1), ("pageview", "user-42", 1), ("custom", "user-42", 1)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT visitor_id, pageviews FROM sessions").fetchall() == [("user-42", 2)]
+    assert cli("check", db=db).returncode == 0
 
 
 def test_the_tracking_script_honours_the_opt_out(run, pages, chromium, tmp_path):

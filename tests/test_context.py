@@ -193,7 +193,7 @@ def test_country_from_the_proxy_header(make_server):
             "/api/v1/events/pageviews",
             headers={
                 "Origin": "http://localhost",
-                "Referer": "http://localhost/",
+                "Referer": f"http://localhost/{code}",  # three pages: a reload of one is no pageview
                 "User-Agent": CHROME,
                 "CF-IPCountry": code,
             },

@@ -23,7 +23,7 @@ def pageview(client, ip="198.51.100.1", **headers):
 
 
 def test_sixty_pass_then_429_with_retry_after_and_another_ip_is_unaffected(server, client):
-    answers = [pageview(client) for _ in range(60)]
+    answers = [pageview(client, **{"X-Prisme-Referrer": f"{PAGE}/{n}"}) for n in range(60)]  # no reloads (§3.3a)
     assert {answer.status_int for answer in answers} == {200}
     assert answers[0].headers["X-RateLimit-Limit"] == "60"
     assert [answer.headers["X-RateLimit-Remaining"] for answer in answers[-2:]] == ["1", "0"]

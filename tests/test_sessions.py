@@ -99,7 +99,7 @@ def test_other_events_join_the_open_session_at_once_or_are_stored_without_one(ma
     clock[0] += 31 * MINUTE
     server.client.post("/api/v1/events/file-downloads", "https://example.org/a.zip", headers=headers)
     assert [(e["kind"], e["session_id"]) for e in server.events()] == [
-        ("custom", None),
+        ("custom", 1),  # just before the pageview that opened the session: it joins it (SESSION_LOOKAHEAD)
         ("pageview", 1),
         ("custom", 1),
         ("outbound", 1),
@@ -122,3 +122,71 @@ def test_sessions_are_exact_when_the_cache_forgets(make_server, clock):
         visit(server, "/2", ip=f"203.0.113.{ip}")
     assert [e["session_id"] for e in server.events()] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
     assert {row["pageviews"] for row in server.rows("SELECT pageviews FROM sessions")} == {2}
+
+
+def event_on(server, kind, path="/p", **extra):
+    headers = {"Origin": "http://localhost", "Referer": f"http://localhost{path}", "User-Agent": CHROME, **extra}
+    route, body = {"custom": ("custom/early", b""), "outbound": ("outbound-links", b"https://example.org/")}[kind]
+    server.client.post(f"/api/v1/events/{route}", body, headers=headers, status=200)
+
+
+def test_an_event_just_before_its_pages_pageview_joins_the_session_it_opens(make_server, clock):
+    """Prisme's script sends prisme.trigger on DOMContentLoaded, and its request may reach the journal before the
+    pageview's; Prisme waits for the session. The writer stores the event at once, and attaches it to the session
+    its visitor's pageview of the same page opens within SESSION_LOOKAHEAD (another fold batch, or after a restart,
+    too). Older events, or from another page, stay without a session."""
+    server = make_server()
+    event_on(server, "custom")
+    clock[0] += 10_000
+    event_on(server, "custom")  # 6 s before the pageview: too early
+    event_on(server, "outbound", path="/other")  # another page
+    clock[0] += prisme_lite.SESSION_LOOKAHEAD
+    event_on(server, "custom")
+    event_on(server, "outbound")
+    server.ctx.writer.flush()  # a batch of its own
+    server.close()
+    restarted = make_server()
+    clock[0] += 1000
+    visit(restarted, "/p")
+    event_on(restarted, "custom")
+    assert [(e["kind"], e["path"], e["session_id"]) for e in restarted.events()] == [
+        ("custom", "/p", None),
+        ("custom", "/p", None),
+        ("outbound", "/other", None),
+        ("custom", "/p", 1),
+        ("outbound", "/p", 1),
+        ("pageview", "/p", 1),
+        ("custom", "/p", 1),
+    ]
+    [session] = restarted.rows("SELECT started_at, last_seen, pageviews FROM sessions")
+    assert session == {"started_at": clock[0], "last_seen": clock[0], "pageviews": 1}
+    assert prisme_lite.check(restarted.config["db"]) == 0
+
+
+def test_the_look_ahead_works_within_one_fold_batch_and_across_batches(tmp_path):
+    db = str(tmp_path / "batch.db")
+    prisme_lite.open_database(db)
+    conn = prisme_lite.connect(db)
+    store = prisme_lite.WebEventStore(30 * MINUTE)
+
+    def event(kind, visitor, ts, path="/p"):
+        return {"ts": START + ts, "site": "localhost", "kind": kind, "name": None if kind == "pageview" else "x",
+                "host": "localhost", "path": path, "referrer": "direct", "utm_source": None, "utm_medium": None,
+                "utm_campaign": None, "utm_term": None, "utm_content": None, "visitor_id": visitor,
+                "browser": "Chrome", "os": "Linux", "device": "desktop", "country": "XX", "status": 200,
+                "props": None}  # fmt: skip
+
+    batches = [
+        [event("custom", "a", 0), event("pageview", "a", 50), event("custom", "b", 100)],
+        [event("custom", "c", 200), event("pageview", "b", 300)],
+        [event("pageview", "c", 400)],
+    ]
+    for batch in batches:
+        conn.execute("BEGIN IMMEDIATE")
+        store(conn, batch)
+        conn.execute("COMMIT")
+    stored = conn.execute("SELECT visitor_id, kind, session_id FROM events ORDER BY id").fetchall()
+    assert stored == [("a", "custom", 1), ("a", "pageview", 1), ("b", "custom", 2), ("c", "custom", 3),
+                      ("b", "pageview", 2), ("c", "pageview", 3)]  # fmt: skip
+    conn.close()
+    assert prisme_lite.check(db) == 0

@@ -56,13 +56,20 @@ def month_of_events(seed=7):
     return events
 
 
+RELOAD = "reload"
+
+
 def model_sessions(events):
-    """SPEC §3.3 done by hand: each event's session number, and the sessions (start, last, entry, exit, pageviews)."""
+    """SPEC §3.3 done by hand: each event's session number (RELOAD for a pageview of the page its session is on,
+    which is not stored: §3.3a), and the sessions (start, last, entry, exit, pageviews)."""
     open_session, sessions, of_event = {}, [], []
     for event in events:
         key = (event["site"], event["visitor_id"])
         current = open_session.get(key)
         is_open = current is not None and event["ts"] - current["last"] <= TIMEOUT
+        if event["kind"] == "pageview" and is_open and current["on"] == (event["host"], event["path"]):
+            of_event.append(RELOAD)
+            continue
         if event["kind"] == "pageview":
             if not is_open:
                 current = {"site": event["site"], "host": event["host"], "start": event["ts"], "last": event["ts"],
@@ -73,6 +80,7 @@ def model_sessions(events):
                 open_session[key] = current
             current["pageviews"] += 1
             current["exit"] = event["path"]
+            current["on"] = (event["host"], event["path"])
         elif not is_open:
             of_event.append(None)
             continue
@@ -92,7 +100,8 @@ def month(tmp_path_factory):
         app.ctx.writer.append("web", dict(event))
     app.ctx.writer.flush()
     of_event, sessions = model_sessions(events)
-    yield app, events, of_event, sessions
+    stored = [(event, session) for event, session in zip(events, of_event, strict=True) if session != RELOAD]
+    yield app, [event for event, _ in stored], [session for _, session in stored], sessions
     app.ctx.close()
 
 
