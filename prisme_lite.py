@@ -71,7 +71,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -83,7 +83,19 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     ),
     # 4: logins kept on the server, so that they can be ended; the key that signed the cookies goes
     3: lambda: schema_part("@dashboard_sessions") + "DELETE FROM meta WHERE key = 'dashboard_key';",
-    4: lambda: schema_part("@goals"),  # 5: goals (conversions)
+    # 5: sessions counted by their referrer and campaign too (the visit_* dims); their delete trigger takes them off
+    # (a database built at version 1 already has them: counted once, again)
+    4: lambda: (
+        "DROP TRIGGER IF EXISTS session_uncounted;"
+        + schema_trigger("session_uncounted")
+        + (
+            f"DELETE FROM daily_counts WHERE dim IN ({', '.join(map(repr, VISIT_DIMS))});"
+            "INSERT INTO daily_counts (site, dim, day, value, n) SELECT * FROM ("
+            + " UNION ALL ".join(visit_recount("sessions"))
+            + ") WHERE true ON CONFLICT DO UPDATE SET n = n + excluded.n;"
+        )
+    ),
+    5: lambda: schema_part("@goals"),  # 6: goals (conversions)
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -472,7 +484,9 @@ class Family:
     filters: tuple[str, ...] = ()  # the stats parameters it adds
     metrics: dict[str, Callable] = field(default_factory=dict)  # /api/v1/stats/<metric>
     metric_schemas: dict[str, str] = field(default_factory=dict)  # a metric → its answer's own OpenAPI schema
-    # The dashboard's tables: (title, metric, columns[, what it says when the list is empty]).
+    # The dashboard's tables: (title, metric, columns, filter[, empty]), `filter` the stats filter a row sets (its
+    # key, or the key up to a separator: "client ", "instance (" ), "" for rows that filter nothing; `empty` what the
+    # panel says when its list is (default: nothing yet in this period).
     panels: tuple[tuple[Any, ...], ...] = ()
     summary: Callable[..., None] | None = None  # its part of `prisme-lite stats` (see print_summary)
     schemas: dict[str, dict] = field(default_factory=dict)  # OpenAPI components it names
@@ -825,6 +839,26 @@ def rollup_schema() -> str:
 SALTED_ID = "length({0}) = 23 AND {0} GLOB 'prisme_*' AND NOT substr({0}, 8) GLOB '*[^0-9a-f]*'"
 SALTED_VISITOR = re.compile(r"prisme_[0-9a-f]{16}")
 ROLLUP_EVENT_DIMS = ("path", "referrer", "utm_source", "utm_medium", "utm_campaign", "country", "os", "browser")
+# Sessions by the day they started, per what their first pageview brought (a visit's source): dim -> column.
+VISIT_DIMS = {
+    "visit_referrer": "referrer", "visit_utm_source": "utm_source", "visit_utm_medium": "utm_medium",
+    "visit_utm_campaign": "utm_campaign",
+}  # fmt: skip
+
+
+def schema_trigger(name: str) -> str:
+    """One CREATE TRIGGER of schema.sql, whole."""
+    start = schema_text().index(f"CREATE TRIGGER IF NOT EXISTS {name} ")
+    return schema_text()[start : schema_text().index("\nEND;", start) + 5]
+
+
+def visit_recount(sessions: str) -> list[str]:
+    """The visit_* daily counts of `sessions` (site, dim, day, value, n); NULL campaigns are not counted."""
+    return [
+        f"SELECT site, '{dim}', started_at / {DAY_MS}, {column}, count(*) FROM {sessions}"
+        f" WHERE {column} IS NOT NULL GROUP BY 1, 3, 4"
+        for dim, column in VISIT_DIMS.items()
+    ]
 
 
 def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
@@ -846,6 +880,7 @@ def rollup_recount(events: str = "events", sessions: str = "sessions") -> str:
             " GROUP BY 1, 3",
             f"SELECT site, 'entry_path', started_at / {DAY_MS}, entry_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
             f"SELECT site, 'exit_path', started_at / {DAY_MS}, exit_path, count(*) FROM {sessions} GROUP BY 1, 3, 4",
+            *visit_recount(sessions),
         ]
     )
 
@@ -2541,6 +2576,8 @@ def count_session(counts: Counter, row: Session, before: LatestSession | None, a
         counts[(site, "duration", day, "")] += after.last_seen - after.started_at
         counts[(site, "entry_path", day, row.entry_path)] += 1
         counts[(site, "exit_path", day, after.exit_path)] += 1
+        for dim, column in VISIT_DIMS.items():  # None (no campaign) is dropped by upsert_daily_counts
+            counts[(site, dim, day, getattr(row, column))] += 1
         return
     counts[(site, "bounces", day, "")] += (after.pageviews == 1) - (before.pageviews == 1)
     counts[(site, "duration", day, "")] += after.last_seen - before.last_seen
@@ -3017,8 +3054,40 @@ class ForgetSaltedVisitors:
             self.done_before = before
 
 
-# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE). `domain` is the
-# page's host, not its site: the site *.example.com has pages on a.example.com and b.example.com (the `site` parameter).
+def session_sent(kind: str) -> tuple[Callable, Callable]:
+    """A filter on the visits that sent an event of `kind` with one of these names, for (events, sessions): a
+    session that sent it in the window; every event of such a session, and those events themselves (one sent
+    without a session too)."""
+
+    def sent(q: StatsQuery, names: list[str]) -> tuple[str, list]:
+        sessions = f"SELECT session_id FROM events WHERE ts >= ? AND kind = ? AND name IN ({placeholders(names)})"
+        return sessions, [q.start, kind, *names]
+
+    def of_events(q: StatsQuery, names: list[str]) -> tuple[str, list]:
+        sessions, params = sent(q, names)
+        condition = f"(e.session_id IN ({sessions}) OR (e.kind = ? AND e.name IN ({placeholders(names)})))"
+        return condition, [*params, kind, *names]
+
+    def of_sessions(q: StatsQuery, names: list[str]) -> tuple[str, list]:
+        sessions, params = sent(q, names)
+        return f"s.id IN ({sessions})", params
+
+    return of_events, of_sessions
+
+
+def visit_came_from(column: str) -> tuple[Callable, str]:
+    """A filter on what a visit came from (its session's first referrer or campaign), for (events, sessions)."""
+
+    def of_events(q: StatsQuery, values: list[str]) -> tuple[str, list]:
+        return f"e.session_id IN (SELECT id FROM sessions WHERE {column} IN ({placeholders(values)}))", values
+
+    return of_events, f"s.{column}"
+
+
+# Filters by name: the column of an event row, and of a session row (None: see SESSIONS_TABLE), or functions (q,
+# values) -> (condition, params). `domain` is the page's host, not its site: the site *.example.com has pages on
+# a.example.com and b.example.com (the `site` parameter). `referrer` and `utm-*` are each event's own (a click to
+# another page of the site is "direct"); `visit-*` are the visit's, what its first pageview came from.
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": ("e.path", None),
@@ -3033,6 +3102,13 @@ FILTERS = {
     "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
     "utm-term": ("e.utm_term", "s.utm_term"),
     "utm-content": ("e.utm_content", "s.utm_content"),
+    "visit-referrer": visit_came_from("referrer"),
+    "visit-utm-source": visit_came_from("utm_source"),
+    "visit-utm-medium": visit_came_from("utm_medium"),
+    "visit-utm-campaign": visit_came_from("utm_campaign"),
+    "event": session_sent("custom"),  # visits that sent this custom event
+    "outbound-link": session_sent("outbound"),
+    "file-download": session_sent("download"),
 }
 
 
@@ -3164,17 +3240,26 @@ def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple
     return metric
 
 
-def daily_top(scope: Callable, column: str, dim: str) -> Callable:
-    """A top-N read through the daily counts of `dim`."""
+def daily_top(scope: Callable, column: str, dim: str, daily_key: str = "c.value") -> Callable:
+    """A top-N read through the daily counts of `dim` (`column` of the raw rows is `daily_key` of the counts)."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         rows = rolled_up(
-            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), "c.value", "sum(v0) AS n",
+            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), daily_key, "sum(v0) AS n",
             "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
         )  # fmt: skip
         return [row[0] for row in rows], [row[1] for row in rows]
 
     return metric
+
+
+def top_site_pages(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """top-pages by site and path (`site path` keys: a site has no space), so that equal paths of two sites stay
+    two rows; details [{site, path, pageviews}]."""
+    keys, values = daily_top(events_scope(), "e.site || ' ' || e.path", "path", "c.site || ' ' || c.value")(conn, q)
+    pairs = [key.split(" ", 1) for key in keys]
+    details = [{"site": site, "path": path, "pageviews": n} for (site, path), n in zip(pairs, values, strict=True)]
+    return keys, values, details
 
 
 def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str, ...], per_bucket: bool) -> dict:
@@ -3215,6 +3300,34 @@ def visitors_series(kinds: tuple[str, ...]) -> Callable:
         return bucket_keys(q, distinct_visitors(conn, q, kinds, per_bucket=True))
 
     return metric
+
+
+def custom_event_properties(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """The properties of the custom events named by the `event` filter (all of them without it): `name=value` keys
+    by count, most first; details [{event, property, value, count}]. A value is its JSON text but for strings."""
+    names = q.values("event")
+    joins, where, params = event_where(replace(q, filters={k: v for k, v in q.filters.items() if k != "event"}),
+                                       ("custom",))  # fmt: skip
+    if names:  # the events themselves: the visits that sent them would bring in their other custom events
+        where += f" AND e.name IN ({placeholders(names)})"
+        params += names
+    value = (
+        "CASE p.type WHEN 'text' THEN p.value WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null'"
+        " THEN 'null' ELSE CAST(p.value AS TEXT) END"
+    )
+    rows = conn.execute(
+        f"SELECT e.name, p.key, {value} AS v, count(*) AS n"
+        f" FROM events e{joins}, json_each(e.props) p WHERE {where} AND e.props IS NOT NULL"
+        " GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3 LIMIT ?",
+        [*params, q.limit],
+    ).fetchall()
+    details = [{"event": name, "property": key, "value": value, "count": n} for name, key, value, n in rows]
+    return [f"{key}={value}" for _name, key, value, _n in rows], [row[3] for row in rows], details
+
+
+def live_count(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
+    """Distinct visitors of any event in the window (by default the last 30 minutes): the dashboard's live count."""
+    return ["visitors"], [distinct_visitors(conn, q, (), per_bucket=False).get(0, 0)]
 
 
 def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
@@ -3307,6 +3420,7 @@ register(Family(
         "pageviews": daily_series(events_scope(), "e.ts", "count(*) AS v0", ("pageviews",), "sum(v0)"),
         "visitors": visitors_series(("pageview",)),
         "live-visitors": visitors_series(()),
+        "live-count": live_count,
         "sessions": daily_series(sessions_scope, "s.started_at", "count(*) AS v0", ("sessions",), "sum(v0)"),
         "bounces": daily_series(sessions_scope, "s.started_at", "sum(s.pageviews = 1) AS v0", ("bounces",), "sum(v0)"),
         "sessions-duration": daily_series(
@@ -3318,6 +3432,7 @@ register(Family(
         ),
         # top-N
         "top-pages": daily_top(events_scope(), "e.path", "path"),
+        "top-site-pages": top_site_pages,
         "top-entry-pages": daily_top(sessions_scope, "s.entry_path", "entry_path"),
         "top-exit-pages": daily_top(sessions_scope, "s.exit_path", "exit_path"),
         "top-referrers": daily_top(events_scope(), "e.referrer", "referrer"),
@@ -3330,18 +3445,27 @@ register(Family(
         "top-custom-events": daily_top(events_scope(("custom",)), "e.name", "custom"),
         "top-outbound-links": daily_top(events_scope(("outbound",)), "e.name", "outbound"),
         "top-file-downloads": daily_top(events_scope(("download",)), "e.name", "download"),
+        # visits (sessions started in the window) by what they came from: the first pageview's referrer, campaign
+        "top-visit-referrers": daily_top(sessions_scope, "s.referrer", "visit_referrer"),
+        "top-visit-utm-sources": daily_top(sessions_scope, "s.utm_source", "visit_utm_source"),
+        "top-visit-utm-mediums": daily_top(sessions_scope, "s.utm_medium", "visit_utm_medium"),
+        "top-visit-utm-campaigns": daily_top(sessions_scope, "s.utm_campaign", "visit_utm_campaign"),
+        "custom-event-properties": custom_event_properties,
     },
     panels=(
-        ("Top pages", "top-pages", ("Page", "Pageviews")), ("Referrers", "top-referrers", ("Referrer", "Pageviews")),
-        ("Entry pages", "top-entry-pages", ("Page", "Sessions")),
-        ("Exit pages", "top-exit-pages", ("Page", "Sessions")),
-        ("Countries", "top-countries", ("Country", "Pageviews")),
-        ("Browsers", "top-browsers", ("Browser", "Pageviews")),
-        ("Operating systems", "top-operating-systems", ("OS", "Pageviews")),
-        ("UTM sources", "top-utm-sources", ("Source", "Pageviews")),
-        ("Custom events", "top-custom-events", ("Event", "Count")),
-        ("Outbound links", "top-outbound-links", ("Link", "Clicks")),
-        ("File downloads", "top-file-downloads", ("File", "Downloads")),
+        ("Top pages", "top-site-pages", ("Page", "Pageviews"), "path"),
+        ("Referrers", "top-visit-referrers", ("Referrer", "Visits"), "visit-referrer"),
+        ("Entry pages", "top-entry-pages", ("Page", "Visits"), "entry-path"),
+        ("Exit pages", "top-exit-pages", ("Page", "Visits"), "exit-path"),
+        ("Countries", "top-countries", ("Country", "Pageviews"), "country"),
+        ("Browsers", "top-browsers", ("Browser", "Pageviews"), "browser"),
+        ("Operating systems", "top-operating-systems", ("OS", "Pageviews"), "os"),
+        ("Campaign sources", "top-visit-utm-sources", ("Source", "Visits"), "visit-utm-source"),
+        ("Campaign mediums", "top-visit-utm-mediums", ("Medium", "Visits"), "visit-utm-medium"),
+        ("Campaigns", "top-visit-utm-campaigns", ("Campaign", "Visits"), "visit-utm-campaign"),
+        ("Custom events", "top-custom-events", ("Event", "Count"), "event"),
+        ("Outbound links", "top-outbound-links", ("Link", "Clicks"), "outbound-link"),
+        ("File downloads", "top-file-downloads", ("File", "Downloads"), "file-download"),
     ),
     summary=summarise_web_traffic,
 ))  # fmt: skip
@@ -3430,7 +3554,7 @@ register(Family(
     "goals",
     metrics={"goals": goal_conversions},
     metric_schemas={"goals": "GoalStats"},
-    panels=(("Goals", "goals", ("Goal", "Conversions", "Visitors", "Rate"),
+    panels=(("Goals", "goals", ("Goal", "Conversions", "Visitors", "Rate"), "",
              "No goals yet: `prisme-lite goals add --site SITE --event NAME` (or --path PATH) adds one."),),
     schemas={"GoalStats": {"allOf": [schema_ref("Stats"), {"type": "object", "properties": {
         "keys": {"type": "array", "items": TEXT, "description": "each goal's label"},
@@ -3631,7 +3755,8 @@ COUNTED_ONCE = (
 SERVER_EVENTS_NOTE = "Server events are not recorded per site (their access tokens have none): these are every site's."
 SERVER_EVENTS_TABLE = Table(
     "server_events x", "x.ts", None,
-    {"label": "x.label", "referrer": "x.referrer", **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if "utm" in f}},
+    {"label": "x.label", "referrer": "x.referrer",
+     **{f: f"x.{c[0][2:]}" for f, c in FILTERS.items() if f.startswith("utm-")}},
     SERVER_EVENTS_NOTE,
 )  # fmt: skip
 CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
@@ -3694,7 +3819,7 @@ register(Family(
         "top-content-items": top(server_scope, "x.content_id"),
         "top-server-utm-sources": top(server_scope, "x.utm_source"),
     },
-    panels=(("Server events", "top-server-labels", ("Label", "Events")),),
+    panels=(("Server events", "top-server-labels", ("Label", "Events"), "label"),),
     summary=summarise_server_events,
     schemas={
         "ServerEvent": {"type": "object", "required": ["label", "customer"], "properties": {
@@ -4051,9 +4176,10 @@ COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "
 
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    """Increments in the window per client, action and page (`client action page` keys)."""
+    """Increments in the window per client, action and page (`client action page` keys); details name the client
+    (its name and domain, the id of one no longer registered)."""
     where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
-    return ranked(
+    keys, values = ranked(
         conn,
         q,
         "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
@@ -4062,6 +4188,15 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         where,
         params,
     )
+    clients = {
+        id_: (name, domain) for id_, name, domain in conn.execute("SELECT id, name, domain FROM counter_clients")
+    }
+    details = []
+    for key, added in zip(keys, values, strict=True):
+        client_id, action_id, page_id = key.split(" ", 2)
+        name, domain = clients.get(client_id, (client_id, None))
+        details.append({"client": name, "domain": domain, "action": action_id, "page": page_id, "added": added})
+    return keys, values, details
 
 
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
@@ -4100,7 +4235,7 @@ register(Family(
     ),
     filters=("client",),
     metrics={"counters": counter_totals, "counter-increments": counter_series},
-    panels=(("Counters", "counters", ("Client action page", "Added")),),
+    panels=(("Counters", "counters", ("Client", "Domain", "Action", "Page", "Added"), "client "),),
     summary=summarise_counters,
     schemas={
         "Count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
@@ -4555,8 +4690,8 @@ register(Family(
         "widget-ab-groups": widget_table("w.ab_testing", "ab_testing"),
     },
     panels=(
-        ("Widgets", "top-widgets", ("Widget", "Renders", "Interactions", "CTR")),
-        ("Revenue", "revenue", ("Currency", "Checkouts", "Revenue")),
+        ("Widgets", "top-widgets", ("Widget", "Renders", "Interactions", "CTR"), "instance ("),
+        ("Revenue", "revenue", ("Currency", "Checkouts", "Revenue"), ""),
     ),
     schemas={
         "OlapicSuccess": {"type": "object", "required": ["metadata", "data"], "properties": {
@@ -4598,6 +4733,19 @@ STATS_QUERY = [
 ]
 
 
+METRIC_MEANING = (
+    "what to count. top-referrers and top-utm-* count pageviews by their own referrer and campaign (a click to the"
+    " site's next page is `direct`); top-visit-referrers and top-visit-utm-* count visits (sessions started in the"
+    " window) by what their first pageview came from, and the filters visit-referrer and visit-utm-* keep every event"
+    " of those visits. The filters event, outbound-link and file-download keep the visits that sent that custom"
+    " event, link click or download (and those events). custom-event-properties: `property=value` keys by count for"
+    " the custom events that `event` names (every custom event without it), details [{event, property, value,"
+    " count}], a value as text (JSON for numbers, booleans, lists and objects). live-count: the distinct visitors"
+    " of any event in the window (default the last 30 minutes), one key `visitors`. top-site-pages: top-pages by site"
+    " and path (`site path` keys), details [{site, path, pageviews}]. counters' details name each client."
+)
+
+
 def stats_operation(summary: str, schema: str, parameters: list[dict]) -> dict:
     return {"get": operation(
         "read", summary, answers(ok("the series or list", "application/json", schema_ref(schema)), 400, 401, 403, 404,
@@ -4610,7 +4758,7 @@ def stats_operation(summary: str, schema: str, parameters: list[dict]) -> dict:
 @route("/api/v1/stats/<metric>", paths={
     "/api/v1/stats/{metric}": stats_operation(
         "a time series or a top-N list", "Stats",
-        [parameter("metric", "path", "what to count", enum=list(METRICS)), *STATS_QUERY],
+        [parameter("metric", "path", METRIC_MEANING, enum=list(METRICS)), *STATS_QUERY],
     ),
     **{f"/api/v1/stats/{metric}": stats_operation(f"the {metric} report", schema, STATS_QUERY)
        for family in FAMILIES for metric, schema in family.metric_schemas.items()},
@@ -4622,7 +4770,7 @@ def stats(ctx: Context, metric: str) -> dict:
     if measure is None:
         raise Rejected(404, f"unknown metric {metric[:60]!r}; metrics: {', '.join(METRICS)}")
     q = parse_stats_query(
-        query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric == "live-visitors" else "now-7d"
+        query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric in ("live-visitors", "live-count") else "now-7d"
     )
     keys, values, *details = measure(ctx.read(), replace(q, site_of=ctx.origins.site_of))
     report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
@@ -4681,6 +4829,7 @@ STATIC_FILES = {
     "wa.js": static_asset("application/javascript; charset=utf-8", "wa.js"),  # SPEC §3.5; at most 2 KiB gzipped
     "dashboard.js": static_asset("application/javascript; charset=utf-8", "dashboard.js"),
     "dashboard.css": static_asset("text/css; charset=utf-8", "dashboard.css"),
+    "favicon.svg": static_asset("image/svg+xml", "favicon.svg"),  # the dashboard's tab (no 404 in its console)
 }
 STATIC_ALIASES = {"m.js": "wa.js"}  # Prisme's old embed name, still on pages (its pkg/embedded/static.go)
 DASHBOARD_COOKIE = "prisme_dashboard"

@@ -216,7 +216,8 @@ CREATE TABLE IF NOT EXISTS checkout_products (
 --     (value: the event's column; NULLs are not counted), visitors '' (distinct day-salted visitor ids);
 --   from other events: custom, outbound, download (value: the event's name);
 --   from sessions, by the day they started: sessions '', bounces '' (sessions of one pageview), duration ''
---     (sum of last_seen - started_at, ms), entry_path, exit_path.
+--     (sum of last_seen - started_at, ms), entry_path, exit_path, and (schema version 5) what the visit came from:
+--     visit_referrer, visit_utm_source, visit_utm_medium, visit_utm_campaign (NULLs are not counted).
 -- n may fall to 0 (an exit path a session moved away from, pruned rows): readers skip those.
 CREATE TABLE IF NOT EXISTS daily_counts (
     site  TEXT NOT NULL,
@@ -257,8 +258,10 @@ CREATE TRIGGER IF NOT EXISTS session_uncounted AFTER DELETE ON sessions BEGIN
     INSERT INTO daily_counts (site, dim, day, value, n)
     SELECT OLD.site, column1, OLD.started_at / 86400000, column2, -column3 FROM (VALUES
         ('sessions', '', 1), ('bounces', '', OLD.pageviews = 1), ('duration', '', OLD.last_seen - OLD.started_at),
-        ('entry_path', OLD.entry_path, 1), ('exit_path', OLD.exit_path, 1)
-    ) WHERE true
+        ('entry_path', OLD.entry_path, 1), ('exit_path', OLD.exit_path, 1), ('visit_referrer', OLD.referrer, 1),
+        ('visit_utm_source', OLD.utm_source, 1), ('visit_utm_medium', OLD.utm_medium, 1),
+        ('visit_utm_campaign', OLD.utm_campaign, 1)
+    ) WHERE column2 IS NOT NULL
     ON CONFLICT DO UPDATE SET n = n + excluded.n;
 END;
 
@@ -275,7 +278,7 @@ CREATE TABLE IF NOT EXISTS dashboard_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dashboard_sessions_token ON dashboard_sessions (token_id);
 
--- @goals (schema version 5) ---------------------------------------------------------------------------------------
+-- @goals (schema version 6) ---------------------------------------------------------------------------------------
 -- What counts as a conversion on a site (`prisme-lite goals add`): a custom event of this name (kind `event`), or a
 -- pageview of this path (kind `path`). The stats read them at each request, so a goal added applies at once, to the
 -- events already stored too.

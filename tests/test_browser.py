@@ -1,7 +1,9 @@
 """Browser tests in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright): the README's snippets,
 pasted into a page of a registered origin, store what they promise."""
 
+import contextlib
 import datetime
+import json
 import os
 import re
 import sqlite3
@@ -537,16 +539,42 @@ class Served:
         self.httpd.server_close()
 
 
-# Each period's chart at any pinned hour: its first and last bar (start, pageviews), and its axis labels.
+# Each period's chart at any pinned hour, 1100 px wide: its first and last bar (start, pageviews), and its axis
+# labels (a day's start by its date, hours within it; ~64 px apart at least).
 CHARTS = {
-    "today": ("11-20 00:00: 1 pageviews", "11-20 23:00: 0 pageviews", [f"11-20 {h:02d}:00" for h in range(0, 24, 3)]),
-    "7d": ("11-14 00:00: 1 pageviews", "11-20 18:00: 0 pageviews", [f"11-{d} 00:00" for d in range(14, 21)]),
+    "today": (
+        "2026-11-20 00:00: 1 pageviews",
+        "2026-11-20 23:00: 0 pageviews",
+        ["Nov 20", *(f"{h:02d}:00" for h in range(2, 24, 2))],
+    ),
+    "7d": ("2026-11-14 00:00: 1 pageviews", "2026-11-20 18:00: 0 pageviews", [f"Nov {d}" for d in range(14, 21)]),
     "30d": (
-        "10-22: 1 pageviews",
-        "11-20: 2 pageviews",
-        ["10-22", "10-26", "10-30", "11-03", "11-07", "11-11", "11-15", "11-19"],
+        "2026-10-22: 1 pageviews",
+        "2026-11-20: 2 pageviews",
+        [*(f"Oct {d}" for d in range(22, 31, 2)), *(f"Nov {d}" for d in range(1, 20, 2))],
     ),
 }
+
+
+@contextlib.contextmanager
+def dashboard_page(server, chromium, monkeypatch, pinned, **context_options):
+    """A page logged in to `server`'s dashboard, served from this process, its clock [ms] pinned (and settable)."""
+    clock = [utc(pinned)]
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: clock[0])
+    served = Served(prisme_lite.RequestLog(server.app, access_log=False))
+    context = chromium.new_context(
+        **{"user_agent": CHROME, "viewport": {"width": 1100, "height": 1400}, **context_options}
+    )
+    page = context.new_page()
+    page.goto(f"http://127.0.0.1:{served.port}/dashboard")
+    page.fill("#token", server.ctx.admin_token())
+    page.click("button[type=submit]")
+    page.wait_for_selector("#pageviews-total")
+    try:
+        yield page, clock
+    finally:
+        context.close()
+        served.close()
 
 
 @pytest.fixture
@@ -554,18 +582,8 @@ def pinned_dashboard(make_server, chromium, monkeypatch):
     """A page logged in to a dashboard served from this process, on the EDGES, its clock [ms] pinned (and settable)."""
     server = make_server()
     store_edges(server)
-    clock = [utc(PINNED[0])]
-    monkeypatch.setattr(prisme_lite, "now_ms", lambda: clock[0])
-    served = Served(prisme_lite.RequestLog(server.app, access_log=False))
-    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
-    page = context.new_page()
-    page.goto(f"http://127.0.0.1:{served.port}/dashboard")
-    page.fill("#token", server.ctx.admin_token())
-    page.click("button[type=submit]")
-    page.wait_for_selector("#pageviews-total")
-    yield page, clock
-    context.close()
-    served.close()
+    with dashboard_page(server, chromium, monkeypatch, PINNED[0]) as (page, clock):
+        yield page, clock
 
 
 def test_the_dashboard_periods_are_whole_days_at_any_hour(pinned_dashboard):
@@ -585,12 +603,12 @@ def test_the_dashboard_periods_are_whole_days_at_any_hour(pinned_dashboard):
                 assert bars.count() == count, (pinned, period)
                 assert bars.first.text_content().startswith(first), (pinned, period)
                 assert bars.last.text_content().startswith(last), (pinned, period)
-                assert page.locator("#chart text.label").all_text_contents()[1:] == labels, (pinned, period)
+                assert page.locator("#chart text.x").all_text_contents() == labels, (pinned, period)
     # A browser whose clock is already past midnight still sees the server's today.
     page.clock.set_fixed_time(datetime.datetime(2026, 11, 21, 0, 1, tzinfo=datetime.UTC))
     page.click("[data-period='today']")
     expect(page.locator("#pageviews-total")).to_have_text("2")
-    assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+    assert page.locator("#chart rect title").first.text_content().startswith("2026-11-20 00:00: 1 pageviews")
 
 
 def test_a_custom_range_takes_its_last_day_whole_and_a_reversed_one_is_explained(pinned_dashboard):
@@ -640,7 +658,249 @@ def test_a_period_picked_while_another_loads_is_the_one_shown(pinned_dashboard):
         until(lambda: len(answered) == len(asked), "every question answered")
         page.evaluate("() => new Promise((done) => setTimeout(done, 0))")
     assert page.text_content("#pageviews-total") == "2"
-    assert page.locator("#chart rect title").first.text_content().startswith("11-20 00:00: 1 pageviews")
+    assert page.locator("#chart rect title").first.text_content().startswith("2026-11-20 00:00: 1 pageviews")
+
+
+# Four visits on 2026-11-19 and one on 11-10 (the 7 days before the 7 days), seen on 2026-11-20 at noon: (visitor,
+# site, [(minute from 11-19 09:00, kind, path or name, props)], what the visit came from (referrer, utm_source,
+# utm_medium, utm_campaign), browser).
+LONG_PATH = "/docs/a-page-whose-name-is-far-too-long-for-one-line-of-a-panel-on-a-phone"
+VISITS = [
+    ("a", "blog.example.com", [(0, "pageview", "/", None), (2, "pageview", "/pricing", None),
+                               (3, "custom", "signup", {"plan": "pro"})],
+     ("google.com", "news", "email", "launch"), "Chrome"),
+    ("b", "blog.example.com", [(10, "pageview", "/", None), (11, "pageview", LONG_PATH, None)],
+     ("direct", None, None, None), "Chrome"),
+    ("c", "blog.example.com", [(20, "pageview", "/pricing", None), (21, "custom", "signup", {"plan": "free"})],
+     ("twitter.com", None, None, None), "Firefox"),
+    ("d", "localhost", [(30, "pageview", "/", None)], ("direct", None, None, None), "Firefox"),
+    ("e", "blog.example.com", [(-12960, "pageview", "/", None), (-12959, "pageview", "/docs", None),
+                               (-12958, "pageview", "/", None)], ("direct", None, None, None), "Chrome"),
+]  # fmt: skip
+
+
+def store_visits(server):
+    """VISITS through the writer, as the web events API stores them: a visit's later pageviews are "direct"."""
+    start = utc("2026-11-19T09:00:00")
+    for visitor, site, events, (referrer, source, medium, campaign), browser in VISITS:
+        for n, (minute, kind, what, props) in enumerate(events):
+            first = n == 0
+            server.ctx.writer.append("web", {
+                "ts": start + minute * 60_000, "site": site, "kind": kind, "host": site,
+                "path": what if kind == "pageview" else "/", "name": None if kind == "pageview" else what,
+                "referrer": referrer if first else "direct", "utm_source": source if first else None,
+                "utm_medium": medium if first else None, "utm_campaign": campaign if first else None,
+                "utm_term": None, "utm_content": None, "visitor_id": f"visitor-{visitor}", "browser": browser,
+                "os": "Linux", "device": "desktop", "country": "XX" if visitor == "d" else "FR", "status": 200,
+                "props": json.dumps(props) if props else None,
+            })  # fmt: skip
+    server.ctx.writer.flush()
+
+
+def explored_server(make_server):
+    """A server with the VISITS, a counter client's likes and a widget's renders and clicks."""
+    server = make_server()
+    day = utc("2026-11-19T00:00:00") // 86_400_000
+    with sqlite3.connect(server.config["db"]) as conn:
+        prisme_lite.add_origin(conn, "blog.example.com")
+        conn.execute(
+            "INSERT INTO counter_clients (id, name, domain, email, secret_hash, created_at)"
+            " VALUES ('cl_0123456789abcdef', 'Blog likes', 'blog.example.com', 'me@example.com', 'x', 0)"
+        )
+        conn.execute("INSERT INTO counter_days VALUES ('cl_0123456789abcdef', 'likes', 'intro', ?, 3)", (day,))
+        conn.executemany(
+            "INSERT INTO widget_events (ts, instance_id, widget, action, analytics_id, token_id) VALUES (?, 'w1',"
+            " 'gallery', ?, 'a1', 'tk')",
+            [(utc("2026-11-19T10:00:00"), "render")] * 8 + [(utc("2026-11-19T10:01:00"), "click")],
+        )
+    server.ctx.origins.reload()
+    store_visits(server)
+    return server
+
+
+@pytest.fixture
+def explored(make_server, chromium, monkeypatch):
+    server = explored_server(make_server)
+    with dashboard_page(server, chromium, monkeypatch, "2026-11-20T12:00:00") as (page, _clock):
+        page.server = server
+        yield page
+
+
+def panel(page, title):
+    return page.locator("section.panel", has=page.locator("h2", has_text=re.compile(f"^{re.escape(title)}$")))
+
+
+def rows(page, title):
+    """A panel's rows as (first cell, first number)."""
+    return [(row.locator("td").first.text_content(), row.locator("td.n").first.text_content())
+            for row in panel(page, title).locator("tbody tr").all()]  # fmt: skip
+
+
+def test_clicking_a_row_filters_every_panel_and_the_url_keeps_the_filters(explored):
+    page = explored
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    # Referrers count visits by where they came from: b's click to /docs is no second "direct".
+    assert rows(page, "Referrers") == [("direct", "2"), ("google.com", "1"), ("twitter.com", "1")]
+    assert rows(page, "Campaigns") == [("launch", "1")] and rows(page, "Campaign mediums") == [("email", "1")]
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/api/v1/stats/" in request.url else None)
+    panel(page, "Referrers").get_by_role("button", name="google.com").click()
+    expect(page.locator("#pageviews-total")).to_have_text("2")  # both of a's pageviews, not only the first
+    assert page.text_content("#visitors-total") == "1"
+    expect(page.locator("#filters .chip")).to_have_text(["Referrer: google.com×"])
+    assert "visit-referrer=google.com" in page.url
+    assert rows(page, "Top pages") == [("blog.example.com /", "1"), ("blog.example.com /pricing", "1")]
+    assert rows(page, "Custom events") == [("signup", "1")]
+    assert (
+        sum(int(title.split(": ")[1].split()[0]) for title in page.locator("#chart rect title").all_text_contents())
+        == 2
+    )
+    # Every panel asked with the filter; those that cannot apply it say so.
+    assert len(asked) >= 3 + len(page.locator("section.panel[data-metric]").all()) - 1
+    assert all("visit-referrer=google.com" in url for url in asked), asked
+    expect(panel(page, "Server events").locator(".note")).to_contain_text("Not filtered by visit-referrer")
+    # Filters combine, and the URL keeps them: a reload (a bookmark) shows the same view. A page of "All sites"
+    # picks its site too.
+    panel(page, "Top pages").get_by_role("button", name="/pricing").click()
+    expect(page.locator("#pageviews-total")).to_have_text("1")
+    assert "path=%2Fpricing" in page.url and "site=blog.example.com" in page.url
+    assert page.input_value("#site") == "blog.example.com"
+    assert rows(page, "Top pages") == [("/pricing", "1")]  # one site: no site beside its paths
+    page.reload()
+    expect(page.locator("#pageviews-total")).to_have_text("1")
+    expect(page.locator("#filters .chip-value")).to_have_text(["google.com", "/pricing"])
+    # A chip removes its filter; the back button brings it back.
+    page.locator("#filters .chip[data-filter='visit-referrer']").click()
+    expect(page.locator("#pageviews-total")).to_have_text("2")  # /pricing: a's and c's
+    assert "visit-referrer" not in page.url
+    page.go_back()
+    expect(page.locator("#pageviews-total")).to_have_text("1")
+    expect(page.locator("#filters .chip-value")).to_have_text(["google.com", "/pricing"])
+    page.click("#clear-filters")
+    expect(page.locator("#pageviews-total")).to_have_text("5")  # the blog's
+    assert page.locator("#filters").is_hidden() and page.url.endswith("/dashboard?site=blog.example.com")
+
+
+def test_a_shared_link_opens_its_site_period_and_filters(explored):
+    page = explored
+    base = page.url.split("?")[0]
+    page.goto(f"{base}?site=blog.example.com&period=30d&browser=Firefox")
+    expect(page.locator("#pageviews-total")).to_have_text("1")  # c's one pageview on the blog
+    assert page.input_value("#site") == "blog.example.com"
+    assert page.locator("[data-period].active").text_content() == "30 days"
+    assert page.locator("#chart rect").count() == 30
+    page.goto(f"{base}?period=custom&from=2026-11-19&to=2026-11-19&os=Linux")
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    assert (page.input_value("#from"), page.input_value("#to")) == ("2026-11-19", "2026-11-19")
+    assert page.locator("[data-period].active").text_content() == "Custom" and page.locator("#custom").is_visible()
+    page.goto(f"{base}?period=forever&nonsense=1&path=")  # what it cannot read it leaves out: 7 days, unfiltered
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    assert page.locator("[data-period].active").text_content() == "7 days" and page.locator("#filters").is_hidden()
+
+
+def test_a_custom_event_row_opens_the_breakdown_of_its_properties(explored):
+    page = explored
+    assert page.locator("#properties").count() == 0
+    panel(page, "Custom events").get_by_role("button", name="signup").click()
+    expect(page.locator("#properties h2")).to_have_text("Properties of signup")
+    assert rows(page, "Properties of signup") == [("plan", "1"), ("plan", "1")]
+    assert page.locator("#properties td").all_text_contents() == ["plan", "free", "1", "plan", "pro", "1"]
+    assert page.text_content("#pageviews-total") == "3"  # the visits that signed up: a's two pageviews, c's one
+    page.locator("#filters .chip").click()
+    expect(page.locator("#properties")).to_have_count(0)
+
+
+def test_each_card_compares_with_the_previous_period_and_the_chart_can_overlay_it(explored):
+    """7 days at noon: the 6.5 days before them (11-07 to 11-13 noon) hold e's visit of 3 pageviews."""
+    page = explored
+    expect(page.locator("#pageviews-total")).to_have_text("6")
+    changes = {name: page.text_content(f"#{name}-change") for name in ("visitors-total", "pageviews-total",
+                                                                       "sessions-total", "bounce-rate")}  # fmt: skip
+    assert changes == {"visitors-total": "+300 %", "pageviews-total": "+100 %", "sessions-total": "+300 %",
+                       "bounce-rate": "new"}  # fmt: skip
+    assert page.get_attribute("#pageviews-total-change", "class") == "change up"
+    assert page.get_attribute("#pageviews-total-change", "title") == "3 in the previous period of the same length"
+    assert page.locator("#chart .previous").count() == 0
+    page.check("#compare")
+    expect(page.locator("#chart .previous")).to_have_count(1)
+    assert "compare=1" in page.url
+    assert page.locator(".legend li").all_text_contents()[:3] == ["Pageviews", "Visitors", "Pageviews, previous period"]
+    titles = page.locator("#chart rect title").all_text_contents()
+    assert titles[13] == "2026-11-17 06:00: 0 pageviews, 0 visitors; previous period 3 pageviews"  # 11-10 06:00
+    assert sum(int(title.rsplit("period ", 1)[1].split()[0]) for title in titles) == 3
+    page.click("[data-period='today']")  # today so far (nothing) against yesterday to noon (11-19's 5 pageviews)
+    expect(page.locator("#pageviews-total-change")).to_have_text("-100 %")
+    assert page.get_attribute("#pageviews-total-change", "class") == "change down"
+    assert page.get_attribute("#bounce-rate-change", "class") == "change up"  # fewer bounces: better
+    page.reload()
+    expect(page.locator("#chart .previous")).to_have_count(1)  # compare is in the URL too
+
+
+def test_the_live_count_refreshes_without_a_reload(explored):
+    page = explored
+    page.clock.install()
+    page.reload()
+    expect(page.locator("#live-count")).to_have_text("0")  # nothing since 11:30
+    page.server.ctx.writer.append("web", {
+        "ts": utc("2026-11-20T11:55:00"), "site": "localhost", "kind": "custom", "host": "localhost", "path": "/",
+        "name": "ping", "referrer": "direct", "utm_source": None, "utm_medium": None, "utm_campaign": None,
+        "utm_term": None, "utm_content": None, "visitor_id": "visitor-live", "browser": "Chrome", "os": "Linux",
+        "device": "desktop", "country": "FR", "status": 200, "props": None,
+    })  # fmt: skip
+    page.server.ctx.writer.flush()
+    loads = []
+    page.on("load", lambda _page: loads.append(1))
+    page.clock.run_for(31_000)
+    expect(page.locator("#live-count")).to_have_text("1")
+    assert loads == [] and page.text_content("#pageviews-total") == "6"  # the page stayed
+
+
+def test_the_dashboard_reads_well_on_a_phone_in_dark_mode(make_server, chromium, monkeypatch):
+    server = explored_server(make_server)
+    options = {"viewport": {"width": 390, "height": 844}, "color_scheme": "dark"}
+    with dashboard_page(server, chromium, monkeypatch, "2026-11-20T12:00:00", **options) as (page, _clock):
+        failed = []
+        page.on("response", lambda answer: failed.append(answer.url) if answer.status >= 400 else None)
+        page.reload()
+        expect(page.locator("#pageviews-total")).to_have_text("6")
+        assert failed == []  # the favicon too
+        assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(12, 17, 29)"  # dark
+        assert page.evaluate("document.querySelector('header').getBoundingClientRect().height") < 100  # of 844
+        # The chart is drawn at the phone's width: its labels are 12 px on the screen, and there are few enough.
+        box = page.evaluate(
+            "(() => { const r = document.querySelector('#chart text.x').getBoundingClientRect();"
+            " return [r.height, document.querySelector('#chart').getBoundingClientRect().width]; })()"
+        )
+        assert box[0] >= 11 and box[1] <= 390
+        assert page.locator("#chart text.x").all_text_contents() == ["Nov 14", "Nov 16", "Nov 18", "Nov 20"]
+        assert page.locator("#chart text.y").all_text_contents() == ["0", "2", "4", "6"]  # 6 in one bar
+        # Shares, in bars and percentages of the period's visits (pageviews).
+        referrers = panel(page, "Referrers")
+        assert referrers.locator("td.share-text").all_text_contents() == ["50 %", "25 %", "25 %"]
+        assert referrers.locator(".share").first.evaluate("(bar) => bar.style.width") == "50%"
+        # A long path ends in an ellipsis on one line, whole on hover; no word is broken.
+        long = panel(page, "Top pages").locator(".key", has_text="a-page-whose-name")
+        assert long.get_attribute("title") == f"blog.example.com {LONG_PATH}"
+        sizes = long.evaluate(
+            "(key) => [key.scrollWidth, key.clientWidth, key.getBoundingClientRect().height,"
+            " getComputedStyle(key).textOverflow, getComputedStyle(key.closest('td')).wordBreak]"
+        )
+        assert sizes[0] > sizes[1] and sizes[2] < 30 and sizes[3:] == ["ellipsis", "normal"]
+        # Countries without GeoIP: "Unknown", and how to get them.
+        countries = panel(page, "Countries")
+        assert [row[0] for row in rows(page, "Countries")] == ["FR", "Unknown"]
+        expect(countries.locator(".hint")).to_contain_text("geoip_db")
+        countries.get_by_role("button", name="Unknown").click()
+        expect(page.locator("#filters .chip")).to_have_text(["Country: Unknown×"])
+        assert "country=XX" in page.url
+        page.locator("#filters .chip").click()
+        # A widget's click-through rate as a percentage; counters by their client's name.
+        expect(panel(page, "Widgets").locator("td").last).to_have_text("12.5 %")
+        assert panel(page, "Counters").locator("td").all_text_contents() == [
+            "Blog likes", "blog.example.com", "likes", "intro", "3"
+        ]  # fmt: skip
+    answer = server.client.get("/static/favicon.svg")
+    assert answer.content_type == "image/svg+xml" and answer.body.startswith(b"<svg")
 
 
 @pytest.fixture
@@ -707,7 +967,7 @@ def test_goals_show_their_rate_and_a_browser_excludes_itself_from_the_dashboard(
     sent.clear()
     page.click("#exclude")  # to the site, where wa.js keeps the opt-out, and back
     page.wait_for_selector("#excluded")
-    assert page.url == f"http://127.0.0.1:{process.port}/dashboard"  # by /dashboard/opted, whose hash it read
+    assert page.url == f"http://127.0.0.1:{process.port}/dashboard?site=blog.example.com"  # by /dashboard/opted
     assert page.input_value("#site") == "blog.example.com"  # back on the site whose link it followed
     assert page.text_content("#excluded") == (
         "This browser is excluded from blog.example.com: its visits are not counted."

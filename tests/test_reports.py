@@ -42,6 +42,14 @@ def test_counter_reports(server, reports):
         [8, 4, 1],
     )
     assert reports("counters", client="cl_b", **{"from": "now-30d"})["values"] == [1]
+    with sqlite3.connect(server.config["db"]) as conn:  # a registered client is named; another keeps its id
+        conn.execute("INSERT INTO counter_clients (id, name, domain, email, secret_hash, created_at)"
+                     " VALUES ('cl_a', 'Docs', 'docs.example', 'a@example.com', 'x', 0)")  # fmt: skip
+    assert reports("counters", **{"from": "now-30d"})["details"] == [
+        {"client": "Docs", "domain": "docs.example", "action": "likes", "page": "intro", "added": 8},
+        {"client": "Docs", "domain": "docs.example", "action": "claps", "page": "guide", "added": 4},
+        {"client": "cl_b", "domain": None, "action": "likes", "page": "intro", "added": 1},
+    ]
     series = reports("counter-increments", **{"from": "now-7d/d"})
     assert series["keys"][1] - series["keys"][0] == DAY
     assert series["values"][-3:] == [3, 4, 6]

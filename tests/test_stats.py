@@ -74,6 +74,7 @@ def model_sessions(events):
             if not is_open:
                 current = {"site": event["site"], "host": event["host"], "start": event["ts"], "last": event["ts"],
                            "entry": event["path"], "exit": event["path"], "pageviews": 0, "referrer": event["referrer"],
+                           "utm_source": event["utm_source"], "utm_medium": event["utm_medium"],
                            "os": event["os"], "country": event["country"]}  # fmt: skip
                 sessions.append(current)
                 open_session[key] = current
@@ -214,6 +215,63 @@ def test_each_filter_narrows_pageviews(month, stats):
         assert 0 < expected < sum(1 for e in events if in_month(e)), name  # the filter did filter
 
 
+@pytest.mark.parametrize(
+    ("metric", "field"),
+    [("top-visit-referrers", "referrer"), ("top-visit-utm-sources", "utm_source"),
+     ("top-visit-utm-mediums", "utm_medium")],
+)  # fmt: skip
+def test_visits_count_by_what_their_first_pageview_came_from(month, stats, metric, field):
+    """A visit is counted once, by its session's referrer or campaign: a click to the site's next page is no
+    "direct" visit (top-referrers, which counts pageviews by their own referrer, keeps its meaning)."""
+    for site in (None, "blog.example.com"):
+        sessions = [s for s in month[3] if MONTH_START <= s["start"] < NOW and site in (None, s["site"])]
+        expected = Counter(s[field] for s in sessions if s[field] is not None)
+        answer = stats(metric, **{"from": "now-30d/d"}, **({"site": site} if site else {}))
+        assert {"keys": answer["keys"], "values": answer["values"]} == top(expected), site
+    if field == "referrer":
+        pageviews = stats("top-referrers", **{"from": "now-30d/d"})
+        assert pageviews["values"][pageviews["keys"].index("direct")] > expected["direct"]
+
+
+def test_visit_filters_keep_the_visits_that_came_from_there(month, stats):
+    """visit-referrer=google.com: every pageview of the visits that came from Google, not only their first."""
+    events, of_event = month[1], month[2]
+    for name, value, field in (("visit_referrer", "google.com", "referrer"), ("visit_utm_source", "newsletter",
+                                                                              "utm_source")):  # fmt: skip
+        expected = sum(1 for e, s in zip(events, of_event, strict=True) if in_month(e) and s and s[field] == value)
+        own = sum(1 for e in events if in_month(e) and e[field] == value)
+        got = sum(stats("pageviews", **{"from": "now-30d/d", name: value})["values"])
+        assert got == expected > own, name  # more than the pageviews that carried it themselves
+        sessions = [s for s in month[3] if MONTH_START <= s["start"] < NOW and s[field] == value]
+        assert sum(stats("sessions", **{"from": "now-30d/d", name: value})["values"]) == len(sessions)
+
+
+def test_event_filters_keep_the_visits_that_sent_them(month, stats):
+    """event=signup: the pageviews of visits that sent a signup in the window, and the signups themselves."""
+    events, of_event = month[1], month[2]
+    for name, value, kind in (("event", "signup", "custom"), ("outbound_link", "https://ext.example/", "outbound"),
+                              ("file_download", "https://cdn.example/a.zip", "download")):  # fmt: skip
+        sent = {id(s) for e, s in zip(events, of_event, strict=True)
+                if s and e["kind"] == kind and e["name"] == value and e["ts"] >= MONTH_START}  # fmt: skip
+        expected = sum(1 for e, s in zip(events, of_event, strict=True) if in_month(e) and id(s) in sent)
+        got = sum(stats("pageviews", **{"from": "now-30d/d", name: value})["values"])
+        assert 0 < got == expected < sum(1 for e in events if in_month(e)), name
+        kinds = Counter(e["name"] for e, s in zip(events, of_event, strict=True)
+                        if in_month(e, kind) and (id(s) in sent or e["name"] == value))  # fmt: skip
+        metric = {"custom": "top-custom-events", "outbound": "top-outbound-links", "download": "top-file-downloads"}
+        answer = stats(metric[kind], **{"from": "now-30d/d", name: value})
+        assert {"keys": answer["keys"], "values": answer["values"]} == top(kinds), name
+
+
+def test_top_site_pages_keep_equal_paths_of_two_sites_apart(month, stats):
+    expected = Counter(f"{e['site']} {e['path']}" for e in month[1] if in_month(e))
+    answer = stats("top-site-pages", limit=20, **{"from": "now-30d/d"})
+    assert {"keys": answer["keys"], "values": answer["values"]} == top(expected, 20)
+    assert len(answer["keys"]) == 2 * len(PATHS)  # every path on both sites, each its own row
+    site, path = answer["keys"][0].split(" ")
+    assert answer["details"][0] == {"site": site, "path": path, "pageviews": answer["values"][0]}
+
+
 def test_site_and_combined_filters(month, stats):
     events = month[1]
     expected = Counter(e["path"] for e in events if in_month(e, site="*.shop.example") and e["os"] == "iOS")
@@ -255,6 +313,23 @@ def test_live_visitors_counts_any_activity(month, stats):
             seen[event["ts"] // 900_000 * 900_000].add(event["visitor_id"])
     answer = stats("live-visitors", **{"from": "now-6h"})
     assert answer["values"] == buckets(start, NOW, 900_000, {k: len(v) for k, v in seen.items()})["values"]
+
+
+def test_the_live_count_is_the_distinct_visitors_of_the_last_30_minutes(month, stats):
+    """live-count: any event in the window (the last 30 minutes unless told), each visitor once; filters apply."""
+    events = month[1]
+    for window, start in (({}, NOW - 30 * MINUTE), ({"from": "now-6h"}, NOW - 360 * MINUTE)):
+        seen = {e["visitor_id"] for e in events if start <= e["ts"] < NOW}
+        answer = stats("live-count", **window)
+        assert (answer["from"], answer["keys"], answer["values"]) == (
+            prisme_lite.iso_time(start),
+            ["visitors"],
+            [len(seen)],
+        )
+        assert sum(stats("live-visitors", **window)["values"]) >= len(seen)  # a series counts a visitor per bucket
+    seen = {e["visitor_id"] for e in events if NOW - 360 * MINUTE <= e["ts"] < NOW and e["browser"] == "Firefox"}
+    assert stats("live-count", browser="Firefox", **{"from": "now-6h"})["values"] == [len(seen)]
+    assert len(seen) > 0
 
 
 @pytest.mark.parametrize(
@@ -344,6 +419,8 @@ WEB_METRICS = [name for name in prisme_lite.METRICS if name in (
     "overview", "pageviews", "visitors", "sessions", "bounces", "sessions-duration", "top-pages", "top-entry-pages",
     "top-exit-pages", "top-referrers", "top-utm-sources", "top-utm-mediums", "top-utm-campaigns", "top-countries",
     "top-operating-systems", "top-browsers", "top-custom-events", "top-outbound-links", "top-file-downloads",
+    "top-visit-referrers", "top-visit-utm-sources", "top-visit-utm-mediums", "top-visit-utm-campaigns",
+    "top-site-pages",
 )]  # fmt: skip
 
 

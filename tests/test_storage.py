@@ -317,6 +317,49 @@ def test_a_version_1_database_gets_its_daily_counts_from_the_rows_it_has(tmp_pat
         assert conn.execute("SELECT n FROM daily_counts WHERE dim = 'visitors' AND day = 20000").fetchone()[0] == 5
 
 
+# Schema version 4's delete trigger of sessions, before the visit_* counts.
+VERSION_4_SESSION_TRIGGER = """
+CREATE TRIGGER session_uncounted AFTER DELETE ON sessions BEGIN
+    INSERT INTO daily_counts (site, dim, day, value, n)
+    SELECT OLD.site, column1, OLD.started_at / 86400000, column2, -column3 FROM (VALUES
+        ('sessions', '', 1), ('bounces', '', OLD.pageviews = 1), ('duration', '', OLD.last_seen - OLD.started_at),
+        ('entry_path', OLD.entry_path, 1), ('exit_path', OLD.exit_path, 1)
+    ) WHERE true
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+END;
+"""
+
+
+def test_the_migration_to_version_5_counts_visits_by_referrer_and_its_trigger_takes_them_off(tmp_path, capsys):
+    """A version 4 database: its sessions are counted by referrer and campaign, and a pruned one is taken off."""
+    db = str(tmp_path / "v4.db")
+    with sqlite3.connect(db) as conn:
+        conn.executescript(prisme_lite.schema_text())
+        store = prisme_lite.WebEventStore(30 * 60_000)
+        store(conn, [
+            {**web_event(n), "ts": 20_000 * 86_400_000 + n * 3_600_000, "visitor_id": f"v{n}",
+             "referrer": "google.com" if n % 3 else "direct", "utm_source": "news" if n % 2 else None}
+            for n in range(12)
+        ])  # fmt: skip
+        conn.execute("DELETE FROM daily_counts WHERE dim LIKE 'visit%'")
+        conn.executescript("DROP TRIGGER session_uncounted;" + VERSION_4_SESSION_TRIGGER + "PRAGMA user_version = 4;")
+    prisme_lite.open_database(db)
+    assert prisme_lite.check(db) == 0, capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT dim, value, sum(n) FROM daily_counts WHERE dim LIKE 'visit%' GROUP BY 1, 2")
+        assert sorted(counted.fetchall()) == [
+            ("visit_referrer", "direct", 4),
+            ("visit_referrer", "google.com", 8),
+            ("visit_utm_source", "news", 6),
+        ]
+        conn.execute("DELETE FROM events WHERE visitor_id = 'v1'")
+        conn.execute("DELETE FROM sessions WHERE visitor_id = 'v1'")  # google.com, news
+    assert prisme_lite.check(db) == 0, capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT dim, value, sum(n) FROM daily_counts WHERE dim LIKE 'visit%' GROUP BY 1, 2")
+        assert ("visit_referrer", "google.com", 7) in counted.fetchall()
+
+
 # What schema version 2 counted new rows with, before the writer did (version 3 drops these triggers).
 VERSION_2_TRIGGERS = """
 CREATE TRIGGER IF NOT EXISTS pageview_counted AFTER INSERT ON events WHEN NEW.kind = 'pageview' BEGIN

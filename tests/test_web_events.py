@@ -80,6 +80,33 @@ def test_custom_event_stores_name_and_properties(server, client):
     assert json.loads(row["props"]) == {"plan": "pro", "seats": 3, "tags": ["a", "b"], "é": "ü"}
 
 
+def test_a_custom_events_properties_are_broken_down_by_value(server, client):
+    """custom-event-properties: name=value keys by count for the events the `event` filter names (every custom event
+    without it), each value as text (JSON for numbers, booleans, lists), whatever else the visits sent."""
+    sent = [("signup", {"plan": "pro", "seats": 3}), ("signup", {"plan": "pro", "trial": True}),
+            ("signup", {"plan": "free", "tags": ["a", "b"]}), ("play", {"plan": "video"}), ("signup", {})]  # fmt: skip
+    for name, props in sent:
+        headers = browser(**{"Content-Type": "application/json", "X-Prisme-Visitor-Id": "one-visitor"})
+        client.post(f"/api/v1/events/custom/{name}", json.dumps(props), headers=headers, status=200)
+    client.post("/api/v1/events/pageviews", headers=browser(), status=200)
+    server.ctx.writer.flush()
+    admin = {"Authorization": f"Bearer {server.ctx.admin_token()}"}
+    signup = client.get("/api/v1/stats/custom-event-properties?event=signup", headers=admin).json
+    assert (signup["keys"], signup["values"]) == (["plan=pro", "plan=free", "seats=3", "tags=[\"a\",\"b\"]",
+                                                   "trial=true"], [2, 1, 1, 1, 1])  # fmt: skip
+    assert signup["details"][0] == {"event": "signup", "property": "plan", "value": "pro", "count": 2}
+    every = client.get("/api/v1/stats/custom-event-properties?limit=2", headers=admin).json
+    assert (every["keys"], every["values"]) == (["plan=pro", "plan=video"], [2, 1])  # ties by event: play first
+    assert [
+        row["event"] for row in client.get("/api/v1/stats/custom-event-properties", headers=admin).json["details"]
+    ].count("play") == 1
+    nothing = client.get("/api/v1/stats/custom-event-properties?event=nope", headers=admin).json
+    assert (nothing["keys"], nothing["values"]) == ([], [])
+    document = client.get("/api/v1/openapi.json").json
+    [metric] = [p for p in document["paths"]["/api/v1/stats/{metric}"]["get"]["parameters"] if p["name"] == "metric"]
+    assert "custom-event-properties" in metric["schema"]["enum"] and "custom-event-properties" in metric["description"]
+
+
 def test_custom_event_with_empty_body_has_no_properties(server, client):
     client.post("/api/v1/events/custom/click", b"", headers=browser(**{"Content-Type": "application/json"}))
     [row] = server.events()
