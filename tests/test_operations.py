@@ -98,8 +98,8 @@ def scrape(client, token, status=200):
 
 def test_metrics_count_what_the_server_acknowledged_stored_dropped_and_refused(server, client):
     page = {"User-Agent": CHROME, "Referer": "http://localhost/a"}
-    for _ in range(3):
-        client.get("/api/v1/noscript/events/pageviews", headers=page)
+    for n in range(3):  # three pages: the same one again would be a reload, not stored
+        client.get("/api/v1/noscript/events/pageviews", headers={**page, "Referer": f"http://localhost/{n}"})
     client.get("/api/v1/noscript/events/pageviews", headers={**page, "User-Agent": "Googlebot/2.1"})  # dropped: bot
     client.get("/api/v1/noscript/events/pageviews", headers={**page, "Sec-Purpose": "prefetch"})  # dropped: prefetch
     client.post("/api/v1/events/pageviews", headers={**page, "Referer": "http://elsewhere.example/"}, status=400)
