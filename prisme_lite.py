@@ -131,7 +131,7 @@ LISTEN_BACKLOG = 1024
 STOP_GRACE = 5.0  # seconds a stop waits for requests in progress before the writer closes
 MAX_CONNECTIONS = 10_000  # open connections at once (granian); the file limit is raised to match at start
 URL_CACHE_SIZE = 2048  # page URLs parsed and origins' hosts: a site's pageviews repeat a few hundred pages
-UA_CACHE_SIZE = 10_000  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
+UA_CACHE_SIZE = 2048  # real traffic repeats a few hundred user agents; a new one costs ~0.5 ms to parse
 
 BOT_PATTERN = re.compile(r"bot|spider|crawl|headless", re.IGNORECASE)
 # Every browser in use names itself Mozilla/5.0 (Presto's Opera, Opera/9.80); curl, Wget and the HTTP libraries
