@@ -98,12 +98,20 @@ def start_baseline(server: str) -> Server:
 
 
 def lua_script(path: str, method: str, headers: dict, bodies: list[str] | None = None,
-               paths: list[str] | None = None) -> str:  # fmt: skip
-    """A wrk script: fixed method and headers; bodies, and paths, taken in turn (one per request)."""
+               paths: list[str] | None = None, page_header: str | None = None) -> str:  # fmt: skip
+    """A wrk script: fixed method and headers; bodies, and paths, taken in turn (one per request). The page URL in
+    `page_header` gets a new path each request: the same page again in a visit is a reload, which stores nothing."""
     lines = [f'wrk.method = "{method}"'] + [
         f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()
     ]
-    if bodies or paths:
+    if page_header:
+        lines.append(f"local page, n = {json.dumps(headers[page_header])}, 0")
+        lines.append(
+            "local at = page:find('?', 1, true)\n"
+            f"request = function() n = n + 1; wrk.headers[{json.dumps(page_header)}] ="
+            " at and (page:sub(1, at - 1) .. '/' .. n .. page:sub(at)) or (page .. '/' .. n); return wrk.format() end"
+        )
+    elif bodies or paths:
         lines.append("local bodies = {" + ",".join(json.dumps(body) for body in bodies or [""]) + "}")
         lines.append("local paths = {" + ",".join(json.dumps(p) for p in paths or []) + "}")
         lines.append("local n = 0")
@@ -411,9 +419,15 @@ def measure_at_size(args: argparse.Namespace, work: str, db: str) -> dict:
 
 
 def dashboard_paths() -> list[str]:
-    """What the dashboard's page asks the stats API for over 30 days, read from its own script (static/dashboard.js)."""
+    """What the dashboard's page asks the stats API for over 30 days: its cards, as its script asks for them
+    (static/dashboard.js), and the panels every family registers."""
     script = prisme_lite.asset("dashboard.js").decode()
-    metrics = re.findall(r'stat\("([a-z-]+)"\)', script) + re.findall(r'\["[^"]+", "([a-z-]+)", \[', script)
+    cards = [
+        metric
+        for metric in dict.fromkeys(re.findall(r'stat\("([a-z-]+)"', script))
+        if metric != "custom-event-properties"
+    ]
+    metrics = cards + [panel[1] for family in prisme_lite.FAMILIES for panel in family.panels]
     if len(metrics) < 10:
         raise SystemExit("bench: cannot read the dashboard's metrics from static/dashboard.js")
     return [f"/api/v1/stats/{metric}?from=now-30d%2Fd&to=now&limit=10" for metric in metrics]
@@ -511,7 +525,8 @@ def run_routes(args: argparse.Namespace, work: str, ceiling: float | None) -> tu
         if flags:
             server.stop()
             server = start_server(db, "--rate-limit", "0", "--events-rate-limit", "0", *flags)
-        script = lua_script(os.path.join(work, "scenario.lua"), method, headers, bodies)
+        page_header = {"noscript pixel": "Referer", "POST pageview": "X-Prisme-Referrer"}.get(name.split(" (")[0])
+        script = lua_script(os.path.join(work, "scenario.lua"), method, headers, bodies, page_header=page_header)
         result = measure(server, path, script, args.seconds, connections, db, sql, per_request)
         if name == "counter increment":  # each token counts once per 15 minutes: the rest answer the same count
             result["acknowledged"] = min(result["acknowledged"], len(counter_tokens))

@@ -84,7 +84,10 @@ def main() -> int:
                 method, path, headers, bodies = ROUTES[name]
                 db = os.path.join(work, f"{len(os.listdir(work))}.db")
                 server = start(versions[rev], db, args.server_flag)
-                script = bench.lua_script(os.path.join(work, "route.lua"), method, headers, bodies)
+                page_header = {"pixel": "Referer", "pageview": "X-Prisme-Referrer"}.get(name)
+                script = bench.lua_script(
+                    os.path.join(work, "route.lua"), method, headers, bodies, page_header=page_header
+                )
                 sql = "SELECT count(*) FROM events"
                 result = bench.measure(server, path, script, args.seconds, args.connections, db, sql)
                 server.stop()
