@@ -1641,6 +1641,7 @@ class OriginRegistry:
         self.loaded_at = time.monotonic()
 
 
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a page's document referrer is split for its host and again for its path
 def browser_split(url: str) -> SplitResult:
     """A URL split where a browser's URL parser (WHATWG) splits it, which urlsplit alone does not: the ends are
     stripped of controls and spaces, tabs and line breaks dropped, and in an http(s) URL (any special scheme) a
