@@ -2240,6 +2240,39 @@ MAX_WINDOW_MS = 10 * 366 * DAY_MS
 DEFAULT_LIMIT, MAX_LIMIT, MAX_FILTER_VALUES = 10, 1000, 50
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where reports read, and the SQL that differs there: the SQLite file with its daily counts, or ClickHouse (the
+    mirror's raw rows of every node, each read at its latest version, so that a duplicate insert changes nothing).
+    A metric is written once; its source names its tables, divides, and replaces what its dialect cannot say."""
+
+    name: str
+    final: str  # what follows a table's alias so that each row is read once, at its latest version
+    divide: str  # integer division of {0} by {1}
+    nodes: bool  # rows are named (node_id, id): several nodes' ids share the tables
+    daily_counts: bool  # whole days may be read from the daily counts
+    # By name: a table this source does not store, as a subquery; or a fragment of SQL in its own dialect.
+    views: dict[str, str] = field(default_factory=dict)
+
+    def table(self, name: str, alias: str = "") -> str:
+        """A FROM item: the table `name` (as `alias`) as this source reads it."""
+        named = f" AS {alias}" if alias else ""
+        return f"({self.views[name]}){named}" if name in self.views else f"{name}{named}{self.final}"
+
+    def row_id(self, column: str, alias: str = "") -> str:
+        """How a row (or the row `column` points to) is named: its id, and in ClickHouse its node's id too."""
+        prefix = f"{alias}." if alias else ""
+        return f"({prefix}node_id, {prefix}{column})" if self.nodes else f"{prefix}{column}"
+
+    def sql(self, name: str, default: str) -> str:
+        """A fragment of SQL this source says in its own dialect, else `default`."""
+        return self.views.get(name, default)
+
+
+SQLITE = Source("sqlite", "", "{0} / {1}", nodes=False, daily_counts=True)
+CLICKHOUSE = Source("clickhouse", " FINAL", "intDiv({0}, {1})", nodes=True, daily_counts=False)
+
+
 @dataclass
 class StatsQuery:
     """A stats request: the window [start, end) in unix ms, its bucket step, the site and filters, and `limit`."""
@@ -2255,6 +2288,7 @@ class StatsQuery:
     # What the report was asked but its rows cannot answer ("site" or a filter: why), set by window_where and named
     # in the answer; shared by the copies `replace` makes of the query.
     unapplied: dict[str, str] = field(default_factory=dict)
+    source: Source = SQLITE
 
     def values(self, name: str) -> list[str]:
         return self.filters.get(name, [])
@@ -2365,6 +2399,10 @@ class Table:
     note: str = ""  # asked for one site, why these rows answer for every site
     unit: int = 1
 
+    def rows(self, q: StatsQuery) -> str:
+        """The FROM item of this table where q reads."""
+        return q.source.table(*self.source.split())
+
 
 def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = None) -> tuple[str, list]:
     """The one WHERE of every report: q's window on `table`'s time, q's site and q's filters. What the table does not
@@ -2392,16 +2430,16 @@ def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = 
 def bucketed(conn: sqlite3.Connection, q: StatsQuery, time_column: str, value: str, source: str, where: str,
              params: list) -> tuple[list, list]:  # fmt: skip
     """A time series: one value per bucket of q.step from the bucket holding q.start, empty buckets as 0."""
-    sql = f"SELECT ({time_column} / ?) * ? AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
-    return bucket_keys(q, dict(conn.execute(sql, [q.step, q.step, *params]).fetchall()))
+    sql = f"SELECT {bucket_of(q, time_column)} AS bucket, {value} FROM {source} WHERE {where} GROUP BY bucket"
+    return bucket_keys(q, dict(conn.execute(sql, params).fetchall()))
 
 
 def ranked(conn: sqlite3.Connection, q: StatsQuery, key: str, value: str, source: str, where: str,
            params: list) -> tuple[list, list]:  # fmt: skip
     """A top-N: keys by descending value (ties by key), at most q.limit."""
     sql = (
-        f"SELECT {key}, {value} AS n FROM {source} WHERE {where} AND {key} IS NOT NULL"
-        " GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?"
+        f"SELECT {key} AS k, {value} AS n FROM {source} WHERE {where} AND k IS NOT NULL"
+        " GROUP BY k ORDER BY n DESC, k LIMIT ?"
     )
     rows = conn.execute(sql, [*params, q.limit]).fetchall()
     return [row[0] for row in rows], [row[1] for row in rows]
@@ -3061,26 +3099,34 @@ def session_sent(kind: str) -> tuple[Callable, Callable]:
     without a session too)."""
 
     def sent(q: StatsQuery, names: list[str]) -> tuple[str, list]:
-        sessions = f"SELECT session_id FROM events WHERE ts >= ? AND kind = ? AND name IN ({placeholders(names)})"
+        sessions = (
+            f"SELECT {q.source.row_id('session_id')} FROM {q.source.table('events')}"
+            f" WHERE ts >= ? AND kind = ? AND name IN ({placeholders(names)})"
+        )
         return sessions, [q.start, kind, *names]
 
     def of_events(q: StatsQuery, names: list[str]) -> tuple[str, list]:
         sessions, params = sent(q, names)
-        condition = f"(e.session_id IN ({sessions}) OR (e.kind = ? AND e.name IN ({placeholders(names)})))"
+        condition = (
+            f"({q.source.row_id('session_id', 'e')} IN ({sessions})"
+            f" OR (e.kind = ? AND e.name IN ({placeholders(names)})))"
+        )
         return condition, [*params, kind, *names]
 
     def of_sessions(q: StatsQuery, names: list[str]) -> tuple[str, list]:
         sessions, params = sent(q, names)
-        return f"s.id IN ({sessions})", params
+        return f"{q.source.row_id('id', 's')} IN ({sessions})", params
 
     return of_events, of_sessions
 
 
 def visit_came_from(column: str) -> tuple[Callable, str]:
-    """A filter on what a visit came from (its session's first referrer or campaign), for (events, sessions)."""
+    """A filter on what a visit came from (its session's first referrer or campaign), or where it entered or left,
+    for (events, sessions)."""
 
     def of_events(q: StatsQuery, values: list[str]) -> tuple[str, list]:
-        return f"e.session_id IN (SELECT id FROM sessions WHERE {column} IN ({placeholders(values)}))", values
+        sessions = f"SELECT {q.source.row_id('id')} FROM {q.source.table('sessions')} WHERE {column} IN"
+        return f"{q.source.row_id('session_id', 'e')} IN ({sessions} ({placeholders(values)}))", values
 
     return of_events, f"s.{column}"
 
@@ -3092,8 +3138,8 @@ def visit_came_from(column: str) -> tuple[Callable, str]:
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": ("e.path", None),
-    "entry-path": ("s.entry_path", "s.entry_path"),
-    "exit-path": ("s.exit_path", "s.exit_path"),
+    "entry-path": visit_came_from("entry_path"),
+    "exit-path": visit_came_from("exit_path"),
     "referrer": ("e.referrer", "s.referrer"),
     "os": ("e.os", "s.os"),
     "browser": ("e.browser", "s.browser"),
@@ -3116,7 +3162,7 @@ FILTERS = {
 def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
     """`path` of a session: it viewed one of these pages."""
     return (
-        "s.id IN (SELECT session_id FROM events"
+        f"{q.source.row_id('id', 's')} IN (SELECT {q.source.row_id('session_id')} FROM {q.source.table('events')}"
         f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
         [q.start, *paths],
     )
@@ -3129,28 +3175,26 @@ SESSIONS_TABLE = Table(
 )
 
 
-def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, str, list]:
-    """FROM and WHERE for event-based metrics: (joins, conditions, parameters)."""
+def event_where(q: StatsQuery, kinds: tuple[str, ...] | None = ("pageview",)) -> tuple[str, list]:
+    """WHERE for event-based metrics (on `events e`): (conditions, parameters)."""
     where, params = window_where(q, EVENTS_TABLE)
     if kinds:
         where += f" AND e.kind IN ({placeholders(kinds)})"
         params += kinds
-    joins = " JOIN sessions s ON s.id = e.session_id" if {"entry-path", "exit-path"} & set(q.filters) else ""
-    return joins, where, params
+    return where, params
 
 
 def events_scope(kinds: tuple[str, ...] | None = ("pageview",)) -> Callable:
     """What an event metric reads: events of `kinds` (None: all) in the window, with the query's filters."""
 
     def scope(q: StatsQuery) -> tuple[str, str, list]:
-        joins, where, params = event_where(q, kinds)
-        return "events e" + joins, where, params
+        return (EVENTS_TABLE.rows(q), *event_where(q, kinds))
 
     return scope
 
 
 def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("sessions s", *window_where(q, SESSIONS_TABLE))
+    return (SESSIONS_TABLE.rows(q), *window_where(q, SESSIONS_TABLE))
 
 
 # Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
@@ -3169,7 +3213,7 @@ def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
     A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
     stored later than its arrival, so the rest of today is empty).
     """
-    if q.filters:
+    if q.filters or not q.source.daily_counts:
         return None
     first = -(-q.start // DAY_MS)
     last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
@@ -3191,7 +3235,7 @@ def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
 
 def bucket_of(q: StatsQuery, time_column: str) -> str:
     """SQL for the start of the q.step bucket holding `time_column` (unix ms)."""
-    return f"({time_column} / {q.step:d}) * {q.step:d}"
+    return f"{q.source.divide.format(time_column, f'{q.step:d}')} * {q.step:d}"
 
 
 def day_bucket_of(q: StatsQuery, alias: str) -> str:
@@ -3276,9 +3320,9 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
     days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
     ids, params = [], []
     for part in raw_parts(q, days):
-        joins, where, where_params = event_where(part, kinds)
+        where, where_params = event_where(part, kinds)
         raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
-        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM events e{joins} WHERE {where}")
+        ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM {EVENTS_TABLE.rows(q)} WHERE {where}")
         params += where_params
     counted = ""
     if days is not None:
@@ -3303,25 +3347,43 @@ def visitors_series(kinds: tuple[str, ...]) -> Callable:
     return metric
 
 
+def json_value_text(value: Any) -> str:
+    """A JSON object's member value as text, as SQLite's json_each gives it: a string bare, a number as SQLite casts
+    it (a real with 15 digits and a `.0`), anything else its JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        mantissa, e, exponent = format(value, ".15g").partition("e") if value else ("0.0", "", "")
+        return (mantissa if "." in mantissa else mantissa + ".0") + e + exponent
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def object_members(conn: sqlite3.Connection, group: str, column: str, source: str, where: str, params: list,
+                   sums: tuple[str, ...]) -> dict[tuple, list]:  # fmt: skip
+    """The members of the JSON objects in `column`: {(group, key, value as text): the `sums` of their rows}. Taken
+    apart here, not in SQL, so that every source answers alike (ClickHouse 18 cannot): each distinct object once."""
+    found: dict[tuple, list] = {}
+    sql = (
+        f"SELECT {group} AS g, {column} AS j, {', '.join(sums)} FROM {source} WHERE {where} AND j IS NOT NULL"
+        " GROUP BY g, j"
+    )
+    for group_value, text, *values in conn.execute(sql, params):
+        for key, value in json.loads(text).items():
+            totals = found.setdefault((group_value, key, json_value_text(value)), [0] * len(sums))
+            totals[:] = [total + n for total, n in zip(totals, values, strict=True)]
+    return found
+
+
 def custom_event_properties(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The properties of the custom events named by the `event` filter (all of them without it): `name=value` keys
     by count, most first; details [{event, property, value, count}]. A value is its JSON text but for strings."""
     names = q.values("event")
-    joins, where, params = event_where(replace(q, filters={k: v for k, v in q.filters.items() if k != "event"}),
-                                       ("custom",))  # fmt: skip
+    where, params = event_where(replace(q, filters={k: v for k, v in q.filters.items() if k != "event"}), ("custom",))
     if names:  # the events themselves: the visits that sent them would bring in their other custom events
         where += f" AND e.name IN ({placeholders(names)})"
         params += names
-    value = (
-        "CASE p.type WHEN 'text' THEN p.value WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null'"
-        " THEN 'null' ELSE CAST(p.value AS TEXT) END"
-    )
-    rows = conn.execute(
-        f"SELECT e.name, p.key, {value} AS v, count(*) AS n"
-        f" FROM events e{joins}, json_each(e.props) p WHERE {where} AND e.props IS NOT NULL"
-        " GROUP BY 1, 2, 3 ORDER BY n DESC, 1, 2, 3 LIMIT ?",
-        [*params, q.limit],
-    ).fetchall()
+    found = object_members(conn, "e.name", "e.props", EVENTS_TABLE.rows(q), where, params, ("count(*)",))
+    rows = sorted(((*member, n) for member, (n,) in found.items()), key=lambda row: (-row[3], *row[:3]))[: q.limit]
     details = [{"event": name, "property": key, "value": value, "count": n} for name, key, value, n in rows]
     return [f"{key}={value}" for _name, key, value, _n in rows], [row[3] for row in rows], details
 
@@ -3533,9 +3595,9 @@ def goal_conversions(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     for goal in stored_goals(conn, q.site):
         part = q if q.site else replace(q, site=goal.site)
         kind, column = GOAL_EVENTS[goal.kind]
-        joins, where, params = event_where(part, (kind,))
+        where, params = event_where(part, (kind,))
         conversions, visitors = conn.execute(
-            f"SELECT count(*), count(DISTINCT e.visitor_id) FROM events e{joins} WHERE {where} AND {column} = ?",
+            f"SELECT count(*), count(DISTINCT e.visitor_id) FROM {EVENTS_TABLE.rows(q)} WHERE {where} AND {column} = ?",
             [*params, goal.target],
         ).fetchone()
         if goal.site not in site_visitors:
@@ -3766,20 +3828,20 @@ CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_N
 def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
     """WHERE for server-event reports; `counted`: relation labels once per customer and item (COUNTED_ONCE)."""
     where, params = window_where(q, SERVER_EVENTS_TABLE)
-    return f"{where} AND {COUNTED_ONCE}" if counted else where, params
+    return f"{where} AND {q.source.sql('counted-once', COUNTED_ONCE)}" if counted else where, params
 
 
 def server_scope(q: StatsQuery) -> tuple[str, str, list]:
-    return ("server_events x", *server_where(q))
+    return (SERVER_EVENTS_TABLE.rows(q), *server_where(q))
 
 
 def server_activity_scope(q: StatsQuery) -> tuple[str, str, list]:
     """Every server event, a repeated Like too: a customer who sent anything was active."""
-    return ("server_events x", *server_where(q, counted=False))
+    return (SERVER_EVENTS_TABLE.rows(q), *server_where(q, counted=False))
 
 
 def new_customers(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.source, *window_where(q, CUSTOMERS_TABLE))
+    return bucketed(conn, q, "c.first_seen", "count(*)", CUSTOMERS_TABLE.rows(q), *window_where(q, CUSTOMERS_TABLE))
 
 
 def summarise_server_events(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
@@ -4578,8 +4640,9 @@ def widget_table(group: str, label: str) -> Callable:
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         where, params = window_where(q, WIDGET_EVENTS_TABLE)
         rows = conn.execute(
-            f"SELECT {group} AS k, sum(w.action = 'render'), sum(w.action != 'render') FROM widget_events w"
-            f" WHERE {where} AND {group} IS NOT NULL GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
+            f"SELECT {group} AS k, sum(w.action = 'render') AS renders, sum(w.action != 'render') AS acts"
+            f" FROM {WIDGET_EVENTS_TABLE.rows(q)} WHERE {where} AND k IS NOT NULL"
+            " GROUP BY k ORDER BY renders DESC, acts DESC, k LIMIT ?",
             [*params, q.limit],
         ).fetchall()
         details = [
@@ -4594,9 +4657,9 @@ def widget_table(group: str, label: str) -> Callable:
 def top_media(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     where, params = window_where(q, WIDGET_EVENTS_TABLE)
     rows = conn.execute(
-        "SELECT w.media_id, sum(w.action = 'view'), sum(w.action = 'click'), sum(w.action = 'shop')"
-        " FROM widget_events w"
-        f" WHERE {where} AND w.media_id IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
+        "SELECT w.media_id AS k, sum(w.action = 'view') AS views, sum(w.action = 'click') AS clicks,"
+        f" sum(w.action = 'shop') FROM {WIDGET_EVENTS_TABLE.rows(q)}"
+        f" WHERE {where} AND k IS NOT NULL GROUP BY k ORDER BY views DESC, clicks DESC, k LIMIT ?",
         [*params, q.limit],
     ).fetchall()
     details = [{"media_id": m, "views": v, "clicks": c, "shop_clicks": s} for m, v, c, s in rows]
@@ -4613,21 +4676,30 @@ def revenue(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts and revenue per currency; values are the revenue as exact decimal strings."""
     where, params = window_where(q, CHECKOUTS_TABLE)
     rows = conn.execute(
-        f"SELECT c.currency, count(*), sum(c.total_e4) FROM checkouts c WHERE {where} GROUP BY 1 ORDER BY 3 DESC, 1",
+        f"SELECT c.currency AS k, count(*), sum(c.total_e4) AS total FROM {CHECKOUTS_TABLE.rows(q)} WHERE {where}"
+        " GROUP BY k ORDER BY total DESC, k",
         params,
     ).fetchall()
     details = [{"currency": c, "checkouts": n, "revenue": decimal_text(total)} for c, n, total in rows]
     return [row[0] for row in rows], [decimal_text(row[2]) for row in rows], details
 
 
+CONVERSION = (
+    "SELECT count(*), sum(EXISTS (SELECT 1 FROM widget_events w WHERE w.analytics_id = c.analytics_id"
+    " AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE {where}"
+)
+# ClickHouse has no correlated subqueries: each analytics_id's first interaction, joined to the checkouts.
+CLICKHOUSE.views["conversion"] = (
+    "SELECT count(), sum(first_interaction != 0 AND first_interaction <= c.ts) FROM checkouts AS c FINAL"
+    " ANY LEFT JOIN (SELECT analytics_id, min(ts) AS first_interaction FROM widget_events FINAL"
+    " WHERE action != 'render' GROUP BY analytics_id) USING analytics_id WHERE {where}"
+)
+
+
 def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Checkouts, and those whose analytics_id interacted with a widget (any action but render) before them."""
     where, params = window_where(q, CHECKOUTS_TABLE)
-    total, converted = conn.execute(
-        "SELECT count(*), sum(EXISTS (SELECT 1 FROM widget_events w WHERE w.analytics_id = c.analytics_id"
-        f" AND w.ts <= c.ts AND w.action != 'render')) FROM checkouts c WHERE {where}",
-        params,
-    ).fetchone()
+    total, converted = conn.execute(q.source.sql("conversion", CONVERSION).format(where=where), params).fetchone()
     rate = round((converted or 0) / total, 4) if total else None
     return ["checkouts", "after_widget_interaction"], [total, converted or 0], [{"conversion_rate": rate}]
 
@@ -4635,12 +4707,14 @@ def conversion(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def widget_segments(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Renders and interactions per segment key:value."""
     where, params = window_where(q, WIDGET_EVENTS_TABLE)
-    rows = conn.execute(
-        "SELECT seg.key || ':' || seg.value AS k, sum(w.action = 'render'), sum(w.action != 'render')"
-        f" FROM widget_events w, json_each(w.segments) seg WHERE {where} AND w.segments IS NOT NULL"
-        " GROUP BY k ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?",
-        [*params, q.limit],
-    ).fetchall()
+    found = object_members(conn, "''", "w.segments", WIDGET_EVENTS_TABLE.rows(q), where, params,
+                           ("sum(w.action = 'render')", "sum(w.action != 'render')"))  # fmt: skip
+    segments: dict[str, list] = {}
+    for (_group, key, value), (renders, interactions) in found.items():
+        totals = segments.setdefault(f"{key}:{value}", [0, 0])
+        totals[:] = [totals[0] + renders, totals[1] + interactions]
+    rows = sorted(((k, r, i) for k, (r, i) in segments.items()), key=lambda row: (-row[1], -row[2], row[0]))
+    rows = rows[: q.limit]
     details = [
         {"segment": k, "renders": r, "interactions": i, "ctr": round(i / r, 4) if r else None} for k, r, i in rows
     ]
@@ -4678,10 +4752,11 @@ register(Family(
     filters=("instance",),
     metrics={
         "widget-renders": lambda conn, q: bucketed(
-            conn, q, "w.ts", "sum(w.action = 'render')", "widget_events w", *window_where(q, WIDGET_EVENTS_TABLE)
-        ),
+            conn, q, "w.ts", "sum(w.action = 'render')", WIDGET_EVENTS_TABLE.rows(q),
+            *window_where(q, WIDGET_EVENTS_TABLE),
+        ),  # fmt: skip
         "checkouts": lambda conn, q: bucketed(
-            conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.source, *window_where(q, CHECKOUTS_TABLE)
+            conn, q, "c.ts", "count(*)", CHECKOUTS_TABLE.rows(q), *window_where(q, CHECKOUTS_TABLE)
         ),
         "top-widgets": widget_table("w.instance_id || ' (' || w.widget || ')'", "widget"),
         "top-media": top_media,
