@@ -9,6 +9,7 @@ the events of all concurrent requests together. `prisme-lite serve` starts a dem
 from __future__ import annotations
 
 import argparse
+import base64
 import bisect
 import contextlib
 import csv
@@ -21,6 +22,7 @@ import gzip
 import hashlib
 import hmac
 import html
+import http.client
 import importlib.resources
 import io
 import ipaddress
@@ -41,6 +43,8 @@ import sys
 import threading
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -49,7 +53,7 @@ from dataclasses import dataclass, field, replace
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import Any, NotRequired, TypedDict
-from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit
 
 import bottle
 import jwt
@@ -254,6 +258,17 @@ SETTINGS: dict[str, Setting] = {
         choices=("normal", "full"),
     ),
     "access_log": Setting(True, "bool", "log one line per request to standard error"),
+    "clickhouse_url": Setting(
+        "",
+        "str",
+        "mirror every stored row to this ClickHouse (http://user:pass@host:8123/?database=prisme); empty = off",
+    ),
+    "node_id": Setting(
+        "", "str", "this server's name in ClickHouse rows, unique per node; empty = a random one kept in the database"
+    ),
+    "clickhouse_retention_days": Setting(
+        0, "int", "delete rows older than this many days from ClickHouse (the mirror does it hourly); 0 = keep all", 0
+    ),
 }
 
 BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -5676,6 +5691,103 @@ def rewrite_dead_letters(path: str, letters: list[dict]) -> None:
 
 
 ###############################################################################
+# ClickHouse ##################################################################
+###############################################################################
+# With clickhouse_url set, SQLite stays the durable store and a mirror ships its rows to ClickHouse over the HTTP
+# interface (INSERT ... FORMAT JSONEachRow). The tables are in static/clickhouse.sql: ReplacingMergeTree on each
+# row's identity (node_id, id) with a version, so a row shipped twice, or again after it changed, is one row to a
+# reader that uses FINAL.
+
+
+class ClickHouseError(Exception):
+    """ClickHouse did not answer 2xx (or could not be reached): the message says what it answered."""
+
+
+CLICKHOUSE_TIMEOUT = 30.0  # seconds one request to ClickHouse may take
+CLICKHOUSE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # a database name we put in SQL unquoted
+
+
+@dataclass(frozen=True)
+class ClickHouseTarget:
+    """Where the mirror writes: the HTTP endpoint without credentials, the database, and the auth header."""
+
+    endpoint: str  # scheme://host:port/path, no user, no password, no query
+    database: str
+    settings: tuple[tuple[str, str], ...]  # the URL's other query parameters, sent with every request
+    headers: dict[str, str]
+
+    @classmethod
+    def parse(cls, url: str) -> ClickHouseTarget:
+        """`http://user:pass@host:8123/?database=prisme`: user and password become HTTP basic auth (18.16 and
+        current ClickHouse both take it), `database` the database (default `prisme`)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"clickhouse_url must be an http(s) URL, got {masked_url(url)!r}")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        database = dict(query).get("database", "prisme")
+        if not CLICKHOUSE_NAME.match(database):
+            raise ConfigError(f"clickhouse_url: database must be letters, digits and _, got {database[:40]!r}")
+        headers = {}
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        netloc += f":{parts.port}" if parts.port else ""
+        endpoint = f"{parts.scheme}://{netloc}{parts.path or '/'}"
+        return cls(endpoint, database, tuple((k, v) for k, v in query if k != "database"), headers)
+
+    def request(self, sql: str, body: bytes = b"", database: bool = True, timeout: float = CLICKHOUSE_TIMEOUT) -> str:
+        """POST one statement (`body` the data of an INSERT) and return the answer's text; ClickHouseError unless
+        ClickHouse answered 2xx."""
+        params = [*self.settings, ("query", sql), *([("database", self.database)] if database else [])]
+        target = self.endpoint + "?" + urlencode(params)
+        try:
+            with urllib.request.urlopen(  # noqa: S310 -- an http(s) URL, checked in parse()
+                urllib.request.Request(target, data=body, headers=self.headers, method="POST"), timeout=timeout
+            ) as answer:
+                return answer.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as error:
+            detail = error.read(2000).decode("utf-8", "replace").strip()
+            raise ClickHouseError(f"ClickHouse answered {error.code}: {detail[:500]}") from None
+        except (OSError, http.client.HTTPException) as error:
+            raise ClickHouseError(f"ClickHouse at {self.endpoint} did not answer: {error}") from None
+
+    def insert(self, table: str, rows: Iterable[dict]) -> int:
+        """Insert `rows` into `table` in one request (JSONEachRow); the number of rows; ClickHouseError unless 2xx."""
+        lines = [CLICKHOUSE_ENCODER.encode(row) for row in rows]
+        if lines:
+            self.request(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow", "\n".join(lines).encode() + b"\n")
+        return len(lines)
+
+
+CLICKHOUSE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password as `***`: what logs and commands print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}").geturl()
+
+
+def clickhouse_statements() -> list[str]:
+    """The statements of clickhouse.sql, one by one (the HTTP interface takes one statement a request)."""
+    text = asset("clickhouse.sql").decode()
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+def clickhouse_init(target: ClickHouseTarget) -> list[str]:
+    """Create the database and the tables (IF NOT EXISTS: running it again changes nothing); the tables' names."""
+    target.request(f"CREATE DATABASE IF NOT EXISTS {target.database}", database=False)
+    for statement in clickhouse_statements():
+        target.request(statement)
+    return re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", "\n".join(clickhouse_statements()))
+
+
+###############################################################################
 # Command line and server #####################################################
 ###############################################################################
 
@@ -5958,6 +6070,7 @@ COMMAND_SETTINGS = {
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
     "dead-letters retry": (*WRITES, "session_timeout"), "goals add": (*WRITES, "origins"), "goals remove": WRITES,
+    "clickhouse init": ("db", "clickhouse_url"), "clickhouse status": ("db", "clickhouse_url", "node_id"),
 }  # fmt: skip
 
 
@@ -6026,6 +6139,10 @@ def build_parser() -> argparse.ArgumentParser:
     goal_target.add_argument("--path", metavar="PATH", help="the page's path, such as /thanks")
     command(goal_actions, "list", "every goal with its id").add_argument("--site", help="only this site's goals")
     command(goal_actions, "remove", "remove a goal by its id").add_argument("goal_id", type=int, metavar="ID")
+    clickhouse = commands.add_parser("clickhouse", help="the mirror to ClickHouse (clickhouse_url)")
+    clickhouse_actions = clickhouse.add_subparsers(dest="action", metavar="ACTION", required=True)
+    command(clickhouse_actions, "init", "create the ClickHouse database and tables (clickhouse.sql); again is fine")
+    command(clickhouse_actions, "status", "how far behind the mirror is: rows and seconds not yet shipped")
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -6035,6 +6152,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(args: argparse.Namespace, config: dict) -> int:
     """Run the command `args` names (COMMANDS), on a database that exists: only serve and init create one."""
+    if args.command == "clickhouse" and args.action == "init":  # ClickHouse alone: no SQLite database needed
+        return clickhouse_command(args, config)
     if args.command not in ("serve", "init") and not os.path.exists(config["db"]):
         # Any other command on a mistyped path, or run from another directory, would make an empty database and
         # answer from it (a token the running server has never heard of).
@@ -6175,6 +6294,23 @@ def goals_command(args: argparse.Namespace, config: dict) -> int:
     return 0
 
 
+def clickhouse_command(args: argparse.Namespace, config: dict) -> int:
+    """`clickhouse init` creates the tables; `clickhouse status` says how far behind the mirror is."""
+    if not config["clickhouse_url"]:
+        raise CommandError(f"clickhouse {args.action}: set clickhouse_url (PRISME_CLICKHOUSE_URL) first")
+    target = ClickHouseTarget.parse(config["clickhouse_url"])
+    try:
+        if args.action == "init":
+            tables = clickhouse_init(target)
+            print(
+                f"ClickHouse ready: {', '.join(tables)} in {target.database} at {masked_url(config['clickhouse_url'])}"
+            )
+            return 0
+    except ClickHouseError as error:
+        raise CommandError(f"clickhouse {args.action}: {error}") from None
+    raise CommandError("clickhouse status: not yet")
+
+
 def admin_token_command(args: argparse.Namespace, config: dict) -> int:
     if config["admin_token"]:
         print(config["admin_token"])
@@ -6200,6 +6336,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
     "dead-letters": dead_letters_command,
     "goals": goals_command,
     "admin-token": admin_token_command,
+    "clickhouse": clickhouse_command,
 }
 
 

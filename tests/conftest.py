@@ -1,11 +1,21 @@
-"""Shared fixtures: an application on a fresh database, a webtest client, and the rows it stored."""
+"""Shared fixtures: an application on a fresh database, a webtest client, and the rows it stored; a real ClickHouse
+server as a process."""
 
 import http.client
+import itertools
+import json
+import os
+import re
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -186,3 +196,147 @@ def new_token(db, scope):
     made = cli("tokens", "create", "--scope", scope, db=db)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
+
+
+CLICKHOUSE_SERVER = "/usr/sbin/clickhouse-server"
+CLICKHOUSE_CONFIG = Path("/etc/clickhouse-server")
+# The ports clickhouse-server listens on, by the names config.xml gives them (old and current versions).
+CLICKHOUSE_PORTS = (
+    "http_port", "tcp_port", "https_port", "tcp_port_secure", "interserver_http_port", "interserver_https_port",
+    "mysql_port", "postgresql_port", "grpc_port", "prometheus_port", "tcp_with_proxy_port",
+)  # fmt: skip
+CLICKHOUSE_START = 60.0  # seconds a start may take (18.16 answers in ~3 s alone; the machine is shared)
+CLICKHOUSE_STOP = 20.0  # seconds a SIGTERM may take before SIGKILL
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ClickHouse:
+    """A clickhouse-server process of its own under `root` (data, logs, config), on free loopback ports; kill() and
+    start() again keep its data, like a crash and a restart of the real thing."""
+
+    databases = itertools.count(1)
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.proc = None
+        self.ports = {name: free_port() for name in CLICKHOUSE_PORTS}
+        self.url = f"http://127.0.0.1:{self.ports['http_port']}/"
+        self.config = self._write_config()
+        self.start()
+
+    def _write_config(self):
+        """config.xml and users.xml copied into root, with the data and log paths under root and free ports."""
+        etc = self.root / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CLICKHOUSE_CONFIG / "users.xml", etc / "users.xml")
+        text = (CLICKHOUSE_CONFIG / "config.xml").read_text()
+        text = text.replace("/var/lib/clickhouse/", f"{self.root}/data/")
+        text = text.replace("/var/log/clickhouse-server/", f"{self.root}/log/")
+        for name, port in self.ports.items():
+            text = re.sub(rf"<{name}>\d+</{name}>", f"<{name}>{port}</{name}>", text)
+        # Loopback only, whatever the packaged file listens on.
+        text = re.sub(r"<listen_host>[^<]*</listen_host>", "", text)
+        text = re.sub(r"(<(yandex|clickhouse)>)", r"\1<listen_host>127.0.0.1</listen_host>", text, count=1)
+        config = etc / "config.xml"
+        config.write_text(text)
+        return config
+
+    def start(self):
+        """Start the server (again) and wait, bounded, until it answers SELECT 1."""
+        self.log = open(self.root / "stderr.log", "ab")  # noqa: SIM115 -- closed in stop()/kill()
+        self.proc = subprocess.Popen(
+            [CLICKHOUSE_SERVER, f"--config-file={self.config}"],
+            cwd=self.root,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        deadline = time.monotonic() + CLICKHOUSE_START
+        while True:
+            try:
+                if self.query("SELECT 1").strip() == "1":
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"clickhouse-server did not start: see {self.root}/stderr.log and {self.root}/log")
+            time.sleep(0.1)
+
+    def query(self, sql, database=None, body=None, timeout=30, **settings):
+        """The answer's text of one statement over HTTP (`body` the data of an INSERT)."""
+        params = {"query": sql} | ({"database": database} if database else {}) | settings
+        target = self.url + "?" + urllib.parse.urlencode(params)
+        data = body.encode() if isinstance(body, str) else body or b""  # a POST: a GET is read-only
+        try:
+            with urllib.request.urlopen(urllib.request.Request(target, data=data), timeout=timeout) as answer:
+                return answer.read().decode()
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"ClickHouse refused {sql!r}: {error.read().decode()[:500]}") from None
+
+    def rows(self, sql, database=None):
+        """The rows of a SELECT as dicts (JSONEachRow; Int64 as numbers)."""
+        text = self.query(f"{sql} FORMAT JSONEachRow", database, output_format_json_quote_64bit_integers=0)
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    def database(self, prefix="prisme"):
+        """A new database name (not created) and the clickhouse_url that points at it."""
+        name = f"{prefix}_{os.getpid()}_{next(self.databases)}"
+        return name, f"{self.url}?database={name}"
+
+    def kill(self):
+        """kill -9, as a crash."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=CLICKHOUSE_STOP)
+        self.log.close()
+
+    def stop(self):
+        """SIGTERM by its pid, then SIGKILL if it does not end in time."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=CLICKHOUSE_STOP)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=CLICKHOUSE_STOP)
+        self.log.close()
+
+
+def clickhouse_available():
+    """Whether clickhouse-server is installed; without it ClickHouse tests skip, except in CI where they fail."""
+    if os.path.exists(CLICKHOUSE_SERVER):
+        return True
+    if os.environ.get("CI"):
+        pytest.fail(f"{CLICKHOUSE_SERVER} is missing in CI (.ci/run installs the clickhouse-server package)")
+    pytest.skip(f"{CLICKHOUSE_SERVER} is not installed")
+
+
+@pytest.fixture(scope="session")
+def clickhouse(tmp_path_factory):
+    """One ClickHouse server for the whole run: each test takes its own database (clickhouse.database())."""
+    clickhouse_available()
+    server = ClickHouse(tmp_path_factory.mktemp("clickhouse"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_clickhouse(tmp_path):
+    """A ClickHouse server of the test's own, for tests that kill and restart it; stopped after the test."""
+    clickhouse_available()
+    servers = []
+
+    def start():
+        server = ClickHouse(tmp_path / f"clickhouse{len(servers)}")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
