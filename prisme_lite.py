@@ -266,6 +266,12 @@ SETTINGS: dict[str, Setting] = {
     "node_id": Setting(
         "", "str", "this server's name in ClickHouse rows, unique per node; empty = a random one kept in the database"
     ),
+    "stats_source": Setting(
+        "sqlite",
+        "choice",
+        "where the stats API and the dashboard read: sqlite (this file) or clickhouse (clickhouse_url, every node)",
+        choices=("sqlite", "clickhouse"),
+    ),
     "clickhouse_retention_days": Setting(
         0, "int", "delete rows older than this many days from ClickHouse (the mirror does it hourly); 0 = keep all", 0
     ),
@@ -356,6 +362,8 @@ def load_config(flags: dict[str, Any] | None = None, environ: dict[str, str] | N
         raise ConfigError("jwt_secret must be at least 32 bytes long; leave it empty to have one generated")
     if config["country_header"] and not config["trust_proxy"]:
         raise ConfigError("country_header needs trust_proxy = true: only your own proxy may set the visitor's country")
+    if config["stats_source"] == "clickhouse" and not config["clickhouse_url"]:
+        raise ConfigError("stats_source = clickhouse needs clickhouse_url: the ClickHouse that the stats read")
     return config
 
 
@@ -3607,7 +3615,7 @@ def goal_conversions(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     conversion rate: converting visitors over the visitors of the goal's site, the stats filters applied to both.
     Keys are the goals' labels, values their converting visitors, most first."""
     found, site_visitors = [], {}
-    for goal in stored_goals(conn, q.site):
+    for goal in stored_goals(configured(conn), q.site):
         part = q if q.site else replace(q, site=goal.site)
         kind, column = GOAL_EVENTS[goal.kind]
         where, params = event_where(part, (kind,))
@@ -3820,12 +3828,30 @@ def post_server_events(ctx: Context) -> dict:
 # A Like, Bookmark or Subscribe counts once per customer and content item while it stands (SPEC §5): of a server
 # event `x` with such a label, only the one that made a relation still in customer_relations is counted (its time is
 # the relation's created_at; the first such event if several share it); a repeat, or one undone since, is not.
+MAKING = ", ".join(repr(label) for label, (_relation, made) in RELATIONS.items() if made)  # 'Like', 'Bookmark', …
 COUNTED_ONCE = (
-    f"(x.label NOT IN ({', '.join(repr(label) for label, (_r, made) in RELATIONS.items() if made)})"
+    f"(x.label NOT IN ({MAKING})"
     " OR (EXISTS (SELECT 1 FROM customer_relations r WHERE r.customer_id = x.customer_id"
     " AND r.content_id = x.content_id AND r.relation = lower(x.label) AND r.created_at = x.ts)"
     " AND NOT EXISTS (SELECT 1 FROM server_events y WHERE y.label = x.label AND y.ts = x.ts"
     " AND y.customer_id = x.customer_id AND y.content_id = x.content_id AND y.id < x.id)))"
+)
+
+
+# ClickHouse cannot correlate a subquery: there the counted event of each relation still standing is found from the
+# events themselves, in the order they arrived. A relation is made by its first event after its last undoing (the
+# created_at the writer keeps), and counted on the first event of that time; its last event must have made it.
+CLICKHOUSE.views["counted-once"] = (
+    f"(x.label NOT IN ({MAKING}) OR (x.node_id, x.id) IN (SELECT tupleElement(made_by, 3), tupleElement(made_by, 2)"
+    " FROM (SELECT arraySort(e -> (e.1, e.2), groupArray((received_at, id, node_id, made, ts))) AS seq,"
+    " arrayReduce('max', arrayMap((e, i) -> if(e.4, 0, i), seq, arrayEnumerate(seq))) AS undone,"
+    # indexOf, not arrayFirst with `undone` in its lambda: 18.16 loses a captured column once the outer query prunes it
+    " seq[indexOf(arrayMap(e -> (e.4, e.5), seq), (toUInt8(1), tupleElement(seq[undone + 1], 5)))] AS made_by"
+    f" FROM (SELECT received_at, id, node_id, ts, customer_id, content_id, label IN ({MAKING}) AS made,"
+    f" multiIf({', '.join(f'label = {label!r}, {relation!r}' for label, (relation, _m) in RELATIONS.items())}, '')"
+    f" AS relation FROM server_events FINAL WHERE label IN ({', '.join(repr(label) for label in RELATIONS)})"
+    " AND content_id IS NOT NULL) GROUP BY customer_id, content_id, relation"
+    " HAVING tupleElement(seq[length(seq)], 4))))"
 )
 
 
@@ -3838,6 +3864,8 @@ SERVER_EVENTS_TABLE = Table(
     SERVER_EVENTS_NOTE,
 )  # fmt: skip
 CUSTOMERS_TABLE = Table("customers c", "c.first_seen", None, {}, SERVER_EVENTS_NOTE)
+# ClickHouse has server events only: a customer is first seen at its first event, as the writer keeps it.
+CLICKHOUSE.views["customers"] = "SELECT customer_id AS id, min(ts) AS first_seen FROM server_events FINAL GROUP BY id"
 
 
 def server_where(q: StatsQuery, counted: bool = True) -> tuple[str, list]:
@@ -4251,23 +4279,25 @@ def counter_site(conn: sqlite3.Connection, q: StatsQuery) -> tuple[str, list]:
 
 
 COUNTER_DAYS_TABLE = Table("counter_days d", "d.day", counter_site, {"client": "d.client_id"}, unit=DAY_MS)
+CLICKHOUSE.views["counter_days"] = "SELECT client_id, action_id, page_id, day, count FROM counter_increments FINAL"
 
 
 def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments in the window per client, action and page (`client action page` keys); details name the client
     (its name and domain, the id of one no longer registered)."""
-    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, configured(conn))
     keys, values = ranked(
         conn,
         q,
         "d.client_id || ' ' || d.action_id || ' ' || d.page_id",
         "sum(d.count)",
-        "counter_days d",
+        COUNTER_DAYS_TABLE.rows(q),
         where,
         params,
     )
     clients = {
-        id_: (name, domain) for id_, name, domain in conn.execute("SELECT id, name, domain FROM counter_clients")
+        id_: (name, domain)
+        for id_, name, domain in configured(conn).execute("SELECT id, name, domain FROM counter_clients")
     }
     details = []
     for key, added in zip(keys, values, strict=True):
@@ -4280,8 +4310,8 @@ def counter_totals(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def counter_series(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """Increments per bucket; counters are kept per day, so a bucket is at least a day."""
     q = replace(q, step=max(q.step, DAY_MS))
-    where, params = window_where(q, COUNTER_DAYS_TABLE, conn)
-    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", "counter_days d", where, params)
+    where, params = window_where(q, COUNTER_DAYS_TABLE, configured(conn))
+    return bucketed(conn, q, f"(d.day * {DAY_MS})", "sum(d.count)", COUNTER_DAYS_TABLE.rows(q), where, params)
 
 
 def summarise_counters(conn: sqlite3.Connection, site: str | None, days: int, now: int, origins: list) -> None:
@@ -4863,12 +4893,71 @@ def stats(ctx: Context, metric: str) -> dict:
     q = parse_stats_query(
         query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric in ("live-visitors", "live-count") else "now-7d"
     )
-    keys, values, *details = measure(ctx.read(), replace(q, site_of=ctx.origins.site_of))
+    conn, source = stats_reader(ctx)
+    try:
+        keys, values, *details = measure(conn, replace(q, site_of=ctx.origins.site_of, source=source))
+    except ClickHouseError as error:
+        raise Rejected(503, f"stats_source is clickhouse: {error}") from None
     report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         report["details"] = details[0]
     say_unapplied(report, q.unapplied)
     return report
+
+
+# ClickHouse 18.16 has no query parameters over HTTP: they are inlined as literals. Every count of distinct ids is
+# exact (uniqExact, never the approximate uniq), and 64-bit integers come back as JSON numbers.
+CLICKHOUSE_READ_SETTINGS = (("count_distinct_implementation", "uniqExact"),
+                            ("output_format_json_quote_64bit_integers", "0"))  # fmt: skip
+
+
+def clickhouse_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, int | float):
+        return repr(int(value) if isinstance(value, bool) else value)
+    escaped = str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0")
+    return f"'{escaped}'"
+
+
+class ClickHouseRows(list):
+    """A query's rows as tuples, read like a sqlite3 cursor."""
+
+    def fetchall(self) -> list:
+        return list(self)
+
+    def fetchone(self) -> tuple | None:
+        return self[0] if self else None
+
+
+class ClickHouseReader:
+    """The reports' connection with stats_source = clickhouse: the same SQL (its Source, CLICKHOUSE, names tables
+    and dialect), `?` parameters inlined; `local` is this node's SQLite file, which keeps what is configured here
+    (goals, counter clients)."""
+
+    def __init__(self, target: ClickHouseTarget, local: sqlite3.Connection):
+        self.target = replace(target, settings=(*target.settings, *CLICKHOUSE_READ_SETTINGS))
+        self.local = local
+
+    def execute(self, sql: str, params: Iterable = ()) -> ClickHouseRows:
+        parts, values = sql.split("?"), list(params)
+        if len(parts) != len(values) + 1:
+            raise ValueError(f"{len(parts) - 1} placeholders for {len(values)} parameters")
+        inlined = parts[0] + "".join(clickhouse_literal(v) + part for v, part in zip(values, parts[1:], strict=True))
+        answer = json.loads(self.target.request(f"{inlined} FORMAT JSONCompact"))
+        return ClickHouseRows(tuple(row) for row in answer["data"])
+
+
+def configured(conn: sqlite3.Connection | ClickHouseReader) -> sqlite3.Connection:
+    """The SQLite file that keeps what is configured on this node (goals, counter clients), whatever the source."""
+    return getattr(conn, "local", conn)
+
+
+def stats_reader(ctx: Context) -> tuple[sqlite3.Connection | ClickHouseReader, Source]:
+    """Where this server's reports read (stats_source): its SQLite file, or the ClickHouse of clickhouse_url."""
+    if ctx.config["stats_source"] == "clickhouse":
+        return ClickHouseReader(ClickHouseTarget.parse(ctx.config["clickhouse_url"]), ctx.read()), CLICKHOUSE
+    return ctx.read(), SQLITE
 
 
 def say_unapplied(report: dict, unapplied: dict[str, str]) -> None:
