@@ -2287,6 +2287,10 @@ class Source:
         prefix = f"{alias}." if alias else ""
         return f"({prefix}node_id, {prefix}{column})" if self.nodes else f"{prefix}{column}"
 
+    def row_ids(self, column: str, table: str) -> str:
+        """A subquery's SELECT of the row ids in `column` of `table`, for `row_id(...) IN (...)`."""
+        return f"SELECT {'node_id, ' if self.nodes else ''}{column} FROM {self.table(table)}"
+
     def sql(self, name: str, default: str) -> str:
         """A fragment of SQL this source says in its own dialect, else `default`."""
         return self.views.get(name, default)
@@ -3123,8 +3127,7 @@ def session_sent(kind: str) -> tuple[Callable, Callable]:
 
     def sent(q: StatsQuery, names: list[str]) -> tuple[str, list]:
         sessions = (
-            f"SELECT {q.source.row_id('session_id')} FROM {q.source.table('events')}"
-            f" WHERE ts >= ? AND kind = ? AND name IN ({placeholders(names)})"
+            f"{q.source.row_ids('session_id', 'events')} WHERE ts >= ? AND kind = ? AND name IN ({placeholders(names)})"
         )
         return sessions, [q.start, kind, *names]
 
@@ -3148,7 +3151,7 @@ def visit_came_from(column: str) -> tuple[Callable, str]:
     for (events, sessions)."""
 
     def of_events(q: StatsQuery, values: list[str]) -> tuple[str, list]:
-        sessions = f"SELECT {q.source.row_id('id')} FROM {q.source.table('sessions')} WHERE {column} IN"
+        sessions = f"{q.source.row_ids('id', 'sessions')} WHERE {column} IN"
         return f"{q.source.row_id('session_id', 'e')} IN ({sessions} ({placeholders(values)}))", values
 
     return of_events, f"s.{column}"
@@ -3185,7 +3188,7 @@ FILTERS = {
 def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
     """`path` of a session: it viewed one of these pages."""
     return (
-        f"{q.source.row_id('id', 's')} IN (SELECT {q.source.row_id('session_id')} FROM {q.source.table('events')}"
+        f"{q.source.row_id('id', 's')} IN ({q.source.row_ids('session_id', 'events')}"
         f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
         [q.start, *paths],
     )
@@ -3295,14 +3298,17 @@ def rolled_up(
     return conn.execute(sql, [*params, *tail_params]).fetchall()
 
 
-def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...], totals: str) -> Callable:
-    """A time series read through the daily counts when its buckets are whole days (else from the raw rows)."""
+def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple[str, ...],
+                 totals: str | Callable[[Source], str]) -> Callable:  # fmt: skip
+    """A time series read through the daily counts when its buckets are whole days (else from the raw rows);
+    `totals` of a bucket, or a function of the source that says them in its dialect."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
         found = rolled_up(
-            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"), totals
-        )
+            conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"),
+            totals if isinstance(totals, str) else totals(q.source),
+        )  # fmt: skip
         return bucket_keys(q, dict(found))
 
     return metric
@@ -3514,7 +3520,7 @@ register(Family(
             "s.started_at",
             "sum(s.last_seen - s.started_at) AS v0, count(*) AS v1",
             ("duration", "sessions"),
-            "sum(v0) / sum(v1)",
+            lambda source: source.divide.format("sum(v0)", "sum(v1)"),  # whole milliseconds, as SQLite divides
         ),
         # top-N
         "top-pages": daily_top(events_scope(), "e.path", "path"),
@@ -3768,22 +3774,33 @@ def store_server_events(conn: sqlite3.Connection, requests: list[dict]) -> None:
         conn, "server_events", SERVER_EVENT_COLUMNS, [tuple(e[c] for c in SERVER_EVENT_COLUMNS) for e in events]
     )
     customers: dict[str, list] = {}
-    relations: dict[tuple[str, str, str], tuple[bool, int]] = {}  # the last word on each wins
+    # Each relation as the batch leaves it, event after event: (standing, made at, undone in this batch). A repeat
+    # of what stands changes nothing, so a relation is made at its first event since it was last undone, whichever
+    # batch the writer put them in (ClickHouse, which has the events only, finds the same).
+    relations: dict[tuple[str, str, str], tuple[bool, int, bool]] = {}
     for event in events:
         seen = customers.setdefault(event["customer_id"], [event["customer_id"], event["ts"], event["ts"], 0])
         seen[1], seen[2], seen[3] = min(seen[1], event["ts"]), max(seen[2], event["ts"]), seen[3] + 1
         if event["label"] in RELATIONS and event["content_id"] is not None:
             relation, present = RELATIONS[event["label"]]
-            relations[(event["customer_id"], event["content_id"], relation)] = (present, event["ts"])
+            key = (event["customer_id"], event["content_id"], relation)
+            was = relations.get(key)
+            if not present:
+                relations[key] = (False, event["ts"], True)
+            elif was is None or not was[0]:
+                relations[key] = (True, event["ts"], was is not None)
     insert_rows(
         conn, "customers", ("id", "first_seen", "last_seen", "events"), list(customers.values()),
         "ON CONFLICT (id) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
         " last_seen = max(last_seen, excluded.last_seen), events = events + excluded.events",
     )  # fmt: skip
-    added = [(*key, ts) for key, (present, ts) in relations.items() if present]
-    insert_rows(conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
-                "ON CONFLICT DO NOTHING")  # fmt: skip
-    removed = [key for key, (present, _ts) in relations.items() if not present]
+    for remade in (False, True):  # undone and made again in this batch: made anew
+        added = [(*key, ts) for key, (present, ts, undone) in relations.items() if present and undone == remade]
+        insert_rows(
+            conn, "customer_relations", ("customer_id", "content_id", "relation", "created_at"), added,
+            "ON CONFLICT DO UPDATE SET created_at = excluded.created_at" if remade else "ON CONFLICT DO NOTHING",
+        )  # fmt: skip
+    removed = [key for key, (present, _ts, _undone) in relations.items() if not present]
     if removed:
         conn.executemany(
             "DELETE FROM customer_relations WHERE customer_id = ? AND content_id = ? AND relation = ?", removed
