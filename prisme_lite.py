@@ -4754,7 +4754,7 @@ CONVERSION = (
 CLICKHOUSE.views["conversion"] = (
     "SELECT count(), sum(first_interaction != 0 AND first_interaction <= c.ts) FROM checkouts AS c FINAL"
     " ANY LEFT JOIN (SELECT analytics_id, min(ts) AS first_interaction FROM widget_events FINAL"
-    " WHERE action != 'render' GROUP BY analytics_id) USING analytics_id WHERE {where}"
+    " WHERE action != 'render' GROUP BY analytics_id) AS f USING (analytics_id) WHERE {where}"
 )
 
 
