@@ -7,7 +7,8 @@ import sqlite3
 
 import pytest
 import webtest
-from conftest import CHROME, IPHONE
+from conftest import CHROME, IPHONE, free_port, make_config
+from test_browser import Served, chromium  # noqa: F401 -- a fixture
 
 import prisme_lite
 
@@ -17,7 +18,7 @@ DAY, HOUR, MINUTE = 86_400_000, 3_600_000, 60_000
 # The start of this hour: counter tokens are checked against the real clock (PyJWT), so the counters count now.
 NOW = prisme_lite.now_ms() // HOUR * HOUR + 1000
 SITES = {"blog.example.com": ["blog.example.com"], "*.shop.example": ["a.shop.example", "b.shop.example"]}
-PATHS = ["/", "/about", "/blog/one", "/blog/two", "/pricing", "/docs/é"]
+PATHS = ["/", "/about", "/blog/one", "/blog/two", "/pricing", "/docs/é", "/it's\\100%"]  # a quote and a backslash
 REFERRERS = ["direct", "news.ycombinator.com", "google.com", "twitter.com"]
 AGENTS = [("Chrome", "Linux", "desktop"), ("Firefox", "Windows", "desktop"), ("Mobile Safari", "iOS", "mobile")]
 COUNTRIES = ["FR", "US", "DE", "XX"]
@@ -188,6 +189,7 @@ def sources(clickhouse, tmp_path_factory):
             )
             return answer.json
 
+        get.app = app
         yield get
     app.ctx.close()
 
@@ -256,3 +258,70 @@ def test_a_duplicate_or_stale_row_changes_nothing(sources, clickhouse):
     assert overview["values"][2] > 0
     exits = same(sources, "top-exit-pages", **{"from": "now-60d"}, limit=100)["keys"]
     assert "/stale" not in exits
+
+
+def test_a_filter_value_with_quotes_and_backslashes_is_a_value_not_sql(sources):
+    assert any(same(sources, "pageviews", path="/it's\\100%", **{"from": "now-30d"})["values"])
+    assert same(sources, "top-pages", path="/it' OR '1'='1", **{"from": "now-30d"})["keys"] == []
+
+
+# What the dashboard asks for each period (static/dashboard.js PERIODS): its cards, chart, live count and panels.
+DASHBOARD_PERIODS = [("now/d", "now/d+1d"), ("now-6d/d", "now/d+1d"), ("now-29d/d", "now/d+1d"),
+                     ("now-11M/M", "now/M+1M")]  # fmt: skip
+
+
+def test_the_dashboard_reads_the_same_answers_from_clickhouse(sources):
+    """Logged in with the dashboard's cookie: the page, and every call it makes for each period, alike."""
+    panels = [panel[1] for family in prisme_lite.FAMILIES for panel in family.panels]
+    assert "top-site-pages" in panels and "goals" in panels and "top-widgets" in panels
+    for start, end in DASHBOARD_PERIODS:
+        window = {"from": start, "to": end}
+        for metric in ("overview", "pageviews", "visitors"):
+            same(sources, metric, **window)
+        for metric in panels:
+            same(sources, metric, limit=10, **window)
+        same(sources, "custom-event-properties", limit=20, event="signup", **window)
+    same(sources, "live-count")
+
+
+def test_the_dashboard_page_shows_the_same_numbers_from_clickhouse(sources, chromium):  # noqa: F811
+    """The dashboard in Chromium, its 30 days read from SQLite and then from ClickHouse: the same page."""
+    served = Served(prisme_lite.RequestLog(sources.app, access_log=False))
+    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{served.port}/dashboard")
+        page.fill("#token", sources.app.ctx.admin_token())
+        page.click("button[type=submit]")
+        shown = {}
+        for source in ("sqlite", "clickhouse"):
+            sources.app.ctx.config["stats_source"] = source
+            page.goto(f"http://127.0.0.1:{served.port}/dashboard?period=30d")
+            page.wait_for_selector("#pageviews-total")
+            page.wait_for_selector("section.panel >> nth=12")
+            shown[source] = page.inner_text("#report")
+        assert shown["clickhouse"] == shown["sqlite"]
+        assert "Top pages" in shown["sqlite"] and "/pricing" in shown["sqlite"]
+    finally:
+        context.close()
+        served.close()
+
+
+def test_clickhouse_down_is_a_503_that_says_so(make_server):
+    server = make_server(stats_source="clickhouse", clickhouse_url=f"http://127.0.0.1:{free_port()}/?database=x")
+    answer = server.client.get(
+        "/api/v1/stats/overview", headers={"Authorization": f"Bearer {server.ctx.admin_token()}"}, status=503
+    )
+    assert "stats_source is clickhouse" in answer.json["error"] and "did not answer" in answer.json["error"]
+
+
+def test_stats_source_clickhouse_needs_a_clickhouse_url(tmp_path):
+    with pytest.raises(prisme_lite.ConfigError, match="needs clickhouse_url"):
+        make_config(tmp_path, stats_source="clickhouse")
+    with pytest.raises(prisme_lite.ConfigError, match="stats_source"):
+        make_config(tmp_path, stats_source="postgres")
+    config = prisme_lite.load_config(
+        {"db": str(tmp_path / "p.db")},
+        environ={"PRISME_STATS_SOURCE": "clickhouse", "PRISME_CLICKHOUSE_URL": "http://127.0.0.1:8123/"},
+    )
+    assert config["stats_source"] == "clickhouse"
