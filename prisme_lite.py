@@ -5108,7 +5108,11 @@ def openapi_document() -> dict:
     }
     schemas = {
         "Error": {"type": "object", "properties": {"error": TEXT}, "required": ["error"]},
-        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT},
+        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT,
+                   "clickhouse": {"type": "object", "description": "with clickhouse_url: how far behind the mirror is",
+                                  "properties": {"node_id": TEXT, "behind_rows": {"type": "integer"},
+                                                 "behind_seconds": {"type": "number"}, "tables": {"type": "object"},
+                                                 "error": {"type": ["string", "null"]}}}},
                    "required": ["status"]},
         "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
             "from": TEXT, "to": TEXT, "keys": {"type": "array"}, "values": {"type": "array"},
@@ -5261,6 +5265,7 @@ def metrics_text(ctx: Context) -> str:
         exposition("prisme_writer_failing", "gauge", "1 while commits fail (disk full, read-only), else 0",
                    [("", {}, int(writer.failure is not None))]),
         exposition("prisme_database_bytes", "gauge", "size of the database's files", sizes),
+        mirror_metrics(ctx),
     ))  # fmt: skip
 
 
@@ -6019,6 +6024,23 @@ class Mirror:
     def stop(self) -> None:
         self.stopping.set()
         self.thread.join(MIRROR_STOP)
+
+
+def mirror_metrics(ctx: Context) -> str:
+    """/metrics' part of the mirror (none when it is off)."""
+    if not ctx.mirror:
+        return ""
+    lag = mirror_lag(ctx.read(), now_ms())
+    return "".join((
+        exposition("prisme_clickhouse_shipped_total", "counter", "rows ClickHouse took from this process, by table",
+                   [("", {"table": name}, n) for name, n in sorted(ctx.mirror.shipped.items())]),
+        exposition("prisme_clickhouse_behind_rows", "gauge", "rows stored or changed, not yet in ClickHouse",
+                   [("", {}, lag["behind_rows"])]),
+        exposition("prisme_clickhouse_behind_seconds", "gauge", "how long the oldest of them has waited",
+                   [("", {}, lag["behind_seconds"])]),
+        exposition("prisme_clickhouse_failing", "gauge", "1 while ClickHouse refuses or does not answer, else 0",
+                   [("", {}, int(ctx.mirror.error is not None))]),
+    ))  # fmt: skip
 
 
 ###############################################################################

@@ -4,6 +4,7 @@ ClickHouse holds, read with FINAL, is exactly what SQLite holds, through restart
 import http.client
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -193,6 +194,14 @@ def test_every_family_reaches_clickhouse_with_exactly_the_sqlite_rows_history_in
     assert sorted(row[4] for row in found["counter_increments"]) == [2, 2]
     status, health = healthcheck(process.port)
     assert (status, health["clickhouse"]["behind_rows"], health["clickhouse"]["error"]) == (200, 0, None)
+    metrics = (
+        Families(process, db)
+        .send("GET", "/metrics", headers={"Authorization": f"Bearer {new_token(db, 'metrics_read')}"})
+        .decode()
+    )
+    assert "\nprisme_clickhouse_behind_rows 0\n" in metrics and "\nprisme_clickhouse_failing 0\n" in metrics
+    shipped = re.search(r'\nprisme_clickhouse_shipped_total\{table="events"\} (\d+)\n', metrics)
+    assert int(shipped[1]) >= 12  # this process shipped the history too
     shown = cli("clickhouse", "status", "--clickhouse-url", url, "--node-id", "node-a", db=db)
     assert "behind: 0 rows, 0.0 s" in shown.stdout, shown.stdout + shown.stderr
     assert "node node-a" in shown.stdout
@@ -385,3 +394,21 @@ def test_prune_keeps_the_rows_not_yet_shipped(clickhouse, run, tmp_path):
         assert conn.execute("SELECT count(*) FROM sessions").fetchone() == (1,)
     [count] = clickhouse.rows("SELECT count() AS n FROM events FINAL", database)
     assert count["n"] == 6  # ClickHouse keeps them (clickhouse_retention_days apart)
+
+
+def test_clickhouse_retention_deletes_this_nodes_old_rows_there(clickhouse, run, tmp_path):
+    database, url = initialised(clickhouse)
+    target = prisme_lite.ClickHouseTarget.parse(url)
+    old = prisme_lite.now_ms() - 10 * prisme_lite.DAY_MS
+    row = {"client_id": "c", "action_id": "likes", "page_id": "p", "count": 1, "version": 1}
+    target.insert("counter_increments", [
+        row | {"day": old // prisme_lite.DAY_MS, "node_id": "n1"}, row | {"day": old // prisme_lite.DAY_MS, "node_id": "n2"},
+    ])  # fmt: skip
+    process = run("--rate-limit", "0", "--clickhouse-url", url, "--node-id", "n1", "--clickhouse-retention-days", "3")
+    Families(process, tmp_path / "prisme.db").web("new")
+    poll(
+        lambda: clickhouse.rows("SELECT node_id FROM counter_increments", database) == [{"node_id": "n2"}],
+        "the old row of n1 deleted",
+    )  # another node's rows are its own to prune
+    wait_mirrored(clickhouse, database, "n1", tmp_path / "prisme.db")  # today's rows stay
+    assert process.stop() == 0
