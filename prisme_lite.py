@@ -75,7 +75,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 9
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -100,6 +100,9 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         )
     ),
     5: lambda: schema_part("@goals"),  # 6: goals (conversions)
+    6: "",  # 7: taken by another branch (the lead numbers them at merge)
+    7: "",  # 8: taken by another branch
+    8: lambda: schema_part("@mirror"),  # 9: the ClickHouse mirror's pending rows
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -406,8 +409,15 @@ class Context:
         self.local = threading.local()
         # Each family's clean-ups, the dashboard's, then retention, which prunes the raw rows of every family.
         maintenance = tuple(task(config) for family in FAMILIES for task in family.maintenance)
-        maintenance += (forget_expired_logins, Retention(config["retention_days"]))
-        self.writer = Writer(config["db"], config["synchronous"], journal_appliers(config), maintenance)
+        mirrored = bool(config["clickhouse_url"])
+        maintenance += (forget_expired_logins, Retention(config["retention_days"], mirrored))
+        self.writer = Writer(
+            config["db"],
+            config["synchronous"],
+            journal_appliers(config),
+            maintenance,
+            prepare_mirror if mirrored else None,
+        )
         secret = config["jwt_secret"]
         self.jwt_secret = secret.encode() if secret else bytes.fromhex(self.writer.run(stored_secret, "jwt_secret"))
         self.origins = OriginRegistry(config["origins"], self.read)
@@ -422,6 +432,11 @@ class Context:
         self.country = CountryLookup(config)
         self.telemetry = Telemetry()
         self.readers: list[sqlite3.Connection] = []
+        self.mirror: Mirror | None = None
+        if mirrored:
+            self.mirror = Mirror(config, self.writer, node_id_of(config, self.read()))
+        else:
+            self.writer.run(note_mirror_off)
 
     def read(self) -> sqlite3.Connection:
         """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
@@ -438,6 +453,8 @@ class Context:
         return self.config["admin_token"] or get_meta(self.read(), "admin_token") or self.writer.run(admin_token)
 
     def close(self) -> None:
+        if self.mirror:
+            self.mirror.stop()
         self.writer.close()
         for conn in self.readers:
             conn.close()
@@ -1223,9 +1240,12 @@ class Writer:
         synchronous: str,
         appliers: dict[str, Callable[[sqlite3.Connection, list], Any]],
         maintenance: tuple[Callable[[sqlite3.Connection, int], Any], ...] = (),
+        prepare: Callable[[sqlite3.Connection], Any] | None = None,
     ):
         self.conn = connect(db_path, synchronous)
         self.conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")  # what a WAL reset leaves on disk at most
+        if prepare:  # before the replay: what it stores must go through what prepare sets up (the mirror's triggers)
+            prepare(self.conn)
         self.db_path = db_path
         self.appliers = appliers
         self.maintenance = maintenance  # run in a transaction of the writer's once a minute, or while behind
@@ -5269,7 +5289,11 @@ def openapi_document() -> dict:
     }
     schemas = {
         "Error": {"type": "object", "properties": {"error": TEXT}, "required": ["error"]},
-        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT},
+        "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT,
+                   "clickhouse": {"type": "object", "description": "with clickhouse_url: how far behind the mirror is",
+                                  "properties": {"node_id": TEXT, "behind_rows": {"type": "integer"},
+                                                 "behind_seconds": {"type": "number"}, "tables": {"type": "object"},
+                                                 "error": {"type": ["string", "null"]}}}},
                    "required": ["status"]},
         "Stats": {"type": "object", "required": ["from", "to", "keys", "values"], "properties": {
             "from": TEXT, "to": TEXT, "keys": {"type": "array"}, "values": {"type": "array"},
@@ -5336,6 +5360,8 @@ def healthcheck() -> Any:
     except (sqlite3.Error, OSError, Unavailable) as error:
         response.status = 503
         return json.dumps({"status": "unavailable", "error": str(error)})
+    if ctx.mirror:  # ClickHouse behind or down is no reason to stop sending this node events: still 200
+        return json.dumps({"status": "ok", "clickhouse": ctx.mirror.status(ctx.read())})
     return json.dumps({"status": "ok"})
 
 
@@ -5420,6 +5446,7 @@ def metrics_text(ctx: Context) -> str:
         exposition("prisme_writer_failing", "gauge", "1 while commits fail (disk full, read-only), else 0",
                    [("", {}, int(writer.failure is not None))]),
         exposition("prisme_database_bytes", "gauge", "size of the database's files", sizes),
+        mirror_metrics(ctx),
     ))  # fmt: skip
 
 
@@ -5539,12 +5566,15 @@ def retention_cutoff(now: int, days: int) -> int:
     return (now // DAY_MS - days) * DAY_MS
 
 
-def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None) -> int:
+def prune_batch(
+    conn: sqlite3.Connection, cutoff: int, batch: int | None = None, done: set | None = None, kept: dict | None = None
+) -> int:
     """Delete up to `batch` rows older than `cutoff` (a UTC midnight) from each raw table; how many in all.
 
     Triggers take deleted events and sessions off the daily counts; the visitors of the days before the cutoff
     go once no event of those days is left. `done`, kept by the caller for one cutoff, collects the tables that
-    arrive in time order and have nothing older left: later batches do not look at them again.
+    arrive in time order and have nothing older left: later batches do not look at them again. `kept`: a table's
+    rows that must stay all the same (MIRROR_UNSHIPPED), as a condition on the rows that may go.
     """
     batch = batch or PRUNE_BATCH
     done = set() if done is None else done
@@ -5555,8 +5585,9 @@ def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None,
         oldest = (conn.execute(probe).fetchone() or (None,))[0]
         if oldest is not None and oldest < cutoff:
             # Rows arrive roughly in time order: the oldest are at the start of a table, where the scan begins.
+            may_go = f" AND {kept[table]}" if kept and table in kept else ""
             deleted[table] = conn.execute(
-                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {older} LIMIT ?)", (cutoff, batch)
+                f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {older}{may_go} LIMIT ?)", (cutoff, batch)
             ).rowcount
         if in_order and deleted.get(table, 0) < batch:  # nothing older can arrive later for this cutoff
             done.add(table)
@@ -5575,8 +5606,9 @@ def prune_batch(conn: sqlite3.Connection, cutoff: int, batch: int | None = None,
 class Retention:
     """Writer maintenance: prune raw rows of every family older than retention_days, a small batch per transaction."""
 
-    def __init__(self, days: int):
+    def __init__(self, days: int, mirrored: bool = False):
         self.days = days
+        self.kept = MIRROR_UNSHIPPED if mirrored else {}  # with the mirror on, rows not yet shipped stay
         self.cutoff: int | None = None
         self.done: set[str] = set()  # what prune_batch found clean for this cutoff
         self.deleted = 0
@@ -5587,7 +5619,7 @@ class Retention:
         cutoff = retention_cutoff(now, self.days)
         if cutoff != self.cutoff:  # a new day: every table is looked at again
             self.cutoff, self.done = cutoff, set()
-        deleted = prune_batch(conn, cutoff, done=self.done)  # a few probes a minute when there is nothing to do
+        deleted = prune_batch(conn, cutoff, done=self.done, kept=self.kept)  # a few probes a minute when idle
         self.deleted += deleted
         return deleted > 0  # True: more may remain, run again at the next commit
 
@@ -5893,6 +5925,305 @@ def clickhouse_init(target: ClickHouseTarget) -> list[str]:
     return re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", "\n".join(clickhouse_statements()))
 
 
+def clickhouse_columns() -> dict[str, tuple[str, ...]]:
+    """Each table's columns in clickhouse.sql that the mirror sends: all but node_id, version and derived ones."""
+    tables = {}
+    for statement in clickhouse_statements():
+        found = re.match(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*)\) ENGINE", statement, re.DOTALL)
+        if found:
+            columns = [line.strip().split()[0] for line in found[2].splitlines() if line.strip()]
+            derived = {line.strip().split()[0] for line in found[2].splitlines() if "MATERIALIZED" in line}
+            tables[found[1]] = tuple(c for c in columns if c not in ("node_id", "version", *derived))
+    return tables
+
+
+JSON_KEYS = "(SELECT value FROM json_each(?))"  # the keys of a JSON list, for an IN
+
+
+@dataclass(frozen=True)
+class MirroredTable:
+    """A ClickHouse table and where the mirror finds its rows in SQLite."""
+
+    name: str  # in ClickHouse (clickhouse.sql) and in mirror_pending.tbl
+    table: str  # the SQLite table it mirrors
+    source: str  # what its rows are selected from (the table, or the export's query of it)
+    key: str  # the row's identity in mirror_pending, an expression of `{row}` columns ({row}: "NEW." in a trigger)
+    time: str  # the row's time (ms) in SQLite: for the lag
+    clickhouse_time: str  # the same in ClickHouse, for clickhouse_retention_days
+    changes: tuple[str, ...]  # the writes after which a row is pending: after them it is shipped again
+    positioned: bool = True  # new rows are found from the stored position (by id)
+    by_key: str = f"id IN {JSON_KEYS}"  # the pending rows of a JSON list of keys
+
+    def pending_rows(self, columns: tuple[str, ...]) -> str:
+        """The rows of a JSON list of pending keys."""
+        return f"SELECT {', '.join(columns)} FROM {self.source} WHERE {self.by_key}"
+
+
+# New rows of the id tables are shipped from a position; a row that changes after it is stored (a session goes on;
+# an event joins a session, or takes the visitor id a login gave) and the rows of the tables keyed by text are shipped
+# from mirror_pending, where the writer's triggers put them.
+MIRRORED = (
+    MirroredTable("events", "events", "events", "{row}id", "ts", "ts", ("UPDATE OF session_id, visitor_id",)),
+    MirroredTable("sessions", "sessions", "sessions", "{row}id", "last_seen", "started_at", ("UPDATE",)),
+    MirroredTable("server_events", "server_events", "server_events", "{row}id", "received_at", "ts", ()),
+    MirroredTable("widget_events", "widget_events", "widget_events", "{row}id", "ts", "ts", ()),
+    MirroredTable(
+        "checkouts", "checkouts", CHECKOUTS_EXPORTED, "{row}transaction_id", "ts", "ts", ("INSERT",), positioned=False,
+        by_key=f"transaction_id IN {JSON_KEYS}",
+    ),
+    MirroredTable(
+        "counter_increments", "counter_days", "counter_days",
+        "json_array({row}client_id, {row}action_id, {row}page_id, {row}day)", f"(day * {DAY_MS})",
+        f"(day * {DAY_MS})", ("INSERT", "UPDATE"), positioned=False,
+        # a row value of the JSON key's four parts, so that the primary key finds the rows
+        by_key="(client_id, action_id, page_id, day) IN (SELECT json_extract(value, '$[0]'),"
+        " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?))",
+    ),
+)  # fmt: skip
+MIRROR_BATCH = 5000  # rows of each table read and shipped in one request at most: bounded memory, a catch-up in steps
+MIRROR_INTERVAL = 1.0  # seconds between rounds when the mirror has caught up
+MIRROR_BACKOFF = (1.0, 30.0)  # seconds between tries while ClickHouse fails: the first, doubled up to the last
+MIRROR_STOP = 5.0  # seconds a stop waits for a request to ClickHouse in progress
+MIRROR_RETENTION_INTERVAL = 3600.0  # seconds between the mirror's deletions of rows past clickhouse_retention_days
+NOW_SQL = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"  # unix ms in SQL (3.40 has no unixepoch ms)
+NODE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def mirror_triggers() -> list[str]:
+    """TEMP triggers of the writer's connection: only it writes rows, and only while the mirror is on do they cost."""
+    triggers = []
+    for table in MIRRORED:
+        for n, change in enumerate(table.changes):
+            triggers.append(
+                f"CREATE TEMP TRIGGER IF NOT EXISTS mirror_{table.name}_{n} AFTER {change} ON main.{table.table} BEGIN"
+                f" INSERT INTO mirror_pending (tbl, key, changes, since) VALUES"
+                f" ('{table.name}', {table.key.format(row='NEW.')}, 1, {NOW_SQL})"
+                " ON CONFLICT DO UPDATE SET changes = changes + 1; END"
+            )
+    return triggers
+
+
+def mirror_positions(conn: sqlite3.Connection) -> dict[str, int]:
+    """The last id shipped of each id table (none yet: the mirror was never on)."""
+    stored = json.loads(get_meta(conn, "mirror_position") or "{}")
+    return {table.name: stored.get(table.name, 0) for table in MIRRORED if table.positioned}
+
+
+def pend_rows(conn: sqlite3.Connection, table: MirroredTable, where: str = "true", params: tuple = ()) -> None:
+    conn.execute(
+        f"INSERT INTO mirror_pending (tbl, key, changes, since) SELECT '{table.name}', {table.key.format(row='')}, 1,"
+        f" {NOW_SQL} FROM {table.table} WHERE {where} ON CONFLICT DO UPDATE SET changes = changes + 1",
+        params,
+    )
+
+
+def prepare_mirror(conn: sqlite3.Connection) -> None:
+    """The writer's start with the mirror on, before it replays the journal: its triggers; the first time, the rows
+    keyed by text already stored (the id tables' history comes from position 0); after a time with the mirror off,
+    what may have changed in it (found by time: sessions that went on, their events, that days' counters)."""
+    for trigger in mirror_triggers():
+        conn.execute(trigger)
+    conn.execute("BEGIN IMMEDIATE")
+    if get_meta(conn, "mirror_position") is None:
+        for table in MIRRORED:
+            if not table.positioned:
+                pend_rows(conn, table)
+        set_meta(conn, "mirror_position", json.dumps(mirror_positions(conn)))
+    elif (off := get_meta(conn, "mirror_off_since")) is not None:
+        since, positions = int(off), mirror_positions(conn)
+        for table in MIRRORED:
+            if table.name == "events":
+                where = "session_id IN (SELECT id FROM sessions WHERE last_seen >= ?) AND id <= ?"
+                pend_rows(conn, table, where, (since, positions["events"]))
+            elif table.changes:
+                pend_rows(conn, table, f"{table.time} >= ?", (since - DAY_MS,))
+    conn.execute("DELETE FROM meta WHERE key = 'mirror_off_since'")
+    if get_meta(conn, "node_id") is None:
+        set_meta(conn, "node_id", "node-" + secrets.token_hex(4))
+    conn.execute("COMMIT")
+
+
+def note_mirror_off(conn: sqlite3.Connection) -> None:
+    """Writer job at a start with the mirror off, once it has been on: from when changes go unrecorded."""
+    if get_meta(conn, "mirror_position") is not None and get_meta(conn, "mirror_off_since") is None:
+        set_meta(conn, "mirror_off_since", str(now_ms()))
+
+
+def node_id_of(config: dict, conn: sqlite3.Connection) -> str:
+    """node_id from the settings, else the one made for this database."""
+    node = config["node_id"] or get_meta(conn, "node_id") or ""
+    if not NODE_ID.match(node):
+        raise ConfigError(f"node_id must be 1 to 64 letters, digits, '.', '_' or '-', got {node[:70]!r}")
+    return node
+
+
+def mirror_lag(conn: sqlite3.Connection, now: int) -> dict:
+    """How far behind the mirror is: rows not yet shipped (of each table) and the seconds the oldest has waited."""
+    positions, behind, oldest = mirror_positions(conn), {}, []
+    for table in MIRRORED:
+        if table.positioned:
+            rows, first = conn.execute(
+                f"SELECT count(*), min({table.time}) FROM {table.table} WHERE id > ?", (positions[table.name],)
+            ).fetchone()
+            behind[table.name] = rows
+            oldest += [first] if first is not None else []
+    for name, rows, first in conn.execute("SELECT tbl, count(*), min(since) FROM mirror_pending GROUP BY tbl"):
+        behind[name] = behind.get(name, 0) + rows
+        oldest.append(first)
+    seconds = max(0.0, (now - min(oldest)) / 1000) if oldest else 0.0
+    return {"behind_rows": sum(behind.values()), "behind_seconds": round(seconds, 1), "tables": behind}
+
+
+def unshipped_kept() -> dict[str, str]:
+    """For prune with the mirror on, by table: the rows that may go, the others being not yet shipped. The newest
+    row of an id table stays too: SQLite gives a new row the largest id + 1, and an emptied table would give ids
+    again that ClickHouse already holds (a new row would replace an old one there)."""
+    pending = "{} NOT IN (SELECT key FROM mirror_pending WHERE tbl = '{}')"
+    kept = {}
+    for table in MIRRORED:
+        if table.positioned:
+            kept[table.table] = (
+                f"rowid <= (SELECT json_extract(value, '$.{table.name}') FROM meta WHERE key = 'mirror_position')"
+                f" AND rowid < (SELECT max(rowid) FROM {table.table}) AND {pending.format('rowid', table.name)}"
+            )
+    kept["checkouts"] = kept["checkout_products"] = pending.format("transaction_id", "checkouts")
+    return kept
+
+
+def mirror_advance(conn: sqlite3.Connection, positions: dict, shipped: list[tuple], version: int) -> None:
+    """Writer job after ClickHouse took a round: the new positions; pending rows that did not change meanwhile go."""
+    set_meta(conn, "mirror_position", json.dumps(positions))
+    set_meta(conn, "mirror_version", str(version))
+    conn.executemany("DELETE FROM mirror_pending WHERE tbl = ? AND key = ? AND changes = ?", shipped)
+
+
+MIRROR_UNSHIPPED = unshipped_kept()
+
+
+class Mirror:
+    """The thread that ships committed rows to ClickHouse: a round reads one snapshot of what is new or changed (up
+    to MIRROR_BATCH rows a table), inserts each table's rows with this node's id and a new version, and only once
+    every insert answered 2xx moves the stored position on (a job of the writer's). A round that fails is tried
+    again, with a backoff; rows it had inserted come again with a larger version, which FINAL reads once."""
+
+    def __init__(self, config: dict, writer: Writer, node_id: str):
+        self.target = ClickHouseTarget.parse(config["clickhouse_url"])
+        self.url = masked_url(config["clickhouse_url"])
+        self.db_path = config["db"]
+        self.writer = writer
+        self.node_id = node_id
+        self.retention_days = config["clickhouse_retention_days"]
+        self.columns = clickhouse_columns()
+        self.version = 0
+        self.error: str | None = None  # why the last round failed, until one succeeds
+        self.shipped: Counter = Counter()  # rows ClickHouse took, by table (this process)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="prisme-mirror", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        conn.execute("PRAGMA query_only = ON")
+        self.version = int(get_meta(conn, "mirror_version") or 0)
+        delay, pruned_at = MIRROR_BACKOFF[0], -math.inf
+        log.info("mirror: shipping rows to %s as node %s", self.url, self.node_id)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if self.retention_days and time.monotonic() - pruned_at > MIRROR_RETENTION_INTERVAL:
+                        self._prune()
+                        pruned_at = time.monotonic()
+                    more = self.ship(conn)
+                except (ClickHouseError, Unavailable, sqlite3.Error) as error:
+                    if self.error is None:
+                        log.warning("mirror: %s; ingest goes on, the mirror retries", error)
+                    self.error = str(error)
+                    self.stopping.wait(delay)  # never a hot loop: ClickHouse down costs a request every 30 s at most
+                    delay = min(delay * 2, MIRROR_BACKOFF[1])
+                    continue
+                if self.error is not None:
+                    log.info("mirror: ClickHouse takes rows again")
+                self.error, delay = None, MIRROR_BACKOFF[0]
+                if not more:
+                    self.stopping.wait(MIRROR_INTERVAL)
+        finally:
+            conn.close()
+
+    def ship(self, conn: sqlite3.Connection) -> bool:
+        """One round; whether a table had more rows than a round takes (then the next starts at once)."""
+        batches: dict[str, list] = {}
+        shipped: list[tuple] = []
+        more = False
+        conn.execute("BEGIN")  # one snapshot: positions, pending rows and the rows themselves agree
+        try:
+            positions = mirror_positions(conn)
+            for table in MIRRORED:
+                columns = self.columns[table.name]
+                rows = []
+                if table.positioned:
+                    rows = conn.execute(
+                        f"SELECT {', '.join(columns)} FROM {table.source} WHERE id > ? ORDER BY id LIMIT ?",
+                        (positions[table.name], MIRROR_BATCH),
+                    ).fetchall()
+                    if rows:
+                        positions[table.name] = rows[-1][columns.index("id")]
+                    more |= len(rows) == MIRROR_BATCH
+                keys = conn.execute(
+                    "SELECT key, changes FROM mirror_pending WHERE tbl = ? LIMIT ?", (table.name, MIRROR_BATCH)
+                ).fetchall()
+                if keys:
+                    more |= len(keys) == MIRROR_BATCH
+                    rows += conn.execute(table.pending_rows(columns), (json.dumps([k for k, _ in keys]),)).fetchall()
+                    shipped += [(table.name, key, changes) for key, changes in keys]
+                batches[table.name] = rows
+        finally:
+            conn.execute("ROLLBACK")
+        if not shipped and not any(batches.values()):
+            return False
+        version = self.version = max(self.version + 1, time.time_ns() // 1000)  # µs: larger after a restart too
+        for name, rows in batches.items():
+            columns, tail = self.columns[name], {"node_id": self.node_id, "version": version}
+            self.target.insert(name, (dict(zip(columns, row, strict=True), **tail) for row in rows))
+        self.writer.run(mirror_advance, positions, shipped, version)
+        self.shipped.update({name: len(rows) for name, rows in batches.items()})
+        return more
+
+    def _prune(self) -> None:
+        """This node's rows older than clickhouse_retention_days, deleted in ClickHouse (a mutation: in the
+        background there)."""
+        cutoff = retention_cutoff(now_ms(), self.retention_days)
+        for table in MIRRORED:
+            self.target.request(
+                f"ALTER TABLE {self.target.database}.{table.name} DELETE"
+                f" WHERE {table.clickhouse_time} < {cutoff} AND node_id = '{self.node_id}'"
+            )
+
+    def status(self, conn: sqlite3.Connection) -> dict:
+        """What healthcheck and /metrics say of the mirror."""
+        return {"node_id": self.node_id, **mirror_lag(conn, now_ms()), "error": self.error}
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(MIRROR_STOP)
+
+
+def mirror_metrics(ctx: Context) -> str:
+    """/metrics' part of the mirror (none when it is off)."""
+    if not ctx.mirror:
+        return ""
+    lag = mirror_lag(ctx.read(), now_ms())
+    return "".join((
+        exposition("prisme_clickhouse_shipped_total", "counter", "rows ClickHouse took from this process, by table",
+                   [("", {"table": name}, n) for name, n in sorted(ctx.mirror.shipped.items())]),
+        exposition("prisme_clickhouse_behind_rows", "gauge", "rows stored or changed, not yet in ClickHouse",
+                   [("", {}, lag["behind_rows"])]),
+        exposition("prisme_clickhouse_behind_seconds", "gauge", "how long the oldest of them has waited",
+                   [("", {}, lag["behind_seconds"])]),
+        exposition("prisme_clickhouse_failing", "gauge", "1 while ClickHouse refuses or does not answer, else 0",
+                   [("", {}, int(ctx.mirror.error is not None))]),
+    ))  # fmt: skip
+
+
 ###############################################################################
 # Command line and server #####################################################
 ###############################################################################
@@ -6174,7 +6505,8 @@ WRITES = ("db", "synchronous")
 COMMAND_SETTINGS = {
     "init": WRITES, "origins add": WRITES, "origins list": ("db", "origins"),
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
-    "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
+    "prune": (*WRITES, "retention_days", "clickhouse_url"), "admin-token": (*WRITES, "admin_token"),
+    "stats": ("db", "origins"),
     "dead-letters retry": (*WRITES, "session_timeout"), "goals add": (*WRITES, "origins"), "goals remove": WRITES,
     "clickhouse init": ("db", "clickhouse_url"), "clickhouse status": ("db", "clickhouse_url", "node_id"),
 }  # fmt: skip
@@ -6343,7 +6675,7 @@ def prune_command(args: argparse.Namespace, config: dict) -> int:
     days = args.older_than if args.older_than is not None else config["retention_days"]
     if days < 1:
         raise CommandError("prune: give --older-than DAYS (at least 1), or set retention_days")
-    pruner, now = Retention(days), now_ms()
+    pruner, now = Retention(days, bool(config["clickhouse_url"])), now_ms()
     with (
         command_connection(config) as conn,
         no_server_on(config["db"], "prune", "with retention_days set, the server prunes by itself"),
@@ -6414,7 +6746,23 @@ def clickhouse_command(args: argparse.Namespace, config: dict) -> int:
             return 0
     except ClickHouseError as error:
         raise CommandError(f"clickhouse {args.action}: {error}") from None
-    raise CommandError("clickhouse status: not yet")
+    with command_connection(config) as conn:
+        lag = mirror_lag(conn, now_ms())
+        node = node_id_of(config, conn) if config["node_id"] or get_meta(conn, "node_id") else "(none yet)"
+        started = get_meta(conn, "mirror_position") is not None
+    print(f"mirror to {masked_url(config['clickhouse_url'])} (database {target.database}), node {node}")
+    try:
+        print(f"ClickHouse answers: version {target.request('SELECT version()', database=False).strip()}")
+    except ClickHouseError as error:
+        print(f"ClickHouse does not answer: {error}")
+    if not started:
+        print("never started: `prisme-lite serve` with clickhouse_url set ships the rows already stored")
+    tables = ", ".join(f"{name} {rows}" for name, rows in lag["tables"].items() if rows)
+    print(
+        f"behind: {lag['behind_rows']} {plural('row', lag['behind_rows'])}, {lag['behind_seconds']} s"
+        + (f" ({tables})" if tables else "")
+    )
+    return 0
 
 
 def admin_token_command(args: argparse.Namespace, config: dict) -> int:

@@ -8,7 +8,8 @@ In one run, from wrk (Debian's package; Lua scripts for headers and bodies) on l
   peak resident memory, and rows stored against events acknowledged;
 - the dashboard's queries over a 30-day database written through the real storage code, and ingest while a second
   wrk reads the 30-day dashboard from the stats API (ingest against ingest alone, the dashboard's p99 meanwhile);
-- the writer's own fold rate (time to drain a journal) on an empty database and on the largest one.
+- the writer's own fold rate (time to drain a journal) on an empty database and on the largest one;
+- the pixel with the ClickHouse mirror on (into a clickhouse-server bench starts) against it off, alternating.
 Prints a table and SPEC §9's targets as met or GAP, and writes a JSON report.
 """
 
@@ -696,6 +697,51 @@ def run_queries(args: argparse.Namespace, work: str, events: int, now: int) -> d
             "partial_day_query_ms": partial, "partial_day_total_ms": round(sum(partial.values()), 1)}  # fmt: skip
 
 
+def run_mirror(args: argparse.Namespace, work: str) -> dict:
+    """The pixel (a new visitor each) with the ClickHouse mirror off and on, alternating on fresh databases (best of
+    two each, one with --quick), into a clickhouse-server of its own (the tests' fixture class); after each run with
+    it on, how long the mirror took to catch up and whether ClickHouse then holds every stored event once."""
+    try:
+        sys.path.insert(0, os.path.join(ROOT, "tests"))
+        from conftest import CLICKHOUSE_SERVER, ClickHouse
+    except ImportError as error:
+        return {"missing": f"tests/conftest.py cannot be imported ({error}): pip install -e '.[test]'"}
+    if not os.path.exists(CLICKHOUSE_SERVER):
+        return {"missing": f"{CLICKHOUSE_SERVER} (apt-get install clickhouse-server)"}
+    clickhouse = ClickHouse(os.path.join(work, "clickhouse"))
+    script, sql = pixel_script(work), "SELECT count(*) FROM events"
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    try:
+        for name in ["off", "on"] * (1 if args.quick else 2):
+            db = os.path.join(work, "mirror.db")
+            remove_database(db)
+            flags = ["--rate-limit", "0", *args.server_flags]
+            if name == "on":
+                database, url = clickhouse.database("bench")
+                prisme_lite.clickhouse_init(prisme_lite.ClickHouseTarget.parse(url))
+                flags += ["--clickhouse-url", url, "--node-id", "bench"]
+            server = start_server(db, *flags)
+            result = measure(server, "/", script, args.seconds, args.connections, db, sql)
+            if name == "on":
+                started = time.monotonic()
+                while http_json(server.port, "GET", "/api/v1/healthcheck")["clickhouse"]["behind_rows"]:
+                    if time.monotonic() - started > 300:
+                        break
+                    time.sleep(0.1)
+                result["caught_up_s"] = round(time.monotonic() - started, 1)
+                final = clickhouse.rows("SELECT count() AS n FROM events FINAL", database)[0]["n"]
+                result["in_clickhouse"], result["in_sqlite"] = final, count(db, sql)
+            server.stop()
+            runs[name].append(result)
+        version = clickhouse.query("SELECT version()").strip()
+    finally:
+        clickhouse.stop()
+        remove_database(os.path.join(work, "mirror.db"))
+    off, on = (max(run["requests_per_s"] for run in runs[name]) for name in ("off", "on"))
+    return {"clickhouse": version, "off_requests_per_s": off, "on_requests_per_s": on, "ratio": round(on / off, 3),
+            "runs": runs}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -717,6 +763,7 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--dashboard-only", action="store_true", help="skip the HTTP routes")
     parser.add_argument("--fold-only", action="store_true", help="only the writer's fold rate (no HTTP, no wrk)")
+    parser.add_argument("--mirror-only", action="store_true", help="only the pixel with the ClickHouse mirror on/off")
     parser.add_argument("--repeat", type=int, default=3, help="fold runs of each kind (--fold-only)")
     parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     args = parser.parse_args()
@@ -744,6 +791,8 @@ def main() -> int:
                             "rate limits and access log off; synchronous=NORMAL"}  # fmt: skip
     started = time.monotonic()
     try:
+        if args.mirror_only:
+            args.events, args.dashboard_only = [], True
         if not args.dashboard_only:
             print("ceiling: the bare Bottle GIF route", file=sys.stderr)
             report["ceiling"] = run_ceiling(args, work)
@@ -770,6 +819,9 @@ def main() -> int:
             print("ingest and the writer's fold on the largest database and on an empty one", file=sys.stderr)
             report["ingest_at_size"] = {"events": report["dashboard"][-1]["events"], "fold_events": args.fold_events,
                                         **measure_at_size(args, work, os.path.join(work, "dashboard.db"))}  # fmt: skip
+        if not args.dashboard_only or args.mirror_only:
+            print("the pixel with the ClickHouse mirror off and on", file=sys.stderr)
+            report["mirror"] = run_mirror(args, work)
         if not args.dashboard_only and not args.quick and py_spy():
             print("profile of the pixel route (py-spy)", file=sys.stderr)
             report["pixel_profile"] = profile_pixel(args, work)
@@ -888,6 +940,11 @@ def targets(report: dict) -> list[dict]:
             *(at_size.get(k, {}) for k in ("full", "empty"))]  # fmt: skip
     if routes or both or at_size:
         target("acknowledged but not stored, every load", sum(run.get("lost", 0) for run in runs), 0, False, "events")
+    mirror = report.get("mirror", {})
+    if "ratio" in mirror:
+        target("pixel with the ClickHouse mirror on / off", mirror["ratio"], 0.8, True)
+        lost = sum(run["in_sqlite"] - run["in_clickhouse"] for run in mirror["runs"]["on"])
+        target("stored but not in ClickHouse once caught up", lost, 0, False, "events")
     for row in rows:
         row["verdict"] = "met" if row["met"] else "GAP"
     return rows
@@ -952,7 +1009,19 @@ def print_table(report: dict) -> None:
         print("  inclusive (on the stack)                                        self (top of the stack)")
         for (frame, share), (leaf, own) in zip(profile["inclusive_percent"], profile["self_percent"], strict=True):
             print(f"  {share:5.1f}% {frame[:58]:58} {own:5.1f}% {leaf[:58]}")
-    print("\nSPEC §9 targets (not measured here: filtered overviews, the ClickHouse mirror, kill -9 and fault tests):")
+    mirror = report.get("mirror")
+    if mirror and "missing" in mirror:
+        print(f"\nThe ClickHouse mirror: not measured: {mirror['missing']}")
+    elif mirror:
+        print(f"\nThe pixel with the ClickHouse mirror (clickhouse-server {mirror['clickhouse']} here), a new"
+              f" visitor each, fresh databases, alternating, best of {len(mirror['runs']['on'])}:")  # fmt: skip
+        print(f"  off {mirror['off_requests_per_s']:,.0f} req/s, on {mirror['on_requests_per_s']:,.0f} req/s:"
+              f" ratio {mirror['ratio']}")  # fmt: skip
+        for run in mirror["runs"]["on"]:
+            print(f"  on: p99 {run['p99_ms']} ms, CPU {run['cpu_ms_per_request']} ms/req, peak {run['peak_rss_mb']} MB;"
+                  f" caught up {run['caught_up_s']} s after the load; ClickHouse {run['in_clickhouse']:,} events"
+                  f" (FINAL), SQLite {run['in_sqlite']:,}")  # fmt: skip
+    print("\nSPEC §9 targets (not measured here: filtered overviews, kill -9 and fault tests):")
     for row in report["targets"]:
         note = f"  [{row['note']}]" if row["note"] else ""
         print(f"  {row['verdict']:4} {row['target']:46} {row['measured']:>10} (target {row['goal']}){note}")

@@ -290,3 +290,19 @@ CREATE TABLE IF NOT EXISTS goals (
     created_at INTEGER NOT NULL,
     UNIQUE (site, kind, target)
 );
+
+-- @mirror (schema version 9) ----------------------------------------------------------------------------------------
+-- The ClickHouse mirror (clickhouse_url): rows changed since the mirror last shipped them. New rows of events,
+-- sessions, server_events and widget_events are shipped from a position (meta mirror_position, by id); what this
+-- table holds is what a position cannot see: a session or an event changed after it was stored, and the rows of
+-- checkouts and counter_days (keyed by text). Filled by the writer's own triggers only while the mirror is on.
+-- key: the row's id, the transaction id, or for counter_days the JSON [client_id, action_id, page_id, day];
+-- changes: how many times it changed (the mirror deletes an entry only if it did not change again while shipping);
+-- since: when it first changed (ms), for the lag.
+CREATE TABLE IF NOT EXISTS mirror_pending (
+    tbl     TEXT NOT NULL,
+    key     ANY NOT NULL,
+    changes INTEGER NOT NULL,
+    since   INTEGER NOT NULL,
+    PRIMARY KEY (tbl, key)
+) WITHOUT ROWID;

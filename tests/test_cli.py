@@ -115,7 +115,7 @@ DEFAULTS = {
         (["check"], [], ["db"]),
         (["init"], [], ["db", "synchronous"]),
         (["admin-token"], ["--rotate"], ["db", "synchronous", "admin_token"]),
-        (["prune"], ["--older-than"], ["db", "synchronous", "retention_days"]),
+        (["prune"], ["--older-than"], ["db", "synchronous", "retention_days", "clickhouse_url"]),
         (["export"], ["--format", "--kind", "--from", "--to", "--output"], ["db"]),
         (["stats"], ["--site", "--days"], ["db", "origins"]),
         (["origins", "add"], ["HOST"], ["db", "synchronous"]),
