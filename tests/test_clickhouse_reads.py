@@ -4,6 +4,7 @@ answers what SQLite answers, through the stats API of one real app switched betw
 import json
 import random
 import sqlite3
+import time
 
 import pytest
 import webtest
@@ -134,9 +135,18 @@ def store_the_other_families(app, client, clock, rng):
         )  # fmt: skip
 
 
-def load_into_clickhouse(db, target):
-    """Every row SQLite holds, as the export's records plus node_id and version, each sent twice (a retried
-    insert), and a session once more at an older version: what reads with FINAL must not see."""
+def shipped(app, timeout=120.0):
+    """Once the mirror has shipped every stored and changed row (the mirror of issue 20, running in the app)."""
+    deadline = time.monotonic() + timeout
+    with sqlite3.connect(app.ctx.config["db"]) as conn:
+        while prisme_lite.mirror_lag(conn, prisme_lite.now_ms())["behind_rows"]:
+            assert time.monotonic() < deadline, prisme_lite.mirror_lag(conn, prisme_lite.now_ms())
+            time.sleep(0.2)
+
+
+def insert_stale_copies(db, target, node_id):
+    """Every row SQLite holds once more, as the mirror sent it but at an older version, twice (a retried insert), and
+    a session at an older state: what reads with FINAL must not see."""
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row
     tables = {
@@ -145,19 +155,19 @@ def load_into_clickhouse(db, target):
         "counter_increments": "counter_days",
     }  # fmt: skip
     for table, source in tables.items():
-        rows = [dict(row) | {"node_id": "node-a", "version": 2} for row in conn.execute(f"SELECT * FROM {source}")]
+        rows = [dict(row) | {"node_id": node_id, "version": 1} for row in conn.execute(f"SELECT * FROM {source}")]
         assert rows, table
         for _ in range(2):
             target.insert(table, rows)
     stale = dict(conn.execute("SELECT * FROM sessions LIMIT 1").fetchone())
-    target.insert("sessions", [stale | {"pageviews": 99, "exit_path": "/stale", "node_id": "node-a", "version": 1}])
+    target.insert("sessions", [stale | {"pageviews": 99, "exit_path": "/stale", "node_id": node_id, "version": 0}])
     conn.close()
 
 
 @pytest.fixture(scope="module")
 def sources(clickhouse, tmp_path_factory):
-    """One app on one database, its events stored through the real writer and routes and loaded into ClickHouse;
-    get(source, metric, **params) asks its stats API with stats_source switched to `source`."""
+    """One app on one database, its events stored through the real writer and routes and shipped to ClickHouse by
+    its mirror; get(source, metric, **params) asks its stats API with stats_source switched to `source`."""
     _database, url = clickhouse.database()
     target = prisme_lite.ClickHouseTarget.parse(url)
     prisme_lite.clickhouse_init(target)
@@ -178,7 +188,11 @@ def sources(clickhouse, tmp_path_factory):
         with sqlite3.connect(path) as conn:
             prisme_lite.add_goal(conn, "blog.example.com", "event", "signup")
             prisme_lite.add_goal(conn, "*.shop.example", "path", "/pricing")
-        load_into_clickhouse(path, target)
+        shipped(app)
+        assert int(clickhouse.query("SELECT count() FROM events", _database)) == app.ctx.read().execute(
+            "SELECT count(*) FROM events"
+        ).fetchone()[0]
+        insert_stale_copies(path, target, app.ctx.mirror.node_id)
         token = app.ctx.admin_token()
         clock.now = NOW
 
