@@ -189,9 +189,10 @@ def sources(clickhouse, tmp_path_factory):
             prisme_lite.add_goal(conn, "blog.example.com", "event", "signup")
             prisme_lite.add_goal(conn, "*.shop.example", "path", "/pricing")
         shipped(app)
-        assert int(clickhouse.query("SELECT count() FROM events", _database)) == app.ctx.read().execute(
-            "SELECT count(*) FROM events"
-        ).fetchone()[0]
+        assert (
+            int(clickhouse.query("SELECT count() FROM events", _database))
+            == app.ctx.read().execute("SELECT count(*) FROM events").fetchone()[0]
+        )
         insert_stale_copies(path, target, app.ctx.mirror.node_id)
         token = app.ctx.admin_token()
         clock.now = NOW
