@@ -4949,6 +4949,7 @@ CLICKHOUSE_READ_SETTINGS = (("count_distinct_implementation", "uniqExact"),
 
 
 def clickhouse_literal(value: Any) -> str:
+    """A parameter as a ClickHouse literal: a number as itself, text quoted with its quotes and backslashes escaped."""
     if value is None:
         return "NULL"
     if isinstance(value, int | float):
