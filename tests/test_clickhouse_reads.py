@@ -340,3 +340,46 @@ def test_stats_source_clickhouse_needs_a_clickhouse_url(tmp_path):
         environ={"PRISME_STATS_SOURCE": "clickhouse", "PRISME_CLICKHOUSE_URL": "http://127.0.0.1:8123/"},
     )
     assert config["stats_source"] == "clickhouse"
+
+
+def test_two_nodes_read_together_and_their_equal_session_ids_stay_apart(clickhouse, tmp_path):
+    """Two nodes on two databases mirror into one ClickHouse; each numbers its sessions from 1. Read from ClickHouse,
+    either node shows both nodes' events, and a visit filter keeps each event with its own node's session."""
+    _database, url = clickhouse.database()
+    prisme_lite.clickhouse_init(prisme_lite.ClickHouseTarget.parse(url))
+    apps = {}
+    for node, entry in (("east", "/east-entry"), ("west", "/west-entry")):
+        (tmp_path / node).mkdir()
+        config = make_config(tmp_path / node, clickhouse_url=url, node_id=node, stats_source="clickhouse")
+        app = apps[node] = prisme_lite.make_app(config)
+        for n, path in enumerate((entry, "/shared")):
+            app.ctx.writer.append("web", {
+                "ts": NOW - HOUR + n * MINUTE, "site": "localhost", "kind": "pageview", "name": None,
+                "host": "localhost", "path": path, "referrer": "direct", "utm_source": None, "utm_medium": None,
+                "utm_campaign": None, "utm_term": None, "utm_content": None, "visitor_id": f"{node}-visitor",
+                "browser": "Chrome", "os": "Linux", "device": "desktop", "country": "FR", "status": 200, "props": None,
+            })  # fmt: skip
+        app.ctx.writer.flush()
+    try:
+        for app in apps.values():
+            shipped(app)
+            assert app.ctx.read().execute("SELECT id FROM sessions").fetchall() == [(1,)]
+        token = apps["east"].ctx.admin_token()
+        client = webtest.TestApp(apps["east"])
+
+        def get(metric, **params):
+            answer = client.get(f"/api/v1/stats/{metric}", {"from": "now-1d", **params},
+                                headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            return dict(zip(answer.json["keys"], answer.json["values"], strict=True))
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(prisme_lite, "now_ms", lambda: NOW)
+            assert get("overview")["pageviews"] == 4 and get("overview")["visitors"] == 2
+            assert get("top-pages", **{"entry-path": "/east-entry"}) == {"/east-entry": 1, "/shared": 1}
+            assert get("top-pages", **{"visit-referrer": "direct"})["/shared"] == 2
+            assert get("top-entry-pages", path="/west-entry") == {"/west-entry": 1}
+            apps["east"].ctx.config["stats_source"] = "sqlite"
+            assert get("overview")["pageviews"] == 2  # a node's own file: its own events
+    finally:
+        for app in apps.values():
+            app.ctx.close()
