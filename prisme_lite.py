@@ -5678,7 +5678,11 @@ class ClickHouseTarget:
         """`http://user:pass@host:8123/?database=prisme`: user and password become HTTP basic auth (18.16 and
         current ClickHouse both take it), `database` the database (default `prisme`)."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ConfigError(f"clickhouse_url must be an http(s) URL, got {masked_url(url)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         database = dict(query).get("database", "prisme")
@@ -5689,7 +5693,7 @@ class ClickHouseTarget:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
         netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        netloc += f":{parts.port}" if parts.port else ""
+        netloc += f":{port}" if port else ""
         endpoint = f"{parts.scheme}://{netloc}{parts.path or '/'}"
         return cls(endpoint, database, tuple((k, v) for k, v in query if k != "database"), headers)
 
