@@ -1,6 +1,7 @@
 """The ClickHouse mirror (SPEC §10), against a real clickhouse-server process (the `clickhouse` fixture): what
 ClickHouse holds, read with FINAL, is exactly what SQLite holds, through restarts and kill -9 of either side."""
 
+import contextlib
 import http.client
 import json
 import random
@@ -10,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import CHROME, cli, new_token
+from conftest import CHROME, cli, new_token, upgraded
 from test_reliability import Load, request
 
 import prisme_lite
@@ -435,12 +436,5 @@ def test_switched_off_then_on_again_the_rows_that_changed_meanwhile_are_shipped_
 
 
 def test_an_older_database_gets_the_mirrors_table(tmp_path):
-    db = tmp_path / "prisme.db"
-    prisme_lite.open_database(str(db))
-    with sqlite3.connect(db) as conn:
-        conn.execute("DROP TABLE mirror_pending")
-        conn.execute("PRAGMA user_version = 6")
-    prisme_lite.open_database(str(db))
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)
+    with contextlib.closing(upgraded(tmp_path / "prisme.db", 6, "mirror_pending")) as conn:
         assert conn.execute("SELECT count(*) FROM mirror_pending").fetchone() == (0,)
