@@ -410,6 +410,9 @@ class Context:
         # Each family's clean-ups, the dashboard's, then retention, which prunes the raw rows of every family.
         maintenance = tuple(task(config) for family in FAMILIES for task in family.maintenance)
         mirrored = bool(config["clickhouse_url"])
+        if mirrored:  # a wrong URL or node id stops the start before the writer has begun
+            ClickHouseTarget.parse(config["clickhouse_url"])
+            node_id_of(config, None)
         maintenance += (forget_expired_logins, Retention(config["retention_days"], mirrored))
         self.writer = Writer(
             config["db"],
@@ -5358,12 +5361,12 @@ def healthcheck() -> Any:
             raise Unavailable("the database's file system is read-only")
         if disk.f_bavail * disk.f_frsize < HEALTHY_FREE_BYTES:
             raise Unavailable(f"the disk is full: {disk.f_bavail * disk.f_frsize // 1024} KiB left")
+        # ClickHouse behind or down is no reason to stop sending this node events: still 200, with how far behind
+        mirror = {"clickhouse": ctx.mirror.status(ctx.read())} if ctx.mirror else {}
     except (sqlite3.Error, OSError, Unavailable) as error:
         response.status = 503
         return json.dumps({"status": "unavailable", "error": str(error)})
-    if ctx.mirror:  # ClickHouse behind or down is no reason to stop sending this node events: still 200
-        return json.dumps({"status": "ok", "clickhouse": ctx.mirror.status(ctx.read())})
-    return json.dumps({"status": "ok"})
+    return json.dumps({"status": "ok", **mirror})
 
 
 # /metrics: Prometheus' text exposition format 0.0.4. Counters start at 0 with each server process.
@@ -5860,7 +5863,11 @@ class ClickHouseTarget:
         """`http://user:pass@host:8123/?database=prisme`: user and password become HTTP basic auth (18.16 and
         current ClickHouse both take it), `database` the database (default `prisme`)."""
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of range
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ConfigError(f"clickhouse_url must be an http(s) URL, got {masked_url(url)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         database = dict(query).get("database", "prisme")
@@ -5871,7 +5878,7 @@ class ClickHouseTarget:
             credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
         netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        netloc += f":{parts.port}" if parts.port else ""
+        netloc += f":{port}" if port else ""
         endpoint = f"{parts.scheme}://{netloc}{parts.path or '/'}"
         return cls(endpoint, database, tuple((k, v) for k, v in query if k != "database"), headers)
 
@@ -6050,8 +6057,10 @@ def note_mirror_off(conn: sqlite3.Connection) -> None:
         set_meta(conn, "mirror_off_since", str(now_ms()))
 
 
-def node_id_of(config: dict, conn: sqlite3.Connection) -> str:
-    """node_id from the settings, else the one made for this database."""
+def node_id_of(config: dict, conn: sqlite3.Connection | None) -> str:
+    """node_id from the settings, else the one made for this database (without `conn`: only a setting is checked)."""
+    if conn is None and not config["node_id"]:
+        return ""
     node = config["node_id"] or get_meta(conn, "node_id") or ""
     if not NODE_ID.match(node):
         raise ConfigError(f"node_id must be 1 to 64 letters, digits, '.', '_' or '-', got {node[:70]!r}")
@@ -6135,8 +6144,10 @@ class Mirror:
                         self._prune()
                         pruned_at = time.monotonic()
                     more = self.ship(conn)
-                except (ClickHouseError, Unavailable, sqlite3.Error) as error:
-                    if self.error is None:
+                except Exception as error:  # whatever it is, the thread goes on: it alone ships
+                    if not isinstance(error, ClickHouseError | Unavailable | sqlite3.Error):
+                        log.exception("mirror: unexpected failure, retrying")
+                    elif self.error is None:
                         log.warning("mirror: %s; ingest goes on, the mirror retries", error)
                     self.error = str(error)
                     self.stopping.wait(delay)  # never a hot loop: ClickHouse down costs a request every 30 s at most

@@ -170,6 +170,19 @@ def run(tmp_path):
         process.log.close()
 
 
+def upgraded(db, version, table):
+    """A database made at schema `version` (the current one without `table`, which a later version added), then
+    opened by this prisme_lite: its connection, for the test to look at what the migrations made."""
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {version}")
+    prisme_lite.open_database(str(db))
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)
+    return conn
+
+
 def clear_of_the_hour(seconds=60):
     """Counter tokens expire at the top of the hour (SPEC §4): a test that asks a real server for tokens and uses
     them within `seconds` starts after the hour turns when it would otherwise straddle it."""

@@ -1,6 +1,7 @@
 """The ClickHouse mirror (SPEC §10), against a real clickhouse-server process (the `clickhouse` fixture): what
 ClickHouse holds, read with FINAL, is exactly what SQLite holds, through restarts and kill -9 of either side."""
 
+import contextlib
 import http.client
 import json
 import random
@@ -10,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import CHROME, cli, new_token
+from conftest import CHROME, cli, new_token, upgraded
 from test_reliability import Load, request
 
 import prisme_lite
@@ -57,6 +58,9 @@ def test_a_url_with_a_password_is_masked_and_sent_as_basic_auth():
     assert prisme_lite.masked_url(url) == "http://alice:***@127.0.0.1:8123/?database=stats&max_insert_block_size=1000"
     with pytest.raises(prisme_lite.ConfigError, match="database must be"):
         prisme_lite.ClickHouseTarget.parse("http://127.0.0.1:8123/?database=a;DROP")
+    for wrong in ("127.0.0.1:8123", "ftp://h/", "http://h:port/", "http://:pw@h:99999/"):
+        with pytest.raises(prisme_lite.ConfigError, match="must be an http"):
+            prisme_lite.ClickHouseTarget.parse(wrong)
 
 
 # What the mirror must have shipped ------------------------------------------------------------------------------
@@ -412,3 +416,25 @@ def test_clickhouse_retention_deletes_this_nodes_old_rows_there(clickhouse, run,
     )  # another node's rows are its own to prune
     wait_mirrored(clickhouse, database, "n1", tmp_path / "prisme.db")  # today's rows stay
     assert process.stop() == 0
+
+
+def test_switched_off_then_on_again_the_rows_that_changed_meanwhile_are_shipped_again(clickhouse, run, tmp_path):
+    db = tmp_path / "prisme.db"
+    database, url = initialised(clickhouse)
+    mirrored = ("--rate-limit", "0", "--clickhouse-url", url, "--node-id", "n1")
+    process = run(*mirrored)
+    Families(process, db).web("on")
+    wait_mirrored(clickhouse, database, "n1", db)
+    assert process.stop() == 0
+    process = run("--rate-limit", "0")  # off: the visit goes on, unrecorded by any trigger
+    Families(process, db).web("off")
+    assert process.stop() == 0
+    process = run(*mirrored)
+    found = wait_mirrored(clickhouse, database, "n1", db)
+    assert [row[8] for row in found["sessions"]] == [6]
+    assert process.stop() == 0
+
+
+def test_an_older_database_gets_the_mirrors_table(tmp_path):
+    with contextlib.closing(upgraded(tmp_path / "prisme.db", 6, "mirror_pending")) as conn:
+        assert conn.execute("SELECT count(*) FROM mirror_pending").fetchone() == (0,)
