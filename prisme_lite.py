@@ -5219,8 +5219,8 @@ def openapi_document() -> dict:
         "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
         "share": {"type": "apiKey", "in": "header", "name": SHARE_HEADER, "description": (
             "a shared dashboard's token (`share create`): its site's cards, chart and tables only, counts under"
-            " share_min_count as the string \"< N\", their rates null, table rows under it left out")},
-    }
+            ' share_min_count as the string "< N", their rates null, table rows under it left out')},
+    }  # fmt: skip
     schemas = {
         "Error": {"type": "object", "properties": {"error": TEXT}, "required": ["error"]},
         "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT},
