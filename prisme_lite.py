@@ -4752,11 +4752,18 @@ METRIC_MEANING = (
 )
 
 
+# A shared dashboard's reads need no other credential; a token unknown, expired or revoked is 404, like a wrong link.
+SHARE_PARAMETER = parameter("X-Prisme-Share", "header", (
+    "instead of a credential, a shared dashboard's token (`share create`): its site's cards, chart and tables only,"
+    ' each count under share_min_count as the string "< N", a rate or average of one null, table rows under it left'
+    " out; 404 when the token is unknown, expired or revoked, 403 for another site"))  # fmt: skip
+
+
 def stats_operation(summary: str, schema: str, parameters: list[dict]) -> dict:
     return {"get": operation(
         "read", summary, answers(ok("the series or list", "application/json", schema_ref(schema)), 400, 401, 403, 404,
                                  429),
-        security=[*BEARER, {"dashboard": []}, {"share": []}], parameters=parameters,
+        security=[*BEARER, {"dashboard": []}], parameters=[*parameters, SHARE_PARAMETER],
     )}  # fmt: skip
 
 
@@ -5058,7 +5065,6 @@ def sites(ctx: Context) -> dict:
 # script reads the stats API with the token in X-Prisme-Share. What a share answers, and how each answer's counts
 # are suppressed (suppressed_report): the cards, the chart's two series, the live count, and the tables of the
 # families whose rows are each a site's (widgets and server events are every site's: never shared).
-SHARE_HEADER = "X-Prisme-Share"
 SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
 SHARE_PREFIX = 8  # characters of a token kept as they are, for `share list` and `share revoke`
 MAX_SHARE_DAYS = 3650
@@ -5217,10 +5223,7 @@ def openapi_document() -> dict:
     schemes = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "the admin token or an access token"},
         "dashboard": {"type": "apiKey", "in": "cookie", "name": DASHBOARD_COOKIE},
-        "share": {"type": "apiKey", "in": "header", "name": SHARE_HEADER, "description": (
-            "a shared dashboard's token (`share create`): its site's cards, chart and tables only, counts under"
-            ' share_min_count as the string "< N", their rates null, table rows under it left out')},
-    }  # fmt: skip
+    }
     schemas = {
         "Error": {"type": "object", "properties": {"error": TEXT}, "required": ["error"]},
         "Health": {"type": "object", "properties": {"status": {"enum": ["ok", "unavailable"]}, "error": TEXT},
