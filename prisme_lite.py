@@ -6310,10 +6310,11 @@ def revoke_share(conn: sqlite3.Connection, given: str) -> int:
     """By the whole token, or by its start (4 characters at least, as `share list` shows it) when one share has it."""
     given = given.rstrip("…")
     if SHARE_TOKEN.fullmatch(given):
-        found = conn.execute("SELECT token_hash FROM shares WHERE token_hash = ?", (hash_secret(given),)).fetchall()
+        sql = "SELECT token_hash, prefix FROM shares WHERE token_hash = ?"
+        found = conn.execute(sql, (hash_secret(given),)).fetchall()
     elif len(given) >= 4:
         found = conn.execute(
-            "SELECT token_hash FROM shares WHERE substr(prefix, 1, ?) = ? AND revoked_at IS NULL",
+            "SELECT token_hash, prefix FROM shares WHERE substr(prefix, 1, ?) = ? AND revoked_at IS NULL",
             (min(len(given), SHARE_PREFIX), given[:SHARE_PREFIX]),
         ).fetchall()
     else:
@@ -6324,7 +6325,7 @@ def revoke_share(conn: sqlite3.Connection, given: str) -> int:
     if not found or not conn.execute(revoke, (now_ms(), found[0][0])).rowcount:
         print(f"no active share {terminal_text(given)} (see `prisme-lite share list`)", file=sys.stderr)
         return 1
-    print(f"revoked: {given[:SHARE_PREFIX]}…; its link answers 404 now")
+    print(f"revoked: {found[0][1]}…; its link answers 404 now")
     return 0
 
 
