@@ -5156,7 +5156,7 @@ def suppressed_report(share: Share, metric: str, report: dict) -> dict:
     else:
         kept = [n for n, value in enumerate(values) if not small(value)]
         if len(kept) < len(values):
-            left_out = f"Rows counted fewer than {share.least} times are not shown: they could single a visitor out."
+            left_out = f"Rows under {share.least} are left out."
             report["note"] = f"{report['note']} {left_out}" if report.get("note") else left_out
         for name in ("keys", "values", "details"):
             if name in report:
@@ -6296,7 +6296,8 @@ def create_share_command(conn: sqlite3.Connection, args: argparse.Namespace, con
 
 
 def list_shares(conn: sqlite3.Connection) -> int:
-    rows = conn.execute("SELECT prefix, site, created_at, expires_at, revoked_at FROM shares ORDER BY created_at")
+    sql = "SELECT prefix, site, created_at, expires_at, revoked_at FROM shares ORDER BY created_at, prefix"
+    rows = conn.execute(sql)
     now, stamp = now_ms(), lambda ms: time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
     print_table(["TOKEN", "SITE", "CREATED", "EXPIRES", "STATUS"], [
         (f"{prefix}…", site, stamp(created), stamp(expires) if expires else "never",

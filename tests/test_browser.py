@@ -1020,7 +1020,7 @@ def test_a_share_link_opens_logged_out_hides_small_counts_and_filters_by_a_click
             ["play", "< 5", "< 5", "-"]
         )
         assert rows(page, "Top pages") == [("/twelve", "12"), ("/five", "5")]  # /four and /one are left out
-        expect(panel(page, "Top pages").locator(".note")).to_contain_text("Rows counted fewer than 5 times")
+        expect(panel(page, "Top pages").locator(".note")).to_have_text("Rows under 5 are left out.")
         hidden = page.locator("#chart rect.hidden title").all_text_contents()
         assert [title.split(": ", 1)[1].split(",")[0] for title in hidden] == ["< 5 pageviews", "< 5 pageviews"]
         assert panel(page, "Widgets").count() == 0 and panel(page, "Server events").count() == 0  # every site's

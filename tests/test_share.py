@@ -72,11 +72,10 @@ def shared(make_server, clock):
     return server
 
 
-def read(server, metric, token=None, status=200, **params):
+def read(server, metric, token=None, status=200, extra_environ=None, **params):
     """/api/v1/stats/<metric> as the share's page asks it: the token in X-Prisme-Share, no login."""
-    answer = server.client.get(
-        f"/api/v1/stats/{metric}", params, headers={"X-Prisme-Share": token or server.token}, status=status
-    )
+    headers = {"X-Prisme-Share": token or server.token}
+    answer = server.client.get(f"/api/v1/stats/{metric}", params, headers, status=status, extra_environ=extra_environ)
     return answer.json
 
 
@@ -113,7 +112,7 @@ def test_table_rows_under_five_are_left_out_and_the_panel_says_so(shared):
     pages = read(shared, "top-site-pages")
     assert pages["keys"] == [f"{SITE} /twelve", f"{SITE} /five"] and pages["values"] == [12, 5]
     assert [row["path"] for row in pages["details"]] == ["/twelve", "/five"]
-    assert pages["note"] == "Rows counted fewer than 5 times are not shown: they could single a visitor out."
+    assert pages["note"] == "Rows under 5 are left out."
     referrers = read(shared, "top-visit-referrers")
     assert (referrers["keys"], referrers["values"]) == (["news.example", "direct"], [12, 5])
     events = read(shared, "top-custom-events")
@@ -157,6 +156,16 @@ def test_a_share_reads_its_own_site_only_and_only_the_dashboard(shared):
     shared.client.post("/api/v1/stats/overview", headers={"X-Prisme-Share": shared.token}, status=405)  # GET only
     # No share token, no login: the stats are not public.
     shared.client.get("/api/v1/stats/overview", status=401)
+
+
+def test_a_share_reads_at_most_its_rate_a_minute_per_client_ip(shared):
+    shared.ctx.share_limiter = prisme_lite.RateLimiter(3, 100)  # 600 a minute is too many to send here
+    for _ in range(3):
+        read(shared, "live-count")
+    refused = shared.client.get("/api/v1/stats/live-count", headers={"X-Prisme-Share": shared.token}, status=429)
+    assert int(refused.headers["Retry-After"]) > 0 and "rate limit" in refused.json["error"]
+    # Another address has its own; a login's reads are not a share's.
+    read(shared, "live-count", extra_environ={"REMOTE_ADDR": "198.51.100.7"})
 
 
 def test_the_share_page_is_the_dashboard_logged_out_and_read_only(shared):
@@ -203,7 +212,8 @@ def test_unknown_expired_and_revoked_tokens_get_one_and_the_same_404(shared, clo
 
 def shares_of(db):
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT token_hash, prefix, site, expires_at, revoked_at FROM shares").fetchall()
+        sql = "SELECT token_hash, prefix, site, expires_at, revoked_at FROM shares ORDER BY created_at, prefix"
+        return conn.execute(sql).fetchall()
 
 
 def test_share_create_list_and_revoke(tmp_path):
