@@ -5068,7 +5068,7 @@ def sites(ctx: Context) -> dict:
 SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
 SHARE_PREFIX = 8  # characters of a token kept as they are, for `share list` and `share revoke`
 MAX_SHARE_DAYS = 3650
-SHARE_READS_PER_MINUTE = 600  # stats answers per minute per client IP on shares (a dashboard load asks ~25)
+SHARE_READS_PER_MINUTE = 600  # stats answers per minute per client IP on shares (a dashboard load asks ~20)
 SHARED_PANELS = tuple(panel for family in FAMILIES if family.name in ("web", "goals", "counters")
                       for panel in family.panels)  # fmt: skip
 SHARED_SERIES = ("pageviews", "visitors", "live-count")
