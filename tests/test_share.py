@@ -8,7 +8,7 @@ import re
 import sqlite3
 
 import pytest
-from conftest import cli
+from conftest import cli, migrated_from
 from test_dashboard import utc
 
 import prisme_lite
@@ -281,13 +281,8 @@ def test_share_create_refuses_a_bad_site_or_expiry_in_one_line(tmp_path, args, s
 
 def test_a_schema_6_database_gets_the_shares_table_and_a_backup_keeps_the_hashes(tmp_path):
     db = tmp_path / "prisme.db"
-    prisme_lite.open_database(str(db))
+    migrated_from(db, 6, "shares")
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP TABLE shares")
-        conn.execute("PRAGMA user_version = 6")
-    prisme_lite.open_database(str(db))
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)
         token = prisme_lite.create_share(conn, "localhost", None)
     assert cli("backup", str(tmp_path / "copy.db"), db=db).returncode == 0
     assert shares_of(tmp_path / "copy.db") == shares_of(db)  # configuration, like goals: a restore keeps its links
