@@ -4973,7 +4973,7 @@ def dashboard() -> str:
     ctx: Context = request.app.ctx
     if not dashboard_login_valid(ctx):
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error=""))
-    return html_page("prisme-lite", share_body(None, ""))
+    return html_page("prisme-lite", dashboard_body())
 
 
 @route("/dashboard/opted", doc={"get": operation(
@@ -5088,7 +5088,8 @@ class Share:
         return f"< {self.least}" if self.small(count) else count
 
     def small(self, count: Any) -> bool:
-        return isinstance(count, int) and 0 < count < self.least
+        """From 1 to least - 1, whatever number type the stats' source gave (a text or None is no count)."""
+        return isinstance(count, int | float) and not isinstance(count, bool) and 0 < count < self.least
 
 
 def create_share(conn: sqlite3.Connection, site: str, days: int | None) -> str:
@@ -5164,7 +5165,7 @@ def suppressed_report(share: Share, metric: str, report: dict) -> dict:
     return report
 
 
-def share_body(share: Share | None, token: str) -> str:
+def dashboard_body(share: Share | None = None, token: str = "") -> str:
     """The dashboard's body: with every control for a login, or a share's (its site named, read-only)."""
     if share is None:
         return APP_BODY.format(
@@ -5194,7 +5195,7 @@ def shared_dashboard(token: str) -> str:
     share = find_share(ctx, token)
     if share is None:
         return html_page("prisme-lite", "<p>No such shared dashboard: wrong, expired or revoked.</p>\n", 404)
-    return html_page(f"prisme-lite: {html.escape(share.site)}", share_body(share, token))
+    return html_page(f"prisme-lite: {html.escape(share.site)}", dashboard_body(share, token))
 
 
 ROUTES.extend((static_file, home, dashboard, dashboard_opted, dashboard_login, dashboard_logout, sites))

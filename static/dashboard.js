@@ -1,5 +1,5 @@
-/* prisme_lite dashboard: reads the stats API with the login cookie (or a shared dashboard's token) and draws everything with the DOM
-   (no HTML from data ever: every value goes in as text). */
+/* prisme_lite dashboard: reads the stats API with the login cookie (or a shared dashboard's token) and draws
+   everything with the DOM (no HTML from data ever: every value goes in as text). */
 "use strict";
 // Whole UTC days (months) that end with today, by the server's clock: "7 days" is today and the six before, so
 // the chart has the same buckets at any hour (28 of 6 hours; 30 days are 30 days). `to` is exclusive.
