@@ -353,3 +353,8 @@ def start_clickhouse(tmp_path):
     yield start
     for server in servers:
         server.stop()
+
+
+def migrated_from(db, version, table):
+    """upgraded(), for a test that needs only that the migrations ran."""
+    upgraded(db, version, table).close()
