@@ -322,6 +322,23 @@ def test_the_dashboard_page_shows_the_same_numbers_from_clickhouse(sources, chro
         served.close()
 
 
+def test_a_shared_dashboard_reads_the_same_suppressed_answers_from_clickhouse(sources):
+    """A share link's API (its site, small counts as "< 5") over ClickHouse: the share wraps the answer alike."""
+    app = sources.app
+    with sqlite3.connect(app.ctx.config["db"]) as conn:
+        token = prisme_lite.create_share(conn, "*.shop.example", None)
+    client = webtest.TestApp(app)
+    for metric in ("overview", "pageviews", "top-site-pages", "top-countries", "goals", "top-custom-events"):
+        answers = []
+        for source in ("sqlite", "clickhouse"):
+            app.ctx.config["stats_source"] = source
+            answers.append(
+                client.get(f"/api/v1/stats/{metric}", {"from": "now-30d"}, headers={"X-Prisme-Share": token}).json
+            )
+        assert answers[1] == answers[0], metric
+        assert answers[0]["values"]
+
+
 def test_clickhouse_down_is_a_503_that_says_so(make_server):
     server = make_server(stats_source="clickhouse", clickhouse_url=f"http://127.0.0.1:{free_port()}/?database=x")
     answer = server.client.get(
