@@ -168,7 +168,7 @@ def insert_stale_copies(db, target, node_id):
 def sources(clickhouse, tmp_path_factory):
     """One app on one database, its events stored through the real writer and routes and shipped to ClickHouse by
     its mirror; get(source, metric, **params) asks its stats API with stats_source switched to `source`."""
-    _database, url = clickhouse.database()
+    database, url = clickhouse.database()
     target = prisme_lite.ClickHouseTarget.parse(url)
     prisme_lite.clickhouse_init(target)
     path = tmp_path_factory.mktemp("chreads") / "prisme.db"
@@ -190,7 +190,7 @@ def sources(clickhouse, tmp_path_factory):
             prisme_lite.add_goal(conn, "*.shop.example", "path", "/pricing")
         shipped(app)
         assert (
-            int(clickhouse.query("SELECT count() FROM events", _database))
+            int(clickhouse.query("SELECT count() FROM events", database))
             == app.ctx.read().execute("SELECT count(*) FROM events").fetchone()[0]
         )
         insert_stale_copies(path, target, app.ctx.mirror.node_id)
@@ -210,7 +210,7 @@ def sources(clickhouse, tmp_path_factory):
 
 
 def same(get, metric, **params):
-    """The answer of both sources, which must be equal; it has rows (a comparison of nothing proves nothing)."""
+    """The answer of both sources, which must be equal (the tests check that the data set reaches each metric)."""
     sqlite, clickhouse = get("sqlite", metric, **params), get("clickhouse", metric, **params)
     assert clickhouse == sqlite, (metric, params)
     return sqlite
