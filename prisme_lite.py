@@ -5718,7 +5718,10 @@ class ClickHouseTarget:
 
     def insert(self, table: str, rows: Iterable[dict]) -> int:
         """Insert `rows` into `table` in one request (JSONEachRow); the number of rows; ClickHouseError unless 2xx."""
-        lines = [CLICKHOUSE_ENCODER.encode(row) for row in rows]
+        return self.insert_json(table, [CLICKHOUSE_ENCODER.encode(row) for row in rows])
+
+    def insert_json(self, table: str, lines: list[str]) -> int:
+        """Insert rows given as JSON objects, one a line, into `table` in one request; ClickHouseError unless 2xx."""
         if lines:
             self.request(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow", "\n".join(lines).encode() + b"\n")
         return len(lines)
@@ -5779,10 +5782,13 @@ class MirroredTable:
     changes: tuple[str, ...]  # the writes after which a row is pending: after them it is shipped again
     positioned: bool = True  # new rows are found from the stored position (by id)
     by_key: str = f"id IN {JSON_KEYS}"  # the pending rows of a JSON list of keys
+    made_by_json: tuple[str, ...] = ()  # columns a JSON function made: sent as the text they are, like the export
 
-    def pending_rows(self, columns: tuple[str, ...]) -> str:
-        """The rows of a JSON list of pending keys."""
-        return f"SELECT {', '.join(columns)} FROM {self.source} WHERE {self.by_key}"
+    def as_json(self, columns: tuple[str, ...]) -> str:
+        """Each row as the JSON object ClickHouse takes, made by SQLite (in C, outside the GIL: the mirror costs
+        the request threads little); node_id and version are the two parameters that come first."""
+        values = [f"'{c}', {c} || ''" if c in self.made_by_json else f"'{c}', {c}" for c in columns]
+        return f"json_object({', '.join(values)}, 'node_id', ?, 'version', ?)"
 
 
 # New rows of the id tables are shipped from a position; a row that changes after it is stored (a session goes on;
@@ -5795,7 +5801,7 @@ MIRRORED = (
     MirroredTable("widget_events", "widget_events", "widget_events", "{row}id", "ts", "ts", ()),
     MirroredTable(
         "checkouts", "checkouts", CHECKOUTS_EXPORTED, "{row}transaction_id", "ts", "ts", ("INSERT",), positioned=False,
-        by_key=f"transaction_id IN {JSON_KEYS}",
+        by_key=f"transaction_id IN {JSON_KEYS}", made_by_json=("products",),
     ),
     MirroredTable(
         "counter_increments", "counter_days", "counter_days",
@@ -5806,7 +5812,7 @@ MIRRORED = (
         " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?))",
     ),
 )  # fmt: skip
-MIRROR_BATCH = 5000  # rows of each table read and shipped in one request at most: bounded memory, a catch-up in steps
+MIRROR_BATCH = 2000  # rows of each table in one insert at most: a few MB held, and ClickHouse wants >= 1000 an insert
 MIRROR_INTERVAL = 1.0  # seconds between rounds when the mirror has caught up
 MIRROR_BACKOFF = (1.0, 30.0)  # seconds between tries while ClickHouse fails: the first, doubled up to the last
 MIRROR_STOP = 5.0  # seconds a stop waits for a request to ClickHouse in progress
@@ -5981,41 +5987,48 @@ class Mirror:
 
     def ship(self, conn: sqlite3.Connection) -> bool:
         """One round; whether a table had more rows than a round takes (then the next starts at once)."""
-        batches: dict[str, list] = {}
+        version = max(self.version + 1, time.time_ns() // 1000)  # µs: larger after a restart too
+        batches: dict[str, list[str]] = {}
         shipped: list[tuple] = []
         more = False
         conn.execute("BEGIN")  # one snapshot: positions, pending rows and the rows themselves agree
         try:
             positions = mirror_positions(conn)
             for table in MIRRORED:
-                columns = self.columns[table.name]
-                rows = []
+                as_json = table.as_json(self.columns[table.name])
+                lines = []
                 if table.positioned:
                     rows = conn.execute(
-                        f"SELECT {', '.join(columns)} FROM {table.source} WHERE id > ? ORDER BY id LIMIT ?",
-                        (positions[table.name], MIRROR_BATCH),
+                        f"SELECT id, {as_json} FROM {table.source} WHERE id > ? ORDER BY id LIMIT ?",
+                        (self.node_id, version, positions[table.name], MIRROR_BATCH),
                     ).fetchall()
                     if rows:
-                        positions[table.name] = rows[-1][columns.index("id")]
+                        positions[table.name] = rows[-1][0]
+                    lines = [line for _, line in rows]
                     more |= len(rows) == MIRROR_BATCH
                 keys = conn.execute(
                     "SELECT key, changes FROM mirror_pending WHERE tbl = ? LIMIT ?", (table.name, MIRROR_BATCH)
                 ).fetchall()
                 if keys:
                     more |= len(keys) == MIRROR_BATCH
-                    rows += conn.execute(table.pending_rows(columns), (json.dumps([k for k, _ in keys]),)).fetchall()
+                    lines += [
+                        line
+                        for (line,) in conn.execute(
+                            f"SELECT {as_json} FROM {table.source} WHERE {table.by_key}",
+                            (self.node_id, version, json.dumps([key for key, _ in keys])),
+                        )
+                    ]
                     shipped += [(table.name, key, changes) for key, changes in keys]
-                batches[table.name] = rows
+                batches[table.name] = lines
         finally:
             conn.execute("ROLLBACK")
         if not shipped and not any(batches.values()):
             return False
-        version = self.version = max(self.version + 1, time.time_ns() // 1000)  # µs: larger after a restart too
-        for name, rows in batches.items():
-            columns, tail = self.columns[name], {"node_id": self.node_id, "version": version}
-            self.target.insert(name, (dict(zip(columns, row, strict=True), **tail) for row in rows))
+        self.version = version
+        for name, lines in batches.items():
+            self.target.insert_json(name, lines)
         self.writer.run(mirror_advance, positions, shipped, version)
-        self.shipped.update({name: len(rows) for name, rows in batches.items()})
+        self.shipped.update({name: len(lines) for name, lines in batches.items()})
         return more
 
     def _prune(self) -> None:
