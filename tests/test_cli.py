@@ -22,7 +22,7 @@ NOT_CREATING = [
     ["origins", "remove", "blog.example.com"], ["tokens", "create", "--scope", "admin"], ["tokens", "list"],
     ["tokens", "revoke", "tk_x"], ["counters", "list"], ["counters", "show", "likes", "intro"], ["stats"],
     ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"], ["dead-letters", "list"],
-    ["dead-letters", "retry"],
+    ["dead-letters", "retry"], ["share", "create", "--site", "localhost"], ["share", "list"], ["share", "revoke", "abcd"],
 ]  # fmt: skip
 
 
@@ -105,6 +105,7 @@ DEFAULTS = {
     "ipv6_prefix": "64", "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
     "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
     "clickhouse_url": "none", "node_id": "none", "clickhouse_retention_days": "0",
+    "share_min_count": "5",
 }  # fmt: skip
 
 
@@ -128,6 +129,9 @@ DEFAULTS = {
         (["dead-letters", "retry"], [], ["db", "synchronous", "session_timeout"]),
         (["clickhouse", "init"], [], ["db", "clickhouse_url"]),
         (["clickhouse", "status"], [], ["db", "clickhouse_url", "node_id"]),
+        (["share", "create"], ["--site", "--expires"], ["db", "synchronous", "origins", "host", "port"]),
+        (["share", "list"], [], ["db"]),
+        (["share", "revoke"], ["TOKEN"], ["db", "synchronous"]),
         (["serve"], [], list(DEFAULTS)),
     ],
     ids=" ".join,
