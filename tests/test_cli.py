@@ -104,8 +104,8 @@ DEFAULTS = {
     "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
     "ipv6_prefix": "64", "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
     "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
-    "clickhouse_url": "none", "node_id": "none", "clickhouse_retention_days": "0",
     "share_min_count": "5",
+    "clickhouse_url": "none", "node_id": "none", "clickhouse_retention_days": "0",
 }  # fmt: skip
 
 
