@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import tomllib
+import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -71,7 +72,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 8
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -96,6 +97,8 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         )
     ),
     5: lambda: schema_part("@goals"),  # 6: goals (conversions)
+    6: "",  # 7: another branch's (the lead renumbers at merge)
+    7: lambda: schema_part("@imports"),  # 8: access logs imported, and how far (`prisme-lite import`)
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -2813,30 +2816,53 @@ def record_web_event(
     ts = now_ms()
     ip = environ["prisme.client_ip"]
     salted_id = make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent)
-    event: WebEvent = {
-        "ts": ts,
-        "site": site,
-        "kind": kind,
-        "name": target or name,
-        "host": page.host,
-        "path": page.path,
-        "referrer": referrer,
-        "visitor_id": visitor_id or salted_id,
-        "browser": agent.browser,
-        "os": agent.os,
-        "device": agent.device,
-        "country": ctx.country(environ, ip),
-        "status": page_status,
-        "props": props,
-    }
-    event.update(zip(UTM_KEYS, page.utm, strict=True))
+    event = web_event(
+        ts, site, kind, page, (referrer, document_referrer), agent, visitor_id or salted_id,
+        ctx.country(environ, ip), page_status, target or name, props,
+    )  # fmt: skip
     if ping:
         event["ping"] = True
     if visitor_id and visitor_id != salted_id:  # the writer may find the device's session (identify)
         event["salted_id"] = salted_id
+    ctx.writer.append("web", event)
+
+
+def web_event(
+    ts: int,
+    site: str,
+    kind: str,
+    page: Page,
+    referrers: tuple[str, str | None],
+    agent: Agent,
+    visitor_id: str,
+    country: str | None,
+    status: int,
+    name: str | None = None,
+    props: str | None = None,
+) -> WebEvent:
+    """The record of one web event, the one place it is made: live (record_web_event) and from access logs
+    (`prisme-lite import`). `referrers`: the referrer host as stored (referrer_host) and the document referrer."""
+    referrer, document_referrer = referrers
+    event: WebEvent = {
+        "ts": ts,
+        "site": site,
+        "kind": kind,
+        "name": name,
+        "host": page.host,
+        "path": page.path,
+        "referrer": referrer,
+        "visitor_id": visitor_id,
+        "browser": agent.browser,
+        "os": agent.os,
+        "device": agent.device,
+        "country": country,
+        "status": status,
+        "props": props,
+    }
+    event.update(zip(UTM_KEYS, page.utm, strict=True))
     if referrer == "direct" and document_referrer:  # a link within the host: the writer decides what it is
         event["from_path"] = normalise_path(browser_split(document_referrer).path)
-    ctx.writer.append("web", event)
+    return event
 
 
 def page_url_from_headers(environ: dict) -> str | None:
@@ -5601,6 +5627,421 @@ def rewrite_dead_letters(path: str, letters: list[dict]) -> None:
 
 
 ###############################################################################
+# Import ######################################################################
+###############################################################################
+
+# `prisme-lite import`: access logs (nginx/Apache combined, Caddy's JSON) become the pageviews live traffic would
+# have made, through the same code (web_event, then the writer's WebEventStore, a batch per transaction).
+IMPORT_BATCH = 5_000  # log lines read per transaction
+IMPORT_KEY_BYTES = 64 << 10  # a file is known by the SHA-256 of this much of its start, and its size
+IMPORT_PROGRESS = 10.0  # seconds between progress lines when stderr is no terminal (a terminal's line: 0.2 s)
+# Requests for files, not pages: by extension of the last path segment, or by folder.
+ASSET_EXTENSIONS = frozenset(
+    "css js mjs map png jpg jpeg gif svg ico webp avif bmp woff woff2 ttf otf eot xml txt json webmanifest".split()
+)
+ASSET_FOLDERS = ("/static/", "/assets/", "/wp-content/", "/wp-includes/", "/_next/", "/.well-known/")
+# prisme-lite's own routes, when it is served on the site's host: its API, dashboard, widget tracking and metrics
+# (and /count, GoatCounter's pixel, for logs of a site that moved from it). /static/wa.js is an asset already.
+OWN_ROUTES = ("/api/", "/dashboard", "/track/", "/metrics", "/count")
+# Why a line is no pageview, in the order they are checked, with what the summary says of each.
+SKIP_REASONS = {
+    "unparseable": "not a line of the log's format",
+    "unregistered site": "a host that is no registered origin (`prisme-lite origins add HOST`)",
+    "duplicate": "in a file imported before (by its first 64 KiB and size), not read again",
+    "before last import": "at or before the latest line imported for its site (an overlapping log)",
+    "past retention": "older than retention_days: the server would delete it",
+    "method": "not a GET",
+    "status": "not 2xx or 304",
+    "own route": "prisme-lite's own routes (/api/, /dashboard, /track/, /metrics, /count)",
+    "asset": "a static file (.css, .js, images, fonts, /static/, /assets/, /wp-content/ …)",
+    "common format": "no referrer and user agent (the common log format): a visitor cannot be told from a bot",
+    "prefetch": "a speculative load (Sec-Purpose: prefetch), not a visit",
+    "bot": "a crawler, a headless browser or a client that is no browser (the live rule)",
+    "invalid": "a page URL or referrer the live API refuses",
+}
+COMBINED_LINE = re.compile(
+    r'(\S+) \S+ \S+ \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "((?:[^"\\]|\\.)*)" (\d{3}) \S+'
+    r'(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?'
+)
+LOG_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})|\\(.)")  # nginx writes \x22, Apache \" and \\
+MONTHS = {name: number for number, name in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
+@dataclass(slots=True)
+class LogLine:
+    """One request of an access log, as both formats give it."""
+
+    ts: int  # unix ms
+    ip: str
+    method: str
+    target: str  # the request target: /path?query, or an absolute URL
+    host: str | None  # the Host header (Caddy); a combined log has none
+    status: int
+    referrer: str | None
+    user_agent: str | None  # None: the log has no such field (the common format)
+    scheme: str = "https"
+    prefetch: bool = False
+
+
+class Skipped(Exception):
+    """A log line that becomes no pageview; its one argument is the reason (SKIP_REASONS)."""
+
+
+@functools.lru_cache(maxsize=4096)  # a busy log repeats each second many times
+def combined_time(text: str) -> int:
+    """Unix ms of a combined log's time, `10/Oct/2026:13:55:36 -0700` (COMBINED_LINE checked its shape)."""
+    moment = datetime.datetime(
+        int(text[7:11]), MONTHS[text[3:6]], int(text[:2]), int(text[12:14]), int(text[15:17]), int(text[18:20]),
+        tzinfo=datetime.UTC,
+    )  # fmt: skip
+    offset = (int(text[22:24]) * 60 + int(text[24:26])) * MINUTE_MS
+    return int(moment.timestamp()) * 1000 - (offset if text[21] == "+" else -offset)
+
+
+def log_text(value: str) -> str:
+    """A quoted field of a combined log as the client sent it: the servers' escapes undone (\\xHH are bytes)."""
+    if "\\" not in value:
+        return value
+    raw = LOG_ESCAPE.sub(lambda found: chr(int(found[1], 16)) if found[1] else found[2], value)
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8 once unescaped: as it was in the log
+        return raw
+
+
+def parse_combined(text: str) -> LogLine | None:
+    """A line of nginx's or Apache's combined format (or the common format, without referrer and user agent)."""
+    found = COMBINED_LINE.match(text)
+    if found is None:
+        return None
+    ip, when, request_line, status, referrer, user_agent = found.groups()
+    try:
+        ts = combined_time(when)
+    except (KeyError, ValueError):
+        return None
+    method, _, rest = log_text(request_line).partition(" ")
+    target = rest.rpartition(" ")[0] if rest.rpartition(" ")[2].startswith("HTTP/") else rest
+    referrer = None if referrer in (None, "-", "") else log_text(referrer)
+    user_agent = None if user_agent is None else "" if user_agent == "-" else log_text(user_agent)
+    return LogLine(ts, ip, method, target, None, int(status), referrer, user_agent)
+
+
+def parse_caddy(text: str) -> LogLine | None:
+    """A line of Caddy's JSON access log: request.method, uri, host, headers, client_ip (or remote_ip), status, ts
+    (seconds, or an ISO 8601 time)."""
+    try:
+        entry = json.loads(text)
+        req = entry["request"]
+        headers = req.get("headers") or {}
+
+        def header(name: str) -> str | None:
+            values = headers.get(name)
+            return values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
+
+        ts = entry["ts"]
+        ts = int(ts * 1000) if type(ts) in (int, float) else int(datetime.datetime.fromisoformat(ts).timestamp() * 1000)
+        ip, method, target, host = req.get("client_ip") or req["remote_ip"], req["method"], req["uri"], req["host"]
+        status = entry["status"]
+        if not all(isinstance(value, str) for value in (ip, method, target, host)) or type(status) is not int:
+            return None
+        prefetch = "prefetch" in (header("Sec-Purpose") or header("Purpose") or header("X-Moz") or "").lower()
+        scheme = "https" if req.get("tls") else "http"
+        user_agent = header("User-Agent") or ""
+        return LogLine(ts, ip, method, target, host, status, header("Referer"), user_agent, scheme, prefetch)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+
+
+LOG_FORMATS: dict[str, Callable[[str], LogLine | None]] = {"combined": parse_combined, "caddy": parse_caddy}
+
+
+def is_asset(path: str) -> bool:
+    """A request for a file rather than a page (ASSET_EXTENSIONS, ASSET_FOLDERS)."""
+    last = path.rpartition("/")[2]
+    return ("." in last and last.rpartition(".")[2].lower() in ASSET_EXTENSIONS) or path.startswith(ASSET_FOLDERS)
+
+
+def is_own_route(path: str) -> bool:
+    return any(path == route or path.startswith(route.rstrip("/") + "/") for route in OWN_ROUTES)
+
+
+@dataclass
+class LogFile:
+    """A log to import: where, what is known of it before reading (format, first time), and its key."""
+
+    path: str
+    key: str
+    gzipped: bool
+    format: str
+    first_ts: float  # of its first line that parses (inf: none in its first lines), to import the oldest first
+
+    def lines(self) -> Iterator[bytes]:
+        with gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb") as file:  # noqa: SIM115
+            yield from file
+
+
+def open_log(path: str, fmt: str | None) -> LogFile:
+    """What import needs to know of a log before reading it; one line (CommandError) for a file it cannot read."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(IMPORT_KEY_BYTES)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as error:
+        raise CommandError(f"import: cannot read {path}: {error.strerror}") from None
+    if os.path.isdir(path):
+        raise CommandError(f"import: {path} is a directory; give the log files in it")
+    key = f"{hashlib.sha256(head).hexdigest()}:{size}"
+    log_file = LogFile(path, key, head[:2] == b"\x1f\x8b", fmt or "combined", math.inf)
+    try:
+        first = list(itertools.islice((line for line in log_file.lines() if line.strip()), 100))
+    except (OSError, EOFError, zlib.error) as error:
+        raise CommandError(f"import: {path} is not readable gzip data ({error})") from None
+    if first and fmt is None and first[0].lstrip().startswith(b"{"):
+        log_file.format = "caddy"
+    parse = LOG_FORMATS[log_file.format]
+    log_file.first_ts = next((line.ts for text in first if (line := parse(text.decode("utf-8", "replace")))), math.inf)
+    return log_file
+
+
+class Progress:
+    """Import progress on stderr: one line refreshed in place on a terminal, a line every IMPORT_PROGRESS s else."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = self.shown = time.monotonic()
+
+    def show(self, name: str, lines: int, pageviews: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.shown < (0.2 if self.tty else IMPORT_PROGRESS):
+            return
+        self.shown = now
+        rate = lines / max(now - self.started, 1e-6)
+        text = f"import: {name}: {lines:,} lines, {rate:,.0f} lines/s, {pageviews:,} pageviews"
+        if self.tty:
+            sys.stderr.write(f"\r{text}\x1b[K" + ("\n" if final else ""))
+        elif not final:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+class Importer:
+    """One run of `prisme-lite import`, with no server on the database: log lines to pageviews, stored a batch per
+    transaction by the writer's own applier, so sessions and daily counts are what live traffic makes.
+
+    Visitors: live ids are keyed by the day's salt, which is deleted at midnight; so a past day's salt is drawn
+    afresh, once per run and day, and never stored: visitors are distinct within a run's day and cannot be linked
+    to live ones, nor to another run's (a visitor whose day spans two runs counts twice that day). The IP address
+    goes only into that hash. Each site's latest line imported is kept (import_marks): lines at or before it are
+    taken as imported, so a log overlapping an earlier one adds only what is new, and a run cut short resumes.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, config: dict, site_host: str | None):
+        self.conn = conn
+        self.store = WebEventStore(config["session_timeout"] * MINUTE_MS)
+        self.origins = OriginRegistry(config["origins"], lambda: conn)
+        self.country = CountryLookup(config)
+        self.site_host = site_host
+        self.cutoff = retention_cutoff(now_ms(), config["retention_days"]) if config["retention_days"] else None
+        self.salts: dict[int, bytes] = {}
+        self.sites: dict[str, str | None] = {}  # host → registered origin (None: none)
+        self.marks = {site: (ts, n) for site, ts, n in conn.execute("SELECT site, ts, lines FROM import_marks")}
+        self.read = self.pageviews = self.parsed = 0
+        self.skipped: Counter = Counter()
+        self.unregistered: Counter = Counter()
+        self.progress = Progress()
+
+    def site_of(self, host: str) -> str | None:
+        if host not in self.sites:
+            self.sites[host] = self.origins.site_of(host_of(f"http://{host}/") or host)
+        return self.sites[host]
+
+    def salt(self, ts: int) -> bytes:
+        return self.salts.setdefault(ts // DAY_MS, secrets.token_bytes(32))
+
+    def import_file(self, log_file: LogFile) -> None:
+        """Import one file, a batch of IMPORT_BATCH lines per transaction."""
+        done = self.conn.execute(
+            "SELECT lines FROM imports WHERE file_key = ? AND finished_at IS NOT NULL", (log_file.key,)
+        ).fetchone()
+        if done:
+            self.skipped["duplicate"] += done[0]
+            print(f"import: {log_file.path}: imported before, skipped", file=sys.stderr)
+            return
+        self.conn.execute(
+            "INSERT INTO imports VALUES (?, ?, 0, 0, ?, NULL) ON CONFLICT DO NOTHING",
+            (log_file.key, log_file.path, now_ms()),
+        )
+        parse = LOG_FORMATS[log_file.format]
+        # This file's latest time per site and how many of its lines had it; and lines at the mark's time so far.
+        file_marks: dict[str, tuple[int, int]] = {}
+        at_mark: Counter = Counter()
+        batch: list[WebEvent] = []
+        lines = pageviews = 0
+        try:
+            for raw in log_file.lines():
+                lines += 1
+                if not raw.strip():
+                    continue
+                try:
+                    batch.append(self.pageview(parse(raw.decode("utf-8", "replace")), file_marks, at_mark))
+                except Skipped as skipped:
+                    self.skipped[skipped.args[0]] += 1
+                if lines % IMPORT_BATCH == 0:
+                    pageviews += self.commit(log_file, batch, file_marks, lines, pageviews)
+                    batch = []
+        except (OSError, EOFError, zlib.error) as error:  # a gzip file cut short: what came before it is kept
+            print(f"import: {log_file.path}: stopped reading after line {lines}: {error}", file=sys.stderr)
+        pageviews += self.commit(log_file, batch, file_marks, lines, pageviews, finished=True)
+        self.read += lines
+        self.pageviews += pageviews
+        self.progress.show(log_file.path, self.read, self.pageviews, final=True)
+        for site, mark in file_marks.items():
+            self.marks[site] = max(mark, self.marks.get(site, mark))
+
+    def pageview(self, line: LogLine | None, file_marks: dict, at_mark: Counter) -> WebEvent:
+        """The pageview a log line makes, as record_web_event makes it live; else Skipped, saying why."""
+        if line is None:
+            raise Skipped("unparseable")
+        self.parsed += 1
+        host = self.site_host or line.host or ""
+        site = self.site_of(host)
+        if site is None:
+            self.unregistered[host] += 1
+            raise Skipped("unregistered site")
+        latest, count = file_marks.get(site, (line.ts, 0))
+        file_marks[site] = (line.ts, 1) if line.ts > latest else (latest, count + (line.ts == latest))
+        mark = self.marks.get(site)
+        if mark and line.ts <= mark[0]:
+            at_mark[site] += line.ts == mark[0]
+            if line.ts < mark[0] or at_mark[site] <= mark[1]:
+                raise Skipped("before last import")
+        if self.cutoff is not None and line.ts < self.cutoff:
+            raise Skipped("past retention")
+        if line.method != "GET":
+            raise Skipped("method")
+        if not (200 <= line.status < 300 or line.status == 304):
+            raise Skipped("status")
+        path = line.target.partition("?")[0].partition("#")[0]
+        if path.startswith(("http://", "https://")):  # a request in absolute form (to a proxy)
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        if is_own_route(path):
+            raise Skipped("own route")
+        if is_asset(path):
+            raise Skipped("asset")
+        if line.user_agent is None:
+            raise Skipped("common format")
+        if line.prefetch:
+            raise Skipped("prefetch")
+        user_agent = line.user_agent[:MAX_USER_AGENT_LENGTH]
+        agent = parse_user_agent(user_agent)
+        if agent.is_bot:
+            raise Skipped("bot")
+        url = line.target if line.target.startswith(("http://", "https://")) else f"{line.scheme}://{host}{line.target}"
+        try:
+            page = parse_page_url(url) if line.target.startswith(("/", "http://", "https://")) else None
+            if page is None:
+                raise Skipped("invalid")
+            referrer = referrer_host(line.referrer, page.host)
+        except Rejected:
+            raise Skipped("invalid") from None
+        visitor_id = make_visitor_id(self.salt(line.ts), site, line.ip, user_agent)
+        country = self.country({}, line.ip)
+        return web_event(
+            line.ts, site, "pageview", page, (referrer, line.referrer), agent, visitor_id, country, line.status
+        )
+
+    def commit(
+        self, log_file: LogFile, batch: list[WebEvent], marks: dict, lines: int, before: int, finished: bool = False
+    ) -> int:
+        """Store a batch in time order, with how far the file and each site's mark got, in one transaction."""
+        batch.sort(key=itemgetter("ts"))  # a log is in time order but for requests that overlapped
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self.store(conn, batch)
+            conn.executemany(
+                "INSERT INTO import_marks VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " lines = CASE WHEN excluded.ts > ts THEN excluded.lines ELSE max(lines, excluded.lines) END,"
+                " ts = max(ts, excluded.ts)",
+                [(site, ts, n) for site, (ts, n) in marks.items()],
+            )
+            conn.execute(
+                "UPDATE imports SET lines = ?, pageviews = ?, finished_at = ? WHERE file_key = ?",
+                (lines, before + len(batch), now_ms() if finished else None, log_file.key),
+            )
+            conn.execute("COMMIT")
+        except BaseException:  # an error or Ctrl-C: this batch is undone whole, the ones before stay
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.store.reset()
+            raise
+        self.progress.show(log_file.path, self.read + lines, self.pageviews + before + len(batch))
+        return len(batch)
+
+
+def import_logs(config: dict, paths: list[str], fmt: str | None, site: str | None) -> int:
+    """`prisme-lite import`: every file, oldest first, then a summary of what was imported and skipped, and why."""
+    db = config["db"]
+    files = sorted((open_log(path, fmt) for path in paths), key=attrgetter("first_ts"))
+    with command_connection(config) as conn, no_server_on(db, "import", "import with it stopped, then start it"):
+        site_host = None
+        if site is not None:
+            try:
+                site_host = normalise_origin(site)
+            except ValueError as error:
+                raise CommandError(f"import: --site: {error}") from None
+            if site_host.startswith("*.") or OriginRegistry(config["origins"], lambda: conn).site_of(site_host) is None:
+                raise CommandError(
+                    f"import: --site {site_host} is not a registered origin's host; add it with"
+                    f" `prisme-lite origins add {site_host}`"
+                )
+        combined = [log_file.path for log_file in files if log_file.format == "combined"]
+        if combined and site_host is None:
+            raise CommandError(f"import: {combined[0]} is a combined log, which names no host: give --site SITE")
+        importer = Importer(conn, config, site_host)
+        events_before, sessions_before = (
+            conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0] for table in ("events", "sessions")
+        )
+        try:
+            for log_file in files:
+                importer.import_file(log_file)
+        except KeyboardInterrupt:
+            print("import: interrupted; what was stored stays, and running it again goes on", file=sys.stderr)
+            return 130
+        stored = conn.execute("SELECT count(*) FROM events WHERE id > ?", (events_before,)).fetchone()[0]
+        visits = conn.execute("SELECT count(*) FROM sessions WHERE id > ?", (sessions_before,)).fetchone()[0]
+    print_import_summary(importer, len(files), stored, visits)
+    if importer.parsed == 0 and not importer.skipped["duplicate"]:
+        names = ", ".join(paths)
+        print(f"prisme-lite: import: no line of {names} is an access log line (combined or caddy)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_import_summary(importer: Importer, files: int, stored: int, visits: int) -> None:
+    seconds = time.monotonic() - importer.progress.started
+    reloads = importer.pageviews - stored
+    print(
+        f"read {importer.read:,} {plural('line', importer.read)} of {files} {plural('file', files)} in"
+        f" {seconds:.1f} s; imported {stored:,} {plural('pageview', stored)} in {visits:,} {plural('visit', visits)}"
+        + (f" (and {reloads:,} {plural('reload', reloads)} of the page a visit is on, stored as nothing, as live)"
+           if reloads else "")
+    )  # fmt: skip
+    skipped = sum(importer.skipped.values())
+    if skipped:
+        print(f"skipped {skipped:,} {plural('line', skipped)}:")
+        width = max(len(reason) for reason in importer.skipped)
+        for reason, about in SKIP_REASONS.items():
+            if importer.skipped[reason]:
+                print(f"  {reason.ljust(width)}  {importer.skipped[reason]:>9,}  {about}")
+    if importer.unregistered:
+        hosts = ", ".join(terminal_text(host) or "(none)" for host, _ in importer.unregistered.most_common(5))
+        print(f"hosts that are no registered origin: {hosts}; add a site with `prisme-lite origins add HOST`")
+    if importer.skipped["before last import"]:
+        print("lines at or before a site's latest imported line count as imported: import older logs first")
+
+
+###############################################################################
 # Command line and server #####################################################
 ###############################################################################
 
@@ -5883,6 +6324,7 @@ COMMAND_SETTINGS = {
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
     "dead-letters retry": (*WRITES, "session_timeout"), "goals add": (*WRITES, "origins"), "goals remove": WRITES,
+    "import": (*WRITES, "origins", "session_timeout", "geoip_db", "retention_days"),
 }  # fmt: skip
 
 
@@ -5951,6 +6393,12 @@ def build_parser() -> argparse.ArgumentParser:
     goal_target.add_argument("--path", metavar="PATH", help="the page's path, such as /thanks")
     command(goal_actions, "list", "every goal with its id").add_argument("--site", help="only this site's goals")
     command(goal_actions, "remove", "remove a goal by its id").add_argument("goal_id", type=int, metavar="ID")
+    importer = command(commands, "import", "import history from access logs (nginx/Apache combined, Caddy JSON)")
+    importer.add_argument("files", nargs="+", metavar="FILE", help="access logs, gzipped or not, in any order")
+    importer.add_argument(
+        "--format", dest="log_format", choices=tuple(LOG_FORMATS), help="default: caddy if a line starts with {"
+    )
+    importer.add_argument("--site", metavar="HOST", help="the site's host (required for combined logs)")
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -6100,6 +6548,10 @@ def goals_command(args: argparse.Namespace, config: dict) -> int:
     return 0
 
 
+def import_command(args: argparse.Namespace, config: dict) -> int:
+    return import_logs(config, args.files, args.log_format, args.site)
+
+
 def admin_token_command(args: argparse.Namespace, config: dict) -> int:
     if config["admin_token"]:
         print(config["admin_token"])
@@ -6124,6 +6576,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
     "check": check_command,
     "dead-letters": dead_letters_command,
     "goals": goals_command,
+    "import": import_command,
     "admin-token": admin_token_command,
 }
 

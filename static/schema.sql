@@ -290,3 +290,22 @@ CREATE TABLE IF NOT EXISTS goals (
     created_at INTEGER NOT NULL,
     UNIQUE (site, kind, target)
 );
+
+-- @imports (schema version 8) -------------------------------------------------------------------------------------
+-- Access logs imported by `prisme-lite import`. A file is known by the SHA-256 of its first 64 KiB and its size
+-- (file_key): once finished_at is set, importing it again reads nothing. import_marks, per site: the time of the
+-- latest log line imported and how many of that site's lines carried that very time, so that a log overlapping one
+-- imported before (a rotated file that grew, a run cut short) adds only the lines after them. Neither holds an IP.
+CREATE TABLE IF NOT EXISTS imports (
+    file_key    TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    lines       INTEGER NOT NULL,
+    pageviews   INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS import_marks (
+    site  TEXT PRIMARY KEY,
+    ts    INTEGER NOT NULL,
+    lines INTEGER NOT NULL
+) WITHOUT ROWID;

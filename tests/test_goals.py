@@ -202,7 +202,7 @@ def test_a_schema_5_database_gets_the_goals_table(tmp_path):
         conn.execute("PRAGMA user_version = 5")
     prisme_lite.open_database(str(db))
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (6,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)
         assert prisme_lite.add_goal(conn, "localhost", "event", "x").id == 1
 
 
