@@ -5782,14 +5782,14 @@ class LogFile:
 
 def open_log(path: str, fmt: str | None) -> LogFile:
     """What import needs to know of a log before reading it; one line (CommandError) for a file it cannot read."""
+    if os.path.isdir(path):
+        raise CommandError(f"import: {path} is a directory; give the log files in it")
     try:
         with open(path, "rb") as file:
             head = file.read(IMPORT_KEY_BYTES)
             size = os.fstat(file.fileno()).st_size
     except OSError as error:
         raise CommandError(f"import: cannot read {path}: {error.strerror}") from None
-    if os.path.isdir(path):
-        raise CommandError(f"import: {path} is a directory; give the log files in it")
     key = f"{hashlib.sha256(head).hexdigest()}:{size}"
     log_file = LogFile(path, key, head[:2] == b"\x1f\x8b", fmt or "combined", math.inf)
     try:
