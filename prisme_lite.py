@@ -5969,9 +5969,9 @@ class Importer:
             conn.execute("BEGIN IMMEDIATE")
             self.store(conn, batch)
             conn.executemany(
-                "INSERT INTO import_marks VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET"
-                " lines = CASE WHEN excluded.ts > ts THEN excluded.lines ELSE max(lines, excluded.lines) END,"
-                " ts = max(ts, excluded.ts)",
+                "INSERT INTO import_marks VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET lines = CASE"
+                " WHEN excluded.ts > ts THEN excluded.lines WHEN excluded.ts = ts THEN max(lines, excluded.lines)"
+                " ELSE lines END, ts = max(ts, excluded.ts)",
                 [(site, ts, n) for site, (ts, n) in marks.items()],
             )
             conn.execute(

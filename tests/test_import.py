@@ -234,6 +234,10 @@ def test_overlapping_rotated_logs_add_only_their_new_lines_even_within_one_secon
     assert code == 0 and skipped(out) == {"before last import": 3} and "imported 4 pageviews" in out
     assert stored(db)["events"] == stored(str(once))["events"]
     assert rows(db, "SELECT ts, lines FROM import_marks") == [(START + 6 * MINUTE, 1)]
+    # An older log, imported after: all of it counts as imported, and the mark stays where it was.
+    code, out, _err = run_import(capsys, db, write(tmp_path / "older.log", [combined(START, "/x")] * 3), "--site", SITE)
+    assert code == 0 and skipped(out) == {"before last import": 3}
+    assert rows(db, "SELECT ts, lines FROM import_marks") == [(START + 6 * MINUTE, 1)]
 
 
 def test_logs_given_newest_first_are_imported_oldest_first(tmp_path, db, capsys):
