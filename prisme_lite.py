@@ -5781,7 +5781,7 @@ class LogFile:
     first_ts: float  # of its first line that parses (inf: none in its first lines), to import the oldest first
 
     def lines(self) -> Iterator[bytes]:
-        with gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb") as file:  # noqa: SIM115
+        with gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb") as file:
             yield from file
 
 

@@ -164,6 +164,21 @@ def test_a_caddy_log_gzipped_is_found_by_its_first_line_and_takes_each_line_s_ho
     ]
 
 
+def test_quotes_and_bytes_the_web_server_escaped_are_read_as_the_client_sent_them(tmp_path, db, capsys):
+    nginx = combined(
+        START, "/caf\\xC3\\xA9", referrer="https://news.example/?q=\\x22a\\x22", ua=CHROME + " \\x22x\\x22"
+    )
+    apache = combined(START + MINUTE, "/b", ip="198.51.100.2", referrer=r"https://r.example/\"q\"", ua=IPHONE)
+    log = write(tmp_path / "access.log", [nginx, apache])
+
+    code, out, _err = run_import(capsys, db, log, "--site", SITE)
+
+    assert code == 0 and "imported 2 pageviews" in out and skipped(out) == {}, out
+    assert rows(db, "SELECT path, referrer, browser FROM events ORDER BY ts") == [
+        ("/café", "news.example", "Chrome"), ("/b", "r.example", "Mobile Safari"),
+    ]  # fmt: skip
+
+
 def test_each_line_that_is_no_pageview_is_counted_under_its_reason(tmp_path, db, capsys):
     t = START
     log = write(tmp_path / "access.log", [
