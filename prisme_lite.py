@@ -5877,7 +5877,8 @@ class Importer:
             print(f"import: {log_file.path}: imported before, skipped", file=sys.stderr)
             return
         self.conn.execute(
-            "INSERT INTO imports VALUES (?, ?, 0, 0, ?, NULL) ON CONFLICT DO NOTHING",
+            "INSERT INTO imports (file_key, name, lines, pageviews, started_at) VALUES (?, ?, 0, 0, ?)"
+            " ON CONFLICT DO NOTHING",
             (log_file.key, log_file.path, now_ms()),
         )
         parse = LOG_FORMATS[log_file.format]
@@ -5975,8 +5976,8 @@ class Importer:
                 [(site, ts, n) for site, (ts, n) in marks.items()],
             )
             conn.execute(
-                "UPDATE imports SET lines = ?, pageviews = ?, finished_at = ? WHERE file_key = ?",
-                (lines, before + len(batch), now_ms() if finished else None, log_file.key),
+                "UPDATE imports SET lines = ?, pageviews = pageviews + ?, finished_at = ? WHERE file_key = ?",
+                (lines, len(batch), now_ms() if finished else None, log_file.key),
             )
             conn.execute("COMMIT")
         except BaseException:  # an error or Ctrl-C: this batch is undone whole, the ones before stay

@@ -299,8 +299,8 @@ CREATE TABLE IF NOT EXISTS goals (
 CREATE TABLE IF NOT EXISTS imports (
     file_key    TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
-    lines       INTEGER NOT NULL,
-    pageviews   INTEGER NOT NULL,
+    lines       INTEGER NOT NULL,  -- read, of its last run
+    pageviews   INTEGER NOT NULL,  -- given to the writer, over its runs (reloads among them are stored as nothing)
     started_at  INTEGER NOT NULL,
     finished_at INTEGER
 ) WITHOUT ROWID;
