@@ -5688,15 +5688,20 @@ class Skipped(Exception):
     """A log line that becomes no pageview; its one argument is the reason (SKIP_REASONS)."""
 
 
-@functools.lru_cache(maxsize=4096)  # a busy log repeats each second many times
 def combined_time(text: str) -> int:
     """Unix ms of a combined log's time, `10/Oct/2026:13:55:36 -0700` (COMBINED_LINE checked its shape)."""
-    moment = datetime.datetime(
-        int(text[7:11]), MONTHS[text[3:6]], int(text[:2]), int(text[12:14]), int(text[15:17]), int(text[18:20]),
-        tzinfo=datetime.UTC,
-    )  # fmt: skip
-    offset = (int(text[22:24]) * 60 + int(text[24:26])) * MINUTE_MS
-    return int(moment.timestamp()) * 1000 - (offset if text[21] == "+" else -offset)
+    hours, minutes, seconds = int(text[12:14]), int(text[15:17]), int(text[18:20])
+    if hours > 23 or minutes > 59 or seconds > 60:  # 60: a leap second
+        raise ValueError(f"no time of day: {text[12:20]}")
+    return local_midnight(text[:11], text[21:]) + (hours * 3600 + minutes * 60 + seconds) * 1000
+
+
+@functools.lru_cache(maxsize=64)  # a log's lines share a few days: a datetime per day, not per line
+def local_midnight(date: str, zone: str) -> int:
+    """Unix ms of the start of a day (`10/Oct/2026`) in a time zone of the log (`-0700`)."""
+    midnight = datetime.datetime(int(date[7:11]), MONTHS[date[3:6]], int(date[:2]), tzinfo=datetime.UTC)
+    offset = (int(zone[1:3]) * 60 + int(zone[3:5])) * MINUTE_MS
+    return int(midnight.timestamp()) * 1000 - (offset if zone[0] == "+" else -offset)
 
 
 def log_text(value: str) -> str:

@@ -183,6 +183,8 @@ def test_each_line_that_is_no_pageview_is_counted_under_its_reason(tmp_path, db,
     t = START
     log = write(tmp_path / "access.log", [
         "\x00\x01 garbage \xff",
+        f'203.0.113.5 - - [21/Sep/2026:25:13:20 +0000] "GET /no-such-hour HTTP/1.1" 200 512 "-" "{CHROME}"',
+        f'203.0.113.5 - - [21/Foo/2026:14:13:20 +0000] "GET /no-such-month HTTP/1.1" 200 512 "-" "{CHROME}"',
         combined(t - 400 * DAY, "/old"),  # retention_days 365
         combined(t, "/login", method="POST"),
         combined(t, "/missing", status=404),
@@ -207,9 +209,9 @@ def test_each_line_that_is_no_pageview_is_counted_under_its_reason(tmp_path, db,
     code, out, _err = run_import(capsys, db, log, "--site", SITE, "--retention-days", "365")
 
     assert code == 0
-    assert out.startswith("read 20 lines of 1 file") and "imported 2 pageviews in 1 visit" in out, out
+    assert out.startswith("read 22 lines of 1 file") and "imported 2 pageviews in 1 visit" in out, out
     assert skipped(out) == {
-        "unparseable": 1, "past retention": 1, "method": 1, "status": 2, "own route": 2, "asset": 4,
+        "unparseable": 3, "past retention": 1, "method": 1, "status": 2, "own route": 2, "asset": 4,
         "common format": 1, "bot": 3, "invalid": 2,
     }  # fmt: skip
     assert rows(db, "SELECT path, status FROM events ORDER BY ts") == [("/dashboards-we-like", 200), ("/cached", 304)]
