@@ -5892,6 +5892,7 @@ class Importer:
         at_mark: Counter = Counter()
         batch: list[WebEvent] = []
         lines = pageviews = 0
+        whole = True
         try:
             for raw in log_file.lines():
                 lines += 1
@@ -5906,7 +5907,8 @@ class Importer:
                     batch = []
         except (OSError, EOFError, zlib.error) as error:  # a gzip file cut short: what came before it is kept
             print(f"import: {log_file.path}: stopped reading after line {lines}: {error}", file=sys.stderr)
-        pageviews += self.commit(log_file, batch, file_marks, lines, pageviews, finished=True)
+            whole = False  # not finished: run again, it is read again (and its marks skip what is in)
+        pageviews += self.commit(log_file, batch, file_marks, lines, pageviews, finished=whole)
         self.read += lines
         self.pageviews += pageviews
         self.progress.show(log_file.path, self.read, self.pageviews, final=True)
@@ -6005,7 +6007,9 @@ def import_logs(config: dict, paths: list[str], fmt: str | None, site: str | Non
                 site_host = normalise_origin(site)
             except ValueError as error:
                 raise CommandError(f"import: --site: {error}") from None
-            if site_host.startswith("*.") or OriginRegistry(config["origins"], lambda: conn).site_of(site_host) is None:
+            if site_host.startswith("*."):
+                raise CommandError(f"import: --site takes the site's host (www.example.com), not {site_host}")
+            if OriginRegistry(config["origins"], lambda: conn).site_of(site_host) is None:
                 raise CommandError(
                     f"import: --site {site_host} is not a registered origin's host; add it with"
                     f" `prisme-lite origins add {site_host}`"

@@ -280,6 +280,8 @@ def test_a_gzip_log_cut_short_keeps_what_it_had_and_the_whole_file_adds_the_rest
     assert code == 0 and f"import: {cut}: stopped reading after line" in err
     first = rows(db, "SELECT count(*) FROM events")[0][0]
     assert 0 < first < 12_000
+    assert run_import(capsys, db, cut, "--site", SITE)[0] == 0  # read again: nothing new, and no duplicate either
+    assert rows(db, "SELECT count(*) FROM events") == [(first,)]
     (tmp_path / "whole.log.gz").write_bytes(whole)
     code, out, _err = run_import(capsys, db, tmp_path / "whole.log.gz", "--site", SITE)
     assert code == 0 and skipped(out) == {"before last import": first}
@@ -336,6 +338,11 @@ def test_a_combined_log_needs_a_registered_site(tmp_path, db, capsys):
     )
     with sqlite3.connect(db) as conn:
         prisme_lite.add_origin(conn, "*.example.org")
+    code, _out, err = run_import(capsys, db, log, "--site", "*.example.org")
+    assert (code, err) == (
+        2,
+        "prisme-lite: import: --site takes the site's host (www.example.com), not *.example.org\n",
+    )
     code, out, _err = run_import(capsys, db, log, "--site", "www.example.org")
     assert code == 0 and rows(db, "SELECT site, host FROM events") == [("*.example.org", "www.example.org")]
 
