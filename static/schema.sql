@@ -291,6 +291,19 @@ CREATE TABLE IF NOT EXISTS goals (
     UNIQUE (site, kind, target)
 );
 
+-- @shares (schema version 7) --------------------------------------------------------------------------------------
+-- Shared dashboards (`prisme-lite share create`): a link /share/<token> shows one site's dashboard without a login,
+-- read-only, small counts suppressed. The token is kept as its SHA-256 only, and its first 8 characters (`prefix`)
+-- for `share list` and `share revoke`. A revoked or expired row stays (what was shared, and until when), answered 404.
+CREATE TABLE IF NOT EXISTS shares (
+    token_hash TEXT PRIMARY KEY,
+    prefix     TEXT NOT NULL,
+    site       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+
 -- @imports (schema version 8) -------------------------------------------------------------------------------------
 -- Access logs imported by `prisme-lite import`. A file is known by the SHA-256 of its first 64 KiB and its size
 -- (file_key): once finished_at is set, importing it again reads nothing. import_marks, per site: the time of the
