@@ -2058,30 +2058,38 @@ def read_body(environ: dict, limit: int) -> bytes:
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in object")
+    return result
+
+
+def no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
+        raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
+    return number
+
+
+# Made once: json.loads and json.dumps with options build a decoder or an encoder on every call.
+STRICT_JSON = json.JSONDecoder(object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite)
+TEXT_JSON = json.JSONEncoder(ensure_ascii=False)  # as stored: UTF-8 text, not \u escapes
+
+
 def parse_json(data: bytes, what: str = "body") -> Any:
     """Strict JSON: UTF-8, no duplicate keys, no NaN, no absurd nesting; every failure is a 400 that says why."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            raise ValueError("duplicate key in object")
-        return result
-
-    def no_constants(name: str) -> None:
-        raise ValueError(f"{name} is not valid JSON")
-
-    def finite(text: str) -> float:
-        number = float(text)
-        if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
-            raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
-        return number
-
     try:
-        value = json.loads(
-            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite
-        )
+        text = data.decode("utf-8")
+        if text.startswith("\ufeff"):  # as json.loads refuses it; the decoder alone would not check
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = STRICT_JSON.decode(text)
         # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        TEXT_JSON.encode(value).encode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, f"{what} is not valid UTF-8") from None
     except UnicodeEncodeError:
@@ -2130,10 +2138,10 @@ def check_properties(props: Any) -> str | None:
             raise Rejected(
                 400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} printable characters"
             )
-        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        size = len(TEXT_JSON.encode(value).encode("utf-8"))
         if size > MAX_PROPERTY_VALUE_BYTES:
             raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
-    return json.dumps(props, ensure_ascii=False, separators=(",", ":")) if props else None
+    return JOURNAL_ENCODER.encode(props) if props else None  # compact, as the journal writes it
 
 
 def printable(value: Any, most: int = MAX_NAME_LENGTH, least: int = 1) -> bool:
