@@ -72,7 +72,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -97,6 +97,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
         )
     ),
     5: lambda: schema_part("@goals"),  # 6: goals (conversions)
+    6: lambda: schema_part("@shares"),  # 7: shared dashboards
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -261,6 +262,9 @@ SETTINGS: dict[str, Setting] = {
         choices=("normal", "full"),
     ),
     "access_log": Setting(True, "bool", "log one line per request to standard error"),
+    "share_min_count": Setting(
+        5, "int", 'counts below this show as "< N" on shared dashboards (`share create`); 1 shows them all', 1, 1000
+    ),
 }
 
 BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -403,6 +407,7 @@ class Context:
         self.limiter = RateLimiter(config["rate_limit"], config["rate_limit_buckets"])
         self.token_limiter = RateLimiter(config["events_rate_limit"], config["rate_limit_buckets"])
         self.auth_failures = RateLimiter(AUTH_FAILURES_PER_MINUTE, config["rate_limit_buckets"])
+        self.share_limiter = RateLimiter(SHARE_READS_PER_MINUTE, config["rate_limit_buckets"])
         self.country = CountryLookup(config)
         self.telemetry = Telemetry()
         self.readers: list[sqlite3.Connection] = []
@@ -4812,11 +4817,18 @@ METRIC_MEANING = (
 )
 
 
+# A shared dashboard's reads need no other credential; a token unknown, expired or revoked is 404, like a wrong link.
+SHARE_PARAMETER = parameter("X-Prisme-Share", "header", (
+    "instead of a credential, a shared dashboard's token (`share create`): its site's cards, chart and tables only,"
+    ' each count under share_min_count as the string "< N", a rate or average of one null, table rows under it left'
+    " out; 404 when the token is unknown, expired or revoked, 403 for another site"))  # fmt: skip
+
+
 def stats_operation(summary: str, schema: str, parameters: list[dict]) -> dict:
     return {"get": operation(
         "read", summary, answers(ok("the series or list", "application/json", schema_ref(schema)), 400, 401, 403, 404,
                                  429),
-        security=[*BEARER, {"dashboard": []}], parameters=parameters,
+        security=[*BEARER, {"dashboard": []}], parameters=[*parameters, SHARE_PARAMETER],
     )}  # fmt: skip
 
 
@@ -4831,19 +4843,23 @@ def stats_operation(summary: str, schema: str, parameters: list[dict]) -> dict:
 })  # fmt: skip
 @api()
 def stats(ctx: Context, metric: str) -> dict:
-    require_reader(ctx)
+    share = shared_stats(ctx, metric)  # a shared dashboard's read (X-Prisme-Share), or None
+    if share is None:
+        require_reader(ctx)
     measure = METRICS.get(metric)
     if measure is None:
         raise Rejected(404, f"unknown metric {metric[:60]!r}; metrics: {', '.join(METRICS)}")
     q = parse_stats_query(
         query_pairs(request.environ), now_ms(), LIVE_WINDOW if metric in ("live-visitors", "live-count") else "now-7d"
     )
+    if share is not None:
+        q.site = share.site
     keys, values, *details = measure(ctx.read(), replace(q, site_of=ctx.origins.site_of))
     report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         report["details"] = details[0]
     say_unapplied(report, q.unapplied)
-    return report
+    return report if share is None else suppressed_report(share, metric, report)
 
 
 def say_unapplied(report: dict, unapplied: dict[str, str]) -> None:
@@ -5022,7 +5038,7 @@ def dashboard() -> str:
     ctx: Context = request.app.ctx
     if not dashboard_login_valid(ctx):
         return html_page("prisme-lite: log in", LOGIN_BODY.format(error=""))
-    return html_page("prisme-lite", APP_BODY.format(panels=DASHBOARD_PANELS))
+    return html_page("prisme-lite", dashboard_body())
 
 
 @route("/dashboard/opted", doc={"get": operation(
@@ -5110,7 +5126,145 @@ def sites(ctx: Context) -> dict:
     return {"sites": sorted(set(ctx.config["origins"]) | set(stored_origins(ctx.read())))}
 
 
+# Shared dashboards: /share/<token> is the dashboard of one site for anyone with the link, read-only, and its
+# script reads the stats API with the token in X-Prisme-Share. What a share answers, and how each answer's counts
+# are suppressed (suppressed_report): the cards, the chart's two series, the live count, and the tables of the
+# families whose rows are each a site's (widgets and server events are every site's: never shared).
+SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{32}")  # secrets.token_urlsafe(24)
+SHARE_PREFIX = 8  # characters of a token kept as they are, for `share list` and `share revoke`
+MAX_SHARE_DAYS = 3650
+SHARE_READS_PER_MINUTE = 600  # stats answers per minute per client IP on shares (a dashboard load asks ~20)
+SHARED_PANELS = tuple(panel for family in FAMILIES if family.name in ("web", "goals", "counters")
+                      for panel in family.panels)  # fmt: skip
+SHARED_SERIES = ("pageviews", "visitors", "live-count")
+SHARED_METRICS = frozenset(("overview", *SHARED_SERIES, "custom-event-properties", *(p[1] for p in SHARED_PANELS)))
+NO_SHARE = "no such shared dashboard"  # unknown, expired or revoked alike: a token cannot be probed
+
+
+@dataclass(frozen=True)
+class Share:
+    """A shared dashboard: its site, and the counts below `least` that its answers suppress."""
+
+    site: str
+    least: int
+
+    def hidden(self, count: Any) -> Any:
+        """A count as a share shows it: "< 5" from 1 to 4, 0 as 0, the rest as they are."""
+        return f"< {self.least}" if self.small(count) else count
+
+    def small(self, count: Any) -> bool:
+        """From 1 to least - 1, whatever number type the stats' source gave (a text or None is no count)."""
+        return isinstance(count, int | float) and not isinstance(count, bool) and 0 < count < self.least
+
+
+def create_share(conn: sqlite3.Connection, site: str, days: int | None) -> str:
+    """A new share of `site` for `days` (None: until revoked): the token, shown this once and kept as a hash."""
+    token, now = secrets.token_urlsafe(24), now_ms()
+    conn.execute(
+        "INSERT INTO shares (token_hash, prefix, site, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        (hash_secret(token), token[:SHARE_PREFIX], site, now, now + days * DAY_MS if days else None),
+    )
+    return token
+
+
+def find_share(ctx: Context, token: str | None) -> Share | None:
+    """The share a token opens: None for a token unknown, expired or revoked (read at each request: a revoke
+    from the command line applies at once)."""
+    if not token or not SHARE_TOKEN.fullmatch(token):
+        return None
+    sql = "SELECT site FROM shares WHERE token_hash = ? AND revoked_at IS NULL AND coalesce(expires_at > ?, 1)"
+    row = ctx.read().execute(sql, (hash_secret(token), now_ms())).fetchone()
+    return Share(row[0], ctx.config["share_min_count"]) if row else None
+
+
+def shared_stats(ctx: Context, metric: str) -> Share | None:
+    """The share of a stats request sent with X-Prisme-Share, None for one without it. A share reads its own
+    site's SHARED_METRICS and nothing else (404; 403 for another site), at most SHARE_READS_PER_MINUTE a client IP."""
+    token = request.environ.get("HTTP_X_PRISME_SHARE")
+    if token is None:
+        return None
+    share = find_share(ctx, token.strip())
+    if share is None:
+        raise Rejected(404, NO_SHARE)
+    allowed, _left, retry_after = ctx.share_limiter.take(client_key(ctx))
+    if not allowed:
+        raise over_limit(f"over the rate limit of {SHARE_READS_PER_MINUTE} reads a minute", retry_after)
+    if metric not in SHARED_METRICS:
+        raise Rejected(404, f"{metric[:60]!r} is not part of a shared dashboard; it shows {', '.join(SHARED_METRICS)}")
+    asked = query_value(query_pairs(request.environ), "site")
+    if asked and asked != share.site:
+        raise Rejected(403, f"this shared dashboard is of {share.site} only")
+    return share
+
+
+def suppressed_report(share: Share, metric: str, report: dict) -> dict:
+    """A stats answer as a share gives it: each count from 1 to share_min_count - 1 as the string "< N" (0 stays 0);
+    a rate or average of such a count as null; a table row whose count is such is left out, for its name alone
+    could single a visitor out (a page one person saw, a referrer of one company), and the note says so. Goals are
+    the site's own names: their rows stay, suppressed."""
+    if report.get("per_site") is False:  # a metric whose rows are every site's never reaches a share
+        raise Rejected(404, f"{metric} is not recorded per site")
+    values, small = report["values"], share.small
+    if metric == "overview":
+        visitors, pageviews, sessions, bounce_rate, duration = values
+        bounces = round(bounce_rate * sessions / 100)  # to the nearest visit below 200 sessions: enough to tell
+        rate_hidden = small(sessions) or small(bounces) or small(sessions - bounces)
+        report["values"] = [share.hidden(visitors), share.hidden(pageviews), share.hidden(sessions),
+                            None if rate_hidden else bounce_rate, None if small(sessions) else duration]  # fmt: skip
+    elif metric in SHARED_SERIES:
+        report["values"] = [share.hidden(value) for value in values]
+    elif metric == "goals":
+        for row in report["details"]:
+            if small(row["visitors"]):
+                row["conversion_rate"] = None
+            row["conversions"], row["visitors"] = share.hidden(row["conversions"]), share.hidden(row["visitors"])
+        report["values"] = [share.hidden(value) for value in values]
+    else:
+        kept = [n for n, value in enumerate(values) if not small(value)]
+        if len(kept) < len(values):
+            left_out = f"Rows under {share.least} are left out."
+            report["note"] = f"{report['note']} {left_out}" if report.get("note") else left_out
+        for name in ("keys", "values", "details"):
+            if name in report:
+                report[name] = [report[name][n] for n in kept]
+    return report
+
+
+def dashboard_body(share: Share | None = None, token: str = "") -> str:
+    """The dashboard's body: with every control for a login, or a share's (its site named, read-only)."""
+    if share is None:
+        return APP_BODY.format(
+            site='<select id="site" aria-label="site"></select>', panels=DASHBOARD_PANELS, share="",
+            account='<form method="post" action="/dashboard/logout"><button type="submit" id="logout">Log out</button>'
+                    "</form>",
+            footer='<footer id="exclusion"></footer>',
+        )  # fmt: skip
+    site, panels = html.escape(share.site), html.escape(json.dumps(SHARED_PANELS))
+    return APP_BODY.format(
+        site=f'<span id="site-name" class="site-name">{site}</span>', panels=panels, account="",
+        share=f' data-share="{token}" data-share-site="{site}" data-least="{share.least}"',
+        footer=f'<footer id="shared">A shared, read-only view of {site}: counts under {share.least} show as'
+               f" &lt; {share.least}, and rows counted fewer times are left out.</footer>",
+    )  # fmt: skip
+
+
+@route("/share/<token>", doc={"get": operation(
+    "read", "a shared dashboard (`prisme-lite share create`): one site's, read-only, without a login", {
+        **ok("the dashboard; its script reads /api/v1/stats/{metric} with the token in X-Prisme-Share", "text/html"),
+        "404": {"description": "a token unknown, expired or revoked (one answer for all three)",
+                "content": {"text/html": {"schema": TEXT}}}},
+    parameters=[parameter("token", "path", "what `share create` printed", pattern=f"^{SHARE_TOKEN.pattern}$")],
+)})  # fmt: skip
+def shared_dashboard(token: str) -> str:
+    ctx: Context = request.app.ctx
+    share = find_share(ctx, token)
+    if share is None:
+        return html_page("prisme-lite", "<p>No such shared dashboard: wrong, expired or revoked.</p>\n", 404)
+    return html_page(f"prisme-lite: {html.escape(share.site)}", dashboard_body(share, token))
+
+
 ROUTES.extend((static_file, home, dashboard, dashboard_opted, dashboard_login, dashboard_logout, sites))
+ROUTES.append(shared_dashboard)
 
 
 ###############################################################################
@@ -5953,6 +6107,7 @@ COMMAND_SETTINGS = {
     "origins remove": (*WRITES, "origins"), "tokens create": WRITES, "tokens revoke": WRITES,
     "prune": (*WRITES, "retention_days"), "admin-token": (*WRITES, "admin_token"), "stats": ("db", "origins"),
     "dead-letters retry": (*WRITES, "session_timeout"), "goals add": (*WRITES, "origins"), "goals remove": WRITES,
+    "share create": (*WRITES, "origins", "host", "port"), "share revoke": WRITES,
 }  # fmt: skip
 
 
@@ -6021,6 +6176,15 @@ def build_parser() -> argparse.ArgumentParser:
     goal_target.add_argument("--path", metavar="PATH", help="the page's path, such as /thanks")
     command(goal_actions, "list", "every goal with its id").add_argument("--site", help="only this site's goals")
     command(goal_actions, "remove", "remove a goal by its id").add_argument("goal_id", type=int, metavar="ID")
+    share = commands.add_parser("share", help="manage shared dashboards: read-only links to one site's, no login")
+    share_actions = share.add_subparsers(dest="action", metavar="ACTION", required=True)
+    share_create = command(share_actions, "create", "create a link /share/<token> and print it, once")
+    share_create.add_argument("--site", required=True, help="a registered origin")
+    share_create.add_argument("--expires", metavar="DAYS", help="days the link works (default: until revoked)")
+    command(share_actions, "list", "every share: its token's start, site, dates (never the tokens themselves)")
+    command(share_actions, "revoke", "end a share: its link answers 404 at once").add_argument(
+        "token", metavar="TOKEN", help="the token, or its start as `share list` shows it"
+    )
     token = command(commands, "admin-token", "print the admin token")
     token.add_argument("--rotate", action="store_true", help="replace it with a new one first")
     for made, keys in with_settings:  # last, so that a command's --help shows its own arguments first
@@ -6170,6 +6334,73 @@ def goals_command(args: argparse.Namespace, config: dict) -> int:
     return 0
 
 
+def share_command(args: argparse.Namespace, config: dict) -> int:
+    """`share create`, `list` and `revoke`. A running server reads the shares at each request: a link created or
+    revoked works, or stops, at once (like `goals add`)."""
+    with command_connection(config) as conn:
+        if args.action == "create":
+            return create_share_command(conn, args, config)
+        if args.action == "list":
+            return list_shares(conn)
+        return revoke_share(conn, args.token.strip())
+
+
+def create_share_command(conn: sqlite3.Connection, args: argparse.Namespace, config: dict) -> int:
+    """The path alone on standard output (a script captures it), and where to open it on standard error."""
+    try:
+        site = normalise_origin(args.site)
+    except ValueError as error:
+        raise CommandError(f"share create: {error}") from None
+    if site not in set(config["origins"]) | set(stored_origins(conn)):
+        raise CommandError(f"share create: {site} is not a registered origin (`prisme-lite origins list`)")
+    days = args.expires
+    if days is not None and not (INTEGER_ID.fullmatch(days) and 1 <= int(days) <= MAX_SHARE_DAYS):
+        raise CommandError(f"share create: --expires must be a number of days from 1 to {MAX_SHARE_DAYS}, got {days!r}")
+    token = create_share(conn, site, int(days) if days else None)
+    until = f"for {days} {plural('day', int(days))}" if days else "until revoked"
+    host = config["host"] if config["host"] not in ("0.0.0.0", "::") else "SERVER"
+    base = f"http://{f'[{host}]' if ':' in host else host}:{config['port']}"
+    print(f"shared {site} read-only, {until}; the link is shown only now: open it at the server's address, such as"
+          f" {base}/share/{token} (behind a proxy: your public address)", file=sys.stderr)  # fmt: skip
+    print(f"/share/{token}")
+    return 0
+
+
+def list_shares(conn: sqlite3.Connection) -> int:
+    sql = "SELECT prefix, site, created_at, expires_at, revoked_at FROM shares ORDER BY created_at, prefix"
+    rows = conn.execute(sql)
+    now, stamp = now_ms(), lambda ms: time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+    print_table(["TOKEN", "SITE", "CREATED", "EXPIRES", "STATUS"], [
+        (f"{prefix}…", site, stamp(created), stamp(expires) if expires else "never",
+         f"revoked {stamp(revoked)}" if revoked else "expired" if expires and expires <= now else "active")
+        for prefix, site, created, expires, revoked in rows
+    ])  # fmt: skip
+    return 0
+
+
+def revoke_share(conn: sqlite3.Connection, given: str) -> int:
+    """By the whole token, or by its start (4 characters at least, as `share list` shows it) when one share has it."""
+    given = given.rstrip("…")
+    if SHARE_TOKEN.fullmatch(given):
+        sql = "SELECT token_hash, prefix FROM shares WHERE token_hash = ?"
+        found = conn.execute(sql, (hash_secret(given),)).fetchall()
+    elif len(given) >= 4:
+        found = conn.execute(
+            "SELECT token_hash, prefix FROM shares WHERE substr(prefix, 1, ?) = ? AND revoked_at IS NULL",
+            (min(len(given), SHARE_PREFIX), given[:SHARE_PREFIX]),
+        ).fetchall()
+    else:
+        raise CommandError("share revoke: give the token, or at least its first 4 characters (`share list`)")
+    if len(found) > 1:
+        raise CommandError(f"share revoke: {len(found)} shares start with {given!r}; give more of the token")
+    revoke = "UPDATE shares SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL"
+    if not found or not conn.execute(revoke, (now_ms(), found[0][0])).rowcount:
+        print(f"no active share {terminal_text(given)} (see `prisme-lite share list`)", file=sys.stderr)
+        return 1
+    print(f"revoked: {found[0][1]}…; its link answers 404 now")
+    return 0
+
+
 def admin_token_command(args: argparse.Namespace, config: dict) -> int:
     if config["admin_token"]:
         print(config["admin_token"])
@@ -6194,6 +6425,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
     "check": check_command,
     "dead-letters": dead_letters_command,
     "goals": goals_command,
+    "share": share_command,
     "admin-token": admin_token_command,
 }
 

@@ -1,5 +1,5 @@
-/* prisme_lite dashboard: reads the stats API with the login cookie and draws everything with the DOM
-   (no HTML from data ever: every value goes in as text). */
+/* prisme_lite dashboard: reads the stats API with the login cookie (or a shared dashboard's token) and draws
+   everything with the DOM (no HTML from data ever: every value goes in as text). */
 "use strict";
 // Whole UTC days (months) that end with today, by the server's clock: "7 days" is today and the six before, so
 // the chart has the same buckets at any hour (28 of 6 hours; 30 days are 30 days). `to` is exclusive.
@@ -13,6 +13,12 @@ const state = {site: "", period: "7d", from: "", to: "", filters: {}, compare: f
 const $ = (selector) => document.querySelector(selector);
 // Each family's tables, from the server: [title, metric, columns, filter] (see Family.panels).
 const PANELS = JSON.parse($("#report").dataset.panels);
+// A shared dashboard (/share/<token>): one site's, read-only, no login; its token goes with every question, and
+// each count under the server's share_min_count comes back as the text "< N" (a rate or average of one as null).
+const {share: SHARE = "", shareSite: SHARE_SITE = "", least: LEAST = "0"} = $("#report").dataset;
+const isHidden = (value) => typeof value === "string" && /^< [0-9]+$/.test(value);
+// A count as the chart draws it: a hidden one at the most it can be (and marked so), the others as they are.
+const plotted = (value) => isHidden(value) ? Number(LEAST) - 1 : value;
 
 function el(tag, attributes, ...children) {
   const node = tag.startsWith("svg:")
@@ -23,8 +29,9 @@ function el(tag, attributes, ...children) {
 }
 
 async function getJSON(path, params) {
-  const answer = await fetch(path + (params ? `?${new URLSearchParams(params)}` : ""), {credentials: "same-origin"});
-  if (answer.status === 401) { location.reload(); throw new Error("logged out"); }
+  const answer = await fetch(path + (params ? `?${new URLSearchParams(params)}` : ""),
+    {credentials: "same-origin", headers: SHARE ? {"X-Prisme-Share": SHARE} : {}});
+  if (answer.status === 401 && !SHARE) { location.reload(); throw new Error("logged out"); }
   const body = await answer.json();
   if (!answer.ok) throw new Error(body.error || answer.statusText);
   return body;
@@ -50,7 +57,7 @@ const FILTER_LABELS = Object.fromEntries(PANELS.filter((panel) => panel[3])
 // The URL: ?site=…&period=…(&from=YYYY-MM-DD&to=YYYY-MM-DD, both days shown whole)&path=/about&… (one per filter).
 function readURL() {
   const query = new URLSearchParams(location.search);
-  state.site = query.get("site") || "";
+  state.site = SHARE ? SHARE_SITE : query.get("site") || "";
   const period = query.get("period");
   state.period = Object.hasOwn(PERIODS, period) || period === "custom" ? period : "7d";
   const [from, to] = [query.get("from") || "", query.get("to") || ""];
@@ -64,7 +71,7 @@ function readURL() {
 
 function writeURL() {
   const query = new URLSearchParams();
-  if (state.site) query.set("site", state.site);
+  if (state.site && !SHARE) query.set("site", state.site);
   if (state.period !== "7d") query.set("period", state.period);
   if (state.period === "custom") {
     query.set("from", state.from);
@@ -78,9 +85,11 @@ function writeURL() {
 
 // The controls say what state says: after a URL is read (a bookmark, the back button).
 function showState() {
-  $("#site").value = state.site;
-  if ($("#site").value !== state.site) state.site = ""; // a site no longer registered
-  exclusion();
+  if (!SHARE) {
+    $("#site").value = state.site;
+    if ($("#site").value !== state.site) state.site = ""; // a site no longer registered
+    exclusion();
+  }
   for (const button of document.querySelectorAll("[data-period]")) {
     button.classList.toggle("active", button.dataset.period === state.period);
   }
@@ -158,7 +167,8 @@ function labelled(keys, step, room) {
 function chart(pageviews, visitors, previous, width) {
   const height = 240, left = 44, right = 8, top = 12, bottom = 28, count = pageviews.keys.length;
   const step = pageviews.keys.length > 1 ? pageviews.keys[1] - pageviews.keys[0] : DAY_MS;
-  const ticks = yTicks(Math.max(...pageviews.values, ...visitors.values, ...(previous ? previous.values : [])));
+  const ticks = yTicks(Math.max(...[...pageviews.values, ...visitors.values, ...(previous ? previous.values : [])]
+    .map(plotted)));
   const highest = ticks[ticks.length - 1];
   const slot = (width - left - right) / Math.max(1, count);
   const y = (value) => top + (height - top - bottom) * (1 - value / highest);
@@ -172,8 +182,9 @@ function chart(pageviews, visitors, previous, width) {
   const years = new Set(pageviews.keys.map((key) => new Date(key).getUTCFullYear())).size > 1;
   let lastYear = null;
   pageviews.keys.forEach((key, n) => {
-    const bar = el("svg:rect", {x: left + n * slot + 1, y: y(pageviews.values[n]), width: Math.max(1, slot - 2),
-      height: y(0) - y(pageviews.values[n]), class: "bar"});
+    const value = plotted(pageviews.values[n]);
+    const bar = el("svg:rect", {x: left + n * slot + 1, y: y(value), width: Math.max(1, slot - 2),
+      height: y(0) - y(value), class: isHidden(pageviews.values[n]) ? "bar hidden" : "bar"});
     const before = previous && n < previous.keys.length ? `; previous period ${previous.values[n]} pageviews` : "";
     const tip = `${bucketName(key, step)}: ${pageviews.values[n]} pageviews, ${visitors.values[n]} visitors${before}`;
     bar.append(el("svg:title", {}, tip));
@@ -186,7 +197,7 @@ function chart(pageviews, visitors, previous, width) {
     }
   });
   const line = (values, name) => el("svg:polyline", {class: name,
-    points: values.slice(0, count).map((value, n) => `${left + n * slot + slot / 2},${y(value)}`).join(" ")});
+    points: values.slice(0, count).map((value, n) => `${left + n * slot + slot / 2},${y(plotted(value))}`).join(" ")});
   if (previous) svg.append(line(previous.values, "previous"));
   svg.append(line(visitors.values, "line"));
   return svg;
@@ -248,14 +259,15 @@ function table(title, data, columns, spec, options) {
     : data.details ? data.details.map((row) => Object.entries(row).slice(0, columns.length).map(shownDetail))
     : data.keys.map((key, n) => [key, data.values[n]]);
   const shared = !cells && (!data.details || sitePages);
-  const whole = total || data.values.reduce((sum, value) => sum + value, 0);
+  const whole = (typeof total === "number" && total) // a hidden total: the rows' own sum
+    || data.values.reduce((sum, value) => sum + (typeof value === "number" ? value : 0), 0);
   const rows = lines.map((values, n) => {
     const key = data.keys[n];
     const row = {text: String(values[0] ?? "-"), host: sitePages ? data.details[n].site : null,
       value: sitePages ? data.details[n].path : key === null ? null : filter.valueOf(String(key))};
     if (filter.name === "country" && key === "XX") row.text = "Unknown";
     const numbers = values.slice(1).map((value) =>
-      typeof value === "number" ? el("td", {class: "n"}, String(value)) : cell(value));
+      typeof value === "number" || isHidden(value) ? el("td", {class: "n"}, String(value)) : cell(value));
     if (shared) numbers.push(el("td", {class: "n share-text"}, percent(data.values[n], whole)));
     return el("tr", {}, keyCell(row, filter, shared ? data.values[n] / whole : undefined), ...numbers);
   });
@@ -281,7 +293,7 @@ async function properties(name) {
 function number(label, value, id, now, before, lower) {
   const card = el("div", {class: "number"}, el("span", {class: "value", id}, String(value)),
     el("span", {class: "name"}, label));
-  if (before === undefined) return card;
+  if (typeof now !== "number" || typeof before !== "number") return card; // none, or a hidden count: no change
   const change = before ? Math.round((100 * (now - before)) / before) : null;
   const text = change === null ? (now ? "new" : "0 %") : `${change > 0 ? "+" : ""}${change} %`;
   const better = change === null || change === 0 ? "same" : (change > 0) !== Boolean(lower) ? "up" : "down";
@@ -289,6 +301,9 @@ function number(label, value, id, now, before, lower) {
     title: `${before} in the previous period of the same length`}, text));
   return card;
 }
+
+// A rate or average with its unit; null (hidden on a shared dashboard: of too few visits) as "-".
+const shownWith = (value, unit) => value === null ? "-" : `${value} ${unit}`;
 
 // The previous period: as long as this one, just before it, and cut where this one reaches now (today so far
 // is compared with yesterday to the same hour). null when this one has not begun.
@@ -340,14 +355,14 @@ async function render() {
       number("Visitors", now[0], "visitors-total", now[0], then[0]),
       number("Pageviews", now[1], "pageviews-total", now[1], then[1]),
       number("Sessions", now[2], "sessions-total", now[2], then[2]),
-      number("Bounce rate", `${now[3]} %`, "bounce-rate", now[3], then[3], true),
-      number("Visit duration", `${now[4]} s`, "visit-duration", now[4], then[4]),
+      number("Bounce rate", shownWith(now[3], "%"), "bounce-rate", now[3], then[3], true),
+      number("Visit duration", shownWith(now[4], "s"), "visit-duration", now[4], then[4]),
       number("Visitors in the last 30 minutes", live.values[0], "live-count"));
     numbers.lastChild.classList.add("live");
     const width = Math.max(280, Math.min(1168, main.clientWidth - 32) - 34); // the panel's inside, in CSS px
     main.replaceChildren(numbers, el("section", {class: "panel wide"}, chart(pageviews, visitors, previous, width),
       legend()));
-    if (!overview.values[1] && !Object.keys(state.filters).length) {
+    if (!SHARE && !overview.values[1] && !Object.keys(state.filters).length) {
       main.append(el("section", {class: "panel wide empty-state", id: "empty"},
         el("h2", {}, "No pageviews yet"),
         el("p", {}, "Paste this into the pages of your site (its host must be a registered origin):"),
@@ -398,12 +413,14 @@ function exclusion() {
 }
 
 async function start() {
-  const sites = (await getJSON("/api/v1/sites")).sites;
-  const picker = $("#site");
-  const options = sites.map((site) => el("option", {value: site}, site));
-  picker.replaceChildren(el("option", {value: ""}, "All sites"), ...options);
-  picker.addEventListener("change", () => { state.site = picker.value; changed(); });
-  rememberOptOut(sites); // before the URL is read: it may name the site to show
+  if (!SHARE) { // a shared dashboard shows its one site, and no browser of its readers is excluded from it
+    const sites = (await getJSON("/api/v1/sites")).sites;
+    const picker = $("#site");
+    const options = sites.map((site) => el("option", {value: site}, site));
+    picker.replaceChildren(el("option", {value: ""}, "All sites"), ...options);
+    picker.addEventListener("change", () => { state.site = picker.value; changed(); });
+    rememberOptOut(sites); // before the URL is read: it may name the site to show
+  }
   for (const button of document.querySelectorAll("[data-period]")) {
     button.addEventListener("click", () => {
       if (button.dataset.period !== "custom") {

@@ -290,3 +290,16 @@ CREATE TABLE IF NOT EXISTS goals (
     created_at INTEGER NOT NULL,
     UNIQUE (site, kind, target)
 );
+
+-- @shares (schema version 7) --------------------------------------------------------------------------------------
+-- Shared dashboards (`prisme-lite share create`): a link /share/<token> shows one site's dashboard without a login,
+-- read-only, small counts suppressed. The token is kept as its SHA-256 only, and its first 8 characters (`prefix`)
+-- for `share list` and `share revoke`. A revoked or expired row stays (what was shared, and until when), answered 404.
+CREATE TABLE IF NOT EXISTS shares (
+    token_hash TEXT PRIMARY KEY,
+    prefix     TEXT NOT NULL,
+    site       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+) WITHOUT ROWID;

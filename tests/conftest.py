@@ -186,3 +186,15 @@ def new_token(db, scope):
     made = cli("tokens", "create", "--scope", scope, db=db)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip()
+
+
+def migrated_from(db, version, table):
+    """A database of schema `version`, without the `table` its next version adds, opened (migrated) by this
+    prisme_lite; the migration must have brought it to the current version."""
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {version}")
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)

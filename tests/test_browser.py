@@ -18,6 +18,9 @@ from wsgiref.simple_server import make_server as make_wsgi_server
 import pytest
 from conftest import CHROME, IPHONE, cli, new_token
 from test_dashboard import EXPECTED, PINNED, store_edges, utc
+from test_share import NOW as SHARE_NOW
+from test_share import SITE as SHARE_SITE
+from test_share import store_counts
 
 import prisme_lite
 
@@ -989,3 +992,45 @@ def test_goals_show_their_rate_and_a_browser_excludes_itself_from_the_dashboard(
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM events WHERE kind = 'custom'").fetchone() == (1,)
     me.close()
+
+
+def test_a_share_link_opens_logged_out_hides_small_counts_and_filters_by_a_click(make_server, chromium, monkeypatch):
+    """The counts of tests/test_share.py (12, 5, 4, 1 of each kind) in a browser with no login: "< 5" where a count
+    is under 5, in the cards, the goals panel and the chart; a row click filters every panel, as on the dashboard."""
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: SHARE_NOW)
+    server = make_server()
+    store_counts(server)
+    with sqlite3.connect(server.config["db"]) as conn:
+        token = prisme_lite.create_share(conn, SHARE_SITE, 30)
+    served = Served(prisme_lite.RequestLog(server.app, access_log=False))
+    context = chromium.new_context(user_agent=CHROME, viewport={"width": 1100, "height": 1400})
+    try:
+        page = context.new_page()
+        failed = []
+        page.on("response", lambda answer: failed.append(answer.url) if answer.status >= 400 else None)
+        page.goto(f"http://127.0.0.1:{served.port}/share/{token}")
+        expect(page.locator("#pageviews-total")).to_have_text("23")
+        assert context.cookies() == [] and failed == []  # no login, nothing refused
+        assert page.text_content("#site-name") == SHARE_SITE
+        for control in ("#site", "#logout", "#exclusion", "#token"):
+            assert page.locator(control).count() == 0, control
+        assert page.text_content("#bounce-rate") == "-"  # 95 % of 22 would tell the one visit that did not bounce
+        expect(page.locator("#live-count")).to_have_text("< 5")
+        expect(panel(page, "Goals").locator("tbody tr", has_text="play").locator("td")).to_have_text(
+            ["play", "< 5", "< 5", "-"]
+        )
+        assert rows(page, "Top pages") == [("/twelve", "12"), ("/five", "5")]  # /four and /one are left out
+        expect(panel(page, "Top pages").locator(".note")).to_have_text("Rows under 5 are left out.")
+        hidden = page.locator("#chart rect.hidden title").all_text_contents()
+        assert [title.split(": ", 1)[1].split(",")[0] for title in hidden] == ["< 5 pageviews", "< 5 pageviews"]
+        assert panel(page, "Widgets").count() == 0 and panel(page, "Server events").count() == 0  # every site's
+        panel(page, "Top pages").get_by_role("button", name="/twelve").click()
+        expect(page.locator("#pageviews-total")).to_have_text("12")
+        assert rows(page, "Referrers") == [("news.example", "12")]
+        assert "path=%2Ftwelve" in page.url and "site=" not in page.url
+        page.goto(f"http://127.0.0.1:{served.port}/share/{token}?path=/four")  # a filter in the URL works too
+        expect(page.locator("#pageviews-total")).to_have_text("< 5")
+        assert page.text_content("#visitors-total") == "< 5" and page.locator("#pageviews-total-change").count() == 0
+    finally:
+        context.close()
+        served.close()

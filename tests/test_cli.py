@@ -22,7 +22,7 @@ NOT_CREATING = [
     ["origins", "remove", "blog.example.com"], ["tokens", "create", "--scope", "admin"], ["tokens", "list"],
     ["tokens", "revoke", "tk_x"], ["counters", "list"], ["counters", "show", "likes", "intro"], ["stats"],
     ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"], ["dead-letters", "list"],
-    ["dead-letters", "retry"],
+    ["dead-letters", "retry"], ["share", "create", "--site", "localhost"], ["share", "list"], ["share", "revoke", "abcd"],
 ]  # fmt: skip
 
 
@@ -104,6 +104,7 @@ DEFAULTS = {
     "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
     "ipv6_prefix": "64", "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
     "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
+    "share_min_count": "5",
 }  # fmt: skip
 
 
@@ -125,6 +126,9 @@ DEFAULTS = {
         (["counters", "show"], ["ACTION", "PAGE", "--client"], ["db"]),
         (["dead-letters", "list"], [], ["db"]),
         (["dead-letters", "retry"], [], ["db", "synchronous", "session_timeout"]),
+        (["share", "create"], ["--site", "--expires"], ["db", "synchronous", "origins", "host", "port"]),
+        (["share", "list"], [], ["db"]),
+        (["share", "revoke"], ["TOKEN"], ["db", "synchronous"]),
         (["serve"], [], list(DEFAULTS)),
     ],
     ids=" ".join,

@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 import pytest
-from conftest import CHROME, cli
+from conftest import CHROME, cli, migrated_from
 from test_cli import help_of
 from test_stats import MONTH_START, NOW, month, stats  # noqa: F401 -- fixtures
 
@@ -196,13 +196,8 @@ def test_a_goal_added_while_the_server_runs_counts_at_once(run, tmp_path):
 
 def test_a_schema_5_database_gets_the_goals_table(tmp_path):
     db = tmp_path / "prisme.db"
-    prisme_lite.open_database(str(db))
+    migrated_from(db, 5, "goals")
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP TABLE goals")
-        conn.execute("PRAGMA user_version = 5")
-    prisme_lite.open_database(str(db))
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (6,)
         assert prisme_lite.add_goal(conn, "localhost", "event", "x").id == 1
 
 
