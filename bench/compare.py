@@ -114,6 +114,7 @@ def main() -> int:
         spread = f"{min(ratios):6.3f}-{max(ratios):.3f}"
         print(f"{rev:24} {name:9} {row['ratio']:6.3f} {spread} {row['requests_per_s']:7.0f} {row['p99_ms']:7.2f} "
               f"{row['cpu_ms_per_request']:7.3f} {row['lost']}")  # fmt: skip
+    os.makedirs(os.path.join(bench.ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(bench.ROOT, "bench", "results", "compare.json"), "w") as file:
         json.dump(summary, file, indent=2)
     subprocess.run(["rm", "-rf", work], check=False)
