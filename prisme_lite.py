@@ -411,7 +411,7 @@ class Context:
         self.country = CountryLookup(config)
         self.telemetry = Telemetry()
         self.readers: list[sqlite3.Connection] = []
-        self.verified_tokens: dict[str, dict] = {}  # counter tokens → their claims (verify_counter_token)
+        self.verified_tokens: dict[str, dict] = {}  # counter tokens → aud, jti, exp (verify_counter_token)
 
     def read(self) -> sqlite3.Connection:
         """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
@@ -4083,7 +4083,7 @@ def verify_counter_token(ctx: Context, token: str | None) -> tuple[dict, dict]:
         raise Rejected(401, "token is invalid: jti must be a string")
     if len(ctx.verified_tokens) >= VERIFIED_TOKENS:
         ctx.verified_tokens.clear()  # whole, as user-agents' cache is: no order to keep between threads
-    ctx.verified_tokens[token] = claims
+    ctx.verified_tokens[token] = {key: claims[key] for key in ("aud", "jti", "exp")}  # what a hit needs, small
     return claims, client
 
 

@@ -827,7 +827,9 @@ def profile_pixel(args: argparse.Namespace, work: str, top: int = 12) -> dict:
         for line in file:
             stack, _space, samples = line.rstrip("\n").rpartition(" ")
             frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")[1:]]  # drop the thread name
-            if not frames or any(name in frames[-1] for name in idle):  # a thread waiting for work
+            # A thread waiting for work; the writer waits in SimpleQueue.get (C), so its own frame is on top.
+            waiting = frames and frames[-1].startswith(("Writer._run (", "Writer._gather ("))
+            if not frames or waiting or any(name in frames[-1] for name in idle):
                 continue
             count, total = int(samples), total + int(samples)
             for frame in set(frames):
