@@ -5234,7 +5234,8 @@ def dashboard_body(share: Share | None = None, token: str = "") -> str:
     """The dashboard's body: with every control for a login, or a share's (its site named, read-only)."""
     if share is None:
         return APP_BODY.format(
-            site='<select id="site" aria-label="site"></select>', panels=DASHBOARD_PANELS, share="",
+            site='<select id="site" aria-label="site"></select>', panels=DASHBOARD_PANELS, share="", share_site="",
+            least=0,
             account='<form method="post" action="/dashboard/logout"><button type="submit" id="logout">Log out</button>'
                     "</form>",
             footer='<footer id="exclusion"></footer>',
@@ -5242,7 +5243,7 @@ def dashboard_body(share: Share | None = None, token: str = "") -> str:
     site, panels = html.escape(share.site), html.escape(json.dumps(SHARED_PANELS))
     return APP_BODY.format(
         site=f'<span id="site-name" class="site-name">{site}</span>', panels=panels, account="",
-        share=f' data-share="{token}" data-share-site="{site}" data-least="{share.least}"',
+        share=html.escape(token), share_site=site, least=share.least,
         footer=f'<footer id="shared">A shared, read-only view of {site}: counts under {share.least} show as'
                f" &lt; {share.least}, and rows counted fewer times are left out.</footer>",
     )  # fmt: skip
