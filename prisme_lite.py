@@ -18,6 +18,7 @@ import datetime
 import errno
 import fcntl
 import functools
+import gc
 import gzip
 import hashlib
 import hmac
@@ -45,6 +46,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+import zlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -101,7 +103,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     ),
     5: lambda: schema_part("@goals"),  # 6: goals (conversions)
     6: lambda: schema_part("@shares"),  # 7: shared dashboards
-    7: "",  # 8: taken by another branch (the lead numbers them at merge)
+    7: lambda: schema_part("@imports"),  # 8: access logs imported, and how far (`prisme-lite import`)
     8: lambda: schema_part("@mirror"),  # 9: the ClickHouse mirror's pending rows
 }
 MINUTE_MS = 60_000
@@ -124,6 +126,12 @@ MAX_QUERY_FIELDS = 200
 
 WRITE_TIMEOUT = 10.0  # seconds a request waits for the writer before it answers 503
 WRITER_BATCH = 512  # waiting jobs committed together at most
+# Seconds the writer lets new journal lines gather before it folds them (a job that waits for its answer is not
+# kept waiting): events are acknowledged once in the journal, so this costs no request anything, and folding a
+# few hundred lines a transaction rather than a few costs the writer a fraction per event (statements, commits,
+# and GIL hand-offs with the request threads).
+FOLD_DELAY = 0.02
+GATHER_BYTES = 256 << 10  # no gathering once this much journal waits: it folds at once
 JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (some 2,500 events)
 JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
 JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
@@ -261,6 +269,9 @@ SETTINGS: dict[str, Setting] = {
         choices=("normal", "full"),
     ),
     "access_log": Setting(True, "bool", "log one line per request to standard error"),
+    "share_min_count": Setting(
+        5, "int", 'counts below this show as "< N" on shared dashboards (`share create`); 1 shows them all', 1, 1000
+    ),
     "clickhouse_url": Setting(
         "",
         "str",
@@ -277,9 +288,6 @@ SETTINGS: dict[str, Setting] = {
     ),
     "clickhouse_retention_days": Setting(
         0, "int", "delete rows older than this many days from ClickHouse (the mirror does it hourly); 0 = keep all", 0
-    ),
-    "share_min_count": Setting(
-        5, "int", 'counts below this show as "< N" on shared dashboards (`share create`); 1 shows them all', 1, 1000
     ),
 }
 
@@ -444,6 +452,7 @@ class Context:
             self.mirror = Mirror(config, self.writer, node_id_of(config, self.read()))
         else:
             self.writer.run(note_mirror_off)
+        self.verified_tokens: dict[str, dict] = {}  # counter tokens → aud, jti, exp (verify_counter_token)
 
     def read(self) -> sqlite3.Connection:
         """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
@@ -1269,7 +1278,7 @@ class Writer:
         # family; since when the oldest line not yet folded has waited (at most); when the last commit was.
         self.acknowledged: Counter = Counter()
         self.stored: Counter = Counter()
-        self.behind_since = self.committed_at = time.monotonic()
+        self.behind_since = self.committed_at = self.fold_started = time.monotonic()
         self.generation, self.folded = journal_position(self.conn)
         self._replay()
         self.fd = os.open(journal_file(db_path, self.generation), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -1352,6 +1361,8 @@ class Writer:
                 items = [self.jobs.get(timeout=timeout) if timeout else self.jobs.get_nowait()]
             except queue.Empty:
                 items = []
+            if items == [WAKE] and self.appended - self.folded < GATHER_BYTES and not self.maintenance_due:
+                items += self._gather(self.fold_started + FOLD_DELAY)
             while len(items) < WRITER_BATCH:
                 try:
                     items.append(self.jobs.get_nowait())
@@ -1363,13 +1374,25 @@ class Writer:
                 self._commit([])
         self.conn.close()
 
+    def _gather(self, until: float) -> list:
+        """What the queue brings until `until`, or up to the first item that is not a WAKE (a job, a STOP)."""
+        items = []
+        while (left := until - time.monotonic()) > 0:
+            try:
+                items.append(self.jobs.get(timeout=left))
+            except queue.Empty:
+                break
+            if items[-1] is not WAKE:
+                break
+        return items
+
     def lag(self) -> float:
         """Seconds the oldest acknowledged event not yet in the database has waited at most (0: none waits)."""
         return 0.0 if self.folded >= self.appended else time.monotonic() - self.behind_since
 
     def _commit(self, jobs: list) -> None:
         self.woken = False
-        started = time.monotonic()
+        started = self.fold_started = time.monotonic()
         end = self.appended  # every byte before this offset belongs to a complete, acknowledged line
         data = os.pread(self.fd_read, min(end - self.folded, JOURNAL_CHUNK), self.folded) if end > self.folded else b""
         cut = data.rfind(b"\n") + 1
@@ -1691,13 +1714,27 @@ class OriginRegistry:
         self.loaded_at = time.monotonic()
 
 
+# The common page URL: http(s), a lower-case host name and maybe a port, a path, and no character urlsplit or a
+# browser would treat otherwise (controls, spaces, backslashes): split by this alone, it is what urlsplit makes of
+# it (tests/test_context.py compares the two), for a fraction of the time. Anything else takes the long way.
+PLAIN_URL = re.compile(
+    r"(https?)://([a-z0-9.-]+(?::[0-9]*)?)"  # scheme, host and port (no user, no IPv6 brackets, no escapes)
+    r"(/[^?#\\\x00-\x20]*)?(?:\?([^#\\\x00-\x20]*))?(?:#([^\\\x00-\x20]*))?"  # path, query, fragment
+)
+C0_OR_SPACE = "".join(map(chr, range(33)))  # what a browser strips from both ends of a URL
+
+
 @functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a page's document referrer is split for its host and again for its path
 def browser_split(url: str) -> SplitResult:
     """A URL split where a browser's URL parser (WHATWG) splits it, which urlsplit alone does not: the ends are
     stripped of controls and spaces, tabs and line breaks dropped, and in an http(s) URL (any special scheme) a
     backslash before the query is a slash, so `https://evil.example\\@blog.example/` is at evil.example. Where that
     moves the host, ValueError: other software (a mail client, a proxy) would read the URL another way."""
-    text = url.strip("".join(map(chr, range(33)))).replace("\t", "").replace("\n", "").replace("\r", "")
+    plain = PLAIN_URL.fullmatch(url)
+    if plain:
+        scheme, netloc, path, query, fragment = plain.groups(default="")
+        return SplitResult(scheme, netloc, path, query, fragment)
+    text = url.strip(C0_OR_SPACE).replace("\t", "").replace("\n", "").replace("\r", "")
     scheme, colon, rest = text.partition(":")
     if not colon or scheme.lower() not in SPECIAL_SCHEMES or "\\" not in rest:
         return urlsplit(text)
@@ -2072,30 +2109,38 @@ def read_body(environ: dict, limit: int) -> bytes:
     return environ["wsgi.input"].read(length) if length > 0 else b""
 
 
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in object")
+    return result
+
+
+def no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
+        raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
+    return number
+
+
+# Made once: json.loads and json.dumps with options build a decoder or an encoder on every call.
+STRICT_JSON = json.JSONDecoder(object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite)
+TEXT_JSON = json.JSONEncoder(ensure_ascii=False)  # as stored: UTF-8 text, not \u escapes
+
+
 def parse_json(data: bytes, what: str = "body") -> Any:
     """Strict JSON: UTF-8, no duplicate keys, no NaN, no absurd nesting; every failure is a 400 that says why."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            raise ValueError("duplicate key in object")
-        return result
-
-    def no_constants(name: str) -> None:
-        raise ValueError(f"{name} is not valid JSON")
-
-    def finite(text: str) -> float:
-        number = float(text)
-        if not math.isfinite(number):  # 1e400 is inf, which would be stored as Infinity: not JSON
-            raise ValueError(f"number {text[:40]} is out of range (at most about 1.8e308)")
-        return number
-
     try:
-        value = json.loads(
-            data.decode("utf-8"), object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=finite
-        )
+        text = data.decode("utf-8")
+        if text.startswith("\ufeff"):  # as json.loads refuses it; the decoder alone would not check
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = STRICT_JSON.decode(text)
         # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        TEXT_JSON.encode(value).encode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, f"{what} is not valid UTF-8") from None
     except UnicodeEncodeError:
@@ -2144,10 +2189,10 @@ def check_properties(props: Any) -> str | None:
             raise Rejected(
                 400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} printable characters"
             )
-        size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+        size = len(TEXT_JSON.encode(value).encode("utf-8"))
         if size > MAX_PROPERTY_VALUE_BYTES:
             raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
-    return json.dumps(props, ensure_ascii=False, separators=(",", ":")) if props else None
+    return JOURNAL_ENCODER.encode(props) if props else None  # compact, as the journal writes it
 
 
 def printable(value: Any, most: int = MAX_NAME_LENGTH, least: int = 1) -> bool:
@@ -2905,30 +2950,53 @@ def record_web_event(
     ts = now_ms()
     ip = environ["prisme.client_ip"]
     salted_id = make_visitor_id(ctx.salt.for_time(ts), site, ip, user_agent)
-    event: WebEvent = {
-        "ts": ts,
-        "site": site,
-        "kind": kind,
-        "name": target or name,
-        "host": page.host,
-        "path": page.path,
-        "referrer": referrer,
-        "visitor_id": visitor_id or salted_id,
-        "browser": agent.browser,
-        "os": agent.os,
-        "device": agent.device,
-        "country": ctx.country(environ, ip),
-        "status": page_status,
-        "props": props,
-    }
-    event.update(zip(UTM_KEYS, page.utm, strict=True))
+    event = web_event(
+        ts, site, kind, page, (referrer, document_referrer), agent, visitor_id or salted_id,
+        ctx.country(environ, ip), page_status, target or name, props,
+    )  # fmt: skip
     if ping:
         event["ping"] = True
     if visitor_id and visitor_id != salted_id:  # the writer may find the device's session (identify)
         event["salted_id"] = salted_id
+    ctx.writer.append("web", event)
+
+
+def web_event(
+    ts: int,
+    site: str,
+    kind: str,
+    page: Page,
+    referrers: tuple[str, str | None],
+    agent: Agent,
+    visitor_id: str,
+    country: str | None,
+    status: int,
+    name: str | None = None,
+    props: str | None = None,
+) -> WebEvent:
+    """The record of one web event, the one place it is made: live (record_web_event) and from access logs
+    (`prisme-lite import`). `referrers`: the referrer host as stored (referrer_host) and the document referrer."""
+    referrer, document_referrer = referrers
+    event: WebEvent = {
+        "ts": ts,
+        "site": site,
+        "kind": kind,
+        "name": name,
+        "host": page.host,
+        "path": page.path,
+        "referrer": referrer,
+        "visitor_id": visitor_id,
+        "browser": agent.browser,
+        "os": agent.os,
+        "device": agent.device,
+        "country": country,
+        "status": status,
+        "props": props,
+    }
+    event.update(zip(UTM_KEYS, page.utm, strict=True))
     if referrer == "direct" and document_referrer:  # a link within the host: the writer decides what it is
         event["from_path"] = normalise_path(browser_split(document_referrer).path)
-    ctx.writer.append("web", event)
+    return event
 
 
 def page_url_from_headers(environ: dict) -> str | None:
@@ -3994,6 +4062,7 @@ TOKEN_ISSUER = "prisme-lite"
 TOKEN_LIFETIME = 3600  # seconds; a token is the same for a visitor for the whole clock hour
 TOKEN_CLAIMS = ["iss", "aud", "sub", "iat", "nbf", "exp", "jti"]  # all required on decode
 CLAIM_WINDOW_MS = 15 * MINUTE_MS  # a token counts once per action and page in this long
+VERIFIED_TOKENS = 2048  # counter tokens whose signature and claims were checked, kept until they expire
 
 
 def json_object(environ: dict, limit: int, missing: str | None = None) -> dict:
@@ -4084,15 +4153,9 @@ def increment_counter(
 ) -> int:
     """Writer job: count one, unless this token already counted here in the last 15 minutes; the count after."""
     key = (client_id, action_id, page_id)
-    claim = conn.execute(
-        "SELECT expires_at FROM counter_claims WHERE jti = ? AND action_id = ? AND page_id = ?",
-        (jti, action_id, page_id),
-    ).fetchone()
-    if claim is not None and claim[0] > now:
-        row = conn.execute(
-            "SELECT count FROM counters WHERE client_id = ? AND action_id = ? AND page_id = ?", key
-        ).fetchone()
-        return row[0] if row else 0
+    counted = counted_already(conn, client_id, action_id, page_id, jti, now)
+    if counted is not None:
+        return counted
     conn.execute(
         "INSERT INTO counter_claims (jti, action_id, page_id, expires_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT DO UPDATE SET expires_at = excluded.expires_at",
@@ -4108,6 +4171,23 @@ def increment_counter(
         " ON CONFLICT DO UPDATE SET count = count + 1 RETURNING count",
         key,
     ).fetchone()[0]
+
+
+def counted_already(
+    conn: sqlite3.Connection, client_id: str, action_id: str, page_id: str, jti: str, now: int
+) -> int | None:
+    """The count, if this token has counted here within its 15 minutes (and so counts nothing now), else None.
+
+    A request asks this on its own read connection before it queues an increment for the writer: a claim that is
+    there and not over stays so until it is over (only the writer adds claims, and pruning takes over ones), so a
+    replayed increment is answered without the writer's round trip, as the writer would answer it.
+    """
+    row = conn.execute(
+        "SELECT coalesce((SELECT count FROM counters WHERE client_id = ? AND action_id = ? AND page_id = ?), 0)"
+        " FROM counter_claims WHERE jti = ? AND action_id = ? AND page_id = ? AND expires_at > ?",
+        (client_id, action_id, page_id, jti, action_id, page_id, now),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def prune_counter_claims(conn: sqlite3.Connection, now: int) -> None:
@@ -4139,8 +4219,11 @@ def verify_counter_token(ctx: Context, token: str | None) -> tuple[dict, dict]:
     """The claims and client of a valid token; 401 for a missing, forged, expired or foreign one."""
     if not token:
         raise Rejected(401, "token missing: get one from /api/v1/token")
+    verified = ctx.verified_tokens.get(token)
+    if verified is not None and verified["exp"] <= time.time():  # PyJWT's rule: expired from `exp` on
+        verified = None
     try:
-        audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+        audience = verified["aud"] if verified else jwt.decode(token, options={"verify_signature": False}).get("aud")
     except jwt.PyJWTError:
         raise Rejected(401, "token is not a valid JWT") from None
     client = find_client(ctx.read(), "id", audience) if isinstance(audience, str) else None
@@ -4149,6 +4232,8 @@ def verify_counter_token(ctx: Context, token: str | None) -> tuple[dict, dict]:
     caller = counter_client_of_request(ctx)
     if caller is not None and caller["id"] != client["id"]:
         raise Rejected(401, f"token is for another client than {caller['domain']}")
+    if verified:  # checked before, in full, against this client: its signature and claims have not changed
+        return verified, client
     try:
         claims = jwt.decode(
             token,
@@ -4164,6 +4249,9 @@ def verify_counter_token(ctx: Context, token: str | None) -> tuple[dict, dict]:
         raise Rejected(401, f"token is invalid: {error}") from None
     if not isinstance(claims["jti"], str):
         raise Rejected(401, "token is invalid: jti must be a string")
+    if len(ctx.verified_tokens) >= VERIFIED_TOKENS:
+        ctx.verified_tokens.clear()  # whole, as user-agents' cache is: no order to keep between threads
+    ctx.verified_tokens[token] = {key: claims[key] for key in ("aud", "jti", "exp")}  # what a hit needs, small
     return claims, client
 
 
@@ -4292,8 +4380,9 @@ def increment_action(ctx: Context, action_id: str, page_id: str) -> dict:
     claims, client = verify_counter_token(ctx, token)
     configured_counter(client, action_id, page_id)
     countable_agent(request.environ)  # a browser's token replayed by a script counts nothing
-    count = ctx.writer.run(increment_counter, client["id"], action_id, page_id, claims["jti"], now_ms())
-    return {"count": count}
+    args = (client["id"], action_id, page_id, claims["jti"], now_ms())
+    count = counted_already(ctx.read(), *args)
+    return {"count": ctx.writer.run(increment_counter, *args) if count is None else count}
 
 
 @route("/api/v1/<action_id>/<page_id>/value", doc={"get": operation(
@@ -6054,7 +6143,10 @@ class ClickHouseTarget:
 
     def insert(self, table: str, rows: Iterable[dict]) -> int:
         """Insert `rows` into `table` in one request (JSONEachRow); the number of rows; ClickHouseError unless 2xx."""
-        lines = [CLICKHOUSE_ENCODER.encode(row) for row in rows]
+        return self.insert_json(table, [CLICKHOUSE_ENCODER.encode(row) for row in rows])
+
+    def insert_json(self, table: str, lines: list[str]) -> int:
+        """Insert rows given as JSON objects, one a line, into `table` in one request; ClickHouseError unless 2xx."""
         if lines:
             self.request(f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow", "\n".join(lines).encode() + b"\n")
         return len(lines)
@@ -6115,10 +6207,13 @@ class MirroredTable:
     changes: tuple[str, ...]  # the writes after which a row is pending: after them it is shipped again
     positioned: bool = True  # new rows are found from the stored position (by id)
     by_key: str = f"id IN {JSON_KEYS}"  # the pending rows of a JSON list of keys
+    made_by_json: tuple[str, ...] = ()  # columns a JSON function made: sent as the text they are, like the export
 
-    def pending_rows(self, columns: tuple[str, ...]) -> str:
-        """The rows of a JSON list of pending keys."""
-        return f"SELECT {', '.join(columns)} FROM {self.source} WHERE {self.by_key}"
+    def as_json(self, columns: tuple[str, ...]) -> str:
+        """Each row as the JSON object ClickHouse takes, made by SQLite (in C, outside the GIL: the mirror costs
+        the request threads little); node_id and version are the two parameters that come first."""
+        values = [f"'{c}', {c} || ''" if c in self.made_by_json else f"'{c}', {c}" for c in columns]
+        return f"json_object({', '.join(values)}, 'node_id', ?, 'version', ?)"
 
 
 # New rows of the id tables are shipped from a position; a row that changes after it is stored (a session goes on;
@@ -6131,7 +6226,7 @@ MIRRORED = (
     MirroredTable("widget_events", "widget_events", "widget_events", "{row}id", "ts", "ts", ()),
     MirroredTable(
         "checkouts", "checkouts", CHECKOUTS_EXPORTED, "{row}transaction_id", "ts", "ts", ("INSERT",), positioned=False,
-        by_key=f"transaction_id IN {JSON_KEYS}",
+        by_key=f"transaction_id IN {JSON_KEYS}", made_by_json=("products",),
     ),
     MirroredTable(
         "counter_increments", "counter_days", "counter_days",
@@ -6142,7 +6237,7 @@ MIRRORED = (
         " json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?))",
     ),
 )  # fmt: skip
-MIRROR_BATCH = 5000  # rows of each table read and shipped in one request at most: bounded memory, a catch-up in steps
+MIRROR_BATCH = 2000  # rows of each table in one insert at most: a few MB held, and ClickHouse wants >= 1000 an insert
 MIRROR_INTERVAL = 1.0  # seconds between rounds when the mirror has caught up
 MIRROR_BACKOFF = (1.0, 30.0)  # seconds between tries while ClickHouse fails: the first, doubled up to the last
 MIRROR_STOP = 5.0  # seconds a stop waits for a request to ClickHouse in progress
@@ -6317,41 +6412,48 @@ class Mirror:
 
     def ship(self, conn: sqlite3.Connection) -> bool:
         """One round; whether a table had more rows than a round takes (then the next starts at once)."""
-        batches: dict[str, list] = {}
+        version = max(self.version + 1, time.time_ns() // 1000)  # µs: larger after a restart too
+        batches: dict[str, list[str]] = {}
         shipped: list[tuple] = []
         more = False
         conn.execute("BEGIN")  # one snapshot: positions, pending rows and the rows themselves agree
         try:
             positions = mirror_positions(conn)
             for table in MIRRORED:
-                columns = self.columns[table.name]
-                rows = []
+                as_json = table.as_json(self.columns[table.name])
+                lines = []
                 if table.positioned:
                     rows = conn.execute(
-                        f"SELECT {', '.join(columns)} FROM {table.source} WHERE id > ? ORDER BY id LIMIT ?",
-                        (positions[table.name], MIRROR_BATCH),
+                        f"SELECT id, {as_json} FROM {table.source} WHERE id > ? ORDER BY id LIMIT ?",
+                        (self.node_id, version, positions[table.name], MIRROR_BATCH),
                     ).fetchall()
                     if rows:
-                        positions[table.name] = rows[-1][columns.index("id")]
+                        positions[table.name] = rows[-1][0]
+                    lines = [line for _, line in rows]
                     more |= len(rows) == MIRROR_BATCH
                 keys = conn.execute(
                     "SELECT key, changes FROM mirror_pending WHERE tbl = ? LIMIT ?", (table.name, MIRROR_BATCH)
                 ).fetchall()
                 if keys:
                     more |= len(keys) == MIRROR_BATCH
-                    rows += conn.execute(table.pending_rows(columns), (json.dumps([k for k, _ in keys]),)).fetchall()
+                    lines += [
+                        line
+                        for (line,) in conn.execute(
+                            f"SELECT {as_json} FROM {table.source} WHERE {table.by_key}",
+                            (self.node_id, version, json.dumps([key for key, _ in keys])),
+                        )
+                    ]
                     shipped += [(table.name, key, changes) for key, changes in keys]
-                batches[table.name] = rows
+                batches[table.name] = lines
         finally:
             conn.execute("ROLLBACK")
         if not shipped and not any(batches.values()):
             return False
-        version = self.version = max(self.version + 1, time.time_ns() // 1000)  # µs: larger after a restart too
-        for name, rows in batches.items():
-            columns, tail = self.columns[name], {"node_id": self.node_id, "version": version}
-            self.target.insert(name, (dict(zip(columns, row, strict=True), **tail) for row in rows))
+        self.version = version
+        for name, lines in batches.items():
+            self.target.insert_json(name, lines)
         self.writer.run(mirror_advance, positions, shipped, version)
-        self.shipped.update({name: len(rows) for name, rows in batches.items()})
+        self.shipped.update({name: len(lines) for name, lines in batches.items()})
         return more
 
     def _prune(self) -> None:
@@ -6388,6 +6490,440 @@ def mirror_metrics(ctx: Context) -> str:
         exposition("prisme_clickhouse_failing", "gauge", "1 while ClickHouse refuses or does not answer, else 0",
                    [("", {}, int(ctx.mirror.error is not None))]),
     ))  # fmt: skip
+
+
+###############################################################################
+# Import ######################################################################
+###############################################################################
+
+# `prisme-lite import`: access logs (nginx/Apache combined, Caddy's JSON) become the pageviews live traffic would
+# have made, through the same code (web_event, then the writer's WebEventStore, a batch per transaction).
+IMPORT_BATCH = 5_000  # log lines read per transaction
+IMPORT_KEY_BYTES = 64 << 10  # a file is known by the SHA-256 of this much of its start, and its size
+IMPORT_PROGRESS = 10.0  # seconds between progress lines when stderr is no terminal (a terminal's line: 0.2 s)
+# Requests for files, not pages: by extension of the last path segment, or by folder.
+ASSET_EXTENSIONS = frozenset(
+    "css js mjs map png jpg jpeg gif svg ico webp avif bmp woff woff2 ttf otf eot xml txt json webmanifest".split()
+)
+ASSET_FOLDERS = ("/static/", "/assets/", "/wp-content/", "/wp-includes/", "/_next/", "/.well-known/")
+# prisme-lite's own routes, when it is served on the site's host: its API, dashboard, widget tracking and metrics
+# (and /count, GoatCounter's pixel, for logs of a site that moved from it). /static/wa.js is an asset already.
+OWN_ROUTES = ("/api/", "/dashboard", "/track/", "/metrics", "/count")
+# Why a line is no pageview, in the order they are checked, with what the summary says of each.
+SKIP_REASONS = {
+    "unparseable": "not a line of the log's format",
+    "unregistered site": "a host that is no registered origin (`prisme-lite origins add HOST`)",
+    "duplicate": "in a file imported before (by its first 64 KiB and size), not read again",
+    "before last import": "at or before the latest line imported for its site (an overlapping log)",
+    "past retention": "older than retention_days: the server would delete it",
+    "method": "not a GET",
+    "status": "not 2xx or 304",
+    "own route": "prisme-lite's own routes (/api/, /dashboard, /track/, /metrics, /count)",
+    "asset": "a static file (.css, .js, images, fonts, /static/, /assets/, /wp-content/ …)",
+    "common format": "no referrer and user agent (the common log format): a visitor cannot be told from a bot",
+    "prefetch": "a speculative load (Sec-Purpose: prefetch), not a visit",
+    "bot": "a crawler, a headless browser or a client that is no browser (the live rule)",
+    "invalid": "a page URL or referrer the live API refuses",
+}
+QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # a quoted field, \" inside (unrolled: twice as fast as (a|b)*)
+COMBINED_LINE = re.compile(
+    rf"(\S+) \S+ \S+ \[(\d\d/[A-Z][a-z]{{2}}/\d{{4}}:\d\d:\d\d:\d\d [+-]\d{{4}})\] {QUOTED} (\d{{3}}) \S+"
+    rf"(?: {QUOTED} {QUOTED})?"
+)
+LOG_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})|\\(.)")  # nginx writes \x22, Apache \" and \\
+MONTHS = {name: number for number, name in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
+@dataclass(slots=True)
+class LogLine:
+    """One request of an access log, as both formats give it."""
+
+    ts: int  # unix ms
+    ip: str
+    method: str
+    target: str  # the request target: /path?query, or an absolute URL
+    host: str | None  # the Host header (Caddy); a combined log has none
+    status: int
+    referrer: str | None
+    user_agent: str | None  # None: the log has no such field (the common format)
+    scheme: str = "https"
+    prefetch: bool = False
+
+
+class Skipped(Exception):
+    """A log line that becomes no pageview; its one argument is the reason (SKIP_REASONS)."""
+
+
+def combined_time(text: str) -> int:
+    """Unix ms of a combined log's time, `10/Oct/2026:13:55:36 -0700` (COMBINED_LINE checked its shape)."""
+    hours, minutes, seconds = int(text[12:14]), int(text[15:17]), int(text[18:20])
+    if hours > 23 or minutes > 59 or seconds > 60:  # 60: a leap second
+        raise ValueError(f"no time of day: {text[12:20]}")
+    return local_midnight(text[:11], text[21:]) + (hours * 3600 + minutes * 60 + seconds) * 1000
+
+
+@functools.lru_cache(maxsize=64)  # a log's lines share a few days: a datetime per day, not per line
+def local_midnight(date: str, zone: str) -> int:
+    """Unix ms of the start of a day (`10/Oct/2026`) in a time zone of the log (`-0700`)."""
+    midnight = datetime.datetime(int(date[7:11]), MONTHS[date[3:6]], int(date[:2]), tzinfo=datetime.UTC)
+    offset = (int(zone[1:3]) * 60 + int(zone[3:5])) * MINUTE_MS
+    return int(midnight.timestamp()) * 1000 - (offset if zone[0] == "+" else -offset)
+
+
+def log_text(value: str) -> str:
+    """A quoted field of a combined log as the client sent it: the servers' escapes undone (\\xHH are bytes)."""
+    if "\\" not in value:
+        return value
+    raw = LOG_ESCAPE.sub(lambda found: chr(int(found[1], 16)) if found[1] else found[2], value)
+    try:
+        return raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8 once unescaped: as it was in the log
+        return raw
+
+
+def parse_combined(text: str) -> LogLine | None:
+    """A line of nginx's or Apache's combined format (or the common format, without referrer and user agent)."""
+    found = COMBINED_LINE.match(text)
+    if found is None:
+        return None
+    ip, when, request_line, status, referrer, user_agent = found.groups()
+    try:
+        ts = combined_time(when)
+    except (KeyError, ValueError):
+        return None
+    method, _, rest = log_text(request_line).partition(" ")
+    target = rest.rpartition(" ")[0] if rest.rpartition(" ")[2].startswith("HTTP/") else rest
+    referrer = None if referrer in (None, "-", "") else log_text(referrer)
+    user_agent = None if user_agent is None else "" if user_agent == "-" else log_text(user_agent)
+    return LogLine(ts, ip, method, target, None, int(status), referrer, user_agent)
+
+
+def parse_caddy(text: str) -> LogLine | None:
+    """A line of Caddy's JSON access log: request.method, uri, host, headers, client_ip (or remote_ip), status, ts
+    (seconds, or an ISO 8601 time)."""
+    try:
+        entry = json.loads(text)
+        req = entry["request"]
+        headers = req.get("headers") or {}
+
+        def header(name: str) -> str | None:
+            values = headers.get(name)
+            return values[0] if isinstance(values, list) and values and isinstance(values[0], str) else None
+
+        ts = entry["ts"]
+        ts = int(ts * 1000) if type(ts) in (int, float) else int(datetime.datetime.fromisoformat(ts).timestamp() * 1000)
+        ip, method, target, host = req.get("client_ip") or req["remote_ip"], req["method"], req["uri"], req["host"]
+        status = entry["status"]
+        if not all(isinstance(value, str) for value in (ip, method, target, host)) or type(status) is not int:
+            return None
+        prefetch = "prefetch" in (header("Sec-Purpose") or header("Purpose") or header("X-Moz") or "").lower()
+        scheme = "https" if req.get("tls") else "http"
+        user_agent = header("User-Agent") or ""
+        return LogLine(ts, ip, method, target, host, status, header("Referer"), user_agent, scheme, prefetch)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return None
+
+
+LOG_FORMATS: dict[str, Callable[[str], LogLine | None]] = {"combined": parse_combined, "caddy": parse_caddy}
+
+
+def is_asset(path: str) -> bool:
+    """A request for a file rather than a page (ASSET_EXTENSIONS, ASSET_FOLDERS)."""
+    last = path.rpartition("/")[2]
+    return ("." in last and last.rpartition(".")[2].lower() in ASSET_EXTENSIONS) or path.startswith(ASSET_FOLDERS)
+
+
+OWN_ROUTE_STARTS = tuple(route.rstrip("/") + "/" for route in OWN_ROUTES)
+
+
+def is_own_route(path: str) -> bool:
+    """One of OWN_ROUTES, or under it: /dashboard and /dashboard/login, not /dashboards-we-like."""
+    return path.startswith(OWN_ROUTE_STARTS) or path in OWN_ROUTES
+
+
+@dataclass
+class LogFile:
+    """A log to import: where, what is known of it before reading (format, first time), and its key."""
+
+    path: str
+    key: str
+    gzipped: bool
+    format: str
+    first_ts: float  # of its first line that parses (inf: none in its first lines), to import the oldest first
+
+    def lines(self) -> Iterator[bytes]:
+        with gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb") as file:
+            yield from file
+
+
+def open_log(path: str, fmt: str | None) -> LogFile:
+    """What import needs to know of a log before reading it; one line (CommandError) for a file it cannot read."""
+    if os.path.isdir(path):
+        raise CommandError(f"import: {path} is a directory; give the log files in it")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(IMPORT_KEY_BYTES)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as error:
+        raise CommandError(f"import: cannot read {path}: {error.strerror}") from None
+    key = f"{hashlib.sha256(head).hexdigest()}:{size}"
+    log_file = LogFile(path, key, head[:2] == b"\x1f\x8b", fmt or "combined", math.inf)
+    try:
+        first = list(itertools.islice((line for line in log_file.lines() if line.strip()), 100))
+    except (OSError, EOFError, zlib.error) as error:
+        raise CommandError(f"import: {path} is not readable gzip data ({error})") from None
+    if first and fmt is None and first[0].lstrip().startswith(b"{"):
+        log_file.format = "caddy"
+    parse = LOG_FORMATS[log_file.format]
+    log_file.first_ts = next((line.ts for text in first if (line := parse(text.decode("utf-8", "replace")))), math.inf)
+    return log_file
+
+
+class Progress:
+    """Import progress on stderr: one line refreshed in place on a terminal, a line every IMPORT_PROGRESS s else."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = self.shown = time.monotonic()
+
+    def show(self, name: str, lines: int, pageviews: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.shown < (0.2 if self.tty else IMPORT_PROGRESS):
+            return
+        self.shown = now
+        rate = lines / max(now - self.started, 1e-6)
+        text = f"import: {name}: {lines:,} lines, {rate:,.0f} lines/s, {pageviews:,} pageviews"
+        if self.tty:
+            sys.stderr.write(f"\r{text}\x1b[K" + ("\n" if final else ""))
+        elif not final:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+class Importer:
+    """One run of `prisme-lite import`, with no server on the database: log lines to pageviews, stored a batch per
+    transaction by the writer's own applier, so sessions and daily counts are what live traffic makes.
+
+    Visitors: live ids are keyed by the day's salt, which is deleted at midnight; so a past day's salt is drawn
+    afresh, once per run and day, and never stored: visitors are distinct within a run's day and cannot be linked
+    to live ones, nor to another run's (a visitor whose day spans two runs counts twice that day). The IP address
+    goes only into that hash. Each site's latest line imported is kept (import_marks): lines at or before it are
+    taken as imported, so a log overlapping an earlier one adds only what is new, and a run cut short resumes.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, config: dict, site_host: str | None):
+        self.conn = conn
+        self.store = WebEventStore(config["session_timeout"] * MINUTE_MS)
+        self.origins = OriginRegistry(config["origins"], lambda: conn)
+        self.country = CountryLookup(config)
+        self.site_host = site_host
+        self.cutoff = retention_cutoff(now_ms(), config["retention_days"]) if config["retention_days"] else None
+        self.salts: dict[int, bytes] = {}
+        self.sites: dict[str, str | None] = {}  # host → registered origin (None: none)
+        self.marks = {site: (ts, n) for site, ts, n in conn.execute("SELECT site, ts, lines FROM import_marks")}
+        self.read = self.pageviews = self.parsed = 0
+        self.skipped: Counter = Counter()
+        self.unregistered: Counter = Counter()
+        self.progress = Progress()
+
+    def site_of(self, host: str) -> str | None:
+        if host not in self.sites:
+            self.sites[host] = self.origins.site_of(host_of(f"http://{host}/") or host)
+        return self.sites[host]
+
+    def salt(self, ts: int) -> bytes:
+        """The salt of `ts`'s day in this run: drawn when first needed, held in memory only."""
+        day = ts // DAY_MS
+        if day not in self.salts:
+            self.salts[day] = secrets.token_bytes(32)
+        return self.salts[day]
+
+    def import_file(self, log_file: LogFile) -> None:
+        """Import one file, a batch of IMPORT_BATCH lines per transaction."""
+        done = self.conn.execute(
+            "SELECT lines FROM imports WHERE file_key = ? AND finished_at IS NOT NULL", (log_file.key,)
+        ).fetchone()
+        if done:
+            self.skipped["duplicate"] += done[0]
+            print(f"import: {log_file.path}: imported before, skipped", file=sys.stderr)
+            return
+        self.conn.execute(
+            "INSERT INTO imports (file_key, name, lines, pageviews, started_at) VALUES (?, ?, 0, 0, ?)"
+            " ON CONFLICT DO NOTHING",
+            (log_file.key, log_file.path, now_ms()),
+        )
+        parse = LOG_FORMATS[log_file.format]
+        # This file's latest time per site and how many of its lines had it; and lines at the mark's time so far.
+        file_marks: dict[str, tuple[int, int]] = {}
+        at_mark: Counter = Counter()
+        batch: list[WebEvent] = []
+        lines = pageviews = 0
+        whole = True
+        try:
+            for raw in log_file.lines():
+                lines += 1
+                if not raw.strip():
+                    continue
+                try:
+                    batch.append(self.pageview(parse(raw.decode("utf-8", "replace")), file_marks, at_mark))
+                except Skipped as skipped:
+                    self.skipped[skipped.args[0]] += 1
+                if lines % IMPORT_BATCH == 0:
+                    pageviews += self.commit(log_file, batch, file_marks, lines, pageviews)
+                    batch = []
+        except (OSError, EOFError, zlib.error) as error:  # a gzip file cut short: what came before it is kept
+            print(f"import: {log_file.path}: stopped reading after line {lines}: {error}", file=sys.stderr)
+            whole = False  # not finished: run again, it is read again (and its marks skip what is in)
+        pageviews += self.commit(log_file, batch, file_marks, lines, pageviews, finished=whole)
+        self.read += lines
+        self.pageviews += pageviews
+        self.progress.show(log_file.path, self.read, self.pageviews, final=True)
+        for site, mark in file_marks.items():
+            self.marks[site] = max(mark, self.marks.get(site, mark))
+
+    def pageview(self, line: LogLine | None, file_marks: dict, at_mark: Counter) -> WebEvent:
+        """The pageview a log line makes, as record_web_event makes it live; else Skipped, saying why."""
+        if line is None:
+            raise Skipped("unparseable")
+        self.parsed += 1
+        host = self.site_host or line.host or ""
+        site = self.site_of(host)
+        if site is None:
+            self.unregistered[host] += 1
+            raise Skipped("unregistered site")
+        latest, count = file_marks.get(site, (line.ts, 0))
+        file_marks[site] = (line.ts, 1) if line.ts > latest else (latest, count + (line.ts == latest))
+        mark = self.marks.get(site)
+        if mark and line.ts <= mark[0]:
+            at_mark[site] += line.ts == mark[0]
+            if line.ts < mark[0] or at_mark[site] <= mark[1]:
+                raise Skipped("before last import")
+        if self.cutoff is not None and line.ts < self.cutoff:
+            raise Skipped("past retention")
+        if line.method != "GET":
+            raise Skipped("method")
+        if not (200 <= line.status < 300 or line.status == 304):
+            raise Skipped("status")
+        path = line.target.partition("?")[0].partition("#")[0]
+        if path.startswith(("http://", "https://")):  # a request in absolute form (to a proxy)
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+        if is_own_route(path):
+            raise Skipped("own route")
+        if is_asset(path):
+            raise Skipped("asset")
+        if line.user_agent is None:
+            raise Skipped("common format")
+        if line.prefetch:
+            raise Skipped("prefetch")
+        user_agent = line.user_agent[:MAX_USER_AGENT_LENGTH]
+        agent = parse_user_agent(user_agent)
+        if agent.is_bot:
+            raise Skipped("bot")
+        url = line.target if line.target.startswith(("http://", "https://")) else f"{line.scheme}://{host}{line.target}"
+        try:
+            page = parse_page_url(url) if line.target.startswith(("/", "http://", "https://")) else None
+            if page is None:
+                raise Skipped("invalid")
+            referrer = referrer_host(line.referrer, page.host)
+        except Rejected:
+            raise Skipped("invalid") from None
+        visitor_id = make_visitor_id(self.salt(line.ts), site, line.ip, user_agent)
+        country = self.country({}, line.ip)
+        return web_event(
+            line.ts, site, "pageview", page, (referrer, line.referrer), agent, visitor_id, country, line.status
+        )
+
+    def commit(
+        self, log_file: LogFile, batch: list[WebEvent], marks: dict, lines: int, before: int, finished: bool = False
+    ) -> int:
+        """Store a batch in time order, with how far the file and each site's mark got, in one transaction."""
+        batch.sort(key=itemgetter("ts"))  # a log is in time order but for requests that overlapped
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            self.store(conn, batch)
+            conn.executemany(
+                "INSERT INTO import_marks VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET lines = CASE"
+                " WHEN excluded.ts > ts THEN excluded.lines WHEN excluded.ts = ts THEN max(lines, excluded.lines)"
+                " ELSE lines END, ts = max(ts, excluded.ts)",
+                [(site, ts, n) for site, (ts, n) in marks.items()],
+            )
+            conn.execute(
+                "UPDATE imports SET lines = ?, pageviews = pageviews + ?, finished_at = ? WHERE file_key = ?",
+                (lines, len(batch), now_ms() if finished else None, log_file.key),
+            )
+            conn.execute("COMMIT")
+        except BaseException:  # an error or Ctrl-C: this batch is undone whole, the ones before stay
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self.store.reset()
+            raise
+        self.progress.show(log_file.path, self.read + lines, self.pageviews + before + len(batch))
+        return len(batch)
+
+
+def import_logs(config: dict, paths: list[str], fmt: str | None, site: str | None) -> int:
+    """`prisme-lite import`: every file, oldest first, then a summary of what was imported and skipped, and why."""
+    db = config["db"]
+    files = sorted((open_log(path, fmt) for path in paths), key=attrgetter("first_ts"))
+    with command_connection(config) as conn, no_server_on(db, "import", "import with it stopped, then start it"):
+        site_host = None
+        if site is not None:
+            try:
+                site_host = normalise_origin(site)
+            except ValueError as error:
+                raise CommandError(f"import: --site: {error}") from None
+            if site_host.startswith("*."):
+                raise CommandError(f"import: --site takes the site's host (www.example.com), not {site_host}")
+            if OriginRegistry(config["origins"], lambda: conn).site_of(site_host) is None:
+                raise CommandError(
+                    f"import: --site {site_host} is not a registered origin's host; add it with"
+                    f" `prisme-lite origins add {site_host}`"
+                )
+        combined = [log_file.path for log_file in files if log_file.format == "combined"]
+        if combined and site_host is None:
+            raise CommandError(f"import: {combined[0]} is a combined log, which names no host: give --site SITE")
+        importer = Importer(conn, config, site_host)
+        events_before, sessions_before = (
+            conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0] for table in ("events", "sessions")
+        )
+        try:
+            for log_file in files:
+                importer.import_file(log_file)
+        except KeyboardInterrupt:
+            print("import: interrupted; what was stored stays, and running it again goes on", file=sys.stderr)
+            return 130
+        stored = conn.execute("SELECT count(*) FROM events WHERE id > ?", (events_before,)).fetchone()[0]
+        visits = conn.execute("SELECT count(*) FROM sessions WHERE id > ?", (sessions_before,)).fetchone()[0]
+    print_import_summary(importer, len(files), stored, visits)
+    if importer.parsed == 0 and not importer.skipped["duplicate"]:
+        names = ", ".join(paths)
+        print(f"prisme-lite: import: no line of {names} is an access log line (combined or caddy)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_import_summary(importer: Importer, files: int, stored: int, visits: int) -> None:
+    seconds = time.monotonic() - importer.progress.started
+    reloads = importer.pageviews - stored
+    print(
+        f"read {importer.read:,} {plural('line', importer.read)} of {files} {plural('file', files)} in"
+        f" {seconds:.1f} s; imported {stored:,} {plural('pageview', stored)} in {visits:,} {plural('visit', visits)}"
+        + (f" (and {reloads:,} {plural('reload', reloads)} of the page a visit is on, stored as nothing, as live)"
+           if reloads else "")
+    )  # fmt: skip
+    skipped = sum(importer.skipped.values())
+    if skipped:
+        print(f"skipped {skipped:,} {plural('line', skipped)}:")
+        width = max(len(reason) for reason in importer.skipped)
+        for reason, about in SKIP_REASONS.items():
+            if importer.skipped[reason]:
+                print(f"  {reason.ljust(width)}  {importer.skipped[reason]:>9,}  {about}")
+    if importer.unregistered:
+        hosts = ", ".join(terminal_text(host) or "(none)" for host, _ in importer.unregistered.most_common(5))
+        print(f"hosts that are no registered origin: {hosts}; add a site with `prisme-lite origins add HOST`")
+    if importer.skipped["before last import"]:
+        print("lines at or before a site's latest imported line count as imported: import older logs first")
 
 
 ###############################################################################
@@ -6618,6 +7154,11 @@ def serve(config: dict) -> int:
     base_url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     parse_user_agent("Mozilla/5.0")  # compile user-agents' regexes now, not during the first visitor's request
     origins = sorted(set(config["origins"]) | set(stored_origins(ctx.read())))
+    # What is loaded by now (modules, routes, regexes, the schema) lives as long as the server: out of the garbage
+    # collector's sight, a full collection under load walks only what requests and caches made since, and holds
+    # every thread that long rather than the whole heap's.
+    gc.collect()
+    gc.freeze()
     access_log = AccessLog() if config["access_log"] else None
     signal.signal(signal.SIGTERM, stop_on_signal)  # from here on, a stop is a clean one
     try:
@@ -6676,6 +7217,7 @@ COMMAND_SETTINGS = {
     "dead-letters retry": (*WRITES, "session_timeout"), "goals add": (*WRITES, "origins"), "goals remove": WRITES,
     "clickhouse init": ("db", "clickhouse_url"), "clickhouse status": ("db", "clickhouse_url", "node_id"),
     "share create": (*WRITES, "origins", "host", "port"), "share revoke": WRITES,
+    "import": (*WRITES, "origins", "session_timeout", "geoip_db", "retention_days"),
 }  # fmt: skip
 
 
@@ -6748,6 +7290,12 @@ def build_parser() -> argparse.ArgumentParser:
     clickhouse_actions = clickhouse.add_subparsers(dest="action", metavar="ACTION", required=True)
     command(clickhouse_actions, "init", "create the ClickHouse database and tables (clickhouse.sql); again is fine")
     command(clickhouse_actions, "status", "how far behind the mirror is: rows and seconds not yet shipped")
+    importer = command(commands, "import", "import history from access logs (nginx/Apache combined, Caddy JSON)")
+    importer.add_argument("files", nargs="+", metavar="FILE", help="access logs, gzipped or not, in any order")
+    importer.add_argument(
+        "--format", dest="log_format", choices=tuple(LOG_FORMATS), help="default: caddy if a line starts with {"
+    )
+    importer.add_argument("--site", metavar="HOST", help="the site's host (required for combined logs)")
     share = commands.add_parser("share", help="manage shared dashboards: read-only links to one site's, no login")
     share_actions = share.add_subparsers(dest="action", metavar="ACTION", required=True)
     share_create = command(share_actions, "create", "create a link /share/<token> and print it, once")
@@ -6941,6 +7489,10 @@ def clickhouse_command(args: argparse.Namespace, config: dict) -> int:
     return 0
 
 
+def import_command(args: argparse.Namespace, config: dict) -> int:
+    return import_logs(config, args.files, args.log_format, args.site)
+
+
 def share_command(args: argparse.Namespace, config: dict) -> int:
     """`share create`, `list` and `revoke`. A running server reads the shares at each request: a link created or
     revoked works, or stops, at once (like `goals add`)."""
@@ -7033,6 +7585,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, dict], int]] = {
     "dead-letters": dead_letters_command,
     "goals": goals_command,
     "share": share_command,
+    "import": import_command,
     "admin-token": admin_token_command,
     "clickhouse": clickhouse_command,
 }

@@ -1,7 +1,7 @@
 """bench/compare: the pixel (and other ingest routes) of several versions of prisme_lite, in alternation.
 
 Usage: bench/compare [--rounds 3] [--seconds 5] [--route pixel ...] [--server-flag=--threads=2 ...] REV [REV ...]
-REV is a git revision (its prisme_lite.py and schema.sql), `.` for the working tree, or a directory holding both
+REV is a git revision (its prisme_lite.py and static/), `.` for the working tree, or a directory holding both
 (a variant to try). Each round measures bjoern's
 bare route (the ceiling, bench/baseline.py), then every version in turn, a fresh server on a database of its own
 each time; the order of the versions alternates from round to round. Prints each version's median ratio to bjoern
@@ -35,7 +35,7 @@ ROUTES = {
 
 
 def checkout(rev: str, work: str) -> str:
-    """A directory holding `rev`'s prisme_lite.py and schema.sql (the working tree's own for `.`; a directory that
+    """A directory holding `rev`'s prisme_lite.py and static/ (the working tree's own for `.`; a directory that
     holds them is taken as it is)."""
     if rev == ".":
         return bench.ROOT
@@ -43,10 +43,10 @@ def checkout(rev: str, work: str) -> str:
         return os.path.abspath(rev)
     directory = os.path.join(work, rev.replace("/", "_"))
     os.makedirs(directory, exist_ok=True)
-    for name in ("prisme_lite.py", "schema.sql"):
-        text = subprocess.run(["git", "-C", bench.ROOT, "show", f"{rev}:{name}"], capture_output=True, check=True)
-        with open(os.path.join(directory, name), "wb") as file:
-            file.write(text.stdout)
+    archive = subprocess.run(
+        ["git", "-C", bench.ROOT, "archive", rev, "prisme_lite.py", "static"], capture_output=True, check=True
+    ).stdout  # the module and what asset() reads beside it (static/schema.sql, the dashboard)
+    subprocess.run(["tar", "-x", "-C", directory], input=archive, check=True)
     return directory
 
 
@@ -114,6 +114,7 @@ def main() -> int:
         spread = f"{min(ratios):6.3f}-{max(ratios):.3f}"
         print(f"{rev:24} {name:9} {row['ratio']:6.3f} {spread} {row['requests_per_s']:7.0f} {row['p99_ms']:7.2f} "
               f"{row['cpu_ms_per_request']:7.3f} {row['lost']}")  # fmt: skip
+    os.makedirs(os.path.join(bench.ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(bench.ROOT, "bench", "results", "compare.json"), "w") as file:
         json.dump(summary, file, indent=2)
     subprocess.run(["rm", "-rf", work], check=False)

@@ -304,6 +304,25 @@ CREATE TABLE IF NOT EXISTS shares (
     revoked_at INTEGER
 ) WITHOUT ROWID;
 
+-- @imports (schema version 8) -------------------------------------------------------------------------------------
+-- Access logs imported by `prisme-lite import`. A file is known by the SHA-256 of its first 64 KiB and its size
+-- (file_key): once finished_at is set, importing it again reads nothing. import_marks, per site: the time of the
+-- latest log line imported and how many of that site's lines carried that very time, so that a log overlapping one
+-- imported before (a rotated file that grew, a run cut short) adds only the lines after them. Neither holds an IP.
+CREATE TABLE IF NOT EXISTS imports (
+    file_key    TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    lines       INTEGER NOT NULL,  -- read, of its last run
+    pageviews   INTEGER NOT NULL,  -- given to the writer, over its runs (reloads among them are stored as nothing)
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS import_marks (
+    site  TEXT PRIMARY KEY,
+    ts    INTEGER NOT NULL,
+    lines INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- @mirror (schema version 9) ----------------------------------------------------------------------------------------
 -- The ClickHouse mirror (clickhouse_url): rows changed since the mirror last shipped them. New rows of events,
 -- sessions, server_events and widget_events are shipped from a position (meta mirror_position, by id); what this

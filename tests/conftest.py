@@ -170,19 +170,6 @@ def run(tmp_path):
         process.log.close()
 
 
-def upgraded(db, version, table):
-    """A database made at schema `version` (the current one without `table`, which a later version added), then
-    opened by this prisme_lite: its connection, for the test to look at what the migrations made."""
-    prisme_lite.open_database(str(db))
-    with sqlite3.connect(db) as conn:
-        conn.execute(f"DROP TABLE {table}")
-        conn.execute(f"PRAGMA user_version = {version}")
-    prisme_lite.open_database(str(db))
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)
-    return conn
-
-
 def clear_of_the_hour(seconds=60):
     """Counter tokens expire at the top of the hour (SPEC §4): a test that asks a real server for tokens and uses
     them within `seconds` starts after the hour turns when it would otherwise straddle it."""
@@ -356,5 +343,12 @@ def start_clickhouse(tmp_path):
 
 
 def migrated_from(db, version, table):
-    """upgraded(), for a test that needs only that the migrations ran."""
-    upgraded(db, version, table).close()
+    """A database of schema `version`, without the `table` its next version adds, opened (migrated) by this
+    prisme_lite; the migration must have brought it to the current version."""
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"PRAGMA user_version = {version}")
+    prisme_lite.open_database(str(db))
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (prisme_lite.SCHEMA_VERSION,)

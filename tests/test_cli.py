@@ -23,6 +23,7 @@ NOT_CREATING = [
     ["tokens", "revoke", "tk_x"], ["counters", "list"], ["counters", "show", "likes", "intro"], ["stats"],
     ["export"], ["prune", "--older-than", "7"], ["backup", "copy.db"], ["check"], ["dead-letters", "list"],
     ["dead-letters", "retry"], ["share", "create", "--site", "localhost"], ["share", "list"], ["share", "revoke", "abcd"],
+    ["import", "access.log", "--site", "localhost"],
 ]  # fmt: skip
 
 
@@ -104,8 +105,8 @@ DEFAULTS = {
     "jwt_secret": "none", "rate_limit": "60", "events_rate_limit": "3000", "retention_days": "0",
     "ipv6_prefix": "64", "rate_limit_buckets": "100000", "max_body_bytes": "32768", "session_timeout": "30", "server": "granian",
     "threads": "4", "pin_cpu": "false", "header_timeout": "10", "synchronous": "normal", "access_log": "true",
-    "clickhouse_url": "none", "node_id": "none", "stats_source": "sqlite", "clickhouse_retention_days": "0",
     "share_min_count": "5",
+    "clickhouse_url": "none", "node_id": "none", "stats_source": "sqlite", "clickhouse_retention_days": "0",
 }  # fmt: skip
 
 

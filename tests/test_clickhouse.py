@@ -1,7 +1,6 @@
 """The ClickHouse mirror (SPEC §10), against a real clickhouse-server process (the `clickhouse` fixture): what
 ClickHouse holds, read with FINAL, is exactly what SQLite holds, through restarts and kill -9 of either side."""
 
-import contextlib
 import http.client
 import json
 import random
@@ -11,7 +10,7 @@ import threading
 import time
 
 import pytest
-from conftest import CHROME, cli, new_token, upgraded
+from conftest import CHROME, cli, migrated_from, new_token
 from test_reliability import Load, request
 
 import prisme_lite
@@ -436,5 +435,6 @@ def test_switched_off_then_on_again_the_rows_that_changed_meanwhile_are_shipped_
 
 
 def test_an_older_database_gets_the_mirrors_table(tmp_path):
-    with contextlib.closing(upgraded(tmp_path / "prisme.db", 6, "mirror_pending")) as conn:
+    migrated_from(tmp_path / "prisme.db", 8, "mirror_pending")
+    with sqlite3.connect(tmp_path / "prisme.db") as conn:
         assert conn.execute("SELECT count(*) FROM mirror_pending").fetchone() == (0,)

@@ -1,6 +1,7 @@
 """Request context (SPEC §2, §3.1, §3.3): client IP, origins, page URLs, user agents, visitor ids, country."""
 
 import sqlite3
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import CHROME, IPHONE
@@ -92,6 +93,36 @@ def test_exact_origin_wins_over_a_wildcard(tmp_path):
 )
 def test_page_paths_are_normalised(path, normalised):
     assert prisme_lite.normalise_path(path) == normalised
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost/blog/post/1",
+        "https://a.example:8080/x/y?utm_source=a&b=c#frag",
+        "http://h",
+        "http://h?x",
+        "http://h#f?x",
+        "http://h:",
+        "http://h:99999/",
+        "http://h/a#b#c",
+        "http://h/a?b?c#d?e",
+        "http://h/é?q=ü#ä",
+        "http://a..b/-/",
+    ],
+)
+def test_a_plain_url_is_split_as_urlsplit_splits_it(url):
+    """browser_split's shortcut (PLAIN_URL) gives what urlsplit gives, for the URLs it takes."""
+    assert prisme_lite.PLAIN_URL.fullmatch(url)
+    assert prisme_lite.browser_split.__wrapped__(url) == urlsplit(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["HTTP://h/", "http://User@h/", "http://h/a b", " http://h/", "http://h\\@x/", "http://[::1]/", "http://h:1:2/"],
+)
+def test_other_urls_take_the_long_way(url):
+    assert not prisme_lite.PLAIN_URL.fullmatch(url)
 
 
 def test_page_url_keeps_host_path_and_utm_only():

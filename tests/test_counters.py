@@ -312,6 +312,17 @@ def test_forged_tokens_are_refused(server, client, registered, attack, words):
     assert server.rows("SELECT * FROM counters") == []
 
 
+def test_a_checked_token_is_trusted_only_until_it_expires(server, client, registered):
+    token = token_for(client)
+    assert increment(client, token).json == {"count": 1}
+    assert server.ctx.verified_tokens[token]["jti"]  # checked once in full: not again while it is valid
+    forged_token = forged(server, registered, secret=b"another key of thirty-two bytes!!")
+    claims = jwt.decode(forged_token, options={"verify_signature": False})
+    server.ctx.verified_tokens[forged_token] = {**claims, "exp": int(time.time()) - 1}  # as if checked, and over
+    assert "Signature verification failed" in increment(client, forged_token, status=401).json["error"]
+    assert server.rows("SELECT count FROM counters") == [{"count": 1}]
+
+
 def test_another_clients_token_is_refused(server, client, admin, registered):
     other = register(client, admin, domain="other.example").json
     client.post_json("/api/v1/configure", {**other, "validPageIds": ["intro"], "validActionIds": ["likes"]})

@@ -1,13 +1,12 @@
 """Goals (issue 21): conversions, converting visitors and conversion rate, against answers computed here; the goals
 commands; the schema's migration."""
 
-import contextlib
 import json
 import sqlite3
 import time
 
 import pytest
-from conftest import CHROME, cli, upgraded
+from conftest import CHROME, cli, migrated_from
 from test_cli import help_of
 from test_stats import MONTH_START, NOW, month, stats  # noqa: F401 -- fixtures
 
@@ -196,7 +195,9 @@ def test_a_goal_added_while_the_server_runs_counts_at_once(run, tmp_path):
 
 
 def test_a_schema_5_database_gets_the_goals_table(tmp_path):
-    with contextlib.closing(upgraded(tmp_path / "prisme.db", 5, "goals")) as conn:
+    db = tmp_path / "prisme.db"
+    migrated_from(db, 5, "goals")
+    with sqlite3.connect(db) as conn:
         assert prisme_lite.add_goal(conn, "localhost", "event", "x").id == 1
 
 
