@@ -5403,6 +5403,8 @@ class Share:
 def create_share(conn: sqlite3.Connection, site: str, days: int | None) -> str:
     """A new share of `site` for `days` (None: until revoked): the token, shown this once and kept as a hash."""
     token, now = secrets.token_urlsafe(24), now_ms()
+    while token.startswith("-"):  # `share revoke -abc…` would be an option to the command line, not a token
+        token = secrets.token_urlsafe(24)
     conn.execute(
         "INSERT INTO shares (token_hash, prefix, site, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         (hash_secret(token), token[:SHARE_PREFIX], site, now, now + days * DAY_MS if days else None),

@@ -287,3 +287,14 @@ def test_a_schema_6_database_gets_the_shares_table_and_a_backup_keeps_the_hashes
     assert cli("backup", str(tmp_path / "copy.db"), db=db).returncode == 0
     assert shares_of(tmp_path / "copy.db") == shares_of(db)  # configuration, like goals: a restore keeps its links
     assert shares_of(db)[0][0] == hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_a_token_never_starts_with_a_dash_which_the_command_line_would_read_as_an_option(tmp_path, monkeypatch):
+    db = tmp_path / "prisme.db"
+    assert cli("init", db=db).returncode == 0
+    drawn = iter(["-dashfirst" + "x" * 22, "Letterfirst" + "x" * 21])
+    monkeypatch.setattr(prisme_lite.secrets, "token_urlsafe", lambda size: next(drawn))
+    with sqlite3.connect(db) as conn:
+        token = prisme_lite.create_share(conn, SITE, None)
+    assert token == "Letterfirst" + "x" * 21
+    assert cli("share", "revoke", token[:5], db=db).stdout == f"revoked: {token[:8]}…; its link answers 404 now\n"
