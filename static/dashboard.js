@@ -238,6 +238,8 @@ function keyCell(row, filter, share) {
   return el("td", {class: "keyed"}, button);
 }
 
+const PERCENTAGE = /^\d+(\.\d)? %$/; // what shownDetail makes of a rate: a number's cell, on one line
+
 // A details value as a person reads it: a click-through rate, or any *_rate (a fraction), as a percentage.
 const shownDetail = ([name, value]) => (name === "ctr" || name.endsWith("_rate")) && value !== null
   ? `${Math.round(value * 1000) / 10} %` : value;
@@ -266,8 +268,8 @@ function table(title, data, columns, spec, options) {
     const row = {text: String(values[0] ?? "-"), host: sitePages ? data.details[n].site : null,
       value: sitePages ? data.details[n].path : key === null ? null : filter.valueOf(String(key))};
     if (filter.name === "country" && key === "XX") row.text = "Unknown";
-    const numbers = values.slice(1).map((value) =>
-      typeof value === "number" || isHidden(value) ? el("td", {class: "n"}, String(value)) : cell(value));
+    const numbers = values.slice(1).map((value) => typeof value === "number" || isHidden(value)
+      || PERCENTAGE.test(value) ? el("td", {class: "n"}, String(value)) : cell(value));
     if (shared) numbers.push(el("td", {class: "n share-text"}, percent(data.values[n], whole)));
     return el("tr", {}, keyCell(row, filter, shared ? data.values[n] / whole : undefined), ...numbers);
   });
