@@ -643,6 +643,8 @@ class AccessLog:
         second = int(time.time())
         if self.stamp[0] != second:
             self.stamp = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+        if path.startswith("/share/"):  # a share's token opens its dashboard: a log keeps what `share list` shows
+            path = f"/share/{path[7 : 7 + SHARE_PREFIX]}…" if len(path) > 7 + SHARE_PREFIX else path
         if not path.isprintable() or " " in path:  # one request is one line, whatever its path holds
             path = path.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
         line = f"{self.stamp[1]} prisme_lite.access {method[:16]} {path[:2048]} {status} {ms:.1f}ms {request_id}\n"

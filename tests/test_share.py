@@ -298,3 +298,18 @@ def test_a_token_never_starts_with_a_dash_which_the_command_line_would_read_as_a
         token = prisme_lite.create_share(conn, SITE, None)
     assert token == "Letterfirst" + "x" * 21
     assert cli("share", "revoke", token[:5], db=db).stdout == f"revoked: {token[:8]}…; its link answers 404 now\n"
+
+
+def test_the_access_log_keeps_a_share_token_as_share_list_shows_it_never_whole(shared):
+    import io
+
+    import webtest
+
+    stream = io.StringIO()
+    access_log = prisme_lite.AccessLog(stream)
+    client = webtest.TestApp(prisme_lite.RequestLog(shared.app, access_log))
+    assert client.get(f"/share/{shared.token}").status_int == 200
+    access_log.close()
+    [line] = stream.getvalue().splitlines()
+    assert shared.token not in line
+    assert f" GET /share/{shared.token[:8]}… 200 " in line
