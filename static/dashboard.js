@@ -15,7 +15,7 @@ const $ = (selector) => document.querySelector(selector);
 const PANELS = JSON.parse($("#report").dataset.panels);
 // A shared dashboard (/share/<token>): one site's, read-only, no login; its token goes with every question, and
 // each count under the server's share_min_count comes back as the text "< N" (a rate or average of one as null).
-const {share: SHARE = "", shareSite: SHARE_SITE = "", least: LEAST = "0"} = $("#report").dataset;
+const {share: SHARE, shareSite: SHARE_SITE, least: LEAST} = $("#report").dataset; // empty on the login's dashboard
 const isHidden = (value) => typeof value === "string" && /^< [0-9]+$/.test(value);
 // A count as the chart draws it: a hidden one at the most it can be (and marked so), the others as they are.
 const plotted = (value) => isHidden(value) ? Number(LEAST) - 1 : value;
