@@ -77,7 +77,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -105,6 +105,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     6: lambda: schema_part("@shares"),  # 7: shared dashboards
     7: lambda: schema_part("@imports"),  # 8: access logs imported, and how far (`prisme-lite import`)
     8: lambda: schema_part("@mirror"),  # 9: the ClickHouse mirror's pending rows
+    9: lambda: schema_part("@slices"),  # 10: the daily counts per filter value (SealDays fills them in the background)
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -981,6 +982,12 @@ def count_stored_rows(conn: sqlite3.Connection, events_after: int, sessions_afte
     Run it in the transaction that stored them."""
     for sql in rollup_count_sql(events_after, sessions_after):
         conn.execute(sql)
+    conn.execute(
+        "UPDATE slice_days SET touched_at = ? WHERE touched_at IS NULL AND (site, day) IN ("
+        f"SELECT site, ts / {DAY_MS} FROM events WHERE id > ? UNION SELECT site, started_at / {DAY_MS} FROM sessions"
+        " WHERE id > ?)",
+        (now_ms(), events_after, sessions_after),
+    )  # slices already counted are out of date (touch_days)
 
 
 def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
@@ -2858,6 +2865,9 @@ class WebEventStore:
         upsert_daily_counts(
             conn, counts, insert_rows(conn, "daily_visitors", DAILY_VISITOR_COLUMNS, seen, NEW_DAILY_VISITORS)
         )
+        days = {(event["site"], event["ts"] // DAY_MS) for event in kept}
+        days.update((sessions[i].site, now.started_at // DAY_MS) for i, (was, now) in before.items() if was is not None)
+        touch_days(conn, days)
         while len(self.latest) > self.max_cached:
             self.latest.popitem(last=False)
         if waiting:
@@ -2896,6 +2906,7 @@ class WebEventStore:
             (visitor_id, site, session.started_at, session.id, old),
         ).fetchall()
         salted = bool(SALTED_VISITOR.fullmatch(old))
+        touch_days(conn, ((site, ts // DAY_MS) for _kind, ts in renamed))
         for day in {ts // DAY_MS for kind, ts in renamed if kind == "pageview"}:
             conn.execute("INSERT OR IGNORE INTO daily_visitors VALUES (?, 0, ?, ?)", (site, day, visitor_id))
             if conn.execute(
@@ -3320,8 +3331,162 @@ def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
     return (SESSIONS_TABLE.rows(q), *window_where(q, SESSIONS_TABLE))
 
 
+# Slices (schema.sql, slice_counts): the daily counts per value of one filter, counted by the writer's maintenance
+# once a day is over, so that a view filtered by that value reads its whole days from them. A filter is sliced when
+# its values are few (a country, a browser, a campaign): a page or a referrer picks few rows, which an index finds.
+# By filter name: (the event column, the session column) it filters on.
+SLICED_FILTERS = {
+    name: (columns[0].removeprefix("e."), columns[1].removeprefix("s."))
+    for name, columns in FILTERS.items()
+    if name in ("domain", "country", "browser", "os", "utm-source", "utm-medium", "utm-campaign")
+}
+SEAL_DELAY_MS = 2 * HOUR_MS  # a day is counted this long after it ends (or after its rows last changed)
+PAGEVIEW_DIMS = ("pageviews", "sessions", "custom", "outbound", "download")  # a day has rows when one of these counts
+
+
+# `check`: the slices of a filter whose column is never NULL partition the day's rows, so that, visitors aside (a
+# visitor may be seen with two values), the counts of its values add up to the day's. What a slice holds beyond that
+# is tested against raw rows (tests/test_slices.py), not recounted here: that would read every row once per filter.
+PARTITIONS = ", ".join(repr(name) for name in ("domain", "country", "browser", "os"))
+SLICED_TOTALS = (
+    "SELECT c.site, c.fdim, c.dim, c.day, c.value, sum(c.n) FROM slice_counts c JOIN slice_days d"
+    " ON d.site = c.site AND d.day = c.day AND d.fdim = c.fdim AND d.touched_at IS NULL"
+    f" WHERE c.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' GROUP BY 1, 2, 3, 4, 5"
+)
+DAY_TOTALS = (
+    "SELECT c.site, d.fdim, c.dim, c.day, c.value, c.n FROM daily_counts c JOIN slice_days d"
+    " ON d.site = c.site AND d.day = c.day AND d.touched_at IS NULL"
+    f" WHERE d.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' AND c.n != 0"
+)
+SLICES_ADD_UP = (
+    "SELECT fdim || ' ' || dim || ' ' || value || ' on day ' || day FROM"
+    f" (SELECT * FROM ({SLICED_TOTALS}) EXCEPT SELECT * FROM ({DAY_TOTALS})"
+    f" UNION ALL SELECT * FROM (SELECT * FROM ({DAY_TOTALS}) EXCEPT SELECT * FROM ({SLICED_TOTALS}))) LIMIT 5"
+)
+
+
+def slice_recount(fdim: str) -> tuple[str, int]:
+    """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end, repeated `count` times)
+    per value f of the filter `fdim`, as rollup_recount counts them for the whole site."""
+    e, s = SLICED_FILTERS[fdim]
+    events = f"FROM events WHERE site = ? AND ts >= ? AND ts < ? AND {e} IS NOT NULL"
+    sessions = f"FROM sessions WHERE site = ? AND started_at >= ? AND started_at < ? AND {s} IS NOT NULL"
+    parts = [
+        f"SELECT {e} AS f, 'pageviews' AS d, '' AS v, count(*) AS n {events} AND kind = 'pageview' GROUP BY 1",
+        f"SELECT {e}, 'visitors', '', count(DISTINCT visitor_id) {events} AND kind = 'pageview'"
+        f" AND {SALTED_ID.format('visitor_id')} GROUP BY 1",
+        *(
+            f"SELECT {e}, '{column}', {column}, count(*) {events} AND kind = 'pageview' AND {column} IS NOT NULL"
+            " GROUP BY 1, 3"
+            for column in ROLLUP_EVENT_DIMS
+        ),
+        f"SELECT {e}, kind, name, count(*) {events} AND kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3",
+        f"SELECT {s}, 'sessions', '', count(*) {sessions} GROUP BY 1",
+        f"SELECT {s}, 'bounces', '', sum(pageviews = 1) {sessions} GROUP BY 1",
+        f"SELECT {s}, 'duration', '', sum(last_seen - started_at) {sessions} GROUP BY 1",
+        f"SELECT {s}, 'entry_path', entry_path, count(*) {sessions} GROUP BY 1, 3",
+        f"SELECT {s}, 'exit_path', exit_path, count(*) {sessions} GROUP BY 1, 3",
+        *(
+            f"SELECT {s}, '{dim}', {column}, count(*) {sessions} AND {column} IS NOT NULL GROUP BY 1, 3"
+            for dim, column in VISIT_DIMS.items()
+        ),
+    ]
+    return " UNION ALL ".join(parts), len(parts)
+
+
+def seal_slice(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount: bool) -> None:
+    """Count one site's day into the slices of `fdim` (again, when `recount`: its rows changed since)."""
+    if recount:  # the primary key leads with the filter's value: a day's rows are found by scanning the filter's
+        for table in ("slice_counts", "slice_visitors"):
+            conn.execute(f"DELETE FROM {table} WHERE site = ? AND fdim = ? AND day = ?", (site, fdim, day))
+    window = (site, day * DAY_MS, (day + 1) * DAY_MS)
+    sql, parts = slice_recount(fdim)
+    conn.execute(
+        f"INSERT INTO slice_counts (site, fdim, fvalue, dim, day, value, n) SELECT ?, ?, f, d, ?, v, n FROM ({sql})"
+        " WHERE n != 0",
+        (site, fdim, day, *window * parts),
+    )
+    column = SLICED_FILTERS[fdim][0]
+    conn.execute(
+        f"INSERT INTO slice_visitors SELECT DISTINCT site, ?, {column}, ?, visitor_id FROM events"
+        f" WHERE site = ? AND ts >= ? AND ts < ? AND {column} IS NOT NULL AND kind = 'pageview'"
+        f" AND NOT ({SALTED_ID.format('visitor_id')})",
+        (fdim, day, *window),
+    )
+    conn.execute("INSERT OR REPLACE INTO slice_days VALUES (?, ?, ?, NULL)", (site, day, fdim))
+
+
+def touch_days(conn: sqlite3.Connection, days: Iterable[tuple[str, int]]) -> None:
+    """The rows of these (site, day) changed: their slices, if counted, are out of date until SealDays counts them
+    again. A probe per distinct day of a batch: nearly always today's, which no slice has counted yet."""
+    now = now_ms()
+    conn.executemany(
+        "UPDATE slice_days SET touched_at = ? WHERE site = ? AND day = ? AND touched_at IS NULL",
+        [(now, site, day) for site, day in set(days)],
+    )
+
+
+class SealDays:
+    """Writer maintenance: count the slices of every day that is over (SEAL_DELAY_MS after it ends), one site, day
+    and filter a transaction, newest first, so that a busy day's counting stalls the writer for a fraction of a
+    second at a time; count again a day whose rows changed, once they have been left alone for SEAL_DELAY_MS; forget
+    the slices of days that no longer have rows (pruned)."""
+
+    def __init__(self) -> None:
+        self.todo: list[tuple[str, int, str, bool]] = []  # (site, day, fdim, recount), the next last
+        self.listed_at: int | None = None
+        self.sealed = 0
+
+    def reset(self) -> None:
+        self.todo, self.listed_at = [], None
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
+        if not self.todo and (self.listed_at is None or now - self.listed_at >= MAINTENANCE_INTERVAL * 1000):
+            self.todo, self.listed_at = self._list(conn, now), now
+        if not self.todo:
+            return False
+        site, day, fdim, recount = self.todo.pop()
+        seal_slice(conn, site, day, fdim, recount)
+        self.sealed += 1
+        return bool(self.todo)
+
+    @staticmethod
+    def _list(conn: sqlite3.Connection, now: int) -> list[tuple[str, int, str, bool]]:
+        over = (now - SEAL_DELAY_MS) // DAY_MS  # days before this one are over
+        sealed: dict[tuple[str, int, str], int | None] = {
+            (site, day, fdim): touched for site, day, fdim, touched in conn.execute("SELECT * FROM slice_days")
+        }
+        todo = []
+        for (site,) in conn.execute(ALL_SITES).fetchall():
+            firsts = [conn.execute("SELECT min(day) FROM daily_counts WHERE site = ? AND dim = ?", (site, dim))
+                      .fetchone()[0] for dim in PAGEVIEW_DIMS]  # fmt: skip
+            first = min((day for day in firsts if day is not None), default=over)
+            for table in ("slice_counts", "slice_visitors", "slice_days"):  # what pruning left of older days
+                if any(key[0] == site and key[1] < first for key in sealed):
+                    conn.execute(f"DELETE FROM {table} WHERE site = ? AND day < ?", (site, first))
+            for day in range(first, over):
+                for fdim in SLICED_FILTERS:
+                    touched = sealed.get((site, day, fdim), 0)
+                    if touched == 0 or (touched is not None and now - touched >= SEAL_DELAY_MS):
+                        todo.append((site, day, fdim, touched != 0))
+        return todo  # oldest first: popped from the end
+
+
+def seal_days(conn: sqlite3.Connection, now: int) -> int:
+    """Count every slice SealDays would count by `now`, at once (bench, tests): how many (site, day, filter). `conn`
+    is in autocommit mode (connect()); each is counted in a transaction of its own, as the writer does."""
+    sealer = SealDays()
+    more = True
+    while more:
+        conn.execute("BEGIN IMMEDIATE")
+        more = sealer(conn, now)
+        conn.execute("COMMIT")
+    return sealer.sealed
+
+
 # Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
-# has beyond whole days (a partial first or last day) is read from the raw rows; filters always read raw rows.
+# has beyond whole days (a partial first or last day) is read from the raw rows; a filter reads raw rows, but for
+# one value of a sliced filter, whose counted days come from its slices.
 # Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
 ALL_SITES = (
     "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
@@ -3330,17 +3495,38 @@ ALL_SITES = (
 )  # every site in daily_counts, one index probe each (a loose index scan)
 
 
-def rollup_days(q: StatsQuery) -> tuple[int, int] | None:
-    """The UTC days [first, last) the daily counts answer for q, or None.
+def slice_of(q: StatsQuery) -> tuple[str, str] | None:
+    """The (filter, value) of q's slices: q has one filter, of one value, on one site, and it is sliced."""
+    if q.site is None or len(q.filters) != 1:
+        return None
+    ((name, values),) = q.filters.items()
+    return (name, values[0]) if name in SLICED_FILTERS and len(values) == 1 else None
+
+
+def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | None:
+    """The UTC days [first, last) the daily counts answer for q (its slices, when it is filtered), or None.
 
     A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
-    stored later than its arrival, so the rest of today is empty).
+    stored later than its arrival, so the rest of today is empty). A filtered query takes the first run of days its
+    slices have counted (slice_days), and reads the others from raw rows.
     """
-    if q.filters or not q.source.daily_counts:
+    if not q.source.daily_counts:
         return None
     first = -(-q.start // DAY_MS)
     last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
-    return (first, last) if first < last else None
+    if first >= last or not q.filters:
+        return (first, last) if first < last else None
+    if (sliced := slice_of(q)) is None:
+        return None
+    counted = [day for (day,) in conn.execute(
+        "SELECT day FROM slice_days WHERE site = ? AND day >= ? AND day < ? AND fdim = ? AND touched_at IS NULL"
+        " ORDER BY day", (q.site, first, last, sliced[0]))]  # fmt: skip
+    if not counted:
+        return None
+    end = counted[0]
+    while end - counted[0] < len(counted) and counted[end - counted[0]] == end:
+        end += 1
+    return counted[0], end
 
 
 def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
@@ -3367,11 +3553,15 @@ def day_bucket_of(q: StatsQuery, alias: str) -> str:
 
 
 def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
-    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`."""
+    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`, q's slices if filtered."""
     values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
     site, site_params = daily_site(q, "c")
+    if sliced := slice_of(q):
+        table, site, site_params = "slice_counts", f"{site} AND c.fdim = ? AND c.fvalue = ?", [*site_params, *sliced]
+    else:
+        table = "daily_counts"
     sql = (
-        f"SELECT {key} AS k, {values} FROM daily_counts c"
+        f"SELECT {key} AS k, {values} FROM {table} c"
         f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
     )
     return sql, [*dims, *site_params, *dims, *days]
@@ -3401,7 +3591,7 @@ def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple
     `totals` of a bucket, or a function of the source that says them in its dialect."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        days = rollup_days(q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
+        days = rollup_days(conn, q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
         found = rolled_up(
             conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"),
             totals if isinstance(totals, str) else totals(q.source),
@@ -3416,7 +3606,7 @@ def daily_top(scope: Callable, column: str, dim: str, daily_key: str = "c.value"
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         rows = rolled_up(
-            conn, q, rollup_days(q), scope, column, "count(*) AS v0", (dim,), daily_key, "sum(v0) AS n",
+            conn, q, rollup_days(conn, q), scope, column, "count(*) AS v0", (dim,), daily_key, "sum(v0) AS n",
             "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
         )  # fmt: skip
         return [row[0] for row in rows], [row[1] for row in rows]
@@ -3443,7 +3633,7 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
     def day_key(alias: str) -> str:
         return day_bucket_of(q, alias) if per_bucket else "0"
 
-    days = rollup_days(q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
+    days = rollup_days(conn, q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
     ids, params = [], []
     for part in raw_parts(q, days):
         where, where_params = event_where(part, kinds)
@@ -3453,9 +3643,14 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
     counted = ""
     if days is not None:
         site, site_params = daily_site(q, "d")
-        ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
-                   " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
-        params += [*site_params, *days]
+        if sliced := slice_of(q):  # ids a client gave, seen with the filter's value
+            ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM slice_visitors d WHERE {site}"
+                       " AND d.fdim = ? AND d.fvalue = ? AND d.day >= ? AND d.day < ?")  # fmt: skip
+            params += [*site_params, *sliced, *days]
+        else:
+            ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
+                       " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip
+            params += [*site_params, *days]
         sql, daily_params = daily_rows(q, days, ("visitors",), day_key("c"))
         counted = f" UNION ALL SELECT k, v0 FROM ({sql})"
         params += daily_params
@@ -3522,7 +3717,7 @@ def live_count(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
     visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
-    days = rollup_days(q)
+    days = rollup_days(conn, q)
     found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
     pageviews = found[0][1] if found else 0
     found = rolled_up(
@@ -3573,7 +3768,7 @@ register(Family(
         noscript_custom_event, noscript_outbound_link, noscript_file_download,
     ),
     applier=lambda config: WebEventStore(config["session_timeout"] * MINUTE_MS),
-    maintenance=(lambda config: ForgetSaltedVisitors(),),
+    maintenance=(lambda config: ForgetSaltedVisitors(), lambda config: SealDays()),
     exports={
         "events": ("events", "ts", "", "rowid"),
         "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
@@ -3601,6 +3796,7 @@ register(Family(
          f" {VISITORS_RECOUNT}) WHERE n != 0) UNION ALL SELECT dim || ' ' || value || ' on day ' || day"
          f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
          " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
+        ("the slices of each counted day add up to its daily counts", SLICES_ADD_UP),
     ),
     filters=tuple(FILTERS),
     metrics={

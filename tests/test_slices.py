@@ -1,0 +1,179 @@
+"""Slices (schema.sql, slice_counts): a view filtered by one value of a sliced filter reads the days the writer's
+maintenance has counted (SealDays) from them, and answers exactly what the raw rows answer, before, while and after
+the rows of a counted day change."""
+
+import pytest
+from test_stats import DAY, MINUTE, NOW, WEB_METRICS, PlanRecorder, month_of_events
+
+import prisme_lite
+
+WINDOWS = [
+    {"from": "now-29d/d", "to": "now/d+1d"},  # the dashboard's 30 days
+    {"from": "now-30d/d"},
+    {"from": "now-30d"},  # a partial first day
+    {"from": "now-20d/d", "to": "now-3d-5h"},  # a partial last day, in the past
+    {"from": "now-7d/d"},  # buckets of hours for the series
+    {"from": "now-1y"},  # buckets of 14 days
+]
+SLICED = [
+    ("blog.example.com", "country", "FR"),
+    ("blog.example.com", "browser", "Firefox"),
+    ("blog.example.com", "os", "iOS"),
+    ("blog.example.com", "utm-source", "newsletter"),
+    ("blog.example.com", "utm-medium", "email"),
+    ("*.shop.example", "domain", "a.shop.example"),  # the shop's visitors give their own ids (slice_visitors)
+    ("*.shop.example", "country", "DE"),
+]
+
+
+def store(path, events):
+    """The events stored through the real writer (whose own maintenance may count slices as they come in)."""
+    config = prisme_lite.load_config({"db": str(path), "access_log": "false"}, environ={})
+    app = prisme_lite.make_app(config)
+    for event in events:
+        app.ctx.writer.append("web", dict(event))
+    app.ctx.writer.flush()
+    app.ctx.close()
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("slices") / "prisme.db"
+    store(path, month_of_events(seed=11))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    yield path, conn
+    conn.close()
+
+
+def answers(conn, site, params):
+    q = prisme_lite.parse_stats_query([("site", site), *params], NOW)
+    return {name: prisme_lite.METRICS[name](conn, q) for name in WEB_METRICS}
+
+
+def raw_answers(conn, site, params, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(prisme_lite, "rollup_days", lambda conn, q: None)
+        return answers(conn, site, params)
+
+
+def test_every_day_that_is_over_is_counted_for_every_sliced_filter(sealed):
+    _path, conn = sealed
+    today = NOW // DAY
+    counted = conn.execute(
+        "SELECT site, fdim, min(day), max(day), count(*) FROM slice_days WHERE touched_at IS NULL GROUP BY 1, 2"
+    ).fetchall()
+    first = {site: day for site, day in conn.execute(
+        "SELECT site, min(day) FROM daily_counts WHERE dim = 'pageviews' GROUP BY site")}  # fmt: skip
+    assert sorted(counted) == sorted(
+        (site, fdim, first[site], today - 1, today - first[site])
+        for site in first
+        for fdim in prisme_lite.SLICED_FILTERS
+    )
+    assert prisme_lite.seal_days(conn, NOW) == 0  # nothing left to count
+
+
+@pytest.mark.parametrize("window", WINDOWS)
+@pytest.mark.parametrize(("site", "name", "value"), SLICED)
+def test_a_sliced_filter_answers_exactly_what_raw_rows_do(sealed, monkeypatch, window, site, name, value):
+    _path, conn = sealed
+    params = [*window.items(), (name, value)]
+    assert answers(conn, site, params) == raw_answers(conn, site, params, monkeypatch)
+
+
+def test_whole_days_come_from_the_slices_and_only_today_from_raw_rows(sealed):
+    _path, conn = sealed
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-30d/d"), ("country", "FR")], NOW)
+    assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, NOW // DAY)
+    for name in ("top-pages", "top-entry-pages", "overview", "visitors"):
+        recorder = PlanRecorder(conn)
+        prisme_lite.METRICS[name](recorder, q)
+        slices = "SEARCH c USING PRIMARY KEY (site=? AND fdim=? AND fvalue=? AND dim="  # slice_counts c
+        assert any(plan.startswith(slices) for plan in recorder.plans), (name, recorder.plans)
+        assert not any(plan.startswith(("SCAN e", "SCAN s", "SCAN c")) for plan in recorder.plans), recorder.plans
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("country", "FR"), ("browser", "Firefox")],  # two filters
+        [("country", "FR"), ("country", "DE")],  # two values
+        [("path", "/about")],  # not sliced: a page picks few rows
+        [("visit-referrer", "google.com")],
+    ],
+)
+def test_what_slices_do_not_answer_reads_raw_rows(sealed, monkeypatch, params):
+    _path, conn = sealed
+    params = [("from", "now-30d/d"), *params]
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
+    assert prisme_lite.rollup_days(conn, q) is None
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+
+
+def late_pageview(ts, visitor="prisme_00000000000000aa", country="FR"):
+    return {
+        "ts": ts, "site": "blog.example.com", "kind": "pageview", "host": "blog.example.com", "path": "/late",
+        "name": None, "referrer": "late.example", "utm_source": None, "utm_medium": None, "utm_campaign": None,
+        "utm_term": None, "utm_content": None, "visitor_id": visitor, "browser": "Firefox", "os": "Windows",
+        "device": "desktop", "country": country, "status": 200, "props": None,
+    }  # fmt: skip
+
+
+def test_rows_added_to_a_counted_day_take_it_out_of_the_slices_until_it_is_counted_again(tmp_path, monkeypatch):
+    path = tmp_path / "prisme.db"
+    events = month_of_events(seed=5)
+    store(path, events)
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    day = NOW // DAY - 10
+    params = [("from", "now-30d/d"), ("country", "FR")]
+    before = answers(conn, "blog.example.com", params)
+
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)  # when the late rows are stored: touched_at
+    store(path, [late_pageview(day * DAY + 5 * MINUTE), late_pageview(day * DAY + 7 * MINUTE)])
+    touched = conn.execute(
+        "SELECT fdim, touched_at FROM slice_days WHERE site = 'blog.example.com' AND day = ?", (day,)
+    ).fetchall()
+    assert sorted(touched) == sorted((fdim, NOW) for fdim in prisme_lite.SLICED_FILTERS)
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
+    assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, day)  # the first run of counted days
+    now = answers(conn, "blog.example.com", params)
+    assert now == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert now["pageviews"][1] != before["pageviews"][1]
+    assert "/late" in now["top-pages"][0]
+
+    # counted again only once the day's rows have been left alone for SEAL_DELAY_MS
+    assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS - 1) == 0
+    assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS) == len(prisme_lite.SLICED_FILTERS)
+    assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, NOW // DAY)
+    assert answers(conn, "blog.example.com", params) == now
+    assert prisme_lite.check(str(path)) == 0
+    conn.close()
+
+
+def test_pruned_days_leave_the_slices_and_check_finds_a_wrong_count(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "prisme.db"
+    store(path, month_of_events(seed=3))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    assert prisme_lite.check(str(path)) == 0
+
+    cutoff = (NOW // DAY - 20) * DAY
+    conn.execute("BEGIN IMMEDIATE")
+    prisme_lite.prune_batch(conn, cutoff, done=set(), kept={}, batch=10**9)
+    conn.execute("COMMIT")
+    prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS)
+    assert conn.execute("SELECT count(*) FROM slice_days WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM slice_counts WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
+    params = [("from", "now-30d/d"), ("browser", "Chrome")]
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert prisme_lite.check(str(path)) == 0
+
+    conn.execute(
+        "UPDATE slice_counts SET n = n + 1 WHERE (site, fdim, fvalue, dim, day, value) = (SELECT site, fdim, fvalue,"
+        " dim, day, value FROM slice_counts WHERE fdim = 'country' AND dim = 'path' LIMIT 1)"
+    )
+    capsys.readouterr()
+    assert prisme_lite.check(str(path)) == 1
+    assert "problem: the slices of each counted day add up to its daily counts" in capsys.readouterr().out
+    conn.close()
