@@ -2355,6 +2355,7 @@ class Source:
     divide: str  # integer division of {0} by {1}
     nodes: bool  # rows are named (node_id, id): several nodes' ids share the tables
     daily_counts: bool  # whole days may be read from the daily counts
+    hour_indexes: bool  # it has the indexes grouped by hour that ByHour seeks (schema.sql)
     # By name: a table this source does not store, as a subquery; or a fragment of SQL in its own dialect.
     views: dict[str, str] = field(default_factory=dict)
 
@@ -2377,8 +2378,8 @@ class Source:
         return self.views.get(name, default)
 
 
-SQLITE = Source("sqlite", "", "{0} / {1}", nodes=False, daily_counts=True)
-CLICKHOUSE = Source("clickhouse", " FINAL", "intDiv({0}, {1})", nodes=True, daily_counts=False)
+SQLITE = Source("sqlite", "", "{0} / {1}", nodes=False, daily_counts=True, hour_indexes=True)
+CLICKHOUSE = Source("clickhouse", " FINAL", "intDiv({0}, {1})", nodes=True, daily_counts=False, hour_indexes=False)
 
 
 @dataclass
@@ -2522,6 +2523,10 @@ def window_where(q: StatsQuery, table: Table, conn: sqlite3.Connection | None = 
         condition, values = (f"{table.site} = ?", [q.site]) if isinstance(table.site, str) else table.site(conn, q)
         conditions.insert(0, condition)
         params[:0] = values
+    if any(getattr(table.filters.get(name), "drives", lambda q, values: False)(q, values)
+           for name, values in q.filters.items()):  # fmt: skip
+        # an index of the filter's finds fewer rows than the window's: `+` keeps SQLite off the window's index
+        conditions = [condition if condition.startswith(("+", "(")) else f"+{condition}" for condition in conditions]
     for name, values in q.filters.items():
         applied = table.filters.get(name)
         if applied is None:
@@ -3254,6 +3259,36 @@ def session_sent(kind: str) -> tuple[Callable, Callable]:
     return of_events, of_sessions
 
 
+def every_hour(start: int, end: int) -> tuple[str, list]:
+    """A subquery of the hours (unix ms // HOUR_MS) from the one holding `start` to the one holding `end`."""
+    return (
+        "(WITH RECURSIVE hours(h) AS (SELECT ? UNION ALL SELECT h + 1 FROM hours WHERE h < ?) SELECT h FROM hours)",
+        [start // HOUR_MS, end // HOUR_MS],
+    )
+
+
+class ByHour:
+    """A filter on `column` that an index grouped by hour finds (schema.sql: events_hour_path, …): one seek per hour
+    of the window for each value, instead of every row of the window. `left_out`: the value the index leaves out
+    (a partial index), which is filtered as a plain column. A filter object of window_where: it `drives` the query
+    (its index, not the window's, finds the rows) when the source has the index."""
+
+    def __init__(self, column: str, time: str, left_out: str | None = None):
+        self.column, self.time, self.left_out = column, time, left_out
+
+    def drives(self, q: StatsQuery, values: list[str]) -> bool:
+        return q.source.hour_indexes and self.left_out not in values
+
+    def __call__(self, q: StatsQuery, values: list[str]) -> tuple[str, list]:
+        condition, params = f"{self.column} IN ({placeholders(values)})", list(values)
+        if self.drives(q, values):
+            hours, hour_params = every_hour(q.start, q.end - 1)
+            left_out = f" AND {self.column} != '{self.left_out}'" if self.left_out else ""  # as the index's WHERE
+            condition += f"{left_out} AND {self.time} / {HOUR_MS} IN {hours}"
+            params += hour_params
+        return condition, params
+
+
 def visit_came_from(column: str) -> tuple[Callable, str]:
     """A filter on what a visit came from (its session's first referrer or campaign), or where it entered or left,
     for (events, sessions)."""
@@ -3271,10 +3306,10 @@ def visit_came_from(column: str) -> tuple[Callable, str]:
 # another page of the site is "direct"); `visit-*` are the visit's, what its first pageview came from.
 FILTERS = {
     "domain": ("e.host", "s.host"),
-    "path": ("e.path", None),
+    "path": (ByHour("e.path", "e.ts"), None),
     "entry-path": visit_came_from("entry_path"),
     "exit-path": visit_came_from("exit_path"),
-    "referrer": ("e.referrer", "s.referrer"),
+    "referrer": (ByHour("e.referrer", "e.ts", "direct"), ByHour("s.referrer", "s.started_at", "direct")),
     "os": ("e.os", "s.os"),
     "browser": ("e.browser", "s.browser"),
     "country": ("e.country", "s.country"),
@@ -3293,13 +3328,23 @@ FILTERS = {
 }
 
 
-def session_saw_path(q: StatsQuery, paths: list[str]) -> tuple[str, list]:
-    """`path` of a session: it viewed one of these pages."""
-    return (
-        f"{q.source.row_id('id', 's')} IN ({q.source.row_ids('session_id', 'events')}"
-        f" WHERE ts >= ? AND kind = 'pageview' AND path IN ({placeholders(paths)}))",
-        [q.start, *paths],
-    )
+class SessionSawPath(ByHour):
+    """`path` of a session: it viewed one of these pages (found by hour from the window's start to now: a session
+    started in the window may view pages after it, and no row is stored later than its arrival)."""
+
+    def __init__(self) -> None:
+        super().__init__("path", "ts")
+
+    def __call__(self, q: StatsQuery, paths: list[str]) -> tuple[str, list]:
+        pageviews, params = ByHour.__call__(self, replace(q, end=max(q.end, q.now, now_ms()) + 1), paths)
+        return (
+            f"{q.source.row_id('id', 's')} IN ({q.source.row_ids('session_id', 'events')}"
+            f" WHERE ts >= ? AND kind = 'pageview' AND {pageviews})",
+            [q.start, *params],
+        )
+
+
+session_saw_path = SessionSawPath()
 
 
 EVENTS_TABLE = Table("events e", "e.ts", "e.site", {name: columns[0] for name, columns in FILTERS.items()})

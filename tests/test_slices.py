@@ -2,6 +2,8 @@
 maintenance has counted (SealDays) from them, and answers exactly what the raw rows answer, before, while and after
 the rows of a counted day change."""
 
+import dataclasses
+
 import pytest
 from test_stats import DAY, MINUTE, NOW, WEB_METRICS, PlanRecorder, month_of_events
 
@@ -177,3 +179,37 @@ def test_pruned_days_leave_the_slices_and_check_finds_a_wrong_count(tmp_path, mo
     assert prisme_lite.check(str(path)) == 1
     assert "problem: the slices of each counted day add up to its daily counts" in capsys.readouterr().out
     conn.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "indexes"),
+    [
+        ([("path", "/about")], {"events_hour_path"}),
+        ([("referrer", "google.com")], {"events_hour_referrer", "sessions_hour_referrer"}),
+        ([("country", "FR"), ("path", "/pricing")], {"events_hour_path"}),
+        ([("path", "/about"), ("path", "/docs")], {"events_hour_path"}),
+    ],
+)
+@pytest.mark.parametrize("window", [{"from": "now-30d/d"}, {"from": "now-30d"}, {"from": "now-6h"}])
+def test_a_page_or_a_referrer_is_found_by_hour_not_by_reading_the_window(sealed, window, params, indexes):
+    """A filter on a page or a referrer seeks its index once an hour, and answers what reading every row does."""
+    _path, conn = sealed
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *window.items(), *params], NOW)
+    unindexed = dataclasses.replace(q, source=dataclasses.replace(prisme_lite.SQLITE, hour_indexes=False))
+    for name in WEB_METRICS:
+        recorder = PlanRecorder(conn)
+        assert prisme_lite.METRICS[name](recorder, q) == prisme_lite.METRICS[name](conn, unindexed), name
+        used = {index for index in indexes for plan in recorder.plans if f"USING INDEX {index} " in plan}
+        assert used, (name, recorder.plans)
+        assert not any(plan.startswith(("SCAN e", "SCAN s", "SCAN events", "SCAN sessions")) for plan in recorder.plans)
+        assert not any("USING INDEX events_site_ts" in plan or "sessions_started" in plan for plan in recorder.plans)
+
+
+def test_a_filter_on_direct_reads_the_window_rows(sealed, monkeypatch):
+    _path, conn = sealed
+    params = [("from", "now-30d/d"), ("referrer", "direct")]
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
+    recorder = PlanRecorder(conn)
+    prisme_lite.METRICS["top-pages"](recorder, q)
+    assert any("USING INDEX events_site_ts" in plan for plan in recorder.plans)
+    assert answers(conn, "blog.example.com", params)["pageviews"][1]
