@@ -3385,6 +3385,14 @@ SLICED_FILTERS = {
     for name, columns in FILTERS.items()
     if name in ("domain", "country", "browser", "os", "utm-source", "utm-medium", "utm-campaign")
 }
+WILDCARD = "*."  # a site of every subdomain: the only kind with more than one host, so the only one `domain` slices
+
+
+def sliced_filters(site: str) -> list[str]:
+    """The filters whose slices a site has."""
+    return [name for name in SLICED_FILTERS if name != "domain" or site.startswith(WILDCARD)]
+
+
 SEAL_DELAY_MS = 2 * HOUR_MS  # a day is counted this long after it ends (or after its rows last changed)
 PAGEVIEW_DIMS = ("pageviews", "sessions", "custom", "outbound", "download")  # a day has rows when one of these counts
 
@@ -3394,9 +3402,9 @@ PAGEVIEW_DIMS = ("pageviews", "sessions", "custom", "outbound", "download")  # a
 # is tested against raw rows (tests/test_slices.py), not recounted here: that would read every row once per filter.
 PARTITIONS = ", ".join(repr(name) for name in ("domain", "country", "browser", "os"))
 SLICED_TOTALS = (
-    "SELECT c.site, c.fdim, c.dim, c.day, c.value, sum(c.n) FROM slice_counts c JOIN slice_days d"
-    " ON d.site = c.site AND d.day = c.day AND d.fdim = c.fdim AND d.touched_at IS NULL"
-    f" WHERE c.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' GROUP BY 1, 2, 3, 4, 5"
+    "SELECT k.site, k.fdim, c.dim, c.day, c.value, sum(c.n) FROM slice_keys k JOIN slice_counts c ON c.slice = k.id"
+    " JOIN slice_days d ON d.site = k.site AND d.day = c.day AND d.fdim = k.fdim AND d.touched_at IS NULL"
+    f" WHERE k.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' GROUP BY 1, 2, 3, 4, 5"
 )
 DAY_TOTALS = (
     "SELECT c.site, d.fdim, c.dim, c.day, c.value, c.n FROM daily_counts c JOIN slice_days d"
@@ -3439,25 +3447,43 @@ def slice_recount(fdim: str) -> tuple[str, int]:
     return " UNION ALL ".join(parts), len(parts)
 
 
+SLICE_KEY = "SELECT id FROM slice_keys WHERE site = ? AND fdim = ? AND fvalue = ?"
+
+
+def slice_table(q: StatsQuery, sliced: tuple[str, str]) -> tuple[str, list]:
+    """The slice_counts of q's filter value as a table like daily_counts (site, dim, day, value, n), and its
+    parameters: SQLite flattens it, so that the primary key is searched by slice, dim and day."""
+    return f"(SELECT ? AS site, dim, day, value, n FROM slice_counts WHERE slice = ({SLICE_KEY}))", [
+        q.site,
+        q.site,
+        *sliced,
+    ]
+
+
 def seal_slice(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount: bool) -> None:
     """Count one site's day into the slices of `fdim` (again, when `recount`: its rows changed since)."""
-    if recount:  # the primary key leads with the filter's value: a day's rows are found by scanning the filter's
+    keys = "SELECT id FROM slice_keys WHERE site = ? AND fdim = ?"
+    if recount:  # the primary key leads with the slice, then the dim: a day's rows are found slice by slice
         for table in ("slice_counts", "slice_visitors"):
-            conn.execute(f"DELETE FROM {table} WHERE site = ? AND fdim = ? AND day = ?", (site, fdim, day))
+            conn.execute(f"DELETE FROM {table} WHERE slice IN ({keys}) AND day = ?", (site, fdim, day))
     window = (site, day * DAY_MS, (day + 1) * DAY_MS)
     sql, parts = slice_recount(fdim)
-    conn.execute(
-        f"INSERT INTO slice_counts (site, fdim, fvalue, dim, day, value, n) SELECT ?, ?, f, d, ?, v, n FROM ({sql})"
-        " WHERE n != 0",
-        (site, fdim, day, *window * parts),
+    counts = conn.execute(f"SELECT * FROM ({sql}) WHERE n != 0", window * parts).fetchall()
+    conn.executemany(
+        "INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
+        [(site, fdim, fvalue) for fvalue in {row[0] for row in counts}],
+    )
+    ids = dict(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
+    conn.executemany(
+        "INSERT INTO slice_counts VALUES (?, ?, ?, ?, ?)", [(ids[f], d, day, v, n) for f, d, v, n in counts]
     )
     column = SLICED_FILTERS[fdim][0]
-    conn.execute(
-        f"INSERT INTO slice_visitors SELECT DISTINCT site, ?, {column}, ?, visitor_id FROM events"
-        f" WHERE site = ? AND ts >= ? AND ts < ? AND {column} IS NOT NULL AND kind = 'pageview'"
-        f" AND NOT ({SALTED_ID.format('visitor_id')})",
-        (fdim, day, *window),
-    )
+    conn.executemany(
+        "INSERT INTO slice_visitors VALUES (?, ?, ?)",
+        [(ids[f], day, visitor_id) for f, visitor_id in conn.execute(
+            f"SELECT DISTINCT {column}, visitor_id FROM events WHERE site = ? AND ts >= ? AND ts < ?"
+            f" AND {column} IS NOT NULL AND kind = 'pageview' AND NOT ({SALTED_ID.format('visitor_id')})", window)],
+    )  # fmt: skip
     conn.execute("INSERT OR REPLACE INTO slice_days VALUES (?, ?, ?, NULL)", (site, day, fdim))
 
 
@@ -3506,11 +3532,15 @@ class SealDays:
             firsts = [conn.execute("SELECT min(day) FROM daily_counts WHERE site = ? AND dim = ?", (site, dim))
                       .fetchone()[0] for dim in PAGEVIEW_DIMS]  # fmt: skip
             first = min((day for day in firsts if day is not None), default=over)
-            for table in ("slice_counts", "slice_visitors", "slice_days"):  # what pruning left of older days
-                if any(key[0] == site and key[1] < first for key in sealed):
-                    conn.execute(f"DELETE FROM {table} WHERE site = ? AND day < ?", (site, first))
+            if any(key[0] == site and key[1] < first for key in sealed):  # what pruning left of older days
+                for table in ("slice_counts", "slice_visitors"):
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE slice IN (SELECT id FROM slice_keys WHERE site = ?) AND day < ?",
+                        (site, first),
+                    )
+                conn.execute("DELETE FROM slice_days WHERE site = ? AND day < ?", (site, first))
             for day in range(first, over):
-                for fdim in SLICED_FILTERS:
+                for fdim in sliced_filters(site):
                     touched = sealed.get((site, day, fdim), 0)
                     if touched == 0 or (touched is not None and now - touched >= SEAL_DELAY_MS):
                         todo.append((site, day, fdim, touched != 0))
@@ -3545,7 +3575,7 @@ def slice_of(q: StatsQuery) -> tuple[str, str] | None:
     if q.site is None or len(q.filters) != 1:
         return None
     ((name, values),) = q.filters.items()
-    return (name, values[0]) if name in SLICED_FILTERS and len(values) == 1 else None
+    return (name, values[0]) if name in sliced_filters(q.site) and len(values) == 1 else None
 
 
 def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | None:
@@ -3601,15 +3631,12 @@ def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key:
     """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`, q's slices if filtered."""
     values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
     site, site_params = daily_site(q, "c")
-    if sliced := slice_of(q):
-        table, site, site_params = "slice_counts", f"{site} AND c.fdim = ? AND c.fvalue = ?", [*site_params, *sliced]
-    else:
-        table = "daily_counts"
+    table, table_params = ("daily_counts", []) if (sliced := slice_of(q)) is None else slice_table(q, sliced)
     sql = (
         f"SELECT {key} AS k, {values} FROM {table} c"
         f" WHERE {site} AND c.dim IN ({placeholders(dims)}) AND c.day >= ? AND c.day < ?"
     )
-    return sql, [*dims, *site_params, *dims, *days]
+    return sql, [*dims, *table_params, *site_params, *dims, *days]
 
 
 def rolled_up(
@@ -3689,9 +3716,9 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
     if days is not None:
         site, site_params = daily_site(q, "d")
         if sliced := slice_of(q):  # ids a client gave, seen with the filter's value
-            ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM slice_visitors d WHERE {site}"
-                       " AND d.fdim = ? AND d.fvalue = ? AND d.day >= ? AND d.day < ?")  # fmt: skip
-            params += [*site_params, *sliced, *days]
+            ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM slice_visitors d"
+                       f" WHERE d.slice = ({SLICE_KEY}) AND d.day >= ? AND d.day < ?")  # fmt: skip
+            params += [q.site, *sliced, *days]
         else:
             ids.append(f"SELECT {day_key('d')} AS k, d.visitor_id AS id FROM daily_visitors d WHERE {site}"
                        " AND d.salted = 0 AND d.day >= ? AND d.day < ?")  # fmt: skip

@@ -342,31 +342,35 @@ CREATE TABLE IF NOT EXISTS mirror_pending (
 -- @slices (schema version 10) -------------------------------------------------------------------------------------
 -- The daily counts again, per value of one filter (fdim: country, browser, os, domain, utm-source, utm-medium,
 -- utm-campaign), so that a dashboard filtered by one of them reads whole days from here instead of raw rows.
--- fvalue: the filter's value (the event's column for the counts of events, the session's for those of sessions);
--- dim, value, n: as in daily_counts, visitors among them (distinct day-salted ids with that value on that day).
+-- slice_keys names each (site, filter, value) once: fvalue is the event's column for the counts of events, the
+-- session's for those of sessions. slice_counts: dim, value, n as in daily_counts, visitors among them (distinct
+-- day-salted ids with that value on that day).
 -- They are not kept up to date by the writer: the writer's maintenance (SealDays) counts a day once it is over
--- (slice_days: sealed when touched_at is NULL), and anything that changes a sealed day's rows afterwards (a late
+-- (slice_days: counted when touched_at is NULL), and anything that changes a counted day's rows afterwards (a late
 -- event, a session going on past midnight, an import, a prune) sets touched_at, so readers take that day from the
 -- raw rows until it is counted again.
-CREATE TABLE IF NOT EXISTS slice_counts (
+CREATE TABLE IF NOT EXISTS slice_keys (
+    id     INTEGER PRIMARY KEY,
     site   TEXT NOT NULL,
     fdim   TEXT NOT NULL,
     fvalue TEXT NOT NULL,
-    dim    TEXT NOT NULL,
-    day    INTEGER NOT NULL,
-    value  TEXT NOT NULL,
-    n      INTEGER NOT NULL,
-    PRIMARY KEY (site, fdim, fvalue, dim, day, value)
+    UNIQUE (site, fdim, fvalue)
+);
+CREATE TABLE IF NOT EXISTS slice_counts (
+    slice INTEGER NOT NULL,
+    dim   TEXT NOT NULL,
+    day   INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (slice, dim, day, value)
 ) WITHOUT ROWID;
--- Visitor ids a client gave (not day-salted: they can come back another day), per filter value and day, so that a
--- window counts them distinct, as daily_visitors does for the whole site.
+-- Visitor ids a client gave (not day-salted: they can come back another day), per slice and day, so that a window
+-- counts them distinct, as daily_visitors does for the whole site.
 CREATE TABLE IF NOT EXISTS slice_visitors (
-    site       TEXT NOT NULL,
-    fdim       TEXT NOT NULL,
-    fvalue     TEXT NOT NULL,
+    slice      INTEGER NOT NULL,
     day        INTEGER NOT NULL,
     visitor_id TEXT NOT NULL,
-    PRIMARY KEY (site, fdim, fvalue, day, visitor_id)
+    PRIMARY KEY (slice, day, visitor_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS slice_days (
     site       TEXT NOT NULL,

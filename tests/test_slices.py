@@ -70,7 +70,7 @@ def test_every_day_that_is_over_is_counted_for_every_sliced_filter(sealed):
     assert sorted(counted) == sorted(
         (site, fdim, first[site], today - 1, today - first[site])
         for site in first
-        for fdim in prisme_lite.SLICED_FILTERS
+        for fdim in prisme_lite.sliced_filters(site)
     )
     assert prisme_lite.seal_days(conn, NOW) == 0  # nothing left to count
 
@@ -90,7 +90,7 @@ def test_whole_days_come_from_the_slices_and_only_today_from_raw_rows(sealed):
     for name in ("top-pages", "top-entry-pages", "overview", "visitors"):
         recorder = PlanRecorder(conn)
         prisme_lite.METRICS[name](recorder, q)
-        slices = "SEARCH c USING PRIMARY KEY (site=? AND fdim=? AND fvalue=? AND dim="  # slice_counts c
+        slices = "SEARCH slice_counts USING PRIMARY KEY (slice=? AND dim="
         assert any(plan.startswith(slices) for plan in recorder.plans), (name, recorder.plans)
         assert not any(plan.startswith(("SCAN e", "SCAN s", "SCAN c")) for plan in recorder.plans), recorder.plans
 
@@ -102,6 +102,7 @@ def test_whole_days_come_from_the_slices_and_only_today_from_raw_rows(sealed):
         [("country", "FR"), ("country", "DE")],  # two values
         [("path", "/about")],  # not sliced: a page picks few rows
         [("visit-referrer", "google.com")],
+        [("domain", "blog.example.com")],  # a site of one host has no domain slices: it would be the site's counts
     ],
 )
 def test_what_slices_do_not_answer_reads_raw_rows(sealed, monkeypatch, params):
@@ -136,7 +137,7 @@ def test_rows_added_to_a_counted_day_take_it_out_of_the_slices_until_it_is_count
     touched = conn.execute(
         "SELECT fdim, touched_at FROM slice_days WHERE site = 'blog.example.com' AND day = ?", (day,)
     ).fetchall()
-    assert sorted(touched) == sorted((fdim, NOW) for fdim in prisme_lite.SLICED_FILTERS)
+    assert sorted(touched) == sorted((fdim, NOW) for fdim in prisme_lite.sliced_filters("blog.example.com"))
     q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
     assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, day)  # the first run of counted days
     now = answers(conn, "blog.example.com", params)
@@ -146,7 +147,7 @@ def test_rows_added_to_a_counted_day_take_it_out_of_the_slices_until_it_is_count
 
     # counted again only once the day's rows have been left alone for SEAL_DELAY_MS
     assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS - 1) == 0
-    assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS) == len(prisme_lite.SLICED_FILTERS)
+    assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS) == len(prisme_lite.sliced_filters("blog.x"))
     assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, NOW // DAY)
     assert answers(conn, "blog.example.com", params) == now
     assert prisme_lite.check(str(path)) == 0
@@ -166,14 +167,16 @@ def test_pruned_days_leave_the_slices_and_check_finds_a_wrong_count(tmp_path, mo
     conn.execute("COMMIT")
     prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS)
     assert conn.execute("SELECT count(*) FROM slice_days WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
-    assert conn.execute("SELECT count(*) FROM slice_counts WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
+    for table in ("slice_counts", "slice_visitors"):
+        assert conn.execute(f"SELECT count(*) FROM {table} WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
     params = [("from", "now-30d/d"), ("browser", "Chrome")]
     assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
     assert prisme_lite.check(str(path)) == 0
 
     conn.execute(
-        "UPDATE slice_counts SET n = n + 1 WHERE (site, fdim, fvalue, dim, day, value) = (SELECT site, fdim, fvalue,"
-        " dim, day, value FROM slice_counts WHERE fdim = 'country' AND dim = 'path' LIMIT 1)"
+        "UPDATE slice_counts SET n = n + 1 WHERE (slice, dim, day, value) = (SELECT slice, dim, day, value"
+        " FROM slice_counts WHERE slice = (SELECT min(id) FROM slice_keys WHERE fdim = 'country') AND dim = 'path'"
+        " LIMIT 1)"
     )
     capsys.readouterr()
     assert prisme_lite.check(str(path)) == 1
