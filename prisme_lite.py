@@ -107,6 +107,12 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     8: lambda: schema_part("@mirror"),  # 9: the ClickHouse mirror's pending rows
     9: lambda: schema_part("@slices"),  # 10: the daily counts per filter value (SealDays fills them in the background)
 }
+# What each version brings, for the line a migration logs before it starts (on a large database, indexes take minutes).
+MIGRATED = {
+    2: "daily counts", 3: "the writer counts", 4: "dashboard logins", 5: "visits by source", 6: "goals",
+    7: "shared dashboards", 8: "imported logs", 9: "the ClickHouse mirror",
+    10: "slices, and indexes of pages and referrers by hour: about a minute per million events",
+}  # fmt: skip
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
 # filtered report over a million pageviews (seconds; MEASUREMENTS.md).
@@ -983,7 +989,7 @@ def count_stored_rows(conn: sqlite3.Connection, events_after: int, sessions_afte
     for sql in rollup_count_sql(events_after, sessions_after):
         conn.execute(sql)
     conn.execute(
-        "UPDATE slice_days SET touched_at = ? WHERE touched_at IS NULL AND (site, day) IN ("
+        "UPDATE slice_days SET touched_at = ? WHERE (touched_at IS NULL OR touched_at < 0) AND (site, day) IN ("
         f"SELECT site, ts / {DAY_MS} FROM events WHERE id > ? UNION SELECT site, started_at / {DAY_MS} FROM sessions"
         " WHERE id > ?)",
         (now_ms(), events_after, sessions_after),
@@ -1052,7 +1058,10 @@ def open_database(path: str) -> None:
         while version < SCHEMA_VERSION:
             step = MIGRATIONS[version]
             sql = step() if callable(step) else step
+            log.info("db: %s: schema version %d to %d (%s)", path, version, version + 1, MIGRATED[version + 1])
+            started = time.monotonic()
             conn.executescript(f"BEGIN IMMEDIATE; {sql} PRAGMA user_version = {version + 1}; COMMIT;")
+            log.info("db: %s: schema version %d in %.1f s", path, version + 1, time.monotonic() - started)
             version += 1
     except sqlite3.DatabaseError as error:
         raise ConfigError(f"db: {path} is not a usable SQLite database: {error}") from None
@@ -3418,14 +3427,14 @@ SLICES_ADD_UP = (
 )
 
 
-def slice_recount(fdim: str) -> tuple[str, int]:
-    """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end, repeated `count` times)
-    per value f of the filter `fdim`, as rollup_recount counts them for the whole site."""
+def slice_recount(fdim: str) -> list[str]:
+    """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end) per value f of the filter
+    `fdim`, as rollup_recount counts them for the whole site; a statement per dim or two, each a step of SealDays."""
     e, s = SLICED_FILTERS[fdim]
     events = f"FROM events WHERE site = ? AND ts >= ? AND ts < ? AND {e} IS NOT NULL"
     sessions = f"FROM sessions WHERE site = ? AND started_at >= ? AND started_at < ? AND {s} IS NOT NULL"
-    parts = [
-        f"SELECT {e} AS f, 'pageviews' AS d, '' AS v, count(*) AS n {events} AND kind = 'pageview' GROUP BY 1",
+    return [
+        f"SELECT {e}, 'pageviews', '', count(*) {events} AND kind = 'pageview' GROUP BY 1",
         f"SELECT {e}, 'visitors', '', count(DISTINCT visitor_id) {events} AND kind = 'pageview'"
         f" AND {SALTED_ID.format('visitor_id')} GROUP BY 1",
         *(
@@ -3434,9 +3443,9 @@ def slice_recount(fdim: str) -> tuple[str, int]:
             for column in ROLLUP_EVENT_DIMS
         ),
         f"SELECT {e}, kind, name, count(*) {events} AND kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3",
-        f"SELECT {s}, 'sessions', '', count(*) {sessions} GROUP BY 1",
-        f"SELECT {s}, 'bounces', '', sum(pageviews = 1) {sessions} GROUP BY 1",
-        f"SELECT {s}, 'duration', '', sum(last_seen - started_at) {sessions} GROUP BY 1",
+        f"SELECT {s}, 'sessions', '', count(*) {sessions} GROUP BY 1 UNION ALL"
+        f" SELECT {s}, 'bounces', '', sum(pageviews = 1) {sessions} GROUP BY 1 UNION ALL"
+        f" SELECT {s}, 'duration', '', sum(last_seen - started_at) {sessions} GROUP BY 1",
         f"SELECT {s}, 'entry_path', entry_path, count(*) {sessions} GROUP BY 1, 3",
         f"SELECT {s}, 'exit_path', exit_path, count(*) {sessions} GROUP BY 1, 3",
         *(
@@ -3444,82 +3453,99 @@ def slice_recount(fdim: str) -> tuple[str, int]:
             for dim, column in VISIT_DIMS.items()
         ),
     ]
-    return " UNION ALL ".join(parts), len(parts)
 
 
 SLICE_KEY = "SELECT id FROM slice_keys WHERE site = ? AND fdim = ? AND fvalue = ?"
+COUNTING = -1  # slice_days.touched_at of a day SealDays is counting: not read yet, and touch_days still marks it
 
 
 def slice_table(q: StatsQuery, sliced: tuple[str, str]) -> tuple[str, list]:
     """The slice_counts of q's filter value as a table like daily_counts (site, dim, day, value, n), and its
     parameters: SQLite flattens it, so that the primary key is searched by slice, dim and day."""
-    return f"(SELECT ? AS site, dim, day, value, n FROM slice_counts WHERE slice = ({SLICE_KEY}))", [
-        q.site,
-        q.site,
-        *sliced,
-    ]
+    sql = f"(SELECT ? AS site, dim, day, value, n FROM slice_counts WHERE slice = ({SLICE_KEY}))"
+    return sql, [q.site, q.site, *sliced]
 
 
-def seal_slice(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount: bool) -> None:
-    """Count one site's day into the slices of `fdim` (again, when `recount`: its rows changed since)."""
-    keys = "SELECT id FROM slice_keys WHERE site = ? AND fdim = ?"
+def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount: bool) -> Iterator[None]:
+    """Count one site's day into the slices of `fdim` (again, when `recount`: its rows changed since), a statement
+    at a time: each step runs in the writer transaction of the call that takes it, so that counting a day of a
+    large database stalls the writer a fraction of a second at a time. The day is marked COUNTING first; a change to
+    its rows while it is counted leaves it touched (touch_days), and it is counted again later."""
     if recount:  # the primary key leads with the slice, then the dim: a day's rows are found slice by slice
         for table in ("slice_counts", "slice_visitors"):
-            conn.execute(f"DELETE FROM {table} WHERE slice IN ({keys}) AND day = ?", (site, fdim, day))
+            conn.execute(
+                f"DELETE FROM {table} WHERE slice IN (SELECT id FROM slice_keys WHERE site = ? AND fdim = ?)"
+                " AND day = ?",
+                (site, fdim, day),
+            )
+    conn.execute("INSERT OR REPLACE INTO slice_days VALUES (?, ?, ?, ?)", (site, day, fdim, COUNTING))
     window = (site, day * DAY_MS, (day + 1) * DAY_MS)
-    sql, parts = slice_recount(fdim)
-    counts = conn.execute(f"SELECT * FROM ({sql}) WHERE n != 0", window * parts).fetchall()
-    conn.executemany(
-        "INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
-        [(site, fdim, fvalue) for fvalue in {row[0] for row in counts}],
-    )
-    ids = dict(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
-    conn.executemany(
-        "INSERT INTO slice_counts VALUES (?, ?, ?, ?, ?)", [(ids[f], d, day, v, n) for f, d, v, n in counts]
-    )
+    ids: dict[str, int] = {}
+
+    def slices_of(values: set[str]) -> dict[str, int]:
+        if not values <= ids.keys():
+            conn.executemany("INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
+                             [(site, fdim, value) for value in values - ids.keys()])  # fmt: skip
+            ids.update(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
+        return ids
+
+    for sql in slice_recount(fdim):
+        yield
+        counts = [row for row in conn.execute(sql, window * (sql.count("?") // 3)).fetchall() if row[3]]
+        slices = slices_of({row[0] for row in counts})
+        conn.executemany("INSERT INTO slice_counts VALUES (?, ?, ?, ?, ?)",
+                         [(slices[f], d, day, v, n) for f, d, v, n in counts])  # fmt: skip
+    yield
     column = SLICED_FILTERS[fdim][0]
-    conn.executemany(
-        "INSERT INTO slice_visitors VALUES (?, ?, ?)",
-        [(ids[f], day, visitor_id) for f, visitor_id in conn.execute(
-            f"SELECT DISTINCT {column}, visitor_id FROM events WHERE site = ? AND ts >= ? AND ts < ?"
-            f" AND {column} IS NOT NULL AND kind = 'pageview' AND NOT ({SALTED_ID.format('visitor_id')})", window)],
-    )  # fmt: skip
-    conn.execute("INSERT OR REPLACE INTO slice_days VALUES (?, ?, ?, NULL)", (site, day, fdim))
+    visitors = conn.execute(
+        f"SELECT DISTINCT {column}, visitor_id FROM events WHERE site = ? AND ts >= ? AND ts < ?"
+        f" AND {column} IS NOT NULL AND kind = 'pageview' AND NOT ({SALTED_ID.format('visitor_id')})",
+        window,
+    ).fetchall()
+    slices = slices_of({row[0] for row in visitors})
+    conn.executemany("INSERT INTO slice_visitors VALUES (?, ?, ?)", [(slices[f], day, v) for f, v in visitors])
+    conn.execute(
+        "UPDATE slice_days SET touched_at = NULL WHERE site = ? AND day = ? AND fdim = ? AND touched_at = ?",
+        (site, day, fdim, COUNTING),
+    )
 
 
 def touch_days(conn: sqlite3.Connection, days: Iterable[tuple[str, int]]) -> None:
-    """The rows of these (site, day) changed: their slices, if counted, are out of date until SealDays counts them
-    again. A probe per distinct day of a batch: nearly always today's, which no slice has counted yet."""
+    """The rows of these (site, day) changed: their slices, counted or being counted, are out of date until SealDays
+    counts them again. A probe per distinct day of a batch: nearly always today's, which no slice has counted yet."""
     now = now_ms()
     conn.executemany(
-        "UPDATE slice_days SET touched_at = ? WHERE site = ? AND day = ? AND touched_at IS NULL",
+        "UPDATE slice_days SET touched_at = ? WHERE site = ? AND day = ? AND (touched_at IS NULL OR touched_at < 0)",
         [(now, site, day) for site, day in set(days)],
     )
 
 
 class SealDays:
-    """Writer maintenance: count the slices of every day that is over (SEAL_DELAY_MS after it ends), one site, day
-    and filter a transaction, newest first, so that a busy day's counting stalls the writer for a fraction of a
-    second at a time; count again a day whose rows changed, once they have been left alone for SEAL_DELAY_MS; forget
-    the slices of days that no longer have rows (pruned)."""
+    """Writer maintenance: count the slices of every day that is over (SEAL_DELAY_MS after it ends), newest first,
+    a step of seal_steps a transaction; count again a day whose rows changed, once they have been left alone for
+    SEAL_DELAY_MS; forget the slices of days that no longer have rows (pruned)."""
 
     def __init__(self) -> None:
         self.todo: list[tuple[str, int, str, bool]] = []  # (site, day, fdim, recount), the next last
+        self.steps: Iterator[None] | None = None  # of the one being counted
         self.listed_at: int | None = None
-        self.sealed = 0
+        self.sealed = 0  # (site, day, filter) counted
 
     def reset(self) -> None:
-        self.todo, self.listed_at = [], None
+        """The transaction was rolled back: what the steps did with it. Days left COUNTING are counted again."""
+        self.todo, self.steps, self.listed_at = [], None, None
 
     def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
-        if not self.todo and (self.listed_at is None or now - self.listed_at >= MAINTENANCE_INTERVAL * 1000):
-            self.todo, self.listed_at = self._list(conn, now), now
-        if not self.todo:
-            return False
-        site, day, fdim, recount = self.todo.pop()
-        seal_slice(conn, site, day, fdim, recount)
-        self.sealed += 1
-        return bool(self.todo)
+        if self.steps is None:
+            if not self.todo and (self.listed_at is None or now - self.listed_at >= MAINTENANCE_INTERVAL * 1000):
+                self.todo, self.listed_at = self._list(conn, now), now
+            if not self.todo:
+                return False
+            self.steps = seal_steps(conn, *self.todo.pop())
+        if next(self.steps, False) is False:  # its last step taken
+            self.steps = None
+            self.sealed += 1
+        return self.steps is not None or bool(self.todo)
 
     @staticmethod
     def _list(conn: sqlite3.Connection, now: int) -> list[tuple[str, int, str, bool]]:
@@ -3541,15 +3567,17 @@ class SealDays:
                 conn.execute("DELETE FROM slice_days WHERE site = ? AND day < ?", (site, first))
             for day in range(first, over):
                 for fdim in sliced_filters(site):
-                    touched = sealed.get((site, day, fdim), 0)
-                    if touched == 0 or (touched is not None and now - touched >= SEAL_DELAY_MS):
-                        todo.append((site, day, fdim, touched != 0))
+                    key = (site, day, fdim)
+                    if key not in sealed:
+                        todo.append((*key, False))
+                    elif sealed[key] is not None and now - sealed[key] >= SEAL_DELAY_MS:  # touched, or COUNTING
+                        todo.append((*key, True))
         return todo  # oldest first: popped from the end
 
 
 def seal_days(conn: sqlite3.Connection, now: int) -> int:
     """Count every slice SealDays would count by `now`, at once (bench, tests): how many (site, day, filter). `conn`
-    is in autocommit mode (connect()); each is counted in a transaction of its own, as the writer does."""
+    is in autocommit mode (connect()); each step is taken in a transaction of its own, as the writer does."""
     sealer = SealDays()
     more = True
     while more:

@@ -348,7 +348,7 @@ CREATE TABLE IF NOT EXISTS mirror_pending (
 -- They are not kept up to date by the writer: the writer's maintenance (SealDays) counts a day once it is over
 -- (slice_days: counted when touched_at is NULL), and anything that changes a counted day's rows afterwards (a late
 -- event, a session going on past midnight, an import, a prune) sets touched_at, so readers take that day from the
--- raw rows until it is counted again.
+-- raw rows until it is counted again. touched_at is -1 while SealDays counts the day, a step at a time.
 CREATE TABLE IF NOT EXISTS slice_keys (
     id     INTEGER PRIMARY KEY,
     site   TEXT NOT NULL,
@@ -388,9 +388,9 @@ CREATE INDEX IF NOT EXISTS sessions_hour_referrer ON sessions (started_at / 3600
 WHERE referrer != 'direct';
 CREATE TRIGGER IF NOT EXISTS event_unsealed AFTER DELETE ON events BEGIN
     UPDATE slice_days SET touched_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    WHERE site = OLD.site AND day = OLD.ts / 86400000 AND touched_at IS NULL;
+    WHERE site = OLD.site AND day = OLD.ts / 86400000 AND (touched_at IS NULL OR touched_at < 0);
 END;
 CREATE TRIGGER IF NOT EXISTS session_unsealed AFTER DELETE ON sessions BEGIN
     UPDATE slice_days SET touched_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
-    WHERE site = OLD.site AND day = OLD.started_at / 86400000 AND touched_at IS NULL;
+    WHERE site = OLD.site AND day = OLD.started_at / 86400000 AND (touched_at IS NULL OR touched_at < 0);
 END;

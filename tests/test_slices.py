@@ -216,3 +216,52 @@ def test_a_filter_on_direct_reads_the_window_rows(sealed, monkeypatch):
     prisme_lite.METRICS["top-pages"](recorder, q)
     assert any("USING INDEX events_site_ts" in plan for plan in recorder.plans)
     assert answers(conn, "blog.example.com", params)["pageviews"][1]
+
+
+def test_a_day_touched_while_it_is_counted_stays_out_of_the_slices(tmp_path, monkeypatch):
+    """SealDays counts a day a statement a transaction: rows that change it meanwhile leave it to be counted again,
+    and so does a rollback halfway (the steps it took stay COUNTING, never read)."""
+    path = tmp_path / "prisme.db"
+    store(path, month_of_events(seed=9))
+    conn = prisme_lite.connect(str(path))
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    sealer, yesterday = prisme_lite.SealDays(), NOW // DAY - 1
+
+    def step():
+        conn.execute("BEGIN IMMEDIATE")
+        more = sealer(conn, NOW)
+        conn.execute("COMMIT")
+        return more
+
+    def state(fdim):
+        return conn.execute(
+            "SELECT touched_at FROM slice_days WHERE site = 'blog.example.com' AND day = ? AND fdim = ?",
+            (yesterday, fdim),
+        ).fetchone()
+
+    step()  # the newest day that is over, first filter: marked, and its first statement
+    first = next(f for f in prisme_lite.sliced_filters("blog.example.com") if state(f) == (prisme_lite.COUNTING,))
+    step()
+    prisme_lite.touch_days(conn, [("blog.example.com", yesterday)])  # a late row, as the writer stores it
+    while sealer.steps is not None:
+        step()
+    assert state(first) == (NOW,)  # counted all the same, but not read
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-1d/d"), (first, "x")], NOW)
+    assert prisme_lite.rollup_days(conn, q) is None
+
+    conn.execute("BEGIN IMMEDIATE")  # the next filter's first steps, rolled back halfway by a failing commit
+    sealer(conn, NOW)
+    sealer(conn, NOW)
+    conn.execute("COMMIT")
+    second = next(f for f in prisme_lite.sliced_filters("blog.example.com") if state(f) == (prisme_lite.COUNTING,))
+    conn.execute("BEGIN IMMEDIATE")
+    sealer(conn, NOW)
+    conn.execute("ROLLBACK")
+    sealer.reset()
+    assert state(second) == (prisme_lite.COUNTING,)
+    prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS)
+    assert state(first) == state(second) == (None,)
+    params = [("from", "now-30d/d"), (second, "x")]
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert prisme_lite.check(str(path)) == 0
+    conn.close()
