@@ -3407,21 +3407,23 @@ PAGEVIEW_DIMS = ("pageviews", "sessions", "custom", "outbound", "download")  # a
 
 
 # `check`: the slices of a filter whose column is never NULL partition the day's rows, so that, visitors aside (a
-# visitor may be seen with two values), the counts of its values add up to the day's. What a slice holds beyond that
-# is tested against raw rows (tests/test_slices.py), not recounted here: that would read every row once per filter.
+# visitor may be seen with two values), each dim's counts of all its values add up to the day's. Totals by dim and
+# day, not by value: one pass in the primary key's order (2.6 s at 1 M pageviews, against 11.5 s by value). What a
+# slice holds value by value is tested against raw rows (tests/test_slices.py).
 PARTITIONS = ", ".join(repr(name) for name in ("domain", "country", "browser", "os"))
 SLICED_TOTALS = (
-    "SELECT k.site, k.fdim, c.dim, c.day, c.value, sum(c.n) FROM slice_keys k JOIN slice_counts c ON c.slice = k.id"
-    " JOIN slice_days d ON d.site = k.site AND d.day = c.day AND d.fdim = k.fdim AND d.touched_at IS NULL"
-    f" WHERE k.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' GROUP BY 1, 2, 3, 4, 5"
+    "SELECT k.site, k.fdim, t.dim, t.day, sum(t.n) FROM (SELECT slice, dim, day, sum(n) AS n FROM slice_counts"
+    " WHERE dim != 'visitors' GROUP BY slice, dim, day) AS t JOIN slice_keys k ON k.id = t.slice"
+    " JOIN slice_days d ON d.site = k.site AND d.day = t.day AND d.fdim = k.fdim AND d.touched_at IS NULL"
+    f" WHERE k.fdim IN ({PARTITIONS}) GROUP BY 1, 2, 3, 4 HAVING sum(t.n) != 0"
 )
 DAY_TOTALS = (
-    "SELECT c.site, d.fdim, c.dim, c.day, c.value, c.n FROM daily_counts c JOIN slice_days d"
+    "SELECT c.site, d.fdim, c.dim, c.day, sum(c.n) FROM daily_counts c JOIN slice_days d"
     " ON d.site = c.site AND d.day = c.day AND d.touched_at IS NULL"
-    f" WHERE d.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' AND c.n != 0"
+    f" WHERE d.fdim IN ({PARTITIONS}) AND c.dim != 'visitors' GROUP BY 1, 2, 3, 4 HAVING sum(c.n) != 0"
 )
 SLICES_ADD_UP = (
-    "SELECT fdim || ' ' || dim || ' ' || value || ' on day ' || day FROM"
+    "SELECT fdim || ' ' || dim || ' on day ' || day FROM"
     f" (SELECT * FROM ({SLICED_TOTALS}) EXCEPT SELECT * FROM ({DAY_TOTALS})"
     f" UNION ALL SELECT * FROM (SELECT * FROM ({DAY_TOTALS}) EXCEPT SELECT * FROM ({SLICED_TOTALS}))) LIMIT 5"
 )
