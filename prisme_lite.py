@@ -3388,12 +3388,14 @@ def sessions_scope(q: StatsQuery) -> tuple[str, str, list]:
 # Slices (schema.sql, slice_counts): the daily counts per value of one filter, counted by the writer's maintenance
 # once a day is over, so that a view filtered by that value reads its whole days from them. A filter is sliced when
 # its values are few (a country, a browser, a campaign): a page or a referrer picks few rows, which an index finds.
-# By filter name: (the event column, the session column) it filters on.
+# By filter name: what it filters on, for an event `e` (a column of the event, or `v.` of its session, which the
+# join brings), and for a session (its column).
+VISIT_JOIN = " JOIN sessions v ON v.id = e.session_id"
 SLICED_FILTERS = {
-    name: (columns[0].removeprefix("e."), columns[1].removeprefix("s."))
-    for name, columns in FILTERS.items()
-    if name in ("domain", "country", "browser", "os", "utm-source", "utm-medium", "utm-campaign")
-}
+    **{name: (columns[0], "", columns[1].removeprefix("s.")) for name, columns in FILTERS.items()
+       if name in ("domain", "country", "browser", "os", "utm-source", "utm-medium", "utm-campaign")},
+    **{f"visit-utm-{part}": (f"v.utm_{part}", VISIT_JOIN, f"utm_{part}") for part in ("source", "medium", "campaign")},
+}  # fmt: skip
 WILDCARD = "*."  # a site of every subdomain: the only kind with more than one host, so the only one `domain` slices
 
 
@@ -3432,19 +3434,20 @@ SLICES_ADD_UP = (
 def slice_recount(fdim: str) -> list[str]:
     """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end) per value f of the filter
     `fdim`, as rollup_recount counts them for the whole site; a statement per dim or two, each a step of SealDays."""
-    e, s = SLICED_FILTERS[fdim]
-    events = f"FROM events WHERE site = ? AND ts >= ? AND ts < ? AND {e} IS NOT NULL"
+    e, join, s = SLICED_FILTERS[fdim]
+    events = f"FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {e} IS NOT NULL"
     sessions = f"FROM sessions WHERE site = ? AND started_at >= ? AND started_at < ? AND {s} IS NOT NULL"
     return [
-        f"SELECT {e}, 'pageviews', '', count(*) {events} AND kind = 'pageview' GROUP BY 1",
-        f"SELECT {e}, 'visitors', '', count(DISTINCT visitor_id) {events} AND kind = 'pageview'"
-        f" AND {SALTED_ID.format('visitor_id')} GROUP BY 1",
+        f"SELECT {e}, 'pageviews', '', count(*) {events} AND e.kind = 'pageview' GROUP BY 1",
+        f"SELECT {e}, 'visitors', '', count(DISTINCT e.visitor_id) {events} AND e.kind = 'pageview'"
+        f" AND {SALTED_ID.format('e.visitor_id')} GROUP BY 1",
         *(
-            f"SELECT {e}, '{column}', {column}, count(*) {events} AND kind = 'pageview' AND {column} IS NOT NULL"
-            " GROUP BY 1, 3"
+            f"SELECT {e}, '{column}', e.{column}, count(*) {events} AND e.kind = 'pageview'"
+            f" AND e.{column} IS NOT NULL GROUP BY 1, 3"
             for column in ROLLUP_EVENT_DIMS
         ),
-        f"SELECT {e}, kind, name, count(*) {events} AND kind != 'pageview' AND name IS NOT NULL GROUP BY 1, 2, 3",
+        f"SELECT {e}, e.kind, e.name, count(*) {events} AND e.kind != 'pageview' AND e.name IS NOT NULL"
+        " GROUP BY 1, 2, 3",
         f"SELECT {s}, 'sessions', '', count(*) {sessions} GROUP BY 1 UNION ALL"
         f" SELECT {s}, 'bounces', '', sum(pageviews = 1) {sessions} GROUP BY 1 UNION ALL"
         f" SELECT {s}, 'duration', '', sum(last_seen - started_at) {sessions} GROUP BY 1",
@@ -3498,10 +3501,10 @@ def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount
         conn.executemany("INSERT INTO slice_counts VALUES (?, ?, ?, ?, ?)",
                          [(slices[f], d, day, v, n) for f, d, v, n in counts])  # fmt: skip
     yield
-    column = SLICED_FILTERS[fdim][0]
+    e, join, _s = SLICED_FILTERS[fdim]
     visitors = conn.execute(
-        f"SELECT DISTINCT {column}, visitor_id FROM events WHERE site = ? AND ts >= ? AND ts < ?"
-        f" AND {column} IS NOT NULL AND kind = 'pageview' AND NOT ({SALTED_ID.format('visitor_id')})",
+        f"SELECT DISTINCT {e}, e.visitor_id FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ?"
+        f" AND {e} IS NOT NULL AND e.kind = 'pageview' AND NOT ({SALTED_ID.format('e.visitor_id')})",
         window,
     ).fetchall()
     slices = slices_of({row[0] for row in visitors})

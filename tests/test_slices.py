@@ -23,6 +23,8 @@ SLICED = [
     ("blog.example.com", "os", "iOS"),
     ("blog.example.com", "utm-source", "newsletter"),
     ("blog.example.com", "utm-medium", "email"),
+    ("blog.example.com", "visit-utm-source", "newsletter"),  # the events of visits that came from it
+    ("blog.example.com", "visit-utm-medium", "email"),
     ("*.shop.example", "domain", "a.shop.example"),  # the shop's visitors give their own ids (slice_visitors)
     ("*.shop.example", "country", "DE"),
 ]
