@@ -3276,26 +3276,54 @@ def every_hour(start: int, end: int) -> tuple[str, list]:
     )
 
 
-class ByHour:
-    """A filter on `column` that an index grouped by hour finds (schema.sql: events_hour_path, …): one seek per hour
-    of the window for each value, instead of every row of the window. `left_out`: the value the index leaves out
-    (a partial index), which is filtered as a plain column. A filter object of window_where: it `drives` the query
-    (its index, not the window's, finds the rows) when the source has the index."""
+class Indexed:
+    """A filter on `column` that an index of its own finds (schema.sql: sessions_referrer, …), for rows that a value
+    picks few of. `left_out`: the value a partial index leaves out (the one most rows have), filtered as a plain
+    column. A filter object of window_where: it `drives` the query (its index, not the window's, finds the rows)
+    where the source has the index (SQLite's file, not ClickHouse)."""
 
-    def __init__(self, column: str, time: str, left_out: str | None = None):
-        self.column, self.time, self.left_out = column, time, left_out
+    def __init__(self, column: str, left_out: str | None = None):
+        self.column, self.left_out = column, left_out
 
     def drives(self, q: StatsQuery, values: list[str]) -> bool:
         return q.source.hour_indexes and self.left_out not in values
 
     def __call__(self, q: StatsQuery, values: list[str]) -> tuple[str, list]:
-        condition, params = f"{self.column} IN ({placeholders(values)})", list(values)
+        condition = f"{self.column} IN ({placeholders(values)})"
+        if self.left_out and self.drives(q, values):
+            condition += f" AND {self.column} != '{self.left_out}'"  # as the index's WHERE says it
+        return condition, list(values)
+
+
+class ByHour(Indexed):
+    """A filter on `column` that an index grouped by hour finds (schema.sql: events_hour_path, …): one seek per hour
+    of the window for each value, instead of every row of the window."""
+
+    def __init__(self, column: str, time: str, left_out: str | None = None):
+        super().__init__(column, left_out)
+        self.time = time
+
+    def __call__(self, q: StatsQuery, values: list[str]) -> tuple[str, list]:
+        condition, params = super().__call__(q, values)
         if self.drives(q, values):
             hours, hour_params = every_hour(q.start, q.end - 1)
-            left_out = f" AND {self.column} != '{self.left_out}'" if self.left_out else ""  # as the index's WHERE
-            condition += f"{left_out} AND {self.time} / {HOUR_MS} IN {hours}"
+            condition += f" AND {self.time} / {HOUR_MS} IN {hours}"
             params += hour_params
         return condition, params
+
+
+class VisitIndexed(Indexed):
+    """A filter on what an event's visit came from (its session's `column`): the sessions that an index finds, then
+    their events by events_session. A session has events in the window when it started before its end (or up to
+    SESSION_LOOKAHEAD after: the events it took from just before its first pageview) and was last seen after its
+    start."""
+
+    def __call__(self, q: StatsQuery, values: list[str]) -> tuple[str, list]:
+        if not self.drives(q, values):
+            return visit_came_from(self.column)[0](q, values)
+        condition, params = super().__call__(q, values)
+        sessions = f"SELECT id FROM sessions WHERE {condition} AND started_at < ? AND last_seen >= ?"
+        return f"e.session_id IN ({sessions})", [*params, q.end + SESSION_LOOKAHEAD, q.start]
 
 
 def visit_came_from(column: str) -> tuple[Callable, str]:
@@ -3316,9 +3344,9 @@ def visit_came_from(column: str) -> tuple[Callable, str]:
 FILTERS = {
     "domain": ("e.host", "s.host"),
     "path": (ByHour("e.path", "e.ts"), None),
-    "entry-path": visit_came_from("entry_path"),
+    "entry-path": (VisitIndexed("entry_path"), Indexed("s.entry_path")),
     "exit-path": visit_came_from("exit_path"),
-    "referrer": (ByHour("e.referrer", "e.ts", "direct"), ByHour("s.referrer", "s.started_at", "direct")),
+    "referrer": (ByHour("e.referrer", "e.ts", "direct"), Indexed("s.referrer", "direct")),
     "os": ("e.os", "s.os"),
     "browser": ("e.browser", "s.browser"),
     "country": ("e.country", "s.country"),
@@ -3327,7 +3355,7 @@ FILTERS = {
     "utm-campaign": ("e.utm_campaign", "s.utm_campaign"),
     "utm-term": ("e.utm_term", "s.utm_term"),
     "utm-content": ("e.utm_content", "s.utm_content"),
-    "visit-referrer": visit_came_from("referrer"),
+    "visit-referrer": (VisitIndexed("referrer", "direct"), Indexed("s.referrer", "direct")),
     "visit-utm-source": visit_came_from("utm_source"),
     "visit-utm-medium": visit_came_from("utm_medium"),
     "visit-utm-campaign": visit_came_from("utm_campaign"),

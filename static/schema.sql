@@ -384,8 +384,10 @@ CREATE TABLE IF NOT EXISTS slice_days (
 -- most pageviews' referrer, is left out: a filter on it reads the window's rows.
 CREATE INDEX IF NOT EXISTS events_hour_path ON events (ts / 3600000, path);
 CREATE INDEX IF NOT EXISTS events_hour_referrer ON events (ts / 3600000, referrer) WHERE referrer != 'direct';
-CREATE INDEX IF NOT EXISTS sessions_hour_referrer ON sessions (started_at / 3600000, referrer)
-WHERE referrer != 'direct';
+-- What a visit came from and where it entered: its session found by value (VisitIndexed), then its events.
+CREATE INDEX IF NOT EXISTS sessions_referrer ON sessions (referrer, started_at) WHERE referrer != 'direct';
+CREATE INDEX IF NOT EXISTS sessions_entry ON sessions (entry_path, started_at);
+CREATE INDEX IF NOT EXISTS events_session ON events (session_id) WHERE session_id IS NOT NULL;
 CREATE TRIGGER IF NOT EXISTS event_unsealed AFTER DELETE ON events BEGIN
     UPDATE slice_days SET touched_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)
     WHERE site = OLD.site AND day = OLD.ts / 86400000 AND (touched_at IS NULL OR touched_at < 0);

@@ -104,6 +104,7 @@ def test_whole_days_come_from_the_slices_and_only_today_from_raw_rows(sealed):
         [("country", "FR"), ("country", "DE")],  # two values
         [("path", "/about")],  # not sliced: a page picks few rows
         [("visit-referrer", "google.com")],
+        [("exit-path", "/docs")],
         [("domain", "blog.example.com")],  # a site of one host has no domain slices: it would be the site's counts
     ],
 )
@@ -190,14 +191,18 @@ def test_pruned_days_leave_the_slices_and_check_finds_a_wrong_count(tmp_path, mo
     ("params", "indexes"),
     [
         ([("path", "/about")], {"events_hour_path"}),
-        ([("referrer", "google.com")], {"events_hour_referrer", "sessions_hour_referrer"}),
+        ([("referrer", "google.com")], {"events_hour_referrer", "sessions_referrer"}),
+        ([("visit-referrer", "google.com")], {"sessions_referrer", "events_session"}),
+        ([("entry-path", "/pricing")], {"sessions_entry", "events_session"}),
+        ([("browser", "Firefox"), ("entry-path", "/docs")], {"sessions_entry", "events_session"}),
         ([("country", "FR"), ("path", "/pricing")], {"events_hour_path"}),
         ([("path", "/about"), ("path", "/docs")], {"events_hour_path"}),
     ],
 )
 @pytest.mark.parametrize("window", [{"from": "now-30d/d"}, {"from": "now-30d"}, {"from": "now-6h"}])
-def test_a_page_or_a_referrer_is_found_by_hour_not_by_reading_the_window(sealed, window, params, indexes):
-    """A filter on a page or a referrer seeks its index once an hour, and answers what reading every row does."""
+def test_a_page_or_a_referrer_is_found_by_its_index_not_by_reading_the_window(sealed, window, params, indexes):
+    """A filter on a page, a referrer or where a visit came from or entered seeks an index of its own (a page or a
+    referrer once an hour), and answers what reading every row of the window does."""
     _path, conn = sealed
     q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *window.items(), *params], NOW)
     unindexed = dataclasses.replace(q, source=dataclasses.replace(prisme_lite.SQLITE, hour_indexes=False))
