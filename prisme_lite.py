@@ -3418,7 +3418,10 @@ SLICED_FILTERS = {
     **{name: (columns[0], "", columns[1].removeprefix("s.")) for name, columns in FILTERS.items()
        if name in ("domain", "country", "browser", "os", "utm-source", "utm-medium", "utm-campaign")},
     **{f"visit-utm-{part}": (f"v.utm_{part}", VISIT_JOIN, f"utm_{part}") for part in ("source", "medium", "campaign")},
+    "visit-referrer": ("v.referrer", VISIT_JOIN, "referrer"),  # only `direct`: other referrers are few rows each
 }  # fmt: skip
+# The one value a filter's slices count, where its other values are found by an index (VisitIndexed).
+SLICED_VALUE = {"visit-referrer": "direct"}
 WILDCARD = "*."  # a site of every subdomain: the only kind with more than one host, so the only one `domain` slices
 
 
@@ -3454,12 +3457,18 @@ SLICES_ADD_UP = (
 )
 
 
+def sliced_values(fdim: str) -> str:
+    """SQL that follows a column to say which of its values the slices of `fdim` count."""
+    return f"= '{SLICED_VALUE[fdim]}'" if fdim in SLICED_VALUE else "IS NOT NULL"
+
+
 def slice_recount(fdim: str) -> list[str]:
     """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end) per value f of the filter
     `fdim`, as rollup_recount counts them for the whole site; a statement per dim or two, each a step of SealDays."""
     e, join, s = SLICED_FILTERS[fdim]
-    events = f"FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {e} IS NOT NULL"
-    sessions = f"FROM sessions WHERE site = ? AND started_at >= ? AND started_at < ? AND {s} IS NOT NULL"
+    only = sliced_values(fdim)
+    events = f"FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {e} {only}"
+    sessions = f"FROM sessions WHERE site = ? AND started_at >= ? AND started_at < ? AND {s} {only}"
     return [
         f"SELECT {e}, 'pageviews', '', count(*) {events} AND e.kind = 'pageview' GROUP BY 1",
         f"SELECT {e}, 'visitors', '', count(DISTINCT e.visitor_id) {events} AND e.kind = 'pageview'"
@@ -3525,9 +3534,10 @@ def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount
                          [(slices[f], d, day, v, n) for f, d, v, n in counts])  # fmt: skip
     yield
     e, join, _s = SLICED_FILTERS[fdim]
+    only = sliced_values(fdim)
     visitors = conn.execute(
         f"SELECT DISTINCT {e}, e.visitor_id FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ?"
-        f" AND {e} IS NOT NULL AND e.kind = 'pageview' AND NOT ({SALTED_ID.format('e.visitor_id')})",
+        f" AND {e} {only} AND e.kind = 'pageview' AND NOT ({SALTED_ID.format('e.visitor_id')})",
         window,
     ).fetchall()
     slices = slices_of({row[0] for row in visitors})
@@ -3631,7 +3641,9 @@ def slice_of(q: StatsQuery) -> tuple[str, str] | None:
     if q.site is None or len(q.filters) != 1:
         return None
     ((name, values),) = q.filters.items()
-    return (name, values[0]) if name in sliced_filters(q.site) and len(values) == 1 else None
+    if name not in sliced_filters(q.site) or len(values) != 1 or SLICED_VALUE.get(name, values[0]) != values[0]:
+        return None
+    return name, values[0]
 
 
 def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | None:

@@ -25,6 +25,7 @@ SLICED = [
     ("blog.example.com", "utm-medium", "email"),
     ("blog.example.com", "visit-utm-source", "newsletter"),  # the events of visits that came from it
     ("blog.example.com", "visit-utm-medium", "email"),
+    ("blog.example.com", "visit-referrer", "direct"),  # the one value of visit-referrer sliced
     ("*.shop.example", "domain", "a.shop.example"),  # the shop's visitors give their own ids (slice_visitors)
     ("*.shop.example", "country", "DE"),
 ]
