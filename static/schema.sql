@@ -343,8 +343,8 @@ CREATE TABLE IF NOT EXISTS mirror_pending (
 -- The daily counts again, per value of one filter (fdim: country, browser, os, domain, utm-source, utm-medium,
 -- utm-campaign), so that a dashboard filtered by one of them reads whole days from here instead of raw rows.
 -- slice_keys names each (site, filter, value) once: fvalue is the event's column for the counts of events, the
--- session's for those of sessions. slice_counts: dim, value, n as in daily_counts, visitors among them (distinct
--- day-salted ids with that value on that day).
+-- session's for those of sessions. slice_counts: dim (coded), value, n as in daily_counts, visitors among them
+-- (distinct day-salted ids with that value on that day).
 -- They are not kept up to date by the writer: the writer's maintenance (SealDays) counts a day once it is over
 -- (slice_days: counted when touched_at is NULL), and anything that changes a counted day's rows afterwards (a late
 -- event, a session going on past midnight, an import, a prune) sets touched_at, so readers take that day from the
@@ -358,7 +358,7 @@ CREATE TABLE IF NOT EXISTS slice_keys (
 );
 CREATE TABLE IF NOT EXISTS slice_counts (
     slice INTEGER NOT NULL,
-    dim   TEXT NOT NULL,
+    dim   INTEGER NOT NULL,  -- the daily counts' dim, by its place in SLICE_DIMS (prisme_lite.py)
     day   INTEGER NOT NULL,
     value TEXT NOT NULL,
     n     INTEGER NOT NULL,

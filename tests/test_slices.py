@@ -179,8 +179,9 @@ def test_pruned_days_leave_the_slices_and_check_finds_a_wrong_count(tmp_path, mo
 
     conn.execute(
         "UPDATE slice_counts SET n = n + 1 WHERE (slice, dim, day, value) = (SELECT slice, dim, day, value"
-        " FROM slice_counts WHERE slice = (SELECT min(id) FROM slice_keys WHERE fdim = 'country') AND dim = 'path'"
-        " LIMIT 1)"
+        " FROM slice_counts WHERE slice = (SELECT min(id) FROM slice_keys WHERE fdim = 'country') AND dim = ?"
+        " LIMIT 1)",
+        (prisme_lite.SLICE_DIM["path"],),
     )
     capsys.readouterr()
     assert prisme_lite.check(str(path)) == 1
