@@ -1755,6 +1755,13 @@ def browser_host(parts: SplitResult) -> str | None:
     """The host of a split URL if a browser would go to that same host, else None: no user name or password (a
     phishing disguise), no percent escapes or non-ASCII (a browser decodes and maps them: `%2E`, `。` become dots),
     a name or an IP address, and no number where a browser would read an IPv4 address (`0x7f.1`)."""
+    return netloc_host(parts.netloc)
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's page URLs differ by path, not by host: 2 µs once per host
+def netloc_host(netloc: str) -> str | None:
+    """browser_host of a URL with this netloc (user, host and port), which is all it reads."""
+    parts = SplitResult("", netloc, "", "", "")
     try:
         host = parts.hostname
         parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
@@ -1871,7 +1878,7 @@ def parse_page_url(value: str | None) -> Page:
     if not value:
         raise Rejected(400, "page URL is missing: send it in X-Prisme-Referrer or Referer (or the referrer parameter)")
     parts, host = split_http_url(value, "page URL")
-    query = dict(parse_qsl(parts.query))
+    query = dict(parse_qsl(parts.query)) if parts.query else {}
     utm = [query.get(key) for key in UTM_KEYS]
     if utm[0] is None:
         utm[0] = query.get("ref")
@@ -1882,6 +1889,8 @@ def parse_page_url(value: str | None) -> Page:
 
 def normalise_path(path: str) -> str:
     """Fold repeated slashes and resolve `.` and `..` (RFC 3986 §5.2.4); an empty path is `/`."""
+    if path[:1] == "/" and "//" not in path and "/." not in path:
+        return path  # the common path: nothing to fold, no dot segment
     segments = re.sub(r"/{2,}", "/", path).split("/")
     kept: list[str] = []
     for segment in segments[1:] if path.startswith("/") else segments:
