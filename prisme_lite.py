@@ -31,6 +31,7 @@ import itertools
 import json
 import logging
 import math
+import mmap
 import os
 import queue
 import re
@@ -454,6 +455,7 @@ class Context:
         else:
             self.writer.run(note_mirror_off)
         self.verified_tokens: dict[str, dict] = {}  # counter tokens → aud, jti, exp (verify_counter_token)
+        self.known_tokens = KnownTokens(config["db"])  # public tokens found valid (public_token)
 
     def read(self) -> sqlite3.Connection:
         """This thread's read-only connection: in WAL mode readers never wait for the writer, nor it for them."""
@@ -475,6 +477,7 @@ class Context:
         self.writer.close()
         for conn in self.readers:
             conn.close()
+        self.known_tokens.close()
 
 
 def make_app(config: dict) -> bottle.Bottle:
@@ -1013,7 +1016,8 @@ def private_file(path: str, truncate: bool = False) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else 0), 0o600)
 
 
-BESIDE_THE_DATABASE = ("-wal", "-shm", ".journal-", ".lock", ".dead-letters")  # what prisme_lite keeps next to it
+# What prisme_lite keeps next to the database.
+BESIDE_THE_DATABASE = ("-wal", "-shm", ".journal-", ".lock", ".tokens", ".dead-letters")
 
 
 def make_private(db_path: str) -> None:
@@ -1762,6 +1766,13 @@ def browser_host(parts: SplitResult) -> str | None:
     """The host of a split URL if a browser would go to that same host, else None: no user name or password (a
     phishing disguise), no percent escapes or non-ASCII (a browser decodes and maps them: `%2E`, `。` become dots),
     a name or an IP address, and no number where a browser would read an IPv4 address (`0x7f.1`)."""
+    return netloc_host(parts.netloc)
+
+
+@functools.lru_cache(maxsize=URL_CACHE_SIZE)  # a site's page URLs differ by path, not by host: 2 µs once per host
+def netloc_host(netloc: str) -> str | None:
+    """browser_host of a URL with this netloc (user, host and port), which is all it reads."""
+    parts = SplitResult("", netloc, "", "", "")
     try:
         host = parts.hostname
         parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
@@ -1878,7 +1889,7 @@ def parse_page_url(value: str | None) -> Page:
     if not value:
         raise Rejected(400, "page URL is missing: send it in X-Prisme-Referrer or Referer (or the referrer parameter)")
     parts, host = split_http_url(value, "page URL")
-    query = dict(parse_qsl(parts.query))
+    query = dict(parse_qsl(parts.query)) if parts.query else {}
     utm = [query.get(key) for key in UTM_KEYS]
     if utm[0] is None:
         utm[0] = query.get("ref")
@@ -1889,6 +1900,8 @@ def parse_page_url(value: str | None) -> Page:
 
 def normalise_path(path: str) -> str:
     """Fold repeated slashes and resolve `.` and `..` (RFC 3986 §5.2.4); an empty path is `/`."""
+    if path[:1] == "/" and "//" not in path and "/." not in path:
+        return path  # the common path: nothing to fold, no dot segment
     segments = re.sub(r"/{2,}", "/", path).split("/")
     kept: list[str] = []
     for segment in segments[1:] if path.startswith("/") else segments:
@@ -2322,6 +2335,76 @@ def find_access_token(conn: sqlite3.Connection, token: str) -> dict | None:
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+KNOWN_TOKENS = 256  # public tokens a server remembers as valid: a site has one or a few
+KNOWN_TOKEN_RECHECK = 1.0  # seconds: a remembered token is looked up again at least this often
+
+
+class KnownTokens:
+    """The public tokens (track_public) a server found valid, so that a widget beacon needs no database read: two
+    SQLite reads per request (the admin token, the token's row) released the GIL twice, and each waited for it
+    back behind the other request threads (the widget route ran at half the pixel's rate, py-spy found 64 % of
+    its samples there).
+
+    A revoke must stop a token at once, and it comes from another process (`tokens revoke`): that command adds one
+    to a counter in DB.tokens once it has committed, which a running server maps (MAP_SHARED) and reads from
+    memory per request, without a system call. A token is remembered with the counter as it was before its
+    lookup, and forgotten when the counter has moved; a revoke by hand in SQL is seen within KNOWN_TOKEN_RECHECK.
+    Where the file cannot be mapped, nothing is remembered: every request looks its token up.
+    """
+
+    def __init__(self, db: str):
+        self.tokens: dict[str, tuple[dict, bytes, float]] = {}  # token → its identity, the counter, recheck time
+        self.changes: mmap.mmap | None = None
+        try:
+            fd = os.open(os.path.abspath(db) + ".tokens", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # not while `tokens revoke` writes it
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self.changes = mmap.mmap(fd, 8, mmap.MAP_SHARED, mmap.PROT_READ)
+        except OSError:
+            pass
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the map keeps a duplicate of fd, and with it the lock, if not let go
+            os.close(fd)
+
+    def counter(self) -> bytes:
+        return self.changes[:8] if self.changes is not None else b""
+
+    def get(self, token: str) -> dict | None:
+        known = self.tokens.get(token)
+        if known is None or known[1] != self.counter() or time.monotonic() >= known[2]:
+            return None
+        return known[0]
+
+    def add(self, token: str, identity: dict, counter: bytes) -> None:
+        if self.changes is None:
+            return
+        if len(self.tokens) >= KNOWN_TOKENS:
+            self.tokens.clear()  # whole, as the user agents' cache is: no order to keep between threads
+        self.tokens[token] = (identity, counter, time.monotonic() + KNOWN_TOKEN_RECHECK)
+
+    def close(self) -> None:
+        if self.changes is not None:
+            self.changes.close()
+
+    @staticmethod
+    def changed(db: str) -> None:
+        """Tell a running server on `db` that tokens changed (after the change is committed): it forgets them."""
+        try:
+            fd = os.open(os.path.abspath(db) + ".tokens", os.O_RDWR)
+        except FileNotFoundError:
+            return  # no server has run on it: none remembers a token
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # two commands at once each add their one
+            count = int.from_bytes(os.pread(fd, 8, 0).ljust(8, b"\0"), "little")
+            os.pwrite(fd, ((count + 1) % 2**64).to_bytes(8, "little"), 0)
+        finally:
+            os.close(fd)
 
 
 ###############################################################################
@@ -4920,11 +5003,17 @@ AS_OLAPIC = Shape(olapic_dropped, olapic_refusal, olapic_documented)
 def public_token(ctx: Context, query: list[tuple[str, str]]) -> dict:
     """The site's public auth_token (scope track_public): 403 when missing, unknown or of another scope."""
     token = query_value(query, "auth_token")
+    found = ctx.known_tokens.get(token) if token else None
+    if found is not None:
+        refuse_guessing(ctx)  # as token_identity asks first
+        return found
+    counter = ctx.known_tokens.counter()  # before the lookup: a revoke committed meanwhile moves it
     found = token_identity(ctx, token) if token else None
     if found is None or "track_public" not in found["scopes"]:
         raise Rejected(
             403, "auth_token missing or not a public tracking token (`prisme-lite tokens create --scope track_public`)"
         )
+    ctx.known_tokens.add(token, found, counter)
     return found
 
 
@@ -7733,7 +7822,10 @@ def counters_command(args: argparse.Namespace, config: dict) -> int:
 
 def tokens_command(args: argparse.Namespace, config: dict) -> int:
     with command_connection(config) as conn:
-        return manage_tokens(conn, args)
+        code = manage_tokens(conn, args)
+    if args.action == "revoke":
+        KnownTokens.changed(config["db"])  # a running server forgets the tokens it knew valid
+    return code
 
 
 def stats_command(args: argparse.Namespace, config: dict) -> int:

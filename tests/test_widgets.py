@@ -6,7 +6,7 @@ import sqlite3
 from urllib.parse import quote
 
 import pytest
-from conftest import CHROME, GOOGLEBOT, NOT_BROWSERS, agent_header
+from conftest import CHROME, GOOGLEBOT, NOT_BROWSERS, agent_header, cli
 
 import prisme_lite
 
@@ -247,6 +247,25 @@ def test_auth_token_missing_unknown_or_of_another_scope_is_403(server, client, t
         answer = get(client, WIDGET, given, status=403, analytics_id="a", pics=1)
         assert answer.json["metadata"]["code"] == 403
     assert widget_rows(server) == []
+
+
+def test_a_revoked_public_token_is_refused_at_once_though_the_server_knew_it(server, client, token):
+    get(client, WIDGET, token, analytics_id="a", pics=1)  # known valid now: its next beacons read no database
+    get(client, WIDGET, token, analytics_id="a", pics=1)
+    assert cli("tokens", "revoke", token[0], db=server.config["db"]).returncode == 0
+    assert get(client, WIDGET, token, status=403, analytics_id="a", pics=1).json["metadata"]["code"] == 403
+    assert len(widget_rows(server)) == 2
+
+
+def test_a_public_token_revoked_by_hand_in_sql_is_refused_once_the_server_looks_it_up_again(
+    server, client, token, monkeypatch
+):
+    monkeypatch.setattr(prisme_lite, "KNOWN_TOKEN_RECHECK", 0.0)  # looked up again at every request
+    get(client, WIDGET, token, analytics_id="a", pics=1)
+    with sqlite3.connect(server.config["db"]) as conn:
+        conn.execute("UPDATE access_tokens SET revoked_at = 1")
+    get(client, WIDGET, token, status=403, analytics_id="a", pics=1)
+    assert len(widget_rows(server)) == 1
 
 
 def test_bots_are_answered_and_not_stored(server, client, token):
