@@ -985,12 +985,9 @@ def count_stored_rows(conn: sqlite3.Connection, events_after: int, sessions_afte
     Run it in the transaction that stored them."""
     for sql in rollup_count_sql(events_after, sessions_after):
         conn.execute(sql)
-    conn.execute(
-        "UPDATE slice_days SET touched_at = ? WHERE (touched_at IS NULL OR touched_at < 0) AND (site, day) IN ("
+    touch_days(conn, conn.execute(
         f"SELECT site, ts / {DAY_MS} FROM events WHERE id > ? UNION SELECT site, started_at / {DAY_MS} FROM sessions"
-        " WHERE id > ?)",
-        (now_ms(), events_after, sessions_after),
-    )  # slices already counted are out of date (touch_days)
+        " WHERE id > ?", (events_after, sessions_after)).fetchall())  # fmt: skip
 
 
 def connect(path: str, synchronous: str = "normal") -> sqlite3.Connection:
@@ -2442,7 +2439,7 @@ class Source:
     divide: str  # integer division of {0} by {1}
     nodes: bool  # rows are named (node_id, id): several nodes' ids share the tables
     daily_counts: bool  # whole days may be read from the daily counts
-    hour_indexes: bool  # it has the indexes grouped by hour that ByHour seeks (schema.sql)
+    filter_indexes: bool  # it has the filters' own indexes (schema.sql: events_hour_path, sessions_referrer, …)
     # By name: a table this source does not store, as a subquery; or a fragment of SQL in its own dialect.
     views: dict[str, str] = field(default_factory=dict)
 
@@ -2465,8 +2462,8 @@ class Source:
         return self.views.get(name, default)
 
 
-SQLITE = Source("sqlite", "", "{0} / {1}", nodes=False, daily_counts=True, hour_indexes=True)
-CLICKHOUSE = Source("clickhouse", " FINAL", "intDiv({0}, {1})", nodes=True, daily_counts=False, hour_indexes=False)
+SQLITE = Source("sqlite", "", "{0} / {1}", nodes=False, daily_counts=True, filter_indexes=True)
+CLICKHOUSE = Source("clickhouse", " FINAL", "intDiv({0}, {1})", nodes=True, daily_counts=False, filter_indexes=False)
 
 
 @dataclass
@@ -3364,7 +3361,7 @@ class Indexed:
         self.column, self.left_out = column, left_out
 
     def drives(self, q: StatsQuery, values: list[str]) -> bool:
-        return q.source.hour_indexes and self.left_out not in values
+        return q.source.filter_indexes and self.left_out not in values
 
     def __call__(self, q: StatsQuery, values: list[str]) -> tuple[str, list]:
         condition = f"{self.column} IN ({placeholders(values)})"
@@ -3451,7 +3448,7 @@ class SessionSawPath(ByHour):
         super().__init__("path", "ts")
 
     def __call__(self, q: StatsQuery, paths: list[str]) -> tuple[str, list]:
-        pageviews, params = ByHour.__call__(self, replace(q, end=max(q.end, q.now, now_ms()) + 1), paths)
+        pageviews, params = super().__call__(replace(q, end=max(q.end, q.now, now_ms()) + 1), paths)
         return (
             f"{q.source.row_id('id', 's')} IN ({q.source.row_ids('session_id', 'events')}"
             f" WHERE ts >= ? AND kind = 'pageview' AND {pageviews})",
@@ -3555,8 +3552,9 @@ def sliced_values(fdim: str) -> str:
 
 
 def slice_recount(fdim: str) -> list[str]:
-    """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end) per value f of the filter
-    `fdim`, as rollup_recount counts them for the whole site; a statement per dim or two, each a step of SealDays."""
+    """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end, for each FROM) per value f
+    of the filter `fdim`, as rollup_recount counts them for the whole site; a statement per dim or three, each a step
+    of SealDays."""
     e, join, s = SLICED_FILTERS[fdim]
     only = sliced_values(fdim)
     events = f"FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {e} {only}"
@@ -3759,7 +3757,9 @@ def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | No
     if not counted:
         return None
     end = counted[0]
-    while end - counted[0] < len(counted) and counted[end - counted[0]] == end:
+    for day in counted:
+        if day != end:
+            break
         end += 1
     return counted[0], end
 

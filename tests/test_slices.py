@@ -207,7 +207,7 @@ def test_a_page_or_a_referrer_is_found_by_its_index_not_by_reading_the_window(se
     referrer once an hour), and answers what reading every row of the window does."""
     _path, conn = sealed
     q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *window.items(), *params], NOW)
-    unindexed = dataclasses.replace(q, source=dataclasses.replace(prisme_lite.SQLITE, hour_indexes=False))
+    unindexed = dataclasses.replace(q, source=dataclasses.replace(prisme_lite.SQLITE, filter_indexes=False))
     for name in WEB_METRICS:
         recorder = PlanRecorder(conn)
         assert prisme_lite.METRICS[name](recorder, q) == prisme_lite.METRICS[name](conn, unindexed), name
