@@ -3,6 +3,7 @@ maintenance has counted (SealDays) from them, and answers exactly what the raw r
 the rows of a counted day change."""
 
 import dataclasses
+import math
 
 import pytest
 from test_stats import DAY, MINUTE, NOW, WEB_METRICS, PlanRecorder, month_of_events
@@ -31,14 +32,24 @@ SLICED = [
 ]
 
 
+class NoSealing:
+    """SealDays held off: the writer's own would count days by the wall clock as the events come in, and how far it
+    got would depend on how many batches a busy machine folds them in. The tests count at NOW (seal_days)."""
+
+    def __call__(self, conn, now):
+        return False
+
+
 def store(path, events):
-    """The events stored through the real writer (whose own maintenance may count slices as they come in)."""
+    """The events stored through the real writer (touch_days and all), its slice counting held off."""
     config = prisme_lite.load_config({"db": str(path), "access_log": "false"}, environ={})
-    app = prisme_lite.make_app(config)
-    for event in events:
-        app.ctx.writer.append("web", dict(event))
-    app.ctx.writer.flush()
-    app.ctx.close()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prisme_lite, "SealDays", NoSealing)
+        app = prisme_lite.make_app(config)
+        for event in events:
+            app.ctx.writer.append("web", dict(event))
+        app.ctx.writer.flush()
+        app.ctx.close()
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +285,30 @@ def test_a_day_touched_while_it_is_counted_stays_out_of_the_slices(tmp_path, mon
     assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
     assert prisme_lite.check(str(path)) == 0
     conn.close()
+
+
+def test_the_writer_counts_the_slices_in_its_own_maintenance(tmp_path, monkeypatch):
+    """SealDays is the web family's writer maintenance: once a minute it lists the days that are over, then every
+    commit takes a step while days are left, until each is counted for every filter."""
+    clock = [NOW]
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: clock[0])
+    config = prisme_lite.load_config({"db": str(tmp_path / "prisme.db"), "access_log": "false"}, environ={})
+    app = prisme_lite.make_app(config)  # its first commit lists the days of an empty database: none
+    for event in month_of_events(seed=13):
+        app.ctx.writer.append("web", dict(event))
+    app.ctx.writer.flush()
+    clock[0] = NOW + 61_000  # a minute on: the next maintenance lists the month's days
+    app.ctx.writer.maintained_at = -math.inf  # as at the writer's start (its minute is on the monotonic clock)
+    conn = app.ctx.read()
+    expected = 31 * len(prisme_lite.sliced_filters("blog.example.com"))
+    for _commit in range(20_000):  # a step a commit: 31 days x 9 filters x 20 steps, well inside
+        counted = conn.execute(
+            "SELECT count(*) FROM slice_days WHERE site = 'blog.example.com' AND touched_at IS NULL"
+        ).fetchone()[0]
+        if counted == expected:
+            break
+        app.ctx.writer.run(lambda conn: None)
+    assert counted == expected
+    params = [("from", "now-30d/d"), ("country", "FR")]
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    app.ctx.close()
