@@ -78,7 +78,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -107,6 +107,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     7: lambda: schema_part("@imports"),  # 8: access logs imported, and how far (`prisme-lite import`)
     8: lambda: schema_part("@mirror"),  # 9: the ClickHouse mirror's pending rows
     9: lambda: schema_part("@slices"),  # 10: the daily counts per filter value (SealDays fills them in the background)
+    10: lambda: schema_part("@sessionless"),  # 11: an index of the events stored without a session
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
