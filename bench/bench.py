@@ -317,21 +317,22 @@ def fold_events(events: int, now: int, shape: str = "visits", seed: int = 2) -> 
     return out
 
 
-def fold_rate(db: str, events: int = 100_000, shape: str = "visits") -> float:
+def fold_rate(db: str, events: int = 100_000, shape: str = "visits", seed: int = 2) -> float:
     """Events a second the writer folds from its journal into `db` (timed_fold)."""
-    return timed_fold(db, events, shape)["wall"]
+    return timed_fold(db, events, shape, seed)["wall"]
 
 
-def timed_fold(db: str, events: int = 100_000, shape: str = "visits") -> dict:
+def timed_fold(db: str, events: int = 100_000, shape: str = "visits", seed: int = 2) -> dict:
     """Events a second the writer folds from its journal into `db`, nothing else running: no HTTP, no appends.
 
     The writer is held inside a transaction while `events` journal lines are appended (as `append` writes them),
     then let go; the time is from then until the last line is committed, in the writer's own batches. "wall" is
     by the clock; "cpu" by this process's CPU time meanwhile (the writer's: the main thread only waits), which
-    moves less when other work shares the machine.
+    moves less when other work shares the machine. A database folded into again needs another `seed`: the same
+    visitors again would extend the sessions the last fold opened (or be reloads), not open new ones.
     """
     ctx = prisme_lite.Context(prisme_lite.load_config({"db": db, "access_log": "false"}, environ={}))
-    lines = fold_events(events, max(prisme_lite.now_ms(), count(db, "SELECT max(ts) FROM events") + 1), shape)
+    lines = fold_events(events, max(prisme_lite.now_ms(), count(db, "SELECT max(ts) FROM events") + 1), shape, seed)
     held, holding = threading.Event(), threading.Event()
 
     def hold(conn: sqlite3.Connection) -> None:
@@ -358,14 +359,14 @@ def fold_only(args: argparse.Namespace, work: str) -> dict:
     print(f"generating {size:,} pageviews…", file=sys.stderr)
     generated = round(size / generate(big, size, prisme_lite.now_ms() - 3_600_000))
     runs: dict[str, list[dict]] = {}
-    for _ in range(args.repeat):
+    for run in range(args.repeat):
         for shape in ("visits", "pixel"):
             for name in ("empty", f"{size}"):
                 db = os.path.join(work, "empty.db") if name == "empty" else big
                 if name == "empty":
                     for leftover in [p for p in os.listdir(work) if p.startswith("empty.db")]:
                         os.remove(os.path.join(work, leftover))
-                rate = timed_fold(db, args.fold_events, shape)
+                rate = timed_fold(db, args.fold_events, shape, seed=2 + run)
                 runs.setdefault(f"{shape} on {name}", []).append(rate)
                 print(f"  {shape} on {name}: {rate['wall']:,} events/s, {rate['cpu']:,} per CPU-s", file=sys.stderr)
     return {"generated_events_per_s": generated} | {
@@ -413,9 +414,9 @@ def measure_at_size(args: argparse.Namespace, work: str, db: str) -> dict:
         runs[name].append(measure(server, "/", script, args.seconds, args.connections, path, sql))
         server.stop()
     folds: dict[str, list[float]] = {"full": [], "empty": []}
-    for name, path in [("full", db), ("empty", empty)] * 3:
+    for run, (name, path) in enumerate([("full", db), ("empty", empty)] * 3):
         remove_database(empty)
-        folds[name].append(fold_rate(path, args.fold_events))
+        folds[name].append(fold_rate(path, args.fold_events, seed=2 + run // 2))  # the same events into both
     remove_database(empty)
     results: dict = {
         name: {"requests_per_s": max(run["requests_per_s"] for run in done), "lost": sum(run["lost"] for run in done),
