@@ -210,7 +210,6 @@ def test_the_look_back_finds_a_visitors_sessionless_events_by_their_own_index(tm
             plan = conn.execute(
                 "EXPLAIN QUERY PLAN " + prisme_lite.ATTACH_EARLIER_EVENTS, (1, "localhost", 0, 5000, "v", "/p")
             ).fetchall()
-            assert [row[-1] for row in plan] == [
-                "SEARCH events USING INDEX events_sessionless (site=? AND visitor_id=? AND ts>? AND ts<?)"
-            ]
+            [(*_ids, detail)] = plan
+            assert detail.startswith("SEARCH events USING INDEX events_sessionless (site=? AND visitor_id=?")
             assert conn.execute("PRAGMA user_version").fetchone()[0] == prisme_lite.SCHEMA_VERSION
