@@ -7572,6 +7572,18 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
             time.sleep(0.01)
 
 
+def give_back_freed_memory() -> None:
+    """Hand the C heap that start-up freed back to the kernel (glibc's malloc_trim; elsewhere, nothing).
+
+    Compiling this module from source (`python prisme_lite.py serve`, or wherever no .pyc can be written) takes
+    some 20 MB that glibc keeps once freed: without this a server measured 54 MB idle and 86–88 MB at the end of
+    8 s of the pixel's load (a new visitor each), with it 40 and 73–74 MB, at the same rate."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, macOS): it has no malloc_trim
+        pass
+
+
 def stop_on_signal(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -7600,6 +7612,7 @@ def serve(config: dict) -> int:
     # every thread that long rather than the whole heap's.
     gc.collect()
     gc.freeze()
+    give_back_freed_memory()
     access_log = AccessLog() if config["access_log"] else None
     signal.signal(signal.SIGTERM, stop_on_signal)  # from here on, a stop is a clean one
     try:
