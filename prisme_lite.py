@@ -7575,9 +7575,10 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
 def give_back_freed_memory() -> None:
     """Hand the C heap that start-up freed back to the kernel (glibc's malloc_trim; elsewhere, nothing).
 
-    Compiling this module from source (`python prisme_lite.py serve`, or wherever no .pyc can be written) takes
-    some 20 MB that glibc keeps once freed: without this a server measured 54 MB idle and 86–88 MB at the end of
-    8 s of the pixel's load (a new visitor each), with it 40 and 73–74 MB, at the same rate."""
+    Importing this module from source (wherever no .pyc can be written) takes some 20 MB that glibc keeps once
+    freed: without this a server measured 54 MB idle and 86–88 MB at the end of 8 s of the pixel's load (a new
+    visitor each), with it 40 and 73–74 MB, at the same rate. Run as a script (`python prisme_lite.py serve`),
+    CPython holds the file's syntax tree until the script ends, and there is nothing freed to give back."""
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (musl, macOS): it has no malloc_trim
