@@ -266,3 +266,58 @@ def test_token_requests_share_the_per_ip_bucket(server):
     refused = client.get("/api/v1/token", headers={"Origin": "http://localhost", "User-Agent": CHROME},
                          extra_environ=ip, status=429)  # fmt: skip
     assert int(refused.headers["Retry-After"]) >= 1 and refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_ingest_routes_answer_as_bottle_does(make_server):
+    """IngestRoutes answers the ingest routes without most of Bottle: each answer, stored or dropped, refused or
+    failed, has the status, headers and body that Bottle itself gives (on a second server: the same requests)."""
+    import webtest
+
+    environ = {"REMOTE_ADDR": "203.0.113.9"}
+    routes = prisme_lite.IngestRoutes(make_server().app)
+    assert {"noscript_pageview", "post_pageview", "increment_action"} <= {handler.__name__ for handler in routes.ingest}
+    fast = webtest.TestApp(routes, extra_environ=environ)
+    bottle_only = webtest.TestApp(make_server().app, extra_environ=environ)
+    page = {"User-Agent": CHROME, "Referer": "http://localhost/a", "Origin": "http://localhost"}
+    requests = [
+        ("GET", "/api/v1/noscript/events/pageviews?visitor-id=v1", page, None),  # stored: the GIF
+        ("GET", "/api/v1/noscript/events/pageviews?status=999", page, None),  # refused: the GIF, X-Prisme-Error
+        ("GET", "/api/v1/noscript/events/pageviews", {**page, "User-Agent": "curl/8.5.0"}, None),  # dropped
+        ("GET", "/api/v1/noscript/events/pageviews", {**page, "Referer": "http://caf\xc3\xa9.example/"}, None),
+        ("GET", "/api/v1/noscript/events/custom/signup?visitor-id=v2", page, None),
+        ("POST", "/api/v1/events/pageviews", {**page, "X-Prisme-Referrer": "http://localhost/b"}, b""),
+        ("POST", "/api/v1/events/custom/signup", {**page, "Content-Type": "application/json"}, b"{not json"),
+        ("POST", "/api/v1/events/pageviews", {**page, "X-Prisme-Referrer": "http://unknown.example/"}, b""),
+    ]
+    answers = {}
+    for name, client in (("fast", fast), ("bottle", bottle_only)):
+        answers[name] = []
+        for method, path, headers, body in requests:
+            sent = (
+                client.get(path, headers=headers, expect_errors=True)
+                if method == "GET"
+                else client.post(path, body, headers=headers, expect_errors=True)
+            )
+            listed = sorted((key, value) for key, value in sent.headerlist if key != "X-Prisme-Dropped" or value)
+            answers[name].append((sent.status, listed, sent.body))
+    assert answers["fast"] == answers["bottle"]
+    statuses = [int(status[:3]) for status, _headers, _body in answers["fast"]]
+    assert statuses == [200, 400, 200, 400, 200, 200, 400, 200]
+    refusal = dict(answers["fast"][3][1])["X-Prisme-Error"]  # a UTF-8 header value, sent as WSGI's Latin-1 text
+    assert "cafÃ©.example" in refusal
+
+
+def test_an_unexpected_failure_of_an_ingest_route_is_bottles_json_500(server, monkeypatch):
+    def broken(text):
+        raise RuntimeError("boom")
+
+    import webtest
+
+    monkeypatch.setattr(prisme_lite, "parse_user_agent", broken)
+    fast = webtest.TestApp(prisme_lite.IngestRoutes(server.app), extra_environ={"REMOTE_ADDR": "203.0.113.9"})
+    headers = {"User-Agent": CHROME, "Referer": "http://localhost/a"}
+    answer = fast.get("/api/v1/noscript/events/pageviews", headers=headers, expect_errors=True)
+    assert answer.status_int == 500
+    assert answer.content_type == "application/json"
+    assert answer.json["error"].startswith("internal error")
+    assert "boom" not in answer.text
