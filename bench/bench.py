@@ -793,6 +793,13 @@ def seal(db: str, now: int) -> dict | None:
         return None
     conn = sqlite3.connect(db, isolation_level=None)  # autocommit: seal_days runs its own transactions
     try:
+        # The generator writes a day's rows minutes before `now`, after the writer may have counted the day, which
+        # marks it touched then and leaves it to raw rows for SEAL_DELAY_MS more. A server fed live would have seen
+        # a day's last row arrive when the day ended: as it would have marked it (2 hours after, it is counted).
+        conn.execute(
+            "UPDATE slice_days SET touched_at = (day + 1) * ? WHERE touched_at > (day + 1) * ?",
+            (prisme_lite.DAY_MS, prisme_lite.DAY_MS),
+        )
         started = time.monotonic()
         units = prisme_lite.seal_days(conn, now)
         if conn.in_transaction:
