@@ -639,10 +639,11 @@ class IngestRoutes:
     request, and anything unusual, goes through Bottle as it comes.
 
     Bottle spent a third of the pixel's request time on what these routes never use (py-spy, bench/run): the before-
-    and after-request hooks, the general output cast and a header list rebuilt through case-folding accessors. Here
-    Bottle's own router matches the route, its own request and response are bound (the handlers are unchanged) and
-    the route is called through its plugins; only the answer is made here, as Bottle makes it, for what these routes
-    return (text, bytes, nothing). Whatever else one returns or raises is cast by Bottle itself."""
+    and after-request hooks (this app registers none), the general output cast and a header list rebuilt through
+    case-folding accessors. Here Bottle's own router matches the route, its own request and response are bound (the
+    handlers are unchanged) and the route is called through its plugins; only the answer is made here, as Bottle
+    makes it, for what these routes return (text, bytes, nothing). Whatever else one returns or raises is cast by
+    Bottle itself."""
 
     def __init__(self, app: bottle.Bottle):
         self.app = app
