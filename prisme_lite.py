@@ -3815,8 +3815,9 @@ def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | No
     """The UTC days [first, last) the daily counts answer for q (its slices, when it is filtered), or None.
 
     A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
-    stored later than its arrival, so the rest of today is empty). A filtered query takes the first run of days its
-    slices have counted (slice_days), and reads the others from raw rows.
+    stored later than its arrival, so the rest of today is empty). A filtered query takes the longest run of days its
+    slices have counted (slice_days), and reads the others from raw rows: a day touched by late rows (an import, a
+    clock) splits the run, and the days after it, often the most, stay counted.
     """
     if not q.source.daily_counts:
         return None
@@ -3831,12 +3832,14 @@ def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | No
         " ORDER BY day", (q.site, first, last, sliced[0]))]  # fmt: skip
     if not counted:
         return None
-    end = counted[0]
-    for day in counted:
-        if day != end:
-            break
-        end += 1
-    return counted[0], end
+    runs = [[counted[0], counted[0] + 1]]
+    for day in counted[1:]:
+        if day == runs[-1][1]:
+            runs[-1][1] += 1
+        else:
+            runs.append([day, day + 1])
+    start, end = max(runs, key=lambda run: run[1] - run[0])  # the fewest raw days around it; the first of equals
+    return start, end
 
 
 def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:

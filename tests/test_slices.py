@@ -154,7 +154,7 @@ def test_rows_added_to_a_counted_day_take_it_out_of_the_slices_until_it_is_count
     ).fetchall()
     assert sorted(touched) == sorted((fdim, NOW) for fdim in prisme_lite.sliced_filters("blog.example.com"))
     q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
-    assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, day)  # the first run of counted days
+    assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, day)  # the longest run of counted days
     now = answers(conn, "blog.example.com", params)
     assert now == raw_answers(conn, "blog.example.com", params, monkeypatch)
     assert now["pageviews"][1] != before["pageviews"][1]
@@ -312,3 +312,20 @@ def test_the_writer_counts_the_slices_in_its_own_maintenance(tmp_path, monkeypat
     params = [("from", "now-30d/d"), ("country", "FR")]
     assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
     app.ctx.close()
+
+
+def test_a_touched_early_day_leaves_the_longer_run_after_it_counted(tmp_path, monkeypatch):
+    path = tmp_path / "prisme.db"
+    store(path, month_of_events(seed=6))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    day = NOW // DAY - 25
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    store(path, [late_pageview(day * DAY + 5 * MINUTE, country="DE")])
+    params = [("from", "now-30d/d"), ("country", "DE")]
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
+    assert prisme_lite.rollup_days(conn, q) == (day + 1, NOW // DAY)  # 24 days after it, not the 5 before
+    found = answers(conn, "blog.example.com", params)
+    assert found == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert "/late" in found["top-pages"][0]
+    conn.close()
