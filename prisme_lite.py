@@ -136,7 +136,11 @@ WRITER_BATCH = 512  # waiting jobs committed together at most
 # and GIL hand-offs with the request threads).
 FOLD_DELAY = 0.02
 GATHER_BYTES = 256 << 10  # no gathering once this much journal waits: it folds at once
-JOURNAL_CHUNK = 1 << 20  # bytes of journal folded in one transaction at most (some 2,500 events)
+# Bytes of journal folded in one transaction at most (some 5,000 events). A transaction writes each index page it
+# changes once, however many of its rows land there (the tails of sessions_referrer, events_hour_referrer, …), so a
+# bigger one folds faster: a drain of 50,000 events (bench.timed_fold) 8,600 -> 11,900 events/s on an empty database
+# from 1 to 2 MiB, 4,100 -> 4,800 at 10 M; 4 MiB did 15,200 / 5,500 but held 22 MB more while it folded, 2 MiB 9 MB.
+JOURNAL_CHUNK = 2 << 20
 JOURNAL_ROTATE = 16 << 20  # start a new journal file once this much is folded
 JOURNAL_BACKLOG = 64 << 20  # refuse events (503) rather than let the journal outgrow a database that is down
 WAKE, STOP = "wake", "stop"  # writer signals; jobs are tuples
