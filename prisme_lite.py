@@ -3796,8 +3796,10 @@ def seal_days(conn: sqlite3.Connection, now: int) -> int:
 
 # Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
 # has beyond whole days (a partial first or last day) is read from the raw rows; a filter reads raw rows, but for
-# one value of a sliced filter, whose counted days come from its slices.
-# Both parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
+# one value of a sliced filter, whose counted days come from its slices. A metric that adds rows up (not distinct
+# visitors) may take a partial edge day whole and subtract the raw rows of the part outside the window, when that
+# part is the shorter: a window from 05:00 thirty days back reads 5 hours of raw rows, not 19.
+# All parts yield rows (k, v0[, v1]) that one outer query adds up, so the answer is the same either way.
 ALL_SITES = (
     "WITH RECURSIVE s(site) AS (SELECT min(site) FROM daily_counts"
     " UNION ALL SELECT (SELECT min(site) FROM daily_counts WHERE site > s.site) FROM s WHERE s.site IS NOT NULL)"
@@ -3815,11 +3817,13 @@ def slice_of(q: StatsQuery) -> tuple[str, str] | None:
     return name, values[0]
 
 
-def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | None:
+def rollup_days(conn: sqlite3.Connection, q: StatsQuery, subtract: bool = False) -> tuple[int, int] | None:
     """The UTC days [first, last) the daily counts answer for q (its slices, when it is filtered), or None.
 
     A day is taken whole when it lies in the window, or when the window reaches the time of the query (nothing is
-    stored later than its arrival, so the rest of today is empty). A filtered query takes the longest run of days its
+    stored later than its arrival, so the rest of today is empty). With `subtract` (a metric that adds rows up), a
+    partial day at an edge is taken whole too when the part of it outside the window holds less time than the part
+    inside: raw_parts then subtracts the outside part's raw rows. A filtered query takes the longest run of days its
     slices have counted (slice_days), and reads the others from raw rows: a day touched by late rows (an import, a
     clock) splits the run, and the days after it, often the most, stay counted.
     """
@@ -3827,6 +3831,8 @@ def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | No
         return None
     first = -(-q.start // DAY_MS)
     last = -(-q.end // DAY_MS) if q.end >= q.now else q.end // DAY_MS
+    if subtract:
+        first, last = subtracted_edges(q, first, last)
     if first >= last or not q.filters:
         return (first, last) if first < last else None
     if (sliced := slice_of(q)) is None:
@@ -3846,12 +3852,36 @@ def rollup_days(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | No
     return start, end
 
 
-def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[StatsQuery]:
-    """The windows left to read from raw rows: all of q, or its edges around the days of the daily counts."""
+def subtracted_edges(q: StatsQuery, first: int, last: int) -> tuple[int, int]:
+    """first and last (rollup_days) moved out by a day at each edge whose partial day is more inside the window than
+    outside it, counted in time that can hold rows (up to q.now). Only where the window holds that day's whole rest
+    (or whole beginning): a window within one day is read as it is."""
+    start_day, end_day = q.start // DAY_MS, q.end // DAY_MS
+    if q.start % DAY_MS and (q.end >= (start_day + 1) * DAY_MS or q.end >= q.now):
+        inside = min((start_day + 1) * DAY_MS, q.now) - q.start
+        if q.start - start_day * DAY_MS < inside:
+            first = start_day
+    if q.end < q.now and q.end % DAY_MS and q.start <= end_day * DAY_MS:
+        outside = min((end_day + 1) * DAY_MS, q.now) - q.end
+        if outside < q.end - end_day * DAY_MS:
+            last = end_day + 1
+    return first, last
+
+
+def raw_parts(q: StatsQuery, days: tuple[int, int] | None) -> list[tuple[StatsQuery, int]]:
+    """The windows left to read from raw rows, each with its sign: all of q (+1), or its edges around the days of
+    the daily counts, +1 for a part of the window beyond them, -1 for a part of a whole day outside the window."""
     if days is None:
-        return [q]
-    edges = ((q.start, days[0] * DAY_MS), (days[1] * DAY_MS, q.end))
-    return [replace(q, start=start, end=end) for start, end in edges if start < end]
+        return [(q, 1)]
+    begin, end = days[0] * DAY_MS, days[1] * DAY_MS
+    parts = []
+    if q.start != begin:
+        parts.append((replace(q, start=min(q.start, begin), end=max(q.start, begin)), 1 if q.start < begin else -1))
+    if end < q.end:
+        parts.append((replace(q, start=end, end=q.end), 1))
+    elif q.end < end and q.end < q.now:  # a last day taken whole (subtracted_edges): the rest of it is not stored
+        parts.append((replace(q, start=q.end, end=end), -1))
+    return parts
 
 
 def daily_site(q: StatsQuery, alias: str) -> tuple[str, list]:
@@ -3887,11 +3917,14 @@ def rolled_up(
     conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
     raw_values: str, dims: tuple[str, ...], daily_key: str, totals: str, tail: str = "", tail_params: tuple = (),
 ) -> list[tuple]:  # fmt: skip
-    """Rows (k, totals) over the daily counts of `dims` on `days` and the raw rows of `scope` around them."""
+    """Rows (k, totals) over the daily counts of `dims` on `days` and the raw rows of `scope` around them (less
+    those of a whole day's part outside the window); `raw_values` names one sum per dim, v0, v1, …"""
     parts, params = [], []
-    for part in raw_parts(q, days):
+    for part, sign in raw_parts(q, days):
         source, where, where_params = scope(part)
-        parts.append(f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k")
+        rows = f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k"
+        negated = ", ".join(f"-v{n} AS v{n}" for n in range(len(dims)))
+        parts.append(rows if sign > 0 else f"SELECT k, {negated} FROM ({rows})")
         params += where_params
     if days is not None:
         sql, daily_params = daily_rows(q, days, dims, daily_key)
@@ -3907,7 +3940,8 @@ def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple
     `totals` of a bucket, or a function of the source that says them in its dialect."""
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
-        days = rollup_days(conn, q) if q.step % DAY_MS == 0 else None  # a bucket of hours: no daily count answers it
+        # a bucket of hours: no daily count answers it
+        days = rollup_days(conn, q, subtract=True) if q.step % DAY_MS == 0 else None
         found = rolled_up(
             conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"),
             totals if isinstance(totals, str) else totals(q.source),
@@ -3922,7 +3956,8 @@ def daily_top(scope: Callable, column: str, dim: str, daily_key: str = "c.value"
 
     def metric(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
         rows = rolled_up(
-            conn, q, rollup_days(conn, q), scope, column, "count(*) AS v0", (dim,), daily_key, "sum(v0) AS n",
+            conn, q, rollup_days(conn, q, subtract=True), scope, column, "count(*) AS v0", (dim,), daily_key,
+            "sum(v0) AS n",
             "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
         )  # fmt: skip
         return [row[0] for row in rows], [row[1] for row in rows]
@@ -3951,7 +3986,7 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
 
     days = rollup_days(conn, q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
     ids, params = [], []
-    for part in raw_parts(q, days):
+    for part, _sign in raw_parts(q, days):  # every sign +1: distinct visitors do not subtract
         where, where_params = event_where(part, kinds)
         raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
         ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM {EVENTS_TABLE.rows(q)} WHERE {where}")
@@ -4033,7 +4068,7 @@ def live_count(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
 def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
     visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
-    days = rollup_days(conn, q)
+    days = rollup_days(conn, q, subtract=True)
     found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
     pageviews = found[0][1] if found else 0
     found = rolled_up(

@@ -17,6 +17,8 @@ WINDOWS = [
     {"from": "now-20d/d", "to": "now-3d-5h"},  # a partial last day, in the past
     {"from": "now-7d/d"},  # buckets of hours for the series
     {"from": "now-1y"},  # buckets of 14 days
+    {"from": "now-30d-7h"},  # a first day more inside the window than outside: its slices less 5 hours of raw rows
+    {"from": "now-10d-9h", "to": "now-2d/d+23h"},  # both edges so
 ]
 SLICED = [
     ("blog.example.com", "country", "FR"),
@@ -69,7 +71,7 @@ def answers(conn, site, params):
 
 def raw_answers(conn, site, params, monkeypatch):
     with monkeypatch.context() as patch:
-        patch.setattr(prisme_lite, "rollup_days", lambda conn, q: None)
+        patch.setattr(prisme_lite, "rollup_days", lambda conn, q, subtract=False: None)
         return answers(conn, site, params)
 
 

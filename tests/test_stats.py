@@ -468,6 +468,13 @@ def test_partial_days_and_filters_read_raw_rows_through_the_time_indexes(month):
         {"from": "now-6d/d", "to": "now/d+1d"},  # the dashboard's 7 days, in buckets of hours too
         {"from": "now-1y"},  # buckets of 14 days
         {"from": "now-6h"},  # less than a day: raw rows only
+        # a partial edge day more inside the window than outside: whole, less the raw rows outside (subtracted_edges)
+        {"from": "now-30d-7h"},  # from 05:00: the first day less its 5 hours before
+        {"from": "now-20d/d", "to": "now-3d+6h"},  # to 18:00: the last day less its 6 hours after
+        {"from": "now-10d-9h", "to": "now-2d/d+23h"},  # both edges
+        {"from": "now-9h"},  # today from 03:00: today's counts less 00:00-03:00
+        {"from": "now-30h", "to": "now-1h"},  # yesterday from 06:00, today to an hour ago
+        {"from": "now-1d-3h", "to": "now-1d+9h"},  # within one day: raw rows only
     ],
 )
 @pytest.mark.parametrize("site", [None, "blog.example.com", "*.shop.example"])
@@ -476,7 +483,7 @@ def test_daily_counts_answer_exactly_what_raw_rows_do(month, monkeypatch, window
     conn = month[0].ctx.read()
     q = prisme_lite.parse_stats_query([*window.items(), *([("site", site)] if site else [])], NOW)
     with_counts = {name: prisme_lite.METRICS[name](conn, q) for name in WEB_METRICS}
-    monkeypatch.setattr(prisme_lite, "rollup_days", lambda conn, q: None)
+    monkeypatch.setattr(prisme_lite, "rollup_days", lambda conn, q, subtract=False: None)
     for name in WEB_METRICS:
         assert with_counts[name] == prisme_lite.METRICS[name](conn, q), (name, window, site)
     assert with_counts["overview"][1][1] > 0
