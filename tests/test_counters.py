@@ -323,6 +323,46 @@ def test_a_checked_token_is_trusted_only_until_it_expires(server, client, regist
     assert server.rows("SELECT count FROM counters") == [{"count": 1}]
 
 
+def test_a_new_configuration_applies_to_the_next_increment(server, client, registered, clock):
+    """Clients are kept in memory once looked up (CounterClients): configure forgets them, so the next increment reads
+    the new pages and actions, never the ones it replaced."""
+    token = token_for(client)
+    assert increment(client, token, page="intro").json == {"count": 1}
+    assert ("id", registered["clientId"]) in server.ctx.counter_clients.known  # looked up once, then kept
+    client.post_json(
+        "/api/v1/configure", {**registered, "validPageIds": ["outro"], "validActionIds": ["likes"]}, status=200
+    )
+    assert not server.ctx.counter_clients.known
+    refused = increment(client, token, page="guide", status=404).json
+    assert refused == {"error": "guide is not a page configured for this client"}
+    increment(client, token, action="claps", page="outro", status=404)
+    assert increment(client, token, page="outro").json == {"count": 1}
+    assert server.rows("SELECT page_id, count FROM counters ORDER BY page_id") == [
+        {"page_id": "intro", "count": 1}, {"page_id": "outro", "count": 1},
+    ]  # fmt: skip
+
+
+def test_a_client_is_kept_only_when_it_was_read_after_the_last_change(server, registered):
+    """A lookup that began before a change (configure's commit) does not keep what it read: it may be the old row."""
+    clients = server.ctx.counter_clients
+    clients.changed()
+    read = clients.read
+
+    def read_then_change():
+        conn = read()
+        clients.changed()  # the write commits after the lookup took its generation
+        return conn
+
+    clients.read = read_then_change
+    assert clients.find("id", registered["clientId"])["id"] == registered["clientId"]
+    assert not clients.known  # not kept: read before the change's end
+    clients.read = read
+    assert clients.find("id", registered["clientId"])["id"] == registered["clientId"]
+    assert ("id", registered["clientId"]) in clients.known  # read after it: kept
+    assert clients.find("domain", "nobody.example") is None
+    assert ("domain", "nobody.example") not in clients.known
+
+
 def test_another_clients_token_is_refused(server, client, admin, registered):
     other = register(client, admin, domain="other.example").json
     client.post_json("/api/v1/configure", {**other, "validPageIds": ["intro"], "validActionIds": ["likes"]})
