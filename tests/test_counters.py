@@ -157,6 +157,25 @@ def test_a_token_counts_once_per_action_and_page_per_15_minutes(server, client, 
     assert sum(row["count"] for row in series) == 3
 
 
+def test_a_replay_is_answered_from_the_claims_the_writer_committed(server, client, registered, clock, monkeypatch):
+    """CounterClaims: a replay within the 15 minutes answers the latest committed count without asking the database;
+    a claim it does not hold (an earlier process's, or forgotten) is asked of the database as before."""
+    token, other = token_for(client), token_for(client, ip="203.0.113.77")
+    assert increment(client, token).json == {"count": 1}
+    assert increment(client, other).json == {"count": 2}
+    asked = []
+    read_claim = prisme_lite.counted_already
+    monkeypatch.setattr(prisme_lite, "counted_already", lambda *args: asked.append(args[4]) or read_claim(*args))
+    assert increment(client, token).json == {"count": 2}  # the count the other token's increment committed
+    assert asked == []
+    server.ctx.counter_claims.claims.clear()  # as after a restart, or past LIMIT
+    assert increment(client, token).json == {"count": 2}
+    assert asked == [server.ctx.verified_tokens[token]["jti"]]  # the reader's claim, once; nothing counted again
+    clock[0] += 16 * 60_000
+    assert increment(client, other).json == {"count": 3}  # its claim is over, in memory as in the database
+    assert server.rows("SELECT count FROM counters") == [{"count": 3}]
+
+
 def test_counts_and_claims_survive_a_restart(make_server, clock):
     first = make_server()
     admin = {"Authorization": f"Bearer {first.ctx.admin_token()}"}
