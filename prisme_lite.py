@@ -7716,7 +7716,8 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
     the writer and the caches live in one process, and a kill -9 of this pid leaves nothing behind. Its event loop
     holds idle and slow connections without a Python thread each; `threads` Python threads run the requests.
     """
-    signal.signal(signal.SIGTERM, stop_on_signal)  # SIGINT already raises KeyboardInterrupt
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_on_signal)
     if config["server"] == "waitress":
         import waitress.server
 
@@ -7729,7 +7730,8 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
             clear_untrusted_proxy_headers=False,
         )
         try:
-            server.run()  # returns after SIGTERM or Ctrl-C, once the worker threads have finished their requests
+            if not STOPPING.is_set():  # a stop asked during start-up whose KeyboardInterrupt was lost
+                server.run()  # returns after SIGTERM or Ctrl-C, once the worker threads have finished their requests
         except KeyboardInterrupt:
             pass
         finally:
@@ -7764,7 +7766,7 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
         worker.serve_mtr(_new_cbscheduler(loop, granian_callback(app, running), impl_asyncio=False), loop, shutdown)
         # The Rust worker serves on threads of its own. A signal may be delivered to any of them, and then Python
         # runs its handler only when this thread next wakes: so it wakes a few times a second.
-        while True:
+        while not STOPPING.is_set():
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
@@ -7788,7 +7790,14 @@ def give_back_freed_memory() -> None:
         pass
 
 
+# A stop was asked (SIGTERM, SIGINT). The KeyboardInterrupt stop_on_signal raises can be lost: raised where Python
+# ignores exceptions (seen: in an import's module-lock callback, while granian's modules load at start), it is
+# printed and dropped, and the server would serve on until killed. The server's loop ends on this as well.
+STOPPING = threading.Event()
+
+
 def stop_on_signal(signum: int, frame: Any) -> None:
+    STOPPING.set()
     raise KeyboardInterrupt
 
 
@@ -7818,7 +7827,9 @@ def serve(config: dict) -> int:
     gc.freeze()
     give_back_freed_memory()
     access_log = AccessLog() if config["access_log"] else None
-    signal.signal(signal.SIGTERM, stop_on_signal)  # from here on, a stop is a clean one
+    STOPPING.clear()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # from here on, a stop is a clean one
+        signal.signal(signum, stop_on_signal)
     try:
         print(
             f"prisme-lite {__version__} listening on {base_url} (database {config['db']}, {config['server']}"

@@ -123,6 +123,31 @@ def test_sigterm_keeps_every_acknowledged_event(run, tmp_path, server):
     assert sorted(stored) == sorted(acknowledged)
 
 
+@pytest.mark.parametrize("server", ["granian", "waitress"])
+def test_a_stop_whose_interrupt_was_lost_still_stops_the_server(tmp_path, server):
+    """A signal's KeyboardInterrupt raised where Python ignores exceptions is printed and dropped (seen: during an
+    import at start-up, then the server served on until killed); STOPPING, which the handler sets first, ends the
+    server's loop all the same. A watchdog SIGTERM after 10 s ends a server that would not stop by itself."""
+    import signal
+
+    config = prisme_lite.load_config({"db": str(tmp_path / "prisme.db"), "server": server}, environ={})
+    sock = prisme_lite.listen("127.0.0.1", 0)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    watchdog = threading.Timer(10, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        prisme_lite.STOPPING.set()  # as stop_on_signal leaves it when its KeyboardInterrupt is lost
+        watchdog.start()
+        started = time.monotonic()
+        prisme_lite.run_http_server(lambda environ, start_response: [b""], sock, config)
+        assert time.monotonic() - started < 5
+    finally:
+        watchdog.cancel()
+        prisme_lite.STOPPING.clear()
+        sock.close()
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
 def test_sigterm_under_load_loses_no_acknowledged_event(run, tmp_path):
     process = run("--rate-limit", "0")
     acknowledged = []
