@@ -3930,8 +3930,9 @@ def rolled_up(
     for part, sign in raw_parts(q, days):
         source, where, where_params = scope(part)
         rows = f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k"
-        negated = ", ".join(f"-v{n} AS v{n}" for n in range(len(dims)))
-        parts.append(rows if sign > 0 else f"SELECT k, {negated} FROM ({rows})")
+        if sign < 0:
+            rows = f"SELECT k, {', '.join(f'-v{n} AS v{n}' for n in range(len(dims)))} FROM ({rows})"
+        parts.append(rows)
         params += where_params
     if days is not None:
         sql, daily_params = daily_rows(q, days, dims, daily_key)
@@ -7716,8 +7717,7 @@ def run_http_server(app: Callable, sock: socket.socket, config: dict) -> None:
     the writer and the caches live in one process, and a kill -9 of this pid leaves nothing behind. Its event loop
     holds idle and slow connections without a Python thread each; `threads` Python threads run the requests.
     """
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop_on_signal)
+    catch_stop_signals()
     if config["server"] == "waitress":
         import waitress.server
 
@@ -7801,6 +7801,12 @@ def stop_on_signal(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def catch_stop_signals() -> None:
+    """SIGTERM and SIGINT stop the server (stop_on_signal)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_on_signal)
+
+
 def raise_file_limit() -> None:
     """Each open connection is a file descriptor: allow as many as the hard limit lets, up to MAX_CONNECTIONS."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -7828,8 +7834,7 @@ def serve(config: dict) -> int:
     give_back_freed_memory()
     access_log = AccessLog() if config["access_log"] else None
     STOPPING.clear()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # from here on, a stop is a clean one
-        signal.signal(signum, stop_on_signal)
+    catch_stop_signals()  # from here on, a stop is a clean one
     try:
         print(
             f"prisme-lite {__version__} listening on {base_url} (database {config['db']}, {config['server']}"
