@@ -2248,8 +2248,10 @@ def parse_json(data: bytes, what: str = "body") -> Any:
         if text.startswith("\ufeff"):  # as json.loads refuses it; the decoder alone would not check
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         value = STRICT_JSON.decode(text)
-        # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database.
-        TEXT_JSON.encode(value).encode("utf-8")
+        # Lone surrogates (\ud800) parse but cannot be stored as UTF-8: find them now, not in the database. Only
+        # an escape makes one (the UTF-8 decoder refuses an encoded surrogate), so text without `\u` has none.
+        if "\\u" in text:
+            TEXT_JSON.encode(value).encode("utf-8")
     except UnicodeDecodeError:
         raise Rejected(400, f"{what} is not valid UTF-8") from None
     except UnicodeEncodeError:
@@ -2293,15 +2295,20 @@ def check_properties(props: Any) -> str | None:
         )
     if len(props) > MAX_PROPERTIES:
         raise Rejected(400, f"{len(props)} properties is over the limit of {MAX_PROPERTIES}")
-    for key, value in props.items():
+    for key in props:
         if not printable(key, MAX_PROPERTY_KEY_LENGTH):
             raise Rejected(
                 400, f"property name {key[:80]!r} must be 1 to {MAX_PROPERTY_KEY_LENGTH} printable characters"
             )
-        size = len(TEXT_JSON.encode(value).encode("utf-8"))
-        if size > MAX_PROPERTY_VALUE_BYTES:
-            raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
-    return JOURNAL_ENCODER.encode(props) if props else None  # compact, as the journal writes it
+    stored = JOURNAL_ENCODER.encode(props)  # compact, as the journal writes it
+    # A value's size is counted as TEXT_JSON writes it, with a space after each separator: at most twice its
+    # compact size, which `stored` holds. So only a long `stored` can hold a value over the limit.
+    if 2 * len(stored.encode("utf-8")) > MAX_PROPERTY_VALUE_BYTES:
+        for key, value in props.items():
+            size = len(TEXT_JSON.encode(value).encode("utf-8"))
+            if size > MAX_PROPERTY_VALUE_BYTES:
+                raise Rejected(400, f"property {key!r} is {size} bytes, over the limit of {MAX_PROPERTY_VALUE_BYTES}")
+    return stored if props else None
 
 
 def printable(value: Any, most: int = MAX_NAME_LENGTH, least: int = 1) -> bool:

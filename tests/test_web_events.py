@@ -565,6 +565,30 @@ def test_urls_are_read_as_a_browser_reads_them(server, client):
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("v" * 1022, True),  # 1,024 bytes with its quotes: the limit
+        ("v" * 1023, False),
+        ("é" * 511, True),  # bytes, not characters
+        ("é" * 512, False),
+        ([0] * 256, True),  # counted with a space after each comma: 768 bytes, 513 compact
+        ([0] * 342, False),  # 1,026 bytes spaced, 685 compact: compact size alone would pass it
+        ({"a": [[1, 2]] * 100}, True),
+        ({"a": [[1, 2]] * 200}, False),
+    ],
+)
+def test_a_property_value_is_at_most_1024_bytes_of_json(server, client, value, stored):
+    body = json.dumps({"small": 1, "v": value})
+    headers = {**browser(), "Content-Type": "application/json"}
+    answer = client.post("/api/v1/events/custom/signup", body, headers=headers, status=200 if stored else 400)
+    if stored:
+        assert [json.loads(row["props"]) for row in server.events()] == [{"small": 1, "v": value}]
+    else:
+        assert "property 'v' is" in answer.json["error"] and "over the limit of 1024" in answer.json["error"]
+        assert server.events() == []
+
+
 @pytest.mark.parametrize("key", ["a\x00b", "a\rb", "a\nb", "\x1b[31mred", "del\x7f"])
 def test_property_names_with_control_characters_are_refused(server, client, key):
     """A property name is an identifier; a value is free text, stored as sent (issue 18.7)."""
