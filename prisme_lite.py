@@ -6683,6 +6683,7 @@ def retry_dead_letters(config: dict) -> int:
             return 0
         conn = connect(db, config["synchronous"])
         try:
+            record_for_mirror(conn)
             appliers = journal_appliers(config)
             conn.execute("BEGIN IMMEDIATE")
             stored = set(json.loads(get_meta(conn, "dead_letters_stored") or "[]"))  # by a retry cut short
@@ -6950,6 +6951,17 @@ def prepare_mirror(conn: sqlite3.Connection) -> None:
     if get_meta(conn, "node_id") is None:
         set_meta(conn, "node_id", "node-" + secrets.token_hex(4))
     conn.execute("COMMIT")
+
+
+def record_for_mirror(conn: sqlite3.Connection) -> None:
+    """A command that writes rows with the server stopped (import, dead-letters retry) records its changes for the
+    mirror as the writer does, when the mirror was on when the server last ran: a row it changes (a session that goes
+    on) or one keyed by text (a checkout, a day's counter) is shipped at the server's next start. New rows of the id
+    tables need nothing: the mirror finds them from its position. Off, the server's next start with the mirror on
+    finds what changed by time (prepare_mirror)."""
+    if get_meta(conn, "mirror_position") is not None and get_meta(conn, "mirror_off_since") is None:
+        for trigger in mirror_triggers():
+            conn.execute(trigger)
 
 
 def note_mirror_off(conn: sqlite3.Connection) -> None:
@@ -7535,6 +7547,7 @@ def import_logs(config: dict, paths: list[str], fmt: str | None, site: str | Non
         combined = [log_file.path for log_file in files if log_file.format == "combined"]
         if combined and site_host is None:
             raise CommandError(f"import: {combined[0]} is a combined log, which names no host: give --site SITE")
+        record_for_mirror(conn)
         importer = Importer(conn, config, site_host)
         events_before, sessions_before = (
             conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0] for table in ("events", "sessions")

@@ -6,12 +6,16 @@ import json
 import random
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 from conftest import CHROME, cli, migrated_from, new_token
+from test_journal import FIXED_RELEASE, without_status
 from test_reliability import Load, request
+from test_storage import web_event, write_unfolded
 
 import prisme_lite
 
@@ -438,3 +442,27 @@ def test_an_older_database_gets_the_mirrors_table(tmp_path):
     migrated_from(tmp_path / "prisme.db", 8, "mirror_pending")
     with sqlite3.connect(tmp_path / "prisme.db") as conn:
         assert conn.execute("SELECT count(*) FROM mirror_pending").fetchone() == (0,)
+
+
+def test_a_dead_letter_stored_by_a_retry_reaches_clickhouse_with_the_session_it_joined(clickhouse, run, tmp_path):
+    """dead-letters retry runs with the server stopped: the visit its line goes on with is shipped again."""
+    db = tmp_path / "prisme.db"
+    database, url = initialised(clickhouse)
+    mirrored = ("--rate-limit", "0", "--clickhouse-url", url, "--node-id", "n1")
+    assert cli("init", db=db).returncode == 0
+    write_unfolded(db, [web_event(0), without_status(7), web_event(14)])  # one visitor's visit; 7 cannot be stored
+    process = run(*mirrored, db=db)
+    found = wait_mirrored(clickhouse, database, "n1", db)
+    assert [row[8] for row in found["sessions"]] == [2]
+    assert process.stop() == 0
+    fixed_release = tmp_path / "fixed_release.py"
+    fixed_release.write_text(FIXED_RELEASE)
+    retried = subprocess.run(
+        [sys.executable, str(fixed_release), "dead-letters", "retry", "--db", str(db)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert retried.stdout == "stored 1 of 1 dead letter\n", retried.stderr
+    process = run(*mirrored, db=db)
+    found = wait_mirrored(clickhouse, database, "n1", db)
+    assert [row[8] for row in found["sessions"]] == [3]  # as SQLite has it: the visit went on
+    assert process.stop() == 0
