@@ -79,7 +79,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -109,6 +109,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     8: lambda: schema_part("@mirror"),  # 9: the ClickHouse mirror's pending rows
     9: lambda: schema_part("@slices"),  # 10: the daily counts per filter value (SealDays fills them in the background)
     10: lambda: schema_part("@sessionless"),  # 11: an index of the events stored without a session
+    11: lambda: schema_part("@prefixes"),  # 12: today's slices up to the last hour (PrefixSlices)
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -3040,6 +3041,7 @@ class WebEventStore:
                 row.pageviews += 1
         insert_rows(conn, "sessions", SESSION_COLUMNS, list(map(SESSION_ROW, sessions.values())), UPSERT_SESSIONS)
         insert_rows(conn, "events", EVENT_COLUMNS, list(map(EVENT_ROW, kept)))
+        forget_prefixes(conn, kept)
         counts: Counter = Counter()
         seen = count_events(counts, kept)
         for session_id, (was, now) in before.items():
@@ -3644,6 +3646,25 @@ def sliced_values(fdim: str) -> str:
     return f"= '{SLICED_VALUE[fdim]}'" if fdim in SLICED_VALUE else "IS NOT NULL"
 
 
+def slice_event_counts(fdim: str, rows: str, lead: tuple[str, ...] = ()) -> list[str]:
+    """SELECT [lead…,] f, d, v, n: the counts of events (visitors aside) per value f of the filter `fdim`, as
+    rollup_recount counts them, over `rows` (FROM events e … WHERE …, with the filter's value not NULL); a statement
+    per dim or two. `lead`: columns selected and grouped by before f."""
+    e = SLICED_FILTERS[fdim][0]
+    first = ", ".join((*lead, e))
+    by = ", ".join(str(n) for n in range(1, len(lead) + 2))
+    return [
+        f"SELECT {first}, 'pageviews', '', count(*) {rows} AND e.kind = 'pageview' GROUP BY {by}",
+        *(
+            f"SELECT {first}, '{column}', e.{column}, count(*) {rows} AND e.kind = 'pageview'"
+            f" AND e.{column} IS NOT NULL GROUP BY {by}, {len(lead) + 3}"
+            for column in ROLLUP_EVENT_DIMS
+        ),
+        f"SELECT {first}, e.kind, e.name, count(*) {rows} AND e.kind != 'pageview' AND e.name IS NOT NULL"
+        f" GROUP BY {by}, {len(lead) + 2}, {len(lead) + 3}",
+    ]
+
+
 def slice_recount(fdim: str) -> list[str]:
     """SELECT f, d, v, n: the daily counts of one site's day (parameters: site, start, end, for each FROM) per value f
     of the filter `fdim`, as rollup_recount counts them for the whole site; a statement per dim or three, each a step
@@ -3652,17 +3673,12 @@ def slice_recount(fdim: str) -> list[str]:
     only = sliced_values(fdim)
     events = f"FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {e} {only}"
     sessions = f"FROM sessions WHERE site = ? AND started_at >= ? AND started_at < ? AND {s} {only}"
+    pageviews, *others = slice_event_counts(fdim, events)
     return [
-        f"SELECT {e}, 'pageviews', '', count(*) {events} AND e.kind = 'pageview' GROUP BY 1",
+        pageviews,
         f"SELECT {e}, 'visitors', '', count(DISTINCT e.visitor_id) {events} AND e.kind = 'pageview'"
         f" AND {SALTED_ID.format('e.visitor_id')} GROUP BY 1",
-        *(
-            f"SELECT {e}, '{column}', e.{column}, count(*) {events} AND e.kind = 'pageview'"
-            f" AND e.{column} IS NOT NULL GROUP BY 1, 3"
-            for column in ROLLUP_EVENT_DIMS
-        ),
-        f"SELECT {e}, e.kind, e.name, count(*) {events} AND e.kind != 'pageview' AND e.name IS NOT NULL"
-        " GROUP BY 1, 2, 3",
+        *others,
         f"SELECT {s}, 'sessions', '', count(*) {sessions} GROUP BY 1 UNION ALL"
         f" SELECT {s}, 'bounces', '', sum(pageviews = 1) {sessions} GROUP BY 1 UNION ALL"
         f" SELECT {s}, 'duration', '', sum(last_seen - started_at) {sessions} GROUP BY 1",
@@ -3808,6 +3824,153 @@ def seal_days(conn: sqlite3.Connection, now: int) -> int:
     return sealer.sealed
 
 
+# Prefixes (schema.sql, slice_prefixes): today's slices up to the last whole hour, for the filters on an event's own
+# column, so that a filtered view reads today's raw rows from that hour on only. Counts of events alone: a visitor
+# id may change (a login) and a session goes on, so visitors and sessions are read raw as before.
+PREFIX_FILTERS = tuple(name for name, (_e, join, _s) in SLICED_FILTERS.items() if not join and name not in SLICED_VALUE)
+PREFIX_DIMS = frozenset(("pageviews", *ROLLUP_EVENT_DIMS, "custom", "outbound", "download"))
+PREFIX_DELAY_MS = 5 * MINUTE_MS  # an hour is added this long after it ends: lines acknowledged in it are stored by then
+
+
+# `check`: each complete prefix against a recount of the events it counts, (site, filter, value, dim, value, n).
+PREFIX_RECOUNT = " UNION ALL ".join(
+    sql
+    for fdim in PREFIX_FILTERS
+    for sql in slice_event_counts(
+        fdim,
+        "FROM slice_prefixes p JOIN events e ON e.site = p.site AND e.ts >= p.day * 86400000 AND e.ts < p.until"
+        f" WHERE p.fdim = '{fdim}' AND p.complete = 1 AND {SLICED_FILTERS[fdim][0]} IS NOT NULL",
+        ("p.site", "p.fdim"),
+    )
+)
+PREFIX_STORED = (
+    f"SELECT k.site, k.fdim, k.fvalue, {SLICE_DIM_NAME.replace('t.dim', 'c.dim')}, c.value, c.n"
+    " FROM slice_prefix_counts c JOIN slice_keys k ON k.id = c.slice"
+    " JOIN slice_prefixes p ON p.site = k.site AND p.fdim = k.fdim AND p.complete = 1 WHERE c.n != 0"
+)
+PREFIXES_RECOUNTED = (
+    f"WITH stored (site, fdim, fvalue, dim, value, n) AS ({PREFIX_STORED}),"
+    f" recount (site, fdim, fvalue, dim, value, n) AS ({PREFIX_RECOUNT})"
+    " SELECT fdim || ' ' || fvalue || ' ' || dim || ' ' || value FROM (SELECT * FROM stored EXCEPT SELECT * FROM"
+    " recount UNION ALL SELECT * FROM (SELECT * FROM recount WHERE n != 0 EXCEPT SELECT * FROM stored)) LIMIT 5"
+)
+
+
+def prefix_counts(fdim: str) -> list[str]:
+    """SELECT f, d, v, n of one site's events in [start, end) (parameters: site, start, end), by PrefixSlices."""
+    rows = f"FROM events e WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {SLICED_FILTERS[fdim][0]} IS NOT NULL"
+    return slice_event_counts(fdim, rows)
+
+
+def forget_prefixes(conn: sqlite3.Connection, events: list[WebEvent]) -> None:
+    """Events stored (the one place they are: WebEventStore) inside a prefix of their site delete it, in the same
+    transaction: one statement a batch, by each site's earliest and latest event (a batch with rows on both sides of
+    a prefix and none in it deletes it too; it is counted again). Deleted events do it by a trigger (schema.sql)."""
+    spans: dict[str, list[int]] = {}
+    for event in events:
+        span = spans.setdefault(event["site"], [event["ts"], event["ts"]])
+        span[0], span[1] = min(span[0], event["ts"]), max(span[1], event["ts"])
+    if spans:
+        conn.execute(
+            "DELETE FROM slice_prefixes WHERE "
+            + " OR ".join(["(site = ? AND until > ? AND day * 86400000 <= ?)"] * len(spans)),
+            [value for site, (first, last) in spans.items() for value in (site, first, last)],
+        )
+
+
+class PrefixSlices:
+    """Writer maintenance: keep each site's prefixes of today (PREFIX_FILTERS) up to the last whole hour that ended
+    PREFIX_DELAY_MS ago. A prefix that holds today goes on by the hours since its end, in one transaction; one that
+    does not (a new day, a first start, a late row's trigger deleted it) is counted from the start of the day again,
+    a statement a transaction (complete = 0 meanwhile, and a row stored before `until` still deletes it)."""
+
+    def __init__(self) -> None:
+        self.steps: Iterator[None] | None = None
+        self.checked_at: int | None = None
+
+    def reset(self) -> None:
+        self.steps, self.checked_at = None, None
+
+    def __call__(self, conn: sqlite3.Connection, now: int) -> bool:
+        if self.steps is None:
+            if self.checked_at is not None and now - self.checked_at < MAINTENANCE_INTERVAL * 1000:
+                return False
+            self.checked_at = now
+            self.steps = self._steps(conn, now)
+        if next(self.steps, False) is False:
+            self.steps = None
+            return False
+        return True
+
+    @staticmethod
+    def _steps(conn: sqlite3.Connection, now: int) -> Iterator[None]:
+        until = (now - PREFIX_DELAY_MS) // HOUR_MS * HOUR_MS
+        day = until // DAY_MS
+        if until == day * DAY_MS:  # no hour of today is over yet: yesterday's prefix serves until it is
+            return
+        kept = {(site, fdim): (d, u, complete) for site, fdim, d, u, complete in conn.execute(
+            "SELECT site, fdim, day, until, complete FROM slice_prefixes")}  # fmt: skip
+        for (site,) in conn.execute(ALL_SITES).fetchall():
+            for fdim in (name for name in PREFIX_FILTERS if name in sliced_filters(site)):
+                d, u, complete = kept.get((site, fdim), (None, None, 0))
+                if d == day and complete and u >= until:
+                    continue
+                if d == day and complete:  # the hours since it ended, added in this transaction
+                    add_to_prefix(conn, site, fdim, u, until)
+                    conn.execute("UPDATE slice_prefixes SET until = ? WHERE site = ? AND fdim = ?", (until, site, fdim))
+                else:
+                    yield from count_prefix(conn, site, fdim, day, until)
+                yield
+
+
+def prefix_slices(conn: sqlite3.Connection, site: str, fdim: str, values: set[str]) -> dict[str, int]:
+    """The slice_keys ids of these values of one site's filter, made where missing."""
+    conn.executemany("INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
+                     [(site, fdim, value) for value in values])  # fmt: skip
+    return dict(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
+
+
+def add_to_prefix(conn: sqlite3.Connection, site: str, fdim: str, start: int, end: int,
+                  statements: list[str] | None = None) -> None:  # fmt: skip
+    """Add the counts of one site's events in [start, end) to its prefix of `fdim` (`statements` of
+    prefix_counts(fdim), all by default)."""
+    for sql in statements if statements is not None else prefix_counts(fdim):
+        counts = [row for row in conn.execute(sql, (site, start, end)).fetchall() if row[3]]
+        if counts:
+            slices = prefix_slices(conn, site, fdim, {row[0] for row in counts})
+            conn.executemany(
+                "INSERT INTO slice_prefix_counts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                [(slices[f], SLICE_DIM[d], v, n) for f, d, v, n in counts],
+            )
+
+
+def count_prefix(conn: sqlite3.Connection, site: str, fdim: str, day: int, until: int) -> Iterator[None]:
+    """Count one site's prefix of `fdim` from the start of `day` to `until`, a statement a step; it is complete
+    after the last, unless a row stored or deleted before `until` meanwhile deleted it (it is counted again)."""
+    conn.execute(
+        "DELETE FROM slice_prefix_counts WHERE slice IN (SELECT id FROM slice_keys WHERE site = ? AND fdim = ?)",
+        (site, fdim),
+    )
+    conn.execute("INSERT OR REPLACE INTO slice_prefixes VALUES (?, ?, ?, ?, 0)", (site, fdim, day, until))
+    for sql in prefix_counts(fdim):
+        yield
+        if conn.execute("SELECT 1 FROM slice_prefixes WHERE site = ? AND fdim = ?", (site, fdim)).fetchone() is None:
+            return  # deleted by a row stored in it: the next round counts it again
+        add_to_prefix(conn, site, fdim, day * DAY_MS, until, [sql])
+    conn.execute("UPDATE slice_prefixes SET complete = 1 WHERE site = ? AND fdim = ?", (site, fdim))
+
+
+def count_prefixes(conn: sqlite3.Connection, now: int) -> None:
+    """Bring every prefix up to `now` at once (bench, tests), a step a transaction as the writer does; `conn` is in
+    autocommit mode."""
+    prefixes = PrefixSlices()
+    more = True
+    while more:
+        conn.execute("BEGIN IMMEDIATE")
+        more = prefixes(conn, now)
+        conn.execute("COMMIT")
+
+
 # Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window
 # has beyond whole days (a partial first or last day) is read from the raw rows; a filter reads raw rows, but for
 # one value of a sliced filter, whose counted days come from its slices. A metric that adds rows up (not distinct
@@ -3927,14 +4090,57 @@ def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key:
     return sql, [*dims, *table_params, *site_params, *dims, *days]
 
 
+def prefix_of(conn: sqlite3.Connection, q: StatsQuery) -> tuple[int, int] | None:
+    """(day, until) of the complete prefix of q's slice (q has one filter of PREFIX_FILTERS, one value), or None."""
+    if not q.source.daily_counts or (sliced := slice_of(q)) is None or sliced[0] not in PREFIX_FILTERS:
+        return None
+    return conn.execute(
+        "SELECT day, until FROM slice_prefixes WHERE site = ? AND fdim = ? AND complete = 1", (q.site, sliced[0])
+    ).fetchone()
+
+
+def split_at_prefix(
+    parts: list[tuple[StatsQuery, int]], day: int, until: int
+) -> tuple[list[tuple[StatsQuery, int]], bool]:
+    """The raw parts with a prefix's time [start of `day`, until) taken out of the part that holds it whole, and
+    whether one did; a part subtracted (-1) is left as it is."""
+    start = day * DAY_MS
+    for n, (part, sign) in enumerate(parts):
+        if sign > 0 and part.start <= start and until <= part.end:
+            around = [(replace(part, end=start), 1)] if part.start < start else []
+            around += [(replace(part, start=until), 1)] if until < part.end else []
+            return parts[:n] + around + parts[n + 1 :], True
+    return parts, False
+
+
+def prefix_rows(q: StatsQuery, day: int, dims: tuple[str, ...], key: str) -> tuple[str, list]:
+    """SELECT k, v0[, v1]: the prefix counts of `dims` of q's slice, as daily_rows reads the slices of a day."""
+    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
+    codes = tuple(SLICE_DIM[dim] for dim in dims)
+    sql = (
+        f"SELECT {key} AS k, {values} FROM (SELECT ? AS site, dim, ? AS day, value, n FROM slice_prefix_counts"
+        f" WHERE slice = ({SLICE_KEY})) c WHERE c.dim IN ({placeholders(codes)})"
+    )
+    return sql, [*codes, q.site, day, q.site, *slice_of(q), *codes]
+
+
 def rolled_up(
     conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
     raw_values: str, dims: tuple[str, ...], daily_key: str, totals: str, tail: str = "", tail_params: tuple = (),
+    prefixed: bool = False,
 ) -> list[tuple]:  # fmt: skip
     """Rows (k, totals) over the daily counts of `dims` on `days` and the raw rows of `scope` around them (less
-    those of a whole day's part outside the window); `raw_values` names one sum per dim, v0, v1, …"""
+    those of a whole day's part outside the window); `raw_values` names one sum per dim, v0, v1, …; with
+    `prefixed` (raw rows of events, counted by whole days), today's prefix stands for the raw rows it counts."""
     parts, params = [], []
-    for part, sign in raw_parts(q, days):
+    raw = raw_parts(q, days)
+    if prefixed and set(dims) <= PREFIX_DIMS and (prefix := prefix_of(conn, q)) is not None:
+        raw, prefix_part = split_at_prefix(raw, *prefix)
+        if prefix_part:
+            sql, prefix_params = prefix_rows(q, prefix[0], dims, daily_key)
+            parts.append(sql)
+            params += prefix_params
+    for part, sign in raw:
         source, where, where_params = scope(part)
         rows = f"SELECT {raw_key} AS k, {raw_values} FROM {source} WHERE {where} AND k IS NOT NULL GROUP BY k"
         if sign < 0:
@@ -3959,7 +4165,7 @@ def daily_series(scope: Callable, time_column: str, raw_values: str, dims: tuple
         days = rollup_days(conn, q, subtract=True) if q.step % DAY_MS == 0 else None
         found = rolled_up(
             conn, q, days, scope, bucket_of(q, time_column), raw_values, dims, day_bucket_of(q, "c"),
-            totals if isinstance(totals, str) else totals(q.source),
+            totals if isinstance(totals, str) else totals(q.source), prefixed=q.step % DAY_MS == 0,
         )  # fmt: skip
         return bucket_keys(q, dict(found))
 
@@ -3973,7 +4179,7 @@ def daily_top(scope: Callable, column: str, dim: str, daily_key: str = "c.value"
         rows = rolled_up(
             conn, q, rollup_days(conn, q, subtract=True), scope, column, "count(*) AS v0", (dim,), daily_key,
             "sum(v0) AS n",
-            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,),
+            "HAVING n > 0 ORDER BY n DESC, k LIMIT ?", (q.limit,), prefixed=True,
         )  # fmt: skip
         return [row[0] for row in rows], [row[1] for row in rows]
 
@@ -4084,7 +4290,9 @@ def overview(conn: sqlite3.Connection, q: StatsQuery) -> tuple:
     """The window's totals: visitors, pageviews, sessions, bounce rate (%) and average visit (seconds)."""
     visitors = distinct_visitors(conn, q, ("pageview",), per_bucket=False).get(0, 0)
     days = rollup_days(conn, q, subtract=True)
-    found = rolled_up(conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)")
+    found = rolled_up(
+        conn, q, days, events_scope(), "0", "count(*) AS v0", ("pageviews",), "0", "sum(v0)", prefixed=True
+    )
     pageviews = found[0][1] if found else 0
     found = rolled_up(
         conn, q, days, sessions_scope, "0",
@@ -4134,7 +4342,7 @@ register(Family(
         noscript_custom_event, noscript_outbound_link, noscript_file_download,
     ),
     applier=lambda config: WebEventStore(config["session_timeout"] * MINUTE_MS),
-    maintenance=(lambda config: ForgetSaltedVisitors(), lambda config: SealDays()),
+    maintenance=(lambda config: ForgetSaltedVisitors(), lambda config: SealDays(), lambda config: PrefixSlices()),
     exports={
         "events": ("events", "ts", "", "rowid"),
         "pageview": ("events", "ts", "kind = 'pageview'", "rowid"),
@@ -4163,6 +4371,7 @@ register(Family(
          f" FROM (SELECT * FROM ({ROLLUP_RECOUNT} UNION ALL {VISITORS_RECOUNT}) WHERE n != 0"
          " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
         ("the slices of each counted day add up to its daily counts", SLICES_ADD_UP),
+        ("today's prefixes equal the events they count", PREFIXES_RECOUNTED),
     ),
     filters=tuple(FILTERS),
     metrics={
@@ -5688,10 +5897,16 @@ def stats(ctx: Context, metric: str) -> dict:
     if share is not None:
         q.site = share.site
     conn, source = stats_reader(ctx)
-    try:
+    snapshot = isinstance(conn, sqlite3.Connection)  # one read of the database: a metric reads tables the writer's
+    try:  # maintenance changes together (a day's slices and the days they count, today's prefix and its end)
+        if snapshot:
+            conn.execute("BEGIN")
         keys, values, *details = measure(conn, replace(q, site_of=ctx.origins.site_of, source=source))
     except ClickHouseError as error:
         raise Rejected(503, f"stats_source is clickhouse: {error}") from None
+    finally:
+        if snapshot and conn.in_transaction:
+            conn.execute("COMMIT")
     report = {"from": iso_time(q.start), "to": iso_time(q.end), "keys": keys, "values": values}
     if details:
         report["details"] = details[0]

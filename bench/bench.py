@@ -794,6 +794,7 @@ def seal(db: str, now: int) -> dict | None:
     """prisme_lite.seal_days over `db` (every closed day's filtered daily counts), timed; None before it exists."""
     if not hasattr(prisme_lite, "seal_days"):
         return None
+    prisme_lite.open_database(db)  # a kept database made by an older schema: brought up to date, as a server would
     conn = sqlite3.connect(db, isolation_level=None)  # autocommit: seal_days runs its own transactions
     try:
         # The generator writes a day's rows minutes before `now`, after the writer may have counted the day, which
@@ -807,7 +808,12 @@ def seal(db: str, now: int) -> dict | None:
         units = prisme_lite.seal_days(conn, now)
         if conn.in_transaction:
             conn.execute("COMMIT")
-        return {"units": units, "seconds": round(time.monotonic() - started, 2)}
+        sealed = {"units": units, "seconds": round(time.monotonic() - started, 2)}
+        if hasattr(prisme_lite, "count_prefixes"):  # today's prefixes, to the last hour, as the writer keeps them
+            started = time.monotonic()
+            prisme_lite.count_prefixes(conn, now)
+            sealed["prefix_seconds"] = round(time.monotonic() - started, 2)
+        return sealed
     finally:
         conn.close()
 

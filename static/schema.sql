@@ -403,3 +403,33 @@ END;
 -- every event of the site in its seconds, once per new session: at 15,000 pageviews/s the writer fell minutes behind.
 CREATE INDEX IF NOT EXISTS events_sessionless ON events (site, visitor_id, ts)
 WHERE session_id IS NULL AND kind != 'pageview';
+
+-- @prefixes (schema version 12) ------------------------------------------------------------------------------------
+-- Today's slices so far, for the filters on an event's own column (country, browser, os, domain, utm-*): each slice's
+-- counts of events from the start of `day` (unix days) to `until` (unix ms, a whole hour), dim and value as in
+-- slice_counts, without visitors (an id a login gives changes an event's) or anything of sessions (a visit goes on).
+-- The writer's maintenance (PrefixSlices) adds each hour once it is over, so that a filtered view reads today's rows
+-- from here up to the last hour, and only the rest raw. An event stored or deleted between the start of `day` and
+-- `until` (an import, a late line, an erasure) deletes its site's prefixes, in the same transaction (forget_prefixes
+-- as the writer stores events, the trigger below as rows are deleted); they are counted again from the start of the
+-- day. Rows of slice_prefix_counts without a prefix are left for PrefixSlices to replace: nothing reads them.
+CREATE TABLE IF NOT EXISTS slice_prefixes (
+    site     TEXT NOT NULL,
+    fdim     TEXT NOT NULL,
+    day      INTEGER NOT NULL,
+    until    INTEGER NOT NULL,
+    complete INTEGER NOT NULL,  -- 0 while PrefixSlices counts it from the start of the day, a statement at a time
+    PRIMARY KEY (site, fdim)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS slice_prefix_counts (
+    slice INTEGER NOT NULL,
+    dim   INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (slice, dim, value)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS event_deleted_from_prefix AFTER DELETE ON events
+WHEN OLD.ts < (SELECT max(until) FROM slice_prefixes)
+    AND OLD.ts >= (SELECT min(day) FROM slice_prefixes) * 86400000 BEGIN
+    DELETE FROM slice_prefixes WHERE site = OLD.site AND OLD.ts >= day * 86400000 AND OLD.ts < until;
+END;

@@ -47,6 +47,7 @@ def store(path, events):
     config = prisme_lite.load_config({"db": str(path), "access_log": "false"}, environ={})
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(prisme_lite, "SealDays", NoSealing)
+        patch.setattr(prisme_lite, "PrefixSlices", NoSealing)  # the same for today's prefixes (count_prefixes)
         app = prisme_lite.make_app(config)
         for event in events:
             app.ctx.writer.append("web", dict(event))
@@ -72,6 +73,7 @@ def answers(conn, site, params):
 def raw_answers(conn, site, params, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(prisme_lite, "rollup_days", lambda conn, q, subtract=False: None)
+        patch.setattr(prisme_lite, "prefix_of", lambda conn, q: None)
         return answers(conn, site, params)
 
 
@@ -311,6 +313,13 @@ def test_the_writer_counts_the_slices_in_its_own_maintenance(tmp_path, monkeypat
             break
         app.ctx.writer.run(lambda conn: None)
     assert counted == expected
+    expected = 2 * len(prisme_lite.PREFIX_FILTERS) - 1  # both sites; domain only for the shop's subdomains
+    for _commit in range(1_000):  # PrefixSlices, in the same maintenance: today's prefixes, complete
+        prefixes = conn.execute("SELECT until FROM slice_prefixes WHERE complete = 1").fetchall()
+        if len(prefixes) == expected:
+            break
+        app.ctx.writer.run(lambda conn: None)
+    assert prefixes == [(NOW - prisme_lite.HOUR_MS,)] * expected  # to 11:00
     params = [("from", "now-30d/d"), ("country", "FR")]
     assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
     app.ctx.close()
@@ -330,4 +339,99 @@ def test_a_touched_early_day_leaves_the_longer_run_after_it_counted(tmp_path, mo
     found = answers(conn, "blog.example.com", params)
     assert found == raw_answers(conn, "blog.example.com", params, monkeypatch)
     assert "/late" in found["top-pages"][0]
+    conn.close()
+
+
+PREFIXED = [case for case in SLICED if case[1] in prisme_lite.PREFIX_FILTERS]
+
+
+@pytest.fixture(scope="module")
+def prefixed(tmp_path_factory):
+    """The month of events with its days counted and today's prefixes up to 11:00 (NOW is 12:00)."""
+    path = tmp_path_factory.mktemp("prefixes") / "prisme.db"
+    store(path, month_of_events(seed=11))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    prisme_lite.count_prefixes(conn, NOW)
+    yield path, conn
+    conn.close()
+
+
+def test_todays_prefixes_are_counted_to_the_last_hour_for_the_filters_on_an_events_column(prefixed):
+    path, conn = prefixed
+    until = NOW - NOW % (3_600_000) - 3_600_000  # 11:00: the hour to 12:00 is not PREFIX_DELAY_MS over
+    assert sorted(conn.execute("SELECT site, fdim, day, until, complete FROM slice_prefixes")) == sorted(
+        (site, fdim, NOW // DAY, until, 1)
+        for site in ("blog.example.com", "*.shop.example")
+        for fdim in prisme_lite.PREFIX_FILTERS
+        if fdim in prisme_lite.sliced_filters(site)
+    )
+    assert conn.execute("SELECT count(*) FROM slice_prefix_counts").fetchone()[0] > 100
+    assert prisme_lite.check(str(path)) == 0
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"from": "now-30d/d"},  # the dashboard's window: today from its prefix and an hour of raw rows
+        {"from": "now/d"},  # today alone
+        {"from": "now-29d"},  # a partial first day, subtracted
+        {"from": "now-7d/d"},  # buckets of hours: the series read raw, the lists from the prefix
+        {"from": "now-2d/d", "to": "now-30m"},  # ends after the prefix
+        {"from": "now/d", "to": "now-90m"},  # ends inside the prefix: raw rows
+        {"from": "now-3h"},  # begins after the start of the day: raw rows
+    ],
+)
+@pytest.mark.parametrize(("site", "name", "value"), PREFIXED)
+def test_a_prefixed_filter_answers_exactly_what_raw_rows_do(prefixed, monkeypatch, window, site, name, value):
+    _path, conn = prefixed
+    params = [*window.items(), (name, value)]
+    assert answers(conn, site, params) == raw_answers(conn, site, params, monkeypatch)
+
+
+def test_the_dashboard_reads_today_from_the_prefix_and_the_last_hour_raw(prefixed):
+    _path, conn = prefixed
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-30d/d"), ("country", "FR")], NOW)
+    for name in ("top-pages", "overview", "pageviews", "top-referrers"):
+        recorder = PlanRecorder(conn)
+        prisme_lite.METRICS[name](recorder, q)
+        assert any(plan.startswith("SEARCH slice_prefix_counts") for plan in recorder.plans), (name, recorder.plans)
+
+
+def test_a_row_stored_or_deleted_in_a_prefix_deletes_it_until_it_is_counted_again(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "prisme.db"
+    store(path, month_of_events(seed=5))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    prisme_lite.count_prefixes(conn, NOW)
+    params = [("from", "now-30d/d"), ("country", "FR")]
+    before = answers(conn, "blog.example.com", params)
+    today = NOW - NOW % DAY
+    store(path, [late_pageview(today + 3 * 3_600_000), late_pageview(NOW - 30 * MINUTE)])  # a late line; one after
+    assert conn.execute("SELECT DISTINCT site FROM slice_prefixes").fetchall() == [("*.shop.example",)]
+    late = answers(conn, "blog.example.com", params)
+    assert late == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert late["pageviews"][1][-1] == before["pageviews"][1][-1] + 2
+    prisme_lite.count_prefixes(conn, NOW)  # counted again from the start of the day
+    assert (
+        conn.execute("SELECT count(*) FROM slice_prefixes WHERE complete = 1").fetchone()[0]
+        == 2 * len([f for f in prisme_lite.PREFIX_FILTERS if f != "domain"]) + 1
+    )
+    assert answers(conn, "blog.example.com", params) == late
+    assert prisme_lite.check(str(path)) == 0
+
+    conn.execute("DELETE FROM events WHERE ts = ?", (today + 3 * 3_600_000,))  # an erasure
+    assert conn.execute("SELECT DISTINCT site FROM slice_prefixes").fetchall() == [("*.shop.example",)]
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    prisme_lite.count_prefixes(conn, NOW + prisme_lite.HOUR_MS)  # and goes on by the hour since
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert prisme_lite.check(str(path)) == 0
+    capsys.readouterr()
+
+    conn.execute(
+        "UPDATE slice_prefix_counts SET n = n + 1"
+        " WHERE (slice, dim, value) = (SELECT slice, dim, value FROM slice_prefix_counts LIMIT 1)"
+    )
+    assert prisme_lite.check(str(path)) == 1
+    assert "problem: today's prefixes equal the events they count: not so for" in capsys.readouterr().out
     conn.close()
