@@ -3812,15 +3812,20 @@ class SealDays:
         return todo  # oldest first: popped from the end
 
 
-def seal_days(conn: sqlite3.Connection, now: int) -> int:
-    """Count every slice SealDays would count by `now`, at once (bench, tests): how many (site, day, filter). `conn`
-    is in autocommit mode (connect()); each step is taken in a transaction of its own, as the writer does."""
-    sealer = SealDays()
+def run_to_the_end(task: Callable[[sqlite3.Connection, int], bool], conn: sqlite3.Connection, now: int) -> None:
+    """Take every step of a writer maintenance task at once (bench, tests), each in a transaction of its own as the
+    writer does; `conn` is in autocommit mode (connect())."""
     more = True
     while more:
         conn.execute("BEGIN IMMEDIATE")
-        more = sealer(conn, now)
+        more = task(conn, now)
         conn.execute("COMMIT")
+
+
+def seal_days(conn: sqlite3.Connection, now: int) -> int:
+    """Count every slice SealDays would count by `now`, at once: how many (site, day, filter)."""
+    sealer = SealDays()
+    run_to_the_end(sealer, conn, now)
     return sealer.sealed
 
 
@@ -3961,14 +3966,8 @@ def count_prefix(conn: sqlite3.Connection, site: str, fdim: str, day: int, until
 
 
 def count_prefixes(conn: sqlite3.Connection, now: int) -> None:
-    """Bring every prefix up to `now` at once (bench, tests), a step a transaction as the writer does; `conn` is in
-    autocommit mode."""
-    prefixes = PrefixSlices()
-    more = True
-    while more:
-        conn.execute("BEGIN IMMEDIATE")
-        more = prefixes(conn, now)
-        conn.execute("COMMIT")
+    """Bring every prefix up to `now` at once, as PrefixSlices would."""
+    run_to_the_end(PrefixSlices(), conn, now)
 
 
 # Reading through the daily counts (schema.sql, daily_counts): whole days come from them, and only what a window

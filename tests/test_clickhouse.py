@@ -6,14 +6,12 @@ import json
 import random
 import re
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 from conftest import CHROME, cli, migrated_from, new_token
-from test_journal import FIXED_RELEASE, without_status
+from test_journal import retry_with_the_fix, without_status
 from test_reliability import Load, request
 from test_storage import web_event, write_unfolded
 
@@ -455,12 +453,7 @@ def test_a_dead_letter_stored_by_a_retry_reaches_clickhouse_with_the_session_it_
     found = wait_mirrored(clickhouse, database, "n1", db)
     assert [row[8] for row in found["sessions"]] == [2]
     assert process.stop() == 0
-    fixed_release = tmp_path / "fixed_release.py"
-    fixed_release.write_text(FIXED_RELEASE)
-    retried = subprocess.run(
-        [sys.executable, str(fixed_release), "dead-letters", "retry", "--db", str(db)],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    retried = retry_with_the_fix(tmp_path, db)
     assert retried.stdout == "stored 1 of 1 dead letter\n", retried.stderr
     process = run(*mirrored, db=db)
     found = wait_mirrored(clickhouse, database, "n1", db)

@@ -39,6 +39,16 @@ def without_status(n):
     return event
 
 
+def retry_with_the_fix(tmp_path, db):
+    """`prisme-lite dead-letters retry` by the later release (FIXED_RELEASE), its command line the real one."""
+    fixed_release = tmp_path / "fixed_release.py"
+    fixed_release.write_text(FIXED_RELEASE)
+    return subprocess.run(
+        [sys.executable, str(fixed_release), "dead-letters", "retry", "--db", str(db)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def dead_letters(db):
     with open(f"{db}.dead-letters", encoding="ascii") as file:
         return [json.loads(line) for line in file]
@@ -133,12 +143,7 @@ def test_a_line_that_cannot_be_applied_is_kept_reported_backed_up_and_stored_onc
     )
     assert [entry["line"] for entry in dead_letters(db)] == [bad_line] and paths(db) == ["/0", "/2"]
 
-    fixed_release = tmp_path / "fixed_release.py"
-    fixed_release.write_text(FIXED_RELEASE)
-    retried = subprocess.run(
-        [sys.executable, str(fixed_release), "dead-letters", "retry", "--db", str(db)],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    retried = retry_with_the_fix(tmp_path, db)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout == "stored 1 of 1 dead letter\n"
     assert sorted(paths(db)) == ["/0", "/1", "/2"]
@@ -154,10 +159,7 @@ def test_a_line_that_cannot_be_applied_is_kept_reported_backed_up_and_stored_onc
     for suffix in ("", ".journal-1", ".dead-letters"):
         os.replace(f"{backup}{suffix}", f"{restored}{suffix}")
     assert paths(restored) == ["/0", "/2"]
-    assert (
-        subprocess.run([sys.executable, str(fixed_release), "dead-letters", "retry", "--db", str(restored)]).returncode
-        == 0
-    )
+    assert retry_with_the_fix(tmp_path, restored).returncode == 0
     assert sorted(paths(restored)) == ["/0", "/1", "/2"]
 
 
