@@ -3695,11 +3695,25 @@ SLICE_KEY = "SELECT id FROM slice_keys WHERE site = ? AND fdim = ? AND fvalue = 
 COUNTING = -1  # slice_days.touched_at of a day SealDays is counting: not read yet, and touch_days still marks it
 
 
-def slice_table(q: StatsQuery, sliced: tuple[str, str]) -> tuple[str, list]:
+def slice_table(q: StatsQuery, sliced: tuple[str, str], prefix_day: int | None = None) -> tuple[str, list]:
     """The slice_counts of q's filter value as a table like daily_counts (site, dim, day, value, n), and its
-    parameters: SQLite flattens it, so that the primary key is searched by slice, dim and day."""
+    parameters: SQLite flattens it, so that the primary key is searched by slice, dim and day. With `prefix_day`:
+    its prefix (slice_prefix_counts), as the counts of that day."""
+    if prefix_day is not None:
+        sql = f"(SELECT ? AS site, dim, ? AS day, value, n FROM slice_prefix_counts WHERE slice = ({SLICE_KEY}))"
+        return sql, [q.site, prefix_day, q.site, *sliced]
     sql = f"(SELECT ? AS site, dim, day, value, n FROM slice_counts WHERE slice = ({SLICE_KEY}))"
     return sql, [q.site, q.site, *sliced]
+
+
+def slice_ids(conn: sqlite3.Connection, site: str, fdim: str, values: set[str], ids: dict[str, int]) -> dict[str, int]:
+    """`ids` (fvalue → slice_keys id of one site's filter, as far as known) with these values in it, made where
+    missing."""
+    if not values <= ids.keys():
+        conn.executemany("INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
+                         [(site, fdim, value) for value in values - ids.keys()])  # fmt: skip
+        ids.update(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
+    return ids
 
 
 def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount: bool) -> Iterator[None]:
@@ -3717,18 +3731,10 @@ def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount
     conn.execute("INSERT OR REPLACE INTO slice_days VALUES (?, ?, ?, ?)", (site, day, fdim, COUNTING))
     window = (site, day * DAY_MS, (day + 1) * DAY_MS)
     ids: dict[str, int] = {}
-
-    def slices_of(values: set[str]) -> dict[str, int]:
-        if not values <= ids.keys():
-            conn.executemany("INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
-                             [(site, fdim, value) for value in values - ids.keys()])  # fmt: skip
-            ids.update(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
-        return ids
-
     for sql in slice_recount(fdim):
         yield
         counts = [row for row in conn.execute(sql, window * (sql.count("?") // 3)).fetchall() if row[3]]
-        slices = slices_of({row[0] for row in counts})
+        slices = slice_ids(conn, site, fdim, {row[0] for row in counts}, ids)
         conn.executemany("INSERT INTO slice_counts VALUES (?, ?, ?, ?, ?)",
                          [(slices[f], SLICE_DIM[d], day, v, n) for f, d, v, n in counts])  # fmt: skip
     yield
@@ -3739,7 +3745,7 @@ def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount
         f" AND {e} {only} AND e.kind = 'pageview' AND NOT ({SALTED_ID.format('e.visitor_id')})",
         window,
     ).fetchall()
-    slices = slices_of({row[0] for row in visitors})
+    slices = slice_ids(conn, site, fdim, {row[0] for row in visitors}, ids)
     conn.executemany("INSERT INTO slice_visitors VALUES (?, ?, ?)", [(slices[f], day, v) for f, v in visitors])
     conn.execute(
         "UPDATE slice_days SET touched_at = NULL WHERE site = ? AND day = ? AND fdim = ? AND touched_at = ?",
@@ -3928,21 +3934,15 @@ class PrefixSlices:
                 yield
 
 
-def prefix_slices(conn: sqlite3.Connection, site: str, fdim: str, values: set[str]) -> dict[str, int]:
-    """The slice_keys ids of these values of one site's filter, made where missing."""
-    conn.executemany("INSERT OR IGNORE INTO slice_keys (site, fdim, fvalue) VALUES (?, ?, ?)",
-                     [(site, fdim, value) for value in values])  # fmt: skip
-    return dict(conn.execute("SELECT fvalue, id FROM slice_keys WHERE site = ? AND fdim = ?", (site, fdim)))
-
-
 def add_to_prefix(conn: sqlite3.Connection, site: str, fdim: str, start: int, end: int,
                   statements: list[str] | None = None) -> None:  # fmt: skip
     """Add the counts of one site's events in [start, end) to its prefix of `fdim` (`statements` of
     prefix_counts(fdim), all by default)."""
+    ids: dict[str, int] = {}
     for sql in statements if statements is not None else prefix_counts(fdim):
         counts = [row for row in conn.execute(sql, (site, start, end)).fetchall() if row[3]]
         if counts:
-            slices = prefix_slices(conn, site, fdim, {row[0] for row in counts})
+            slices = slice_ids(conn, site, fdim, {row[0] for row in counts}, ids)
             conn.executemany(
                 "INSERT INTO slice_prefix_counts VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET n = n + excluded.n",
                 [(slices[f], SLICE_DIM[d], v, n) for f, d, v, n in counts],
@@ -4075,11 +4075,17 @@ def day_bucket_of(q: StatsQuery, alias: str) -> str:
     return bucket_of(q, f"{alias}.day * {DAY_MS}")
 
 
-def daily_rows(q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str) -> tuple[str, list]:
-    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`, q's slices if filtered."""
+def daily_rows(
+    q: StatsQuery, days: tuple[int, int], dims: tuple[str, ...], key: str, prefix: bool = False
+) -> tuple[str, list]:
+    """SELECT k, v0[, v1]: the daily counts of `dims` (one value column each) on `days`, q's slices if filtered;
+    with `prefix`, the prefix of q's slice, on its day (days[0])."""
     values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
     site, site_params = daily_site(q, "c")
-    table, table_params = ("daily_counts", []) if (sliced := slice_of(q)) is None else slice_table(q, sliced)
+    sliced = slice_of(q)
+    table, table_params = (
+        ("daily_counts", []) if sliced is None else slice_table(q, sliced, days[0] if prefix else None)
+    )
     if sliced:
         dims = tuple(SLICE_DIM[dim] for dim in dims)
     sql = (
@@ -4112,17 +4118,6 @@ def split_at_prefix(
     return parts, False
 
 
-def prefix_rows(q: StatsQuery, day: int, dims: tuple[str, ...], key: str) -> tuple[str, list]:
-    """SELECT k, v0[, v1]: the prefix counts of `dims` of q's slice, as daily_rows reads the slices of a day."""
-    values = ", ".join(f"CASE c.dim WHEN ? THEN c.n ELSE 0 END AS v{n}" for n in range(len(dims)))
-    codes = tuple(SLICE_DIM[dim] for dim in dims)
-    sql = (
-        f"SELECT {key} AS k, {values} FROM (SELECT ? AS site, dim, ? AS day, value, n FROM slice_prefix_counts"
-        f" WHERE slice = ({SLICE_KEY})) c WHERE c.dim IN ({placeholders(codes)})"
-    )
-    return sql, [*codes, q.site, day, q.site, *slice_of(q), *codes]
-
-
 def rolled_up(
     conn: sqlite3.Connection, q: StatsQuery, days: tuple[int, int] | None, scope: Callable, raw_key: str,
     raw_values: str, dims: tuple[str, ...], daily_key: str, totals: str, tail: str = "", tail_params: tuple = (),
@@ -4136,7 +4131,7 @@ def rolled_up(
     if prefixed and set(dims) <= PREFIX_DIMS and (prefix := prefix_of(conn, q)) is not None:
         raw, prefix_part = split_at_prefix(raw, *prefix)
         if prefix_part:
-            sql, prefix_params = prefix_rows(q, prefix[0], dims, daily_key)
+            sql, prefix_params = daily_rows(q, (prefix[0], prefix[0] + 1), dims, daily_key, prefix=True)
             parts.append(sql)
             params += prefix_params
     for part, sign in raw:
