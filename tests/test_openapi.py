@@ -10,6 +10,8 @@ import schemathesis
 from conftest import CHROME
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation.meta import ComponentInfo
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import prisme_lite
@@ -26,6 +28,7 @@ OPERATIONS = [
     if mode == GenerationMode.POSITIVE
     or (method != "options" and (operation.get("parameters") or operation.get("requestBody")))
 ]
+POSITIVE = ComponentInfo(GenerationMode.POSITIVE)
 EXAMPLES = 25  # per operation and mode: about 2,000 requests in all, bounded for CI
 STORED = (
     "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM server_events) + (SELECT count(*) FROM widget_events)"
@@ -53,7 +56,11 @@ class Target:
         """Real credentials where the document asks for them, so that valid requests reach the storage code."""
         if case.query and "auth_token" in case.query:
             case.query["auth_token"] = self.public_token
-        headers = {"Authorization": f"Bearer {self.admin}", "User-Agent": CHROME}  # a browser: not dropped as a bot
+        headers = {"User-Agent": CHROME}  # a browser: not dropped as a bot
+        # The admin's token, unless the case negates its headers (leaves Authorization out, say): it then expects a
+        # refusal, and a token added here would make the invalid request an accepted one.
+        if not (case.meta and case.meta.components.get(ParameterLocation.HEADER, POSITIVE).mode.is_negative):
+            headers["Authorization"] = f"Bearer {self.admin}"
         if case.path.startswith("/api/v1/events/") or case.path.startswith("/api/v1/noscript/"):
             headers["Referer"] = "http://localhost/schemathesis"  # a registered page, unless the case says otherwise
         headers.update(case.headers or {})
