@@ -2074,6 +2074,13 @@ def query_value(pairs: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
+def refuse_unknown(pairs: list[tuple[str, str]], known: Iterable[str]) -> None:
+    """400 naming the first parameter a read does not take: a misspelt one would otherwise be silently ignored."""
+    for key, _value in pairs:
+        if key not in known:
+            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
+
+
 class DailySalt:
     """The key of visitor ids: random, rotated at UTC midnight, kept in the database so restarts keep visitors."""
 
@@ -2643,10 +2650,7 @@ def parse_time(expression: str, now: int, name: str) -> int:
 def parse_stats_query(query: list[tuple[str, str]], now: int, default_from: str = "now-7d") -> StatsQuery:
     """from, to, site, limit and the filters (comma lists); every refusal names the parameter."""
     names = stats_filters()
-    known = {"from", "to", "site", "limit", *names}
-    for key, _value in query:
-        if key not in known:
-            raise Rejected(400, f"unknown parameter {key[:40]!r}; known: {', '.join(sorted(known))}")
+    refuse_unknown(query, {"from", "to", "site", "limit", *names})
     start = parse_time(query_value(query, "from") or default_from, now, "from")
     end = parse_time(query_value(query, "to") or "now", now, "to")
     if not start < end or end - start > MAX_WINDOW_MS:
@@ -6612,6 +6616,7 @@ def csv_line(values: list) -> str:
 
 
 def export_window(query: list[tuple[str, str]], now: int) -> tuple[str, str, int, int]:
+    refuse_unknown(query, ("format", "kind", "from", "to"))
     fmt = query_value(query, "format") or "csv"
     dataset = query_value(query, "kind") or "events"
     if fmt not in ("csv", "ndjson"):

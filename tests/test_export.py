@@ -101,6 +101,9 @@ def test_the_export_route_streams_for_the_admin_only(server):
     assert (
         "kind must be one of" in client.get("/api/v1/export?kind=everything", headers=admin, status=400).json["error"]
     )
+    # A misspelt parameter is refused, not ignored: `form=ndjson` would otherwise export every row as CSV.
+    refused = client.get("/api/v1/export?form=ndjson", headers=admin, status=400).json["error"]
+    assert refused == "unknown parameter 'form'; known: format, from, kind, to"
 
 
 def test_export_on_the_command_line(server, tmp_path, capsys):
