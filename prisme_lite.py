@@ -49,6 +49,7 @@ import traceback
 import urllib.error
 import urllib.request
 import zlib
+from array import array
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -79,7 +80,7 @@ GIF_HEADERS = {
     "Cache-Control": "no-store, no-cache, max-age=0, must-revalidate, proxy-revalidate",
 }
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 # MIGRATIONS[n] brings a database from schema version n to n + 1 (SQL, or a function that returns it). Version 0
 # is an empty file, built from schema.sql as a whole.
 MIGRATIONS: dict[int, str | Callable[[], str]] = {
@@ -110,6 +111,7 @@ MIGRATIONS: dict[int, str | Callable[[], str]] = {
     9: lambda: schema_part("@slices"),  # 10: the daily counts per filter value (SealDays fills them in the background)
     10: lambda: schema_part("@sessionless"),  # 11: an index of the events stored without a session
     11: lambda: schema_part("@prefixes"),  # 12: today's slices up to the last hour (PrefixSlices)
+    12: lambda: schema_part("@edges"),  # 13: counted days' visitors by first and last pageview (SealDays adds them)
 }
 MINUTE_MS = 60_000
 # The upper bounds (seconds) of /metrics' request duration histogram: from the pixel's tenths of a millisecond to a
@@ -3609,6 +3611,11 @@ def sliced_filters(site: str) -> list[str]:
     return [name for name in SLICED_FILTERS if name != "domain" or site.startswith(WILDCARD)]
 
 
+def sealed_filters(site: str) -> list[str]:
+    """What SealDays counts a day of a site for: its edges (SITE_EDGES), and its sliced filters."""
+    return [SITE_EDGES, *sliced_filters(site)]
+
+
 SEAL_DELAY_MS = 2 * HOUR_MS  # a day is counted this long after it ends (or after its rows last changed)
 PAGEVIEW_DIMS = ("pageviews", "sessions", "custom", "outbound", "download")  # a day has rows when one of these counts
 
@@ -3720,21 +3727,50 @@ def slice_ids(conn: sqlite3.Connection, site: str, fdim: str, values: set[str], 
     return ids
 
 
+SLICE_DAY_TABLES = ("slice_counts", "slice_visitors", "slice_edges")  # what a (slice, day) has counted
+
+
 def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount: bool) -> Iterator[None]:
     """Count one site's day into the slices of `fdim` (again, when `recount`: its rows changed since), a statement
     at a time: each step runs in the writer transaction of the call that takes it, so that counting a day of a
     large database stalls the writer a fraction of a second at a time. The day is marked COUNTING first; a change to
-    its rows while it is counted leaves it touched (touch_days), and it is counted again later."""
+    its rows while it is counted leaves it touched (touch_days), and it is counted again later. SITE_EDGES has its
+    edges alone: the site's own counts are the daily counts."""
     if recount:  # the primary key leads with the slice, then the dim: a day's rows are found slice by slice
-        for table in ("slice_counts", "slice_visitors"):
-            conn.execute(
-                f"DELETE FROM {table} WHERE slice IN (SELECT id FROM slice_keys WHERE site = ? AND fdim = ?)"
-                " AND day = ?",
-                (site, fdim, day),
-            )
+        forget_slice_day(conn, site, day, fdim, SLICE_DAY_TABLES)
     conn.execute("INSERT OR REPLACE INTO slice_days VALUES (?, ?, ?, ?)", (site, day, fdim, COUNTING))
-    window = (site, day * DAY_MS, (day + 1) * DAY_MS)
+    conn.execute("DELETE FROM edge_days WHERE site = ? AND day = ? AND fdim = ?", (site, day, fdim))
     ids: dict[str, int] = {}
+    if fdim != SITE_EDGES:
+        yield from count_slices(conn, site, day, fdim, ids)
+    yield
+    count_edges(conn, site, day, fdim, ids)
+    conn.execute(
+        "UPDATE slice_days SET touched_at = NULL WHERE site = ? AND day = ? AND fdim = ? AND touched_at = ?",
+        (site, day, fdim, COUNTING),
+    )
+
+
+def forget_slice_day(conn: sqlite3.Connection, site: str, day: int, fdim: str, tables: Iterable[str]) -> None:
+    for table in tables:
+        conn.execute(
+            f"DELETE FROM {table} WHERE slice IN (SELECT id FROM slice_keys WHERE site = ? AND fdim = ?) AND day = ?",
+            (site, fdim, day),
+        )
+
+
+def edge_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, _recount: bool) -> Iterator[None]:
+    """Add its edges to a day whose slices were counted without them (before schema version 13), in one step."""
+    yield
+    if conn.execute("SELECT 1 FROM slice_days WHERE site = ? AND day = ? AND fdim = ? AND touched_at IS NULL",
+                    (site, day, fdim)).fetchone():  # fmt: skip
+        forget_slice_day(conn, site, day, fdim, ("slice_edges",))
+        count_edges(conn, site, day, fdim, {})
+
+
+def count_slices(conn: sqlite3.Connection, site: str, day: int, fdim: str, ids: dict[str, int]) -> Iterator[None]:
+    """The steps of seal_steps that count a day's slice_counts and slice_visitors."""
+    window = (site, day * DAY_MS, (day + 1) * DAY_MS)
     for sql in slice_recount(fdim):
         yield
         counts = [row for row in conn.execute(sql, window * (sql.count("?") // 3)).fetchall() if row[3]]
@@ -3751,10 +3787,96 @@ def seal_steps(conn: sqlite3.Connection, site: str, day: int, fdim: str, recount
     ).fetchall()
     slices = slice_ids(conn, site, fdim, {row[0] for row in visitors}, ids)
     conn.executemany("INSERT INTO slice_visitors VALUES (?, ?, ?)", [(slices[f], day, v) for f, v in visitors])
-    conn.execute(
-        "UPDATE slice_days SET touched_at = NULL WHERE site = ? AND day = ? AND fdim = ? AND touched_at = ?",
-        (site, day, fdim, COUNTING),
+
+
+# Edges (schema.sql, slice_edges): a counted day's visitors by their first and last pageview, for a window's partial
+# past day. SITE_EDGES: the slice_days.fdim and slice_keys.fdim of the whole site's (no filter, value '').
+SITE_EDGES = ""
+
+
+def edge_rows(fdim: str) -> str:
+    """SELECT f, first, last, id: each visitor's first and last pageview of one site's day in ms into it
+    (parameters: the day's start twice, site, start, end), per value f of `fdim`; id is the visitor's when a client
+    gave it, NULL for a day-salted one."""
+    e, join, _s = SLICED_FILTERS.get(fdim, ("''", "", ""))
+    only = sliced_values(fdim) if fdim != SITE_EDGES else "IS NOT NULL"
+    return (
+        f"SELECT {e}, min(e.ts) - ?, max(e.ts) - ?, iif({SALTED_ID.format('e.visitor_id')}, NULL, e.visitor_id)"
+        f" FROM events e{join} WHERE e.site = ? AND e.ts >= ? AND e.ts < ? AND {e} {only} AND e.kind = 'pageview'"
+        f" GROUP BY {e}, e.visitor_id"
     )
+
+
+def edge_times(times: Iterable[int]) -> bytes:
+    """slice_edges' firsts or lasts: the times sorted, 4-byte little-endian, compressed."""
+    packed = array("I", sorted(times))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return zlib.compress(packed.tobytes())
+
+
+def edge_array(blob: bytes) -> array:
+    times = array("I")
+    times.frombytes(zlib.decompress(blob))
+    if sys.byteorder == "big":
+        times.byteswap()
+    return times
+
+
+def edge_holds(blob: bytes | None, n: int, total: int) -> bool:
+    """`check`'s SQL function: whether an edge's times are n times of a day, in order, adding up to `total`."""
+    if blob is None:  # no row: checked by its count
+        return True
+    times = edge_array(blob)
+    in_order = all(a <= b for a, b in itertools.pairwise(times)) and (not times or times[-1] < DAY_MS)
+    return in_order and len(times) == n and sum(times) == total
+
+
+# `check`: every counted (slice, day) holds as many visitors in its edges as its counts have (daily_counts for the
+# site's, slice_counts for a filter's), and its times are in order and add up to the sums kept with them; the site's
+# are recounted from the raw rows (a filter's would be one pass over every event per filter).
+EDGES_HOLD_VISITORS = (
+    "SELECT k.fdim || ' ' || k.fvalue || ' on day ' || d.day FROM slice_days d"
+    " JOIN edge_days x ON x.site = d.site AND x.day = d.day AND x.fdim = d.fdim"
+    " JOIN slice_keys k ON k.site = d.site AND k.fdim = d.fdim"
+    " LEFT JOIN slice_edges e ON e.slice = k.id AND e.day = d.day"
+    " WHERE d.touched_at IS NULL AND (coalesce(e.n, 0) != coalesce(CASE k.fdim"
+    f" WHEN '{SITE_EDGES}' THEN (SELECT n FROM daily_counts c WHERE c.site = d.site AND c.dim = 'visitors'"
+    " AND c.day = d.day AND c.value = '') ELSE (SELECT n FROM slice_counts c WHERE c.slice = k.id"
+    f" AND c.dim = {SLICE_DIM['visitors']} AND c.day = d.day AND c.value = '') END, 0)"
+    " OR NOT edge_holds(e.firsts, e.n, e.first_sum) OR NOT edge_holds(e.lasts, e.n, e.last_sum)) LIMIT 5"
+)
+SITE_EDGES_RECOUNTED = (
+    "SELECT 'day ' || r.day FROM (SELECT site, day, count(*) AS n, sum(f) AS fs, sum(l) AS ls FROM"
+    f" (SELECT site, ts / {DAY_MS} AS day, min(ts) % {DAY_MS} AS f, max(ts) % {DAY_MS} AS l FROM events"
+    f" WHERE kind = 'pageview' AND {SALTED_ID.format('visitor_id')} GROUP BY site, day, visitor_id)"
+    " GROUP BY site, day) r"
+    f" JOIN slice_days d ON d.site = r.site AND d.day = r.day AND d.fdim = '{SITE_EDGES}' AND d.touched_at IS NULL"
+    " JOIN edge_days x ON x.site = d.site AND x.day = d.day AND x.fdim = d.fdim"
+    f" LEFT JOIN slice_keys k ON k.site = r.site AND k.fdim = '{SITE_EDGES}' AND k.fvalue = ''"
+    " LEFT JOIN slice_edges e ON e.slice = k.id AND e.day = r.day"
+    " WHERE e.n IS NOT r.n OR e.first_sum IS NOT r.fs OR e.last_sum IS NOT r.ls LIMIT 5"
+)
+
+
+def count_edges(conn: sqlite3.Connection, site: str, day: int, fdim: str, ids: dict[str, int]) -> None:
+    """Count one site's day into the edges of `fdim`'s slices (`ids`: slice_keys ids known so far)."""
+    start = day * DAY_MS
+    found: dict[str, tuple[array, array, list]] = {}
+    for value, first, last, visitor in conn.execute(edge_rows(fdim), (start, start, site, start, start + DAY_MS)):
+        firsts, lasts, others = found.get(value) or found.setdefault(value, (array("I"), array("I"), []))
+        if visitor is None:
+            firsts.append(first)
+            lasts.append(last)
+        else:
+            others.append([visitor, first, last])
+    slices = slice_ids(conn, site, fdim, set(found), ids)
+    conn.execute("INSERT OR IGNORE INTO edge_days VALUES (?, ?, ?)", (site, day, fdim))
+    conn.executemany(
+        "INSERT INTO slice_edges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(slices[value], day, len(firsts), edge_times(firsts), edge_times(lasts), sum(firsts), sum(lasts),
+          json.dumps(others, separators=(",", ":"))) for value, (firsts, lasts, others) in found.items()],
+    )  # fmt: skip
 
 
 def touch_days(conn: sqlite3.Connection, days: Iterable[tuple[str, int]]) -> None:
@@ -3773,7 +3895,7 @@ class SealDays:
     SEAL_DELAY_MS; forget the slices of days that no longer have rows (pruned)."""
 
     def __init__(self) -> None:
-        self.todo: list[tuple[str, int, str, bool]] = []  # (site, day, fdim, recount), the next last
+        self.todo: list[tuple[Callable, str, int, str, bool]] = []  # (steps, site, day, fdim, recount), next last
         self.steps: Iterator[None] | None = None  # of the one being counted
         self.listed_at: int | None = None
         self.sealed = 0  # (site, day, filter) counted
@@ -3788,37 +3910,43 @@ class SealDays:
                 self.todo, self.listed_at = self._list(conn, now), now
             if not self.todo:
                 return False
-            self.steps = seal_steps(conn, *self.todo.pop())
+            steps, *unit = self.todo.pop()
+            self.steps = steps(conn, *unit)
         if next(self.steps, False) is False:  # its last step taken
             self.steps = None
             self.sealed += 1
         return self.steps is not None or bool(self.todo)
 
     @staticmethod
-    def _list(conn: sqlite3.Connection, now: int) -> list[tuple[str, int, str, bool]]:
+    def _list(conn: sqlite3.Connection, now: int) -> list[tuple[Callable, str, int, str, bool]]:
         over = (now - SEAL_DELAY_MS) // DAY_MS  # days before this one are over
-        sealed: dict[tuple[str, int, str], int | None] = {
-            (site, day, fdim): touched for site, day, fdim, touched in conn.execute("SELECT * FROM slice_days")
-        }
+        sealed: dict[tuple[str, int, str], tuple[int | None, int]] = {
+            (site, day, fdim): (touched, edges) for site, day, fdim, touched, edges in conn.execute(
+                "SELECT d.*, x.day IS NOT NULL FROM slice_days d LEFT JOIN edge_days x USING (site, day, fdim)")
+        }  # fmt: skip
         todo = []
         for (site,) in conn.execute(ALL_SITES).fetchall():
             firsts = [conn.execute("SELECT min(day) FROM daily_counts WHERE site = ? AND dim = ?", (site, dim))
                       .fetchone()[0] for dim in PAGEVIEW_DIMS]  # fmt: skip
             first = min((day for day in firsts if day is not None), default=over)
             if any(key[0] == site and key[1] < first for key in sealed):  # what pruning left of older days
-                for table in ("slice_counts", "slice_visitors"):
+                for table in SLICE_DAY_TABLES:
                     conn.execute(
                         f"DELETE FROM {table} WHERE slice IN (SELECT id FROM slice_keys WHERE site = ?) AND day < ?",
                         (site, first),
                     )
-                conn.execute("DELETE FROM slice_days WHERE site = ? AND day < ?", (site, first))
+                for table in ("slice_days", "edge_days"):
+                    conn.execute(f"DELETE FROM {table} WHERE site = ? AND day < ?", (site, first))
             for day in range(first, over):
-                for fdim in sliced_filters(site):
+                for fdim in sealed_filters(site):
                     key = (site, day, fdim)
-                    if key not in sealed:
-                        todo.append((*key, False))
-                    elif sealed[key] is not None and now - sealed[key] >= SEAL_DELAY_MS:  # touched, or COUNTING
-                        todo.append((*key, True))
+                    touched, edges = sealed.get(key, (None, None))
+                    if edges is None:
+                        todo.append((seal_steps, *key, False))
+                    elif touched is not None and now - touched >= SEAL_DELAY_MS:  # touched, or COUNTING
+                        todo.append((seal_steps, *key, True))
+                    elif touched is None and not edges:
+                        todo.append((edge_steps, *key, False))
         return todo  # oldest first: popped from the end
 
 
@@ -4197,7 +4325,8 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
     """Distinct visitors per bucket of q.step (or in the whole window, key 0), {k: n}.
 
     Day-salted ids never repeat on another day, so their daily counts add up; ids a client gave are counted
-    distinct over daily_visitors and the raw rows of the window's edges together.
+    distinct over daily_visitors and the raw rows of the window's edges together. A partial past day at an edge is
+    counted from its edges (slice_edges) when it has them.
     """
 
     def day_key(alias: str) -> str:
@@ -4205,7 +4334,13 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
 
     days = rollup_days(conn, q) if kinds == ("pageview",) and not (per_bucket and q.step % DAY_MS) else None
     ids, params = [], []
-    for part, _sign in raw_parts(q, days):  # every sign +1: distinct visitors do not subtract
+    parts, salted, given = raw_parts(q, days), Counter(), []
+    if days is not None:
+        parts, salted, given = visitors_at_edges(conn, q, parts, per_bucket)
+    if given:
+        ids.append("SELECT json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS id FROM json_each(?)")
+        params.append(json.dumps(given))
+    for part, _sign in parts:  # every sign +1: distinct visitors do not subtract
         where, where_params = event_where(part, kinds)
         raw_key = bucket_of(q, "e.ts") if per_bucket else "0"
         ids.append(f"SELECT {raw_key} AS k, e.visitor_id AS id FROM {EVENTS_TABLE.rows(q)} WHERE {where}")
@@ -4228,7 +4363,52 @@ def distinct_visitors(conn: sqlite3.Connection, q: StatsQuery, kinds: tuple[str,
         f"SELECT k, sum(n) FROM (SELECT k, count(DISTINCT id) AS n FROM ({' UNION ALL '.join(ids)}) GROUP BY k"
         f"{counted}) GROUP BY k"
     )
-    return dict(conn.execute(sql, params).fetchall())
+    found = Counter(dict(conn.execute(sql, params).fetchall()))
+    found.update(salted)
+    return dict(found)
+
+
+EDGES_OF = (
+    "SELECT e.n, e.firsts, e.lasts, e.others FROM slice_days d"
+    " JOIN edge_days x ON x.site = d.site AND x.day = d.day AND x.fdim = d.fdim"
+    f" LEFT JOIN slice_edges e ON e.slice = ({SLICE_KEY}) AND e.day = d.day"
+    " WHERE d.site = ? AND d.day = ? AND d.fdim = ? AND d.touched_at IS NULL"
+)
+
+
+def visitors_at_edges(
+    conn: sqlite3.Connection, q: StatsQuery, parts: list[tuple[StatsQuery, int]], per_bucket: bool
+) -> tuple[list[tuple[StatsQuery, int]], Counter, list[tuple[int, str]]]:
+    """The raw parts (raw_parts) edges do not answer; for those they do, the day-salted visitors (bucket key → n)
+    and the ids a client gave, [(key, id)]. A part they answer lies within one counted past day and begins at its
+    start (visitors whose first pageview is before the part's end) or ends at its end (last at its start or later)."""
+    sliced = slice_of(q) or ((SITE_EDGES, "") if not q.filters else None)
+    if q.site is None or sliced is None:
+        return parts, Counter(), []
+    left, salted, given = [], Counter(), []
+    for part, sign in parts:
+        day = part.start // DAY_MS
+        start, end = day * DAY_MS, (day + 1) * DAY_MS
+        row = None
+        if part.end <= end and (part.start == start or part.end == end):
+            row = conn.execute(EDGES_OF, (q.site, *sliced, q.site, day, sliced[0])).fetchone()
+        if row is None:  # not counted, or touched since
+            left.append((part, sign))
+            continue
+        n, firsts, lasts, others = row
+        if n is None:  # no pageview of the slice that day
+            continue
+        key = part.start // q.step * q.step if per_bucket else 0
+        if part.start == start:
+            cut = part.end - start
+            salted[key] += bisect.bisect_left(edge_array(firsts), cut)
+            given += [(key, visitor) for visitor, first, _last in json.loads(others) if first < cut]
+        else:
+            cut = part.start - start
+            times = edge_array(lasts)
+            salted[key] += len(times) - bisect.bisect_left(times, cut)
+            given += [(key, visitor) for visitor, _first, last in json.loads(others) if last >= cut]
+    return left, salted, given
 
 
 def visitors_series(kinds: tuple[str, ...]) -> Callable:
@@ -4370,6 +4550,8 @@ register(Family(
          " EXCEPT SELECT * FROM daily_counts WHERE n != 0)) LIMIT 5"),
         ("the slices of each counted day add up to its daily counts", SLICES_ADD_UP),
         ("today's prefixes equal the events they count", PREFIXES_RECOUNTED),
+        ("a counted day's edges hold its visitors, in order", EDGES_HOLD_VISITORS),
+        ("the site's edges are its visitors' first and last pageviews", SITE_EDGES_RECOUNTED),
     ),
     filters=tuple(FILTERS),
     metrics={
@@ -6841,6 +7023,7 @@ def check(db: str) -> int:
     """SQLite's integrity check, then prisme_lite's own invariants; one line each, exit 1 on any problem."""
     conn = connect(db)
     conn.execute("PRAGMA query_only = ON")
+    conn.create_function("edge_holds", 3, edge_holds, deterministic=True)
     problems = 0
     try:
         results = [row[0] for row in conn.execute("PRAGMA integrity_check")]

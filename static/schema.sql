@@ -433,3 +433,31 @@ WHEN OLD.ts < (SELECT max(until) FROM slice_prefixes)
     AND OLD.ts >= (SELECT min(day) FROM slice_prefixes) * 86400000 BEGIN
     DELETE FROM slice_prefixes WHERE site = OLD.site AND OLD.ts >= day * 86400000 AND OLD.ts < until;
 END;
+
+-- @edges (schema version 13) ---------------------------------------------------------------------------------------
+-- A counted day's visitors by the time of their first and of their last pageview, per slice (and for the whole site:
+-- fdim ''), so that a window that begins or ends partway through a past day counts that day's distinct visitors
+-- without reading its rows: those of [t, midnight) are the ones whose last pageview is at t or later. n: the
+-- day-salted visitors; firsts, lasts: their times in ms into the day, sorted, as 4-byte little-endian integers,
+-- zlib-compressed (edge_times in prisme_lite.py); first_sum, last_sum: the sums of those times, for `check`; others:
+-- JSON [[visitor_id, first, last], ...] of the ids a client gave, which are counted distinct over days.
+-- SealDays counts them with a day's slices and lists the day in edge_days; they are read while slice_days has the
+-- day counted, and a day touched later is read raw until counted again, as its slices are. A value with no row on
+-- a day so counted had no pageviews.
+CREATE TABLE IF NOT EXISTS slice_edges (
+    slice     INTEGER NOT NULL,
+    day       INTEGER NOT NULL,
+    n         INTEGER NOT NULL,
+    firsts    BLOB NOT NULL,
+    lasts     BLOB NOT NULL,
+    first_sum INTEGER NOT NULL,
+    last_sum  INTEGER NOT NULL,
+    others    TEXT NOT NULL,
+    PRIMARY KEY (slice, day)
+);
+CREATE TABLE IF NOT EXISTS edge_days (
+    site TEXT NOT NULL,
+    day  INTEGER NOT NULL,
+    fdim TEXT NOT NULL,
+    PRIMARY KEY (site, day, fdim)
+) WITHOUT ROWID;

@@ -81,14 +81,15 @@ def test_every_day_that_is_over_is_counted_for_every_sliced_filter(sealed):
     _path, conn = sealed
     today = NOW // DAY
     counted = conn.execute(
-        "SELECT site, fdim, min(day), max(day), count(*) FROM slice_days WHERE touched_at IS NULL GROUP BY 1, 2"
+        "SELECT site, fdim, min(day), max(day), count(*) FROM slice_days JOIN edge_days USING (site, day, fdim)"
+        " WHERE touched_at IS NULL GROUP BY 1, 2"
     ).fetchall()
     first = {site: day for site, day in conn.execute(
         "SELECT site, min(day) FROM daily_counts WHERE dim = 'pageviews' GROUP BY site")}  # fmt: skip
     assert sorted(counted) == sorted(
         (site, fdim, first[site], today - 1, today - first[site])
         for site in first
-        for fdim in prisme_lite.sliced_filters(site)
+        for fdim in prisme_lite.sealed_filters(site)  # and the site's edges
     )
     assert prisme_lite.seal_days(conn, NOW) == 0  # nothing left to count
 
@@ -156,7 +157,7 @@ def test_rows_added_to_a_counted_day_take_it_out_of_the_slices_until_it_is_count
     touched = conn.execute(
         "SELECT fdim, touched_at FROM slice_days WHERE site = 'blog.example.com' AND day = ?", (day,)
     ).fetchall()
-    assert sorted(touched) == sorted((fdim, NOW) for fdim in prisme_lite.sliced_filters("blog.example.com"))
+    assert sorted(touched) == sorted((fdim, NOW) for fdim in prisme_lite.sealed_filters("blog.example.com"))
     q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
     assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, day)  # the longest run of counted days
     now = answers(conn, "blog.example.com", params)
@@ -166,7 +167,7 @@ def test_rows_added_to_a_counted_day_take_it_out_of_the_slices_until_it_is_count
 
     # counted again only once the day's rows have been left alone for SEAL_DELAY_MS
     assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS - 1) == 0
-    assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS) == len(prisme_lite.sliced_filters("blog.x"))
+    assert prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS) == len(prisme_lite.sealed_filters("blog.x"))
     assert prisme_lite.rollup_days(conn, q) == (NOW // DAY - 30, NOW // DAY)
     assert answers(conn, "blog.example.com", params) == now
     assert prisme_lite.check(str(path)) == 0
@@ -186,7 +187,7 @@ def test_pruned_days_leave_the_slices_and_check_finds_a_wrong_count(tmp_path, mo
     conn.execute("COMMIT")
     prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS)
     assert conn.execute("SELECT count(*) FROM slice_days WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
-    for table in ("slice_counts", "slice_visitors"):
+    for table in prisme_lite.SLICE_DAY_TABLES:
         assert conn.execute(f"SELECT count(*) FROM {table} WHERE day < ?", (cutoff // DAY,)).fetchone() == (0,)
     params = [("from", "now-30d/d"), ("browser", "Chrome")]
     assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
@@ -304,7 +305,7 @@ def test_the_writer_counts_the_slices_in_its_own_maintenance(tmp_path, monkeypat
     clock[0] = NOW + 61_000  # a minute on: the next maintenance lists the month's days
     app.ctx.writer.maintained_at = -math.inf  # as at the writer's start (its minute is on the monotonic clock)
     conn = app.ctx.read()
-    expected = 31 * len(prisme_lite.sliced_filters("blog.example.com"))
+    expected = 31 * len(prisme_lite.sealed_filters("blog.example.com"))
     for _commit in range(20_000):  # a step a commit: 31 days x 9 filters x 20 steps, well inside
         counted = conn.execute(
             "SELECT count(*) FROM slice_days WHERE site = 'blog.example.com' AND touched_at IS NULL"
@@ -434,4 +435,127 @@ def test_a_row_stored_or_deleted_in_a_prefix_deletes_it_until_it_is_counted_agai
     )
     assert prisme_lite.check(str(path)) == 1
     assert "problem: today's prefixes equal the events they count: not so for" in capsys.readouterr().out
+    conn.close()
+
+
+# Edges (schema.sql, slice_edges): a window that begins or ends partway through a counted day takes that day's
+# distinct visitors from the times of their first and last pageviews, the site's own or a slice's.
+# To the start of today at most: the generated visits go on past NOW, which the daily counts of today hold (nothing
+# is stored later than it arrives) and a window to NOW does not. The sliced filters' tests above end at NOW too.
+EDGE_WINDOWS = [
+    {"from": "now-30d", "to": "now/d"},  # a partial first day
+    {"from": "now-29d-13h", "to": "now/d"},
+    {"from": "now-20d-5h", "to": "now-3d-7h"},  # both edges partial
+    {"from": "now-12d/d+20h", "to": "now-1d/d+2h"},  # buckets of a day: each edge in its own
+    {"from": "now-1y", "to": "now-2d-1h"},  # buckets of 14 days, and a first day before the rows
+]
+EDGE_CASES = [
+    ("blog.example.com", None, None),
+    ("*.shop.example", None, None),  # visitor ids the shop's clients give: counted distinct with other days'
+    ("blog.example.com", "country", "FR"),
+    ("blog.example.com", "visit-referrer", "direct"),
+    ("*.shop.example", "domain", "a.shop.example"),
+]
+
+
+def edge_params(window, name, value):
+    return [*window.items(), *([(name, value)] if name else [])]
+
+
+@pytest.mark.parametrize("window", EDGE_WINDOWS)
+@pytest.mark.parametrize(("site", "name", "value"), EDGE_CASES)
+def test_a_partial_day_counts_its_visitors_from_its_edges_as_raw_rows_do(sealed, monkeypatch, window, site, name,
+                                                                         value):  # fmt: skip
+    _path, conn = sealed
+    params = edge_params(window, name, value)
+    assert answers(conn, site, params) == raw_answers(conn, site, params, monkeypatch)
+
+
+@pytest.mark.parametrize("window", EDGE_WINDOWS[:4])
+@pytest.mark.parametrize(("site", "name", "value"), EDGE_CASES)
+def test_the_visitors_of_a_window_between_counted_days_read_no_event(sealed, window, site, name, value):
+    _path, conn = sealed
+    q = prisme_lite.parse_stats_query([("site", site), *edge_params(window, name, value)], NOW)
+    for per_bucket in (False, True) if q.step % DAY == 0 else (False,):  # the overview's, the series' by day
+        recorder = PlanRecorder(conn)
+        prisme_lite.distinct_visitors(recorder, q, ("pageview",), per_bucket)
+        assert not any("events" in plan for plan in recorder.plans), (per_bucket, recorder.plans)
+
+
+def reads_events(conn, q):
+    recorder = PlanRecorder(conn)
+    found = prisme_lite.distinct_visitors(recorder, q, ("pageview",), per_bucket=False)
+    return found, any("events" in plan for plan in recorder.plans)
+
+
+def test_a_touched_day_counts_its_visitors_raw_until_its_edges_are_counted_again(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "prisme.db"
+    store(path, month_of_events(seed=5))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    params = [("from", "now-30d"), ("to", "now/d")]  # its first day from 12:00 (NOW's time of day)
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), *params], NOW)
+    before, read = reads_events(conn, q)
+    assert not read
+
+    monkeypatch.setattr(prisme_lite, "now_ms", lambda: NOW)
+    first_day = NOW // DAY - 30
+    store(path, [late_pageview(first_day * DAY + 13 * 60 * MINUTE, visitor="prisme_00000000000000ab")])  # a new visitor
+    after, read = reads_events(conn, q)
+    assert read and after == {0: before[0] + 1}
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    prisme_lite.seal_days(conn, NOW + prisme_lite.SEAL_DELAY_MS)
+    assert reads_events(conn, q) == (after, False)
+    assert prisme_lite.check(str(path)) == 0
+
+    site, os = (
+        conn.execute(f"SELECT min(id) FROM slice_keys WHERE fdim = '{fdim}'").fetchone()[0] for fdim in ("", "os")
+    )
+    kept = {key: conn.execute("SELECT n, lasts, last_sum FROM slice_edges WHERE slice = ? AND day = ?",
+                              (key, first_day)).fetchone() for key in (site, os)}  # fmt: skip
+    times = list(prisme_lite.edge_array(kept[site][1]))
+    moved = prisme_lite.edge_times([*times[:-1], times[-1] - 1])  # a visitor's last pageview a millisecond earlier
+    held, recounted = "a counted day's edges hold its visitors, in order", "the site's edges are its visitors' first"
+    for key, n, lasts, last_sum, problem in [
+        (site, kept[site][0] + 1, kept[site][1], kept[site][2], held),  # a count
+        (os, kept[os][0] - 1, kept[os][1], kept[os][2], held),  # a filter's count
+        (site, kept[site][0], moved, kept[site][2], held),  # a time, its sum kept
+        (site, kept[site][0], moved, kept[site][2] - 1, recounted),  # and its sum
+    ]:
+        update = "UPDATE slice_edges SET n = ?, lasts = ?, last_sum = ? WHERE slice = ? AND day = ?"
+        conn.execute(update, (n, lasts, last_sum, key, first_day))
+        capsys.readouterr()
+        assert prisme_lite.check(str(path)) == 1
+        assert f"problem: {problem}" in capsys.readouterr().out, (key, n, last_sum)
+        conn.execute(update, (*kept[key], key, first_day))
+    assert prisme_lite.check(str(path)) == 0
+    conn.close()
+
+
+def test_days_counted_before_the_edges_get_them_from_the_writers_maintenance(tmp_path, monkeypatch):
+    """A database of schema version 12, its days counted: the migration leaves them counted, and SealDays adds
+    their edges a day and filter a step (the site's own, which version 12 had not, as a new count)."""
+    path = tmp_path / "prisme.db"
+    store(path, month_of_events(seed=5))
+    conn = prisme_lite.connect(str(path))
+    prisme_lite.seal_days(conn, NOW)
+    conn.executescript(
+        "DELETE FROM slice_days WHERE fdim = ''; DROP TABLE slice_edges; DROP TABLE edge_days; PRAGMA user_version = 12;"
+    )
+    conn.close()
+    prisme_lite.open_database(str(path))
+    conn = prisme_lite.connect(str(path))
+    assert conn.execute("SELECT count(*) FROM edge_days").fetchone() == (0,)
+    q = prisme_lite.parse_stats_query([("site", "blog.example.com"), ("from", "now-30d"), ("to", "now/d")], NOW)
+    assert reads_events(conn, q)[1]
+    units = conn.execute("SELECT count(*) FROM slice_days").fetchone()[0]
+    days = conn.execute("SELECT count(DISTINCT site || day) FROM slice_days").fetchone()[0]
+    assert prisme_lite.seal_days(conn, NOW) == units + days
+    assert conn.execute(
+        "SELECT DISTINCT x.day IS NOT NULL, touched_at FROM slice_days LEFT JOIN edge_days x USING (site, day, fdim)"
+    ).fetchall() == [(1, None)]
+    assert not reads_events(conn, q)[1]
+    params = [("from", "now-30d"), ("to", "now/d"), ("country", "FR")]
+    assert answers(conn, "blog.example.com", params) == raw_answers(conn, "blog.example.com", params, monkeypatch)
+    assert prisme_lite.check(str(path)) == 0
     conn.close()
